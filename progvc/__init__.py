@@ -1,0 +1,68 @@
+"""progvc: progressive generative video compression.
+
+::
+
+    import progvc
+    data = progvc.encode("clip.mp4", n_scales=6)   # bytes
+    frames = progvc.decode(data)                   # (T,H,W,3) uint8; scales not sent are sampled
+    small = progvc.truncate(data, n_scales=3)      # a valid smaller stream, no re-encode
+    progvc.info(small)                             # StreamInfo
+
+``truncate`` and ``info`` work on bytes alone and never import torch. Everything that needs the
+model is imported on first use, so ``import progvc`` is cheap and changes no global state.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .bitstream import truncate
+from .errors import BitstreamError, ConfigError, DeviceError, ProgvcError, VideoError, WeightsError
+from .stream_info import StreamInfo, info
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .codec import Codec, EncodeResult
+
+__version__ = "0.1.0"
+__all__ = [
+    "BitstreamError", "Codec", "ConfigError", "DeviceError", "EncodeResult", "ProgvcError", "StreamInfo",
+    "VideoError", "WeightsError", "decode", "encode", "info", "truncate",
+]
+
+_default: dict[str, Any] = {}
+
+
+def _codec(device: Any = None, name: str | None = None) -> Codec:
+    """A shipped model (the default one when ``name`` is None), loaded once per device."""
+    from .codec import Codec
+    from .devices import resolve_device
+
+    key = (resolve_device(device), name)
+    if key not in _default:
+        _default[key] = Codec.from_pretrained(name, device=key[0])
+    return _default[key]
+
+
+def encode(video: Any, n_scales: int | None = None, **options: Any) -> bytes:
+    """Encode a video path or (T,H,W,3) uint8 array with the default model. See ``Codec.encode``."""
+    device = options.pop("device", None)
+    return _codec(device).encode(video, n_scales, **options)
+
+
+def decode(bitstream: bytes, n_scales: int | None = None, sample: bool = True, seed: int | None = None,
+           **options: Any) -> np.ndarray:
+    """Decode a stream to (T,H,W,3) uint8 frames with the model that made it. See ``Codec.decode``."""
+    from .bitstream import parse_header
+
+    device = options.pop("device", None)
+    return _codec(device, parse_header(bitstream).model_name).decode(bitstream, n_scales, sample, seed, **options)
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("Codec", "EncodeResult"):
+        from . import codec
+
+        return getattr(codec, name)
+    raise AttributeError(f"module 'progvc' has no attribute {name!r}")

@@ -1,0 +1,276 @@
+"""``Codec``: a loaded model that turns videos into progressive streams and back.
+
+::
+
+    video ─► read_video ─► GOPs of T frames ─► Tokenizer.tokenize ─► K token maps (T,h_k,w_k)
+      ─► GopState.run (known tokens) ─► quantised tables ─► ChunkEncoder per scale ─► pack
+
+    bytes ─► unpack ─► per GOP: GopState.run (range-decode scales < n, sample the rest)
+      ─► f_hat ─► Tokenizer.synthesise ─► frames (T,H,W,3) uint8
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import bitstream as bs
+from .coding import GopState
+from .config import CodecConfig
+from .determinism import coding_mode
+from .devices import resolve_device
+from .entropy import ChunkDecoder, ChunkEncoder, cross_entropy_bits, probability_table
+from .errors import BitstreamError, ConfigError, WeightsError
+from .models.context import ContextModel
+from .models.tokenizer import Tokenizer
+from .sampling import SamplingOptions, gop_generator, sample_tokens
+from .weights import load_named, parse_weights, serialize, sha256_hex
+
+
+class CodecModel(nn.Module):
+    """The trainable parts under one state dict: ``tokenizer.*`` and ``context.*``."""
+
+    def __init__(self, config: CodecConfig) -> None:
+        super().__init__()
+        self.tokenizer = Tokenizer(config.tokenizer)
+        self.context = ContextModel(config.context, config.tokenizer)
+
+
+@dataclass(frozen=True)
+class EncodeResult:
+    """A stream and what it cost: ``estimated_bits[k]`` is the model's -sum log2 p for scale k."""
+
+    bitstream: bytes
+    estimated_bits: tuple[float, ...]
+    n_frames: int
+    width: int
+    height: int
+    seconds: float
+
+    @property
+    def bpp(self) -> float:
+        return 8 * len(self.bitstream) / (self.n_frames * self.width * self.height)
+
+
+def tokens_crc(maps: list[torch.Tensor]) -> int:
+    """CRC32 of a chunk's tokens (frame after frame, row-major) as little-endian uint16."""
+    crc = 0
+    for r in maps:
+        crc = zlib.crc32(r.to("cpu").numpy().astype("<u2").tobytes(), crc)
+    return crc
+
+
+class Codec:
+    """Tokenizer + context transformer on one device, ready to encode and decode."""
+
+    def __init__(self, config: CodecConfig, state: dict[str, torch.Tensor] | None = None, *,
+                 device: str | torch.device | None = None, weights_sha256: bytes | None = None,
+                 seed: int = 0) -> None:
+        self.config = config
+        self.device = resolve_device(device)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.model = CodecModel(config)
+        if state is not None:
+            missing, unexpected = self.model.load_state_dict(state, strict=False)
+            if missing or unexpected:
+                raise WeightsError(f"weights do not match config {config.name!r}: missing {missing[:3]}, "
+                                   f"unexpected {unexpected[:3]}")
+        self.weights_sha256 = weights_sha256 or bytes.fromhex(sha256_hex(serialize(self.model.state_dict(),
+                                                                                   config)))
+        self.model.eval().to(self.device)
+
+    @classmethod
+    def from_config(cls, config: CodecConfig, *, seed: int = 0, device: str | torch.device | None = None
+                    ) -> Codec:
+        """A randomly initialised codec (tests, training start)."""
+        return cls(config, device=device, seed=seed)
+
+    @classmethod
+    def from_pretrained(cls, name: str | None = None, device: str | torch.device | None = None) -> Codec:
+        """Load a shipped model from ``weights/`` (the default when ``name`` is None), hash-checked."""
+        config, state, digest = load_named(name)
+        return cls(config, _checked_shapes(config, state, name or "default"), device=device,
+                   weights_sha256=digest)
+
+    @classmethod
+    def from_file(cls, path: str | Path, device: str | torch.device | None = None) -> Codec:
+        """Load a weights file outside the manifest (a training run's output)."""
+        data = Path(path).read_bytes()
+        config, state = parse_weights(data, str(path))
+        return cls(config, _checked_shapes(config, state, str(path)), device=device,
+                   weights_sha256=bytes.fromhex(sha256_hex(data)))
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        return self.model.tokenizer
+
+    @property
+    def context(self) -> ContextModel:
+        return self.model.context
+
+    @property
+    def n_scales(self) -> int:
+        return self.config.tokenizer.n_scales
+
+    @property
+    def gop_size(self) -> int:
+        return self.config.gop_size
+
+    # -- encoding ------------------------------------------------------------------------------
+    def encode(self, video: Any, n_scales: int | None = None, **options: Any) -> bytes:
+        """Encode ``video`` (path or (T,H,W,3) uint8 array) to a stream of ``n_scales`` scales.
+
+        Options: gop_size, fps, size (W,H) for raw .yuv, seed / temperature / top_k / top_p
+        (the decoder's sampling defaults, stored in the stream), temporal (False codes every frame
+        without temporal context), progress.
+        """
+        return self.encode_with_stats(video, n_scales, **options).bitstream
+
+    def encode_with_stats(self, video: Any, n_scales: int | None = None, *, gop_size: int | None = None,
+                          fps: float | Fraction | None = None, size: tuple[int, int] | None = None,
+                          seed: int = 0, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+                          temporal: bool = True, progress: bool = False) -> EncodeResult:
+        from .video_io import read_video
+
+        start = time.perf_counter()
+        clip = read_video(video, size=size, fps=fps)
+        frames = clip.frames
+        n = self._check_scales(n_scales)
+        gop = self._check_gop(gop_size)
+        SamplingOptions(temperature, top_k, top_p)
+        if not 0 <= seed <= bs.MAX_SEED:
+            raise ConfigError(f"seed must be in 0..2**64-1, got {seed}")
+        n_frames, height, width = frames.shape[:3]
+        grids = self.tokenizer.grids(height, width)
+        header = bs.StreamHeader(self.config.name, self.weights_sha256, width, height, n_frames,
+                                 Fraction(clip.fps).limit_denominator(1 << 20), gop, tuple(grids), n, seed,
+                                 temperature, top_k, top_p)
+        bits = np.zeros(n)
+        gops = []
+        with coding_mode():
+            for g in _progress(range(header.n_gops), progress, "encode"):
+                chunk_frames = torch.from_numpy(np.ascontiguousarray(frames[g * gop:(g + 1) * gop]))
+                chunks, gop_bits = self._encode_gop(chunk_frames.to(self.device), grids, n, temporal)
+                gops.append(chunks)
+                bits += gop_bits
+        data = bs.pack(bs.Stream(header, tuple(gops)))
+        return EncodeResult(data, tuple(bits.tolist()), n_frames, width, height, time.perf_counter() - start)
+
+    def _encode_gop(self, frames: torch.Tensor, grids: list, n: int, temporal: bool
+                    ) -> tuple[tuple[bs.Chunk, ...], np.ndarray]:
+        maps = self.tokenizer.tokenize(frames)  # K x (T, h_k, w_k)
+        coders = [ChunkEncoder() for _ in range(n)]
+        bits = np.zeros(n)
+
+        def pick(t: int, k: int, logits: torch.Tensor) -> np.ndarray:
+            tokens = maps[k][t].flatten().cpu().numpy()
+            coders[k].add(tokens, probability_table(logits))
+            bits[k] += cross_entropy_bits(logits, tokens)
+            return tokens
+
+        state = GopState(self.context, self.tokenizer.vq, grids, frames.shape[0], temporal=temporal)
+        state.run(range(n), pick)
+        chunks = tuple(bs.Chunk(tokens_crc(list(maps[k])), coders[k].finish()) for k in range(n))
+        return chunks, bits
+
+    # -- decoding ------------------------------------------------------------------------------
+    def decode(self, bitstream: bytes, n_scales: int | None = None, sample: bool = True,
+               seed: int | None = None, *, temperature: float | None = None, top_k: int | None = None,
+               top_p: float | None = None, temporal: bool = True, partial: bool = False,
+               progress: bool = False) -> np.ndarray:
+        """Decode to frames (T,H,W,3) uint8.
+
+        Scales 1..n are range-decoded (n = ``n_scales`` or every coded scale); with ``sample``
+        the remaining scales are drawn from the context model with ``seed`` (default: the
+        stream's seed) and the stream's temperature / top-k / top-p unless overridden.
+        ``partial=True`` accepts a stream cut short and decodes the GOPs it holds.
+        """
+        stream = bs.unpack(bitstream, partial=partial)
+        h = stream.header
+        self._check_stream(h)
+        n_req = h.coded_scales if n_scales is None else self._check_scales(n_scales)
+        opts = SamplingOptions(h.temperature if temperature is None else temperature,
+                               h.top_k if top_k is None else top_k, h.top_p if top_p is None else top_p)
+        seed = h.seed if seed is None else seed
+        out = []
+        with coding_mode():
+            for g in _progress(range(len(stream.gops)), progress, "decode"):
+                chunks = stream.gops[g][:n_req]
+                rng = gop_generator(seed, g) if sample else None
+                out.append(self._decode_gop(chunks, h, h.gop_frames(g), rng, opts, temporal))
+        if not out:
+            raise BitstreamError("the stream holds no complete chunk to decode; wait for more bytes")
+        return np.concatenate(out)
+
+    def _decode_gop(self, chunks: tuple[bs.Chunk, ...], h: bs.StreamHeader, n_frames: int,
+                    rng: np.random.Generator | None, opts: SamplingOptions, temporal: bool) -> np.ndarray:
+        grids = list(h.grids)
+        decoders = [ChunkDecoder(c.payload) for c in chunks]
+
+        def pick(t: int, k: int, logits: torch.Tensor) -> np.ndarray:
+            if k < len(decoders):
+                return decoders[k].take(probability_table(logits))
+            return sample_tokens(logits, opts, rng)  # type: ignore[arg-type]
+
+        state = GopState(self.context, self.tokenizer.vq, grids, n_frames, temporal=temporal)
+        for k, chunk in enumerate(chunks):
+            state.run(range(k, k + 1), pick)
+            if tokens_crc(list(state.token_maps()[k])) != chunk.crc_tokens:
+                raise BitstreamError(f"scale {k + 1} decoded to tokens that fail their checksum: the stream "
+                                     "is corrupt, or was encoded on another kind of device or dtype whose "
+                                     "probabilities differ; decode it where it was encoded")
+        if rng is not None:
+            state.run(range(len(chunks), len(grids)), pick)
+        frames = self.tokenizer.synthesise(state.f_hat, h.height, h.width)
+        return frames.cpu().numpy()
+
+    # -- checks --------------------------------------------------------------------------------
+    def _check_scales(self, n_scales: int | None) -> int:
+        n = self.n_scales if n_scales is None else n_scales
+        if not isinstance(n, int) or not 1 <= n <= self.n_scales:
+            raise ConfigError(f"n_scales must be an integer in 1..{self.n_scales}, got {n_scales!r}")
+        return n
+
+    def _check_gop(self, gop_size: int | None) -> int:
+        gop = self.gop_size if gop_size is None else gop_size
+        if not isinstance(gop, int) or not 1 <= gop <= bs.MAX_GOP:
+            raise ConfigError(f"gop_size must be an integer in 1..{bs.MAX_GOP}, got {gop_size!r}")
+        return gop
+
+    def _check_stream(self, h: bs.StreamHeader) -> None:
+        if h.model_name != self.config.name or h.weights_sha256 != self.weights_sha256:
+            raise BitstreamError(f"stream was made by model {h.model_name!r} (weights "
+                                 f"{h.weights_sha256.hex()[:12]}), but this codec is {self.config.name!r} "
+                                 f"(weights {self.weights_sha256.hex()[:12]}); decode it with "
+                                 "Codec.from_pretrained of that model")
+        if list(h.grids) != self.tokenizer.grids(h.height, h.width) or h.n_scales != self.n_scales:
+            raise BitstreamError("the stream's scale schedule does not match this model's; the header is corrupt")
+
+
+def _checked_shapes(config: CodecConfig, state: dict[str, torch.Tensor], origin: str) -> dict:
+    """Refuse tensors whose shapes differ from what ``config`` builds, naming the file."""
+    with torch.device("meta"):
+        expected = CodecModel(config).state_dict()
+    bad = [k for k, v in expected.items() if k not in state or tuple(state[k].shape) != tuple(v.shape)]
+    extra = sorted(set(state) - set(expected))
+    if bad or extra:
+        raise WeightsError(f"{origin}: tensors do not match its config (first mismatches: "
+                           f"{(bad + extra)[:3]}); the file is damaged or was saved with another config")
+    return state
+
+
+def _progress(items: range, enabled: bool, desc: str):
+    if not enabled:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, desc=desc, unit="GOP", leave=False)

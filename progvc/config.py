@@ -1,0 +1,105 @@
+"""Hyper-parameters as frozen dataclasses that travel inside the weights file.
+
+A model is always rebuilt from its own config (``CodecConfig.from_json``), never from guessed
+tensor shapes. ``tiny_config()`` is the randomly initialised model the tests use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    """Convolutional autoencoder + multi-scale residual VQ (VAR-style).
+
+    ``stride`` is the total downsampling of the encoder (a power of two); the latent has
+    ``latent_channels`` channels on a ``(H/stride, W/stride)`` grid. ``n_scales`` token maps go from
+    1x1 to the full latent grid (see :mod:`progvc.scales`), all drawing from one shared codebook of
+    ``codebook_size`` entries. ``n_phi`` refinement convolutions are shared across scales.
+    """
+
+    stride: int = 16
+    channels: tuple[int, ...] = (64, 128, 192, 256)
+    latent_channels: int = 32
+    codebook_size: int = 4096
+    n_scales: int = 10
+    n_phi: int = 4
+    phi_mix: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.stride < 1 or self.stride & (self.stride - 1):
+            raise ConfigError(f"tokenizer stride must be a power of two, got {self.stride}")
+        if 2 ** (len(self.channels) - 1) > self.stride:
+            raise ConfigError("tokenizer has more resolution levels than its stride allows")
+        if not 2 <= self.codebook_size <= 65536:
+            raise ConfigError(f"codebook_size must be in 2..65536, got {self.codebook_size}")
+        if not 1 <= self.n_scales <= 32:
+            raise ConfigError(f"n_scales must be in 1..32, got {self.n_scales}")
+
+
+@dataclass(frozen=True)
+class ContextConfig:
+    """Context transformer that predicts p(r_{t,k} | coarser scales, earlier frames).
+
+    ``temporal_window`` earlier frames of the GOP are visible through the sparse block mask
+    (0 disables temporal context: every frame is coded as if it opened a GOP).
+    """
+
+    dim: int = 256
+    depth: int = 4
+    heads: int = 4
+    mlp_ratio: float = 4.0
+    temporal_window: int = 2
+
+    def __post_init__(self) -> None:
+        if self.dim % self.heads:
+            raise ConfigError(f"context dim {self.dim} is not divisible by heads {self.heads}")
+        if not 0 <= self.temporal_window <= 64:
+            raise ConfigError(f"temporal_window must be in 0..64, got {self.temporal_window}")
+
+
+@dataclass(frozen=True)
+class CodecConfig:
+    """Everything needed to rebuild a codec: tokenizer, context model, GOP length, model name."""
+
+    name: str = "progvc-untrained"
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    context: ContextConfig = field(default_factory=ContextConfig)
+    gop_size: int = 8
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.gop_size <= 256:
+            raise ConfigError(f"gop_size must be in 1..256, got {self.gop_size}")
+        if not self.name or len(self.name.encode()) > 64 or not self.name.isascii():
+            raise ConfigError(f"model name must be 1..64 ASCII characters, got {self.name!r}")
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> CodecConfig:
+        try:
+            raw = json.loads(text)
+            tok = raw.pop("tokenizer")
+            tok["channels"] = tuple(tok["channels"])
+            return cls(tokenizer=TokenizerConfig(**tok), context=ContextConfig(**raw.pop("context")), **raw)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"not a valid progvc config ({exc}); rebuild the weights file") from exc
+
+
+def tiny_config(**overrides: object) -> CodecConfig:
+    """A small model for tests: stride 4, 64 codes, 4 scales, a 2-layer transformer."""
+    base = dict(
+        name="progvc-tiny",
+        tokenizer=TokenizerConfig(stride=4, channels=(16, 32), latent_channels=8, codebook_size=64,
+                                  n_scales=4, n_phi=2),
+        context=ContextConfig(dim=32, depth=2, heads=2, mlp_ratio=2.0, temporal_window=2),
+        gop_size=4,
+    )
+    base.update(overrides)
+    return CodecConfig(**base)  # type: ignore[arg-type]

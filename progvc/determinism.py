@@ -1,0 +1,30 @@
+"""Determinism settings live here, applied around coding calls and restored afterwards.
+
+Importing progvc changes no torch flag (DESIGN.md rule 7). :func:`coding_mode` pins what makes
+logits reproducible: no TF32, deterministic cuDNN without autotuning, and one attention backend
+(the math kernel of ``scaled_dot_product_attention``) whatever else is installed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+
+@contextmanager
+def coding_mode() -> Iterator[None]:
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+    try:
+        with torch.inference_mode(), sdpa_kernel(SDPBackend.MATH):
+            yield
+    finally:
+        (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark) = saved

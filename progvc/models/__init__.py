@@ -1,0 +1,1 @@
+"""Neural parts of the codec: the tokenizer (autoencoder + multi-scale residual VQ) and the context model."""

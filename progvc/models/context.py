@@ -1,0 +1,173 @@
+"""The context transformer: p(r_{t,k} | frame t's coarser scales, earlier frames at scales <= k).
+
+Two kinds of elements live on the token grid of every (frame t, scale k):
+
+* **queries** ``x_{t,k}`` (n_k of them): VAR's next-scale input, ``in_proj(down_k(f_hat_{t,<k}))``
+  (a learned start vector for k=0), plus the co-located memory of frame t-1 at scale k, plus
+  scale and 2-D position embeddings. They run through the blocks and predict the n_k tokens.
+* **memory** ``m_{t,k}``: ``mem_proj([e(r_{t,k}), down_k(f_hat_{t,<=k})])`` once scale k of frame t
+  is known. Memory is never updated by the blocks; each block reads it through its own K/V
+  projections, with a learned lag embedding for lag = t - t' in 1..W.
+
+The sparse block mask (:func:`block_mask`) lets query (t,k) see queries (t,j<=k) and memory
+(t-l, j<=k) for l in 1..W. Nothing depends on a finer scale (DESIGN.md rule 2), so any prefix of
+scales decodes exactly. Training runs the whole GOP at once with that mask (``forward``); coding
+runs one (t,k) block at a time with a KV cache (:class:`progvc.coding.ContextState`) and needs
+no mask at all: the cache holds exactly the visible keys.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from timm.layers import Mlp, trunc_normal_
+from torch import nn
+
+from ..config import ContextConfig, TokenizerConfig
+from .quantizer import Grid, resize
+
+
+def grid_positions(grid: Grid, dim: int, device: torch.device) -> torch.Tensor:
+    """2-D sin/cos embedding of normalised cell centres, (h*w, dim): the same for any frame size."""
+    h, w = grid
+    ys = (torch.arange(h, device=device, dtype=torch.float32) + 0.5) / h
+    xs = (torch.arange(w, device=device, dtype=torch.float32) + 0.5) / w
+    yy, xx = torch.meshgrid(ys, xs, indexing="ij")
+    n_freq = dim // 4
+    freqs = torch.exp(torch.arange(n_freq, device=device, dtype=torch.float32) * (math.log(256.0) / n_freq))
+    ang_y = yy.reshape(-1, 1) * freqs * math.pi
+    ang_x = xx.reshape(-1, 1) * freqs * math.pi
+    emb = torch.cat([ang_y.sin(), ang_y.cos(), ang_x.sin(), ang_x.cos()], dim=1)
+    return F.pad(emb, (0, dim - emb.shape[1]))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block whose attention also reads fixed memory elements."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float) -> None:
+        super().__init__()
+        self.heads = heads
+        self.ln1 = nn.LayerNorm(dim)
+        self.ln_mem = nn.LayerNorm(dim)
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(dim, 2 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.ln2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=nn.GELU)
+
+    def split(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, N, D) -> (B, heads, N, D/heads)."""
+        return x.unflatten(-1, (self.heads, -1)).transpose(1, 2)
+
+    def query_kv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """q, k, v of query elements x (B,N,D), each (B,heads,N,D/heads)."""
+        h = self.ln1(x)
+        k, v = self.kv(h).chunk(2, dim=-1)
+        return self.split(self.q(h)), self.split(k), self.split(v)
+
+    def memory_kv(self, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """k, v of memory elements m (B,M,D), each (B,heads,M,D/heads)."""
+        k, v = self.kv(self.ln_mem(m)).chunk(2, dim=-1)
+        return self.split(k), self.split(v)
+
+    def finish(self, x: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+               mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Attend (q over k, v; mask (N, M) True = visible) and apply the MLP."""
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, heads, N, D/heads)
+        x = x + self.proj(a.transpose(1, 2).flatten(2))
+        return x + self.mlp(self.ln2(x))
+
+
+class ContextModel(nn.Module):
+    def __init__(self, cfg: ContextConfig, tok: TokenizerConfig) -> None:
+        super().__init__()
+        self.cfg, self.tok = cfg, tok
+        d, c = cfg.dim, tok.latent_channels
+        self.in_proj = nn.Linear(c, d)
+        self.sos = nn.Parameter(torch.zeros(d))
+        self.scale_emb = nn.Parameter(torch.zeros(tok.n_scales, d))
+        self.mem_proj = nn.Linear(2 * c, d)
+        self.lag_emb = nn.Parameter(torch.zeros(max(1, cfg.temporal_window), d))
+        self.prev_proj = nn.Linear(d, d)
+        self.intra = nn.Parameter(torch.zeros(d))
+        self.blocks = nn.ModuleList(Block(d, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.depth))
+        self.norm = nn.LayerNorm(d)
+        self.head = nn.Linear(d, tok.codebook_size)
+        for p in (self.sos, self.scale_emb, self.lag_emb, self.intra):
+            trunc_normal_(p, std=0.02)
+        self.apply(self._init)
+
+    @staticmethod
+    def _init(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            trunc_normal_(m.weight, std=0.02)
+            nn.init.zeros_(m.bias)
+
+    # -- element construction (shared by training and coding) ---------------------------------
+    def query_input(self, f_hat_prev: torch.Tensor | None, k: int, grid: Grid,
+                    prev_mem: torch.Tensor | None) -> torch.Tensor:
+        """Query elements of one (t,k) block, (B, n_k, D).
+
+        f_hat_prev: f_hat_{t,<k} (B,C,h,w), None for k=0. prev_mem: memory m_{t-1,k} (B,n_k,D)
+        of the previous frame on the same grid, None when frame t opens the temporal context.
+        """
+        dev = self.sos.device
+        if k == 0 or f_hat_prev is None:
+            n = grid[0] * grid[1]
+            b = 1 if prev_mem is None else prev_mem.shape[0]
+            x = self.sos.expand(b, n, -1)
+        else:
+            x = self.in_proj(resize(f_hat_prev, grid).flatten(2).transpose(1, 2))
+        x = x + self.scale_emb[k] + grid_positions(grid, self.cfg.dim, dev)
+        return x + (self.intra if prev_mem is None else self.prev_proj(prev_mem))
+
+    def memory_input(self, tokens: torch.Tensor, f_hat_upto: torch.Tensor, k: int, grid: Grid,
+                     codebook: nn.Embedding) -> torch.Tensor:
+        """Memory elements m_{t,k} (B,n_k,D) from tokens (B,h_k,w_k) and f_hat_{t,<=k} (B,C,h,w)."""
+        e = codebook(tokens).flatten(1, 2)  # (B, n_k, C)
+        rec = resize(f_hat_upto, grid).flatten(2).transpose(1, 2)
+        m = self.mem_proj(torch.cat([e, rec], dim=-1))
+        return m + self.scale_emb[k] + grid_positions(grid, self.cfg.dim, self.sos.device)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.norm(x))
+
+    # -- training: the whole GOP at once under the block mask --------------------------------
+    def forward(self, queries: list[list[torch.Tensor]], memory: list[list[torch.Tensor]],
+                window: int | None = None) -> torch.Tensor:
+        """Teacher-forced logits for a GOP window.
+
+        queries[t][k], memory[t][k]: (B, n_k, D) from ``query_input`` / ``memory_input``.
+        Returns logits (B, T*L, V) ordered (t, k, row, col), L = sum_k n_k.
+        """
+        window = self.cfg.temporal_window if window is None else window
+        sizes = [x.shape[1] for x in queries[0]]
+        x = torch.cat([q for frame in queries for q in frame], dim=1)  # (B, T*L, D)
+        lags = range(1, min(window, len(queries) - 1) + 1)
+        m_all = torch.cat([m for frame in memory for m in frame], dim=1)  # (B, T*L, D)
+        mems = [m_all + self.lag_emb[lag - 1] for lag in lags]
+        mask = block_mask(len(queries), sizes, window, x.device)
+        for blk in self.blocks:
+            q, k, v = blk.query_kv(x)
+            for m in mems:
+                mk, mv = blk.memory_kv(m)
+                k, v = torch.cat([k, mk], dim=2), torch.cat([v, mv], dim=2)
+            x = blk.finish(x, q, k, v, mask)
+        return self.logits(x)
+
+
+def block_mask(n_frames: int, sizes: list[int], window: int, device: torch.device) -> torch.Tensor:
+    """Boolean (T*L, T*L*(1+W')) visibility: queries, then memory per lag 1..W' (W' = min(W, T-1)).
+
+    Query (t,k) sees query (t,j) for j <= k and memory (t-l, j) for j <= k in lag block l.
+    """
+    scale_of = torch.cat([torch.full((n,), k, device=device) for k, n in enumerate(sizes)])
+    scale = scale_of.repeat(n_frames)  # (T*L,)
+    frame = torch.arange(n_frames, device=device).repeat_interleave(len(scale_of))
+    coarser = scale[None, :] <= scale[:, None]
+    parts = [coarser & (frame[None, :] == frame[:, None])]
+    for lag in range(1, min(window, n_frames - 1) + 1):
+        parts.append(coarser & (frame[None, :] == frame[:, None] - lag))
+    return torch.cat(parts, dim=1)

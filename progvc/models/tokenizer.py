@@ -1,0 +1,77 @@
+"""The tokenizer: frames <-> token pyramids, for any frame size.
+
+::
+
+    frames (T,H,W,3) uint8 ─► pad to a multiple of s (edge replicate) ─► g_a ─► f (T,C,h,w)
+       ─► multi-scale residual VQ ─► K token maps (T,h_k,w_k)        (h = ceil(H/s), w = ceil(W/s))
+    token maps ─► embed ─► f_hat ─► g_s ─► crop to (H,W) ─► frames (T,H,W,3) uint8
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import TokenizerConfig
+from ..scales import scale_grids
+from .autoencoder import AnalysisTransform, SynthesisTransform
+from .quantizer import Grid, MultiScaleResidualVQ
+
+
+def to_unit(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 (T,H,W,3) -> float (T,3,H,W) in [-1,1]."""
+    return frames.permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """float (T,3,H,W) in [-1,1] -> uint8 (T,H,W,3), rounded and clamped."""
+    return x.add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+
+
+class Tokenizer(nn.Module):
+    def __init__(self, cfg: TokenizerConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.g_a = AnalysisTransform(cfg)
+        self.g_s = SynthesisTransform(cfg)
+        self.vq = MultiScaleResidualVQ(cfg)
+
+    def latent_grid(self, height: int, width: int) -> Grid:
+        s = self.cfg.stride
+        return -(-height // s), -(-width // s)
+
+    def grids(self, height: int, width: int) -> list[Grid]:
+        """The K token grids used for frames of this size."""
+        return scale_grids(*self.latent_grid(height, width), self.cfg.n_scales)
+
+    def pad(self, x: torch.Tensor) -> torch.Tensor:
+        """Pad (B,3,H,W) on the bottom/right to a multiple of the stride by repeating edge pixels."""
+        h, w = self.latent_grid(x.shape[-2], x.shape[-1])
+        ph, pw = h * self.cfg.stride - x.shape[-2], w * self.cfg.stride - x.shape[-1]
+        return F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
+
+    def analyse(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 (T,H,W,3) -> latent f (T,C,h,w)."""
+        return self.g_a(self.pad(to_unit(frames)))
+
+    @torch.no_grad()
+    def tokenize(self, frames: torch.Tensor) -> list[torch.Tensor]:
+        """uint8 (T,H,W,3) -> K token maps (T,h_k,w_k) int64."""
+        grids = self.grids(frames.shape[1], frames.shape[2])
+        return self.vq.quantize(self.analyse(frames), grids)
+
+    @torch.no_grad()
+    def synthesise(self, f_hat: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """f_hat (T,C,h,w) -> uint8 frames (T,H,W,3) cropped to the original size."""
+        return to_uint8(self.g_s(f_hat)[..., :height, :width])
+
+    def forward(self, x: torch.Tensor, n_keep: int | None = None
+                ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
+        """Training pass on x (B,3,H,W) in [-1,1], H and W multiples of the stride.
+
+        Returns (x_hat (B,3,H,W), tokens, vq_loss); see ``MultiScaleResidualVQ.forward``.
+        """
+        f = self.g_a(x)
+        f_hat, tokens, vq_loss = self.vq(f, self.grids(x.shape[-2], x.shape[-1]), n_keep)
+        return self.g_s(f_hat), tokens, vq_loss

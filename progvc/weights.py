@@ -1,0 +1,111 @@
+"""Weights files: safetensors with the config in their metadata, checked against a manifest.
+
+``weights/manifest.json``::
+
+    {"default": "NAME", "models": {"NAME": {"file": "NAME.safetensors", "sha256": "<hex>"}}}
+
+The sha256 of the file is also the model's identity in every stream it writes (the stream header
+carries it, and the decoder refuses streams made by other weights). Nothing here touches the
+network and nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from .config import CodecConfig
+from .errors import ConfigError, WeightsError
+
+FORMAT = "progvc-weights/1"
+ENV_DIR = "PROGVC_WEIGHTS_DIR"
+
+
+def weights_dir() -> Path:
+    """``$PROGVC_WEIGHTS_DIR`` if set, else ``weights/`` beside the package (the repository root)."""
+    env = os.environ.get(ENV_DIR)
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "weights"
+
+
+def serialize(state: dict[str, torch.Tensor], config: CodecConfig) -> bytes:
+    """Canonical safetensors bytes of a model: the same state and config give the same bytes."""
+    from safetensors.torch import save
+
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in sorted(state.items())}
+    return save(tensors, metadata={"format": FORMAT, "config": config.to_json()})
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def save_weights(path: str | Path, state: dict[str, torch.Tensor], config: CodecConfig) -> str:
+    """Write a weights file atomically; returns its sha256 (hex) for the manifest."""
+    data = serialize(state, config)
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return sha256_hex(data)
+
+
+def parse_weights(data: bytes, origin: str) -> tuple[CodecConfig, dict[str, torch.Tensor]]:
+    """Config and tensors from safetensors bytes; ``origin`` names the file in errors."""
+    from safetensors import SafetensorsError
+    from safetensors.torch import load
+
+    try:
+        tensors = load(data)
+        header_len = int.from_bytes(data[:8], "little")
+        meta = json.loads(data[8:8 + header_len]).get("__metadata__", {})
+    except (SafetensorsError, ValueError, OSError) as exc:
+        raise WeightsError(f"{origin} is not a readable safetensors file ({exc}); restore it from git") from exc
+    if meta.get("format") != FORMAT or "config" not in meta:
+        raise WeightsError(f"{origin} has no progvc config in its metadata; it is not a progvc weights file")
+    try:
+        config = CodecConfig.from_json(meta["config"])
+    except ConfigError as exc:
+        raise WeightsError(f"{origin}: {exc}") from exc
+    return config, tensors
+
+
+def load_manifest(directory: Path) -> dict:
+    path = directory / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text())
+        manifest["models"]  # noqa: B018 - shape check
+        return manifest
+    except FileNotFoundError as exc:
+        raise WeightsError(f"no weights manifest at {path}; install progvc from a full checkout "
+                           f"(pip install -e .) or set {ENV_DIR}") from exc
+    except (ValueError, KeyError, TypeError) as exc:
+        raise WeightsError(f"{path} is not a valid weights manifest ({exc}); restore it from git") from exc
+
+
+def load_named(name: str | None = None, directory: Path | None = None
+               ) -> tuple[CodecConfig, dict[str, torch.Tensor], bytes]:
+    """Load a model listed in the manifest, checking its sha256. Returns (config, tensors, sha256)."""
+    directory = directory or weights_dir()
+    manifest = load_manifest(directory)
+    name = name or manifest.get("default")
+    entry = manifest["models"].get(name) if name else None
+    if entry is None:
+        known = ", ".join(sorted(manifest["models"])) or "none"
+        raise WeightsError(f"no model named {name!r} in {directory / 'manifest.json'} (known: {known})")
+    path = directory / entry["file"]
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise WeightsError(f"cannot read weights file {path} ({exc}); restore it from git") from exc
+    digest = sha256_hex(data)
+    if digest != entry["sha256"]:
+        raise WeightsError(f"{path} does not match its manifest hash (sha256 {digest[:16]}…, expected "
+                           f"{entry['sha256'][:16]}…): the file was modified or truncated; restore it from git")
+    config, tensors = parse_weights(data, str(path))
+    if config.name != name:
+        raise WeightsError(f"{path} holds model {config.name!r}, but the manifest lists it as {name!r}")
+    return config, tensors, bytes.fromhex(digest)
