@@ -6,9 +6,9 @@ Layout (all integers little-endian; the full description lives in ``docs/FORMAT.
     header   = "PGVC" version:u8 body_len:u16 body crc32(magic..body):u32
     body     = name_len:u8 name sha256[32] width:u32 height:u32 frames:u32 fps_num:u32 fps_den:u32
                gop_size:u16 n_scales:u8 coded_scales:u8 seed:u64 temperature:f32 top_k:u32 top_p:f32
-               (rows:u16 cols:u16) * n_scales
+               flags:u8 (rows:u16 cols:u16) * n_scales       flags bit 0: no temporal context
     gop      = n_chunks:u8 (payload_len:u32) * n_chunks crc32(n_chunks..lengths):u32 chunk*
-    chunk    = crc32(tokens):u32 crc32(payload):u32 payload
+    chunk    = crc32(tokens):u32 crc32(crc32(tokens) payload):u32 payload
 
 Chunk ``k`` of a GOP holds the tokens of scale ``k`` of every frame of that GOP, so chunks run
 coarse to fine and truncation is a byte operation: keep the first ``n`` chunks of each GOP and
@@ -34,7 +34,8 @@ MAX_SCALES = 32
 MAX_SEED = (1 << 64) - 1
 
 _HEAD = struct.Struct("<4sBH")
-_FIXED = struct.Struct("<IIIIIHBBQfIf")  # width .. top_p
+_FIXED = struct.Struct("<IIIIIHBBQfIfB")  # width .. flags
+FLAG_INTRA = 1
 _CHUNK = struct.Struct("<II")
 
 
@@ -55,6 +56,7 @@ class StreamHeader:
     temperature: float = 1.0
     top_k: int = 0
     top_p: float = 1.0
+    temporal: bool = True
 
     @property
     def n_scales(self) -> int:
@@ -88,6 +90,11 @@ class Stream:
     complete: bool = True
 
 
+def _chunk_crc(crc_tokens: int, payload: bytes) -> int:
+    """CRC of a chunk's token checksum and payload: every byte of a chunk is covered."""
+    return zlib.crc32(payload, zlib.crc32(struct.pack("<I", crc_tokens)))
+
+
 def _check(cond: bool, what: str) -> None:
     if not cond:
         raise BitstreamError(f"corrupt progvc stream: {what}; re-download or re-encode the file")
@@ -112,7 +119,7 @@ def _pack_header(h: StreamHeader) -> bytes:
     name = h.model_name.encode("ascii")
     body = bytes([len(name)]) + name + h.weights_sha256 + _FIXED.pack(
         h.width, h.height, h.n_frames, h.fps.numerator, h.fps.denominator, h.gop_size,
-        h.n_scales, h.coded_scales, h.seed, h.temperature, h.top_k, h.top_p,
+        h.n_scales, h.coded_scales, h.seed, h.temperature, h.top_k, h.top_p, 0 if h.temporal else FLAG_INTRA,
     ) + b"".join(struct.pack("<HH", r, c) for r, c in h.grids)
     head = _HEAD.pack(MAGIC, VERSION, len(body)) + body
     return head + struct.pack("<I", zlib.crc32(head))
@@ -137,12 +144,13 @@ def _unpack_header(data: bytes | memoryview) -> tuple[StreamHeader, int]:
     name = body[1:1 + name_len]
     _check(name.isascii() and len(name) > 0, "model name is not ASCII")
     fields = _FIXED.unpack_from(body, 1 + name_len + 32)
-    w, h, t, fn, fd, gop, k, coded, seed, temp, top_k, top_p = fields
+    w, h, t, fn, fd, gop, k, coded, seed, temp, top_k, top_p, flags = fields
+    _check(flags & ~FLAG_INTRA == 0, f"unknown header flags {flags:#x}")
     _check(len(body) == n_scales_at + 4 * k, "header length does not match its scale count")
     _check(fd > 0 and fn > 0, "frame rate is zero")
     grids = tuple(struct.unpack_from("<HH", body, n_scales_at + 4 * i) for i in range(k))
     header = StreamHeader(name.decode(), body[1 + name_len:1 + name_len + 32], w, h, t, Fraction(fn, fd),
-                          gop, grids, coded, seed, temp, top_k, top_p)
+                          gop, grids, coded, seed, temp, top_k, top_p, not flags & FLAG_INTRA)
     _validate_header(header)
     return header, end + 4
 
@@ -150,6 +158,7 @@ def _unpack_header(data: bytes | memoryview) -> tuple[StreamHeader, int]:
 def pack(stream: Stream) -> bytes:
     """Serialise a :class:`Stream`. The inverse of :func:`unpack`."""
     h = stream.header
+    _validate_header(h)
     if len(stream.gops) != h.n_gops:
         raise ValueError(f"{len(stream.gops)} GOPs given, header says {h.n_gops}")
     out = [_pack_header(h)]
@@ -158,7 +167,7 @@ def pack(stream: Stream) -> bytes:
             raise ValueError(f"a GOP has {len(chunks)} chunks, expected 1..{h.coded_scales}")
         index = bytes([len(chunks)]) + b"".join(struct.pack("<I", len(c.payload)) for c in chunks)
         out += [index, struct.pack("<I", zlib.crc32(index))]
-        out += [_CHUNK.pack(c.crc_tokens, zlib.crc32(c.payload)) + c.payload for c in chunks]
+        out += [_CHUNK.pack(c.crc_tokens, _chunk_crc(c.crc_tokens, c.payload)) + c.payload for c in chunks]
     return b"".join(out)
 
 
@@ -214,7 +223,7 @@ def _unpack_gop(view, pos: int, header: StreamHeader, partial: bool) -> tuple[tu
             return short("a chunk")
         crc_tokens, crc_payload = _CHUNK.unpack_from(view, pos)
         payload = bytes(view[pos + _CHUNK.size:stop])
-        _check(zlib.crc32(payload) == crc_payload, "chunk payload checksum mismatch")
+        _check(_chunk_crc(crc_tokens, payload) == crc_payload, "chunk payload checksum mismatch")
         chunks.append(Chunk(crc_tokens, payload))
         pos = stop
     return tuple(chunks), pos, True

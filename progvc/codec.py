@@ -153,7 +153,7 @@ class Codec:
         grids = self.tokenizer.grids(height, width)
         header = bs.StreamHeader(self.config.name, self.weights_sha256, width, height, n_frames,
                                  Fraction(clip.fps).limit_denominator(1 << 20), gop, tuple(grids), n, seed,
-                                 temperature, top_k, top_p)
+                                 temperature, top_k, top_p, temporal)
         bits = np.zeros(n)
         gops = []
         with coding_mode():
@@ -185,7 +185,7 @@ class Codec:
     # -- decoding ------------------------------------------------------------------------------
     def decode(self, bitstream: bytes, n_scales: int | None = None, sample: bool = True,
                seed: int | None = None, *, temperature: float | None = None, top_k: int | None = None,
-               top_p: float | None = None, temporal: bool = True, partial: bool = False,
+               top_p: float | None = None, partial: bool = False,
                progress: bool = False) -> np.ndarray:
         """Decode to frames (T,H,W,3) uint8.
 
@@ -206,13 +206,18 @@ class Codec:
             for g in _progress(range(len(stream.gops)), progress, "decode"):
                 chunks = stream.gops[g][:n_req]
                 rng = gop_generator(seed, g) if sample else None
-                out.append(self._decode_gop(chunks, h, h.gop_frames(g), rng, opts, temporal))
+                out.append(self._decode_gop(chunks, h, h.gop_frames(g), rng, opts))
         if not out:
             raise BitstreamError("the stream holds no complete chunk to decode; wait for more bytes")
         return np.concatenate(out)
 
     def _decode_gop(self, chunks: tuple[bs.Chunk, ...], h: bs.StreamHeader, n_frames: int,
-                    rng: np.random.Generator | None, opts: SamplingOptions, temporal: bool) -> np.ndarray:
+                    rng: np.random.Generator | None, opts: SamplingOptions) -> np.ndarray:
+        state = self._decode_gop_tokens(chunks, h, n_frames, rng, opts)
+        return self.tokenizer.synthesise(state.f_hat, h.height, h.width).cpu().numpy()
+
+    def _decode_gop_tokens(self, chunks: tuple[bs.Chunk, ...], h: bs.StreamHeader, n_frames: int,
+                           rng: np.random.Generator | None, opts: SamplingOptions) -> GopState:
         grids = list(h.grids)
         decoders = [ChunkDecoder(c.payload) for c in chunks]
 
@@ -221,7 +226,7 @@ class Codec:
                 return decoders[k].take(probability_table(logits))
             return sample_tokens(logits, opts, rng)  # type: ignore[arg-type]
 
-        state = GopState(self.context, self.tokenizer.vq, grids, n_frames, temporal=temporal)
+        state = GopState(self.context, self.tokenizer.vq, grids, n_frames, temporal=h.temporal)
         for k, chunk in enumerate(chunks):
             state.run(range(k, k + 1), pick)
             if tokens_crc(list(state.token_maps()[k])) != chunk.crc_tokens:
@@ -230,8 +235,28 @@ class Codec:
                                      "probabilities differ; decode it where it was encoded")
         if rng is not None:
             state.run(range(len(chunks), len(grids)), pick)
-        frames = self.tokenizer.synthesise(state.f_hat, h.height, h.width)
-        return frames.cpu().numpy()
+        return state
+
+    # -- token level ---------------------------------------------------------------------------
+    def tokenize(self, video: Any, *, gop_size: int | None = None, **read_options: Any) -> list[list[torch.Tensor]]:
+        """Token pyramids of a video, per GOP: ``[gop][k]`` is (T_gop, h_k, w_k) int64 on the CPU."""
+        from .video_io import read_video
+
+        frames = read_video(video, **read_options).frames
+        gop = self._check_gop(gop_size)
+        with coding_mode():
+            return [[r.cpu() for r in self.tokenizer.tokenize(torch.from_numpy(
+                np.ascontiguousarray(frames[i:i + gop])).to(self.device))] for i in range(0, len(frames), gop)]
+
+    def decode_tokens(self, bitstream: bytes, n_scales: int | None = None) -> list[list[torch.Tensor]]:
+        """The coded tokens of a stream, per GOP: ``[gop][k]`` is (T_gop, h_k, w_k) int64 on the CPU."""
+        stream = bs.unpack(bitstream)
+        self._check_stream(stream.header)
+        n = stream.header.coded_scales if n_scales is None else self._check_scales(n_scales)
+        with coding_mode():
+            return [[r.cpu() for r in self._decode_gop_tokens(chunks[:n], stream.header, stream.header.gop_frames(g),
+                                                              None, SamplingOptions()).token_maps()]
+                    for g, chunks in enumerate(stream.gops)]
 
     # -- checks --------------------------------------------------------------------------------
     def _check_scales(self, n_scales: int | None) -> int:

@@ -27,6 +27,7 @@ class StreamInfo:
     temperature: float
     top_k: int
     top_p: float
+    temporal: bool
     grids: tuple[tuple[int, int], ...]
     total_bytes: int
     header_bytes: int
@@ -54,7 +55,8 @@ class StreamInfo:
             f"model       {self.model_name} (weights {self.weights_sha256[:12]})",
             f"video       {self.width}x{self.height}, {self.n_frames} frames at {float(self.fps):.3f} fps",
             f"GOPs        {self.n_gops} of {self.gop_size} frames",
-            f"scales      {self.coded_scales} of {self.n_scales} coded" + ("" if self.complete else " (cut short)"),
+            f"scales      {self.coded_scales} of {self.n_scales} coded" + ("" if self.complete else " (cut short)")
+            + ("" if self.temporal else ", no temporal context"),
             f"size        {self.total_bytes} bytes, {self.bpp:.4f} bpp "
             f"(header {self.header_bytes}, index {self.index_bytes})",
             f"sampling    seed {self.seed}, temperature {self.temperature:g}, top-k {self.top_k}, "
@@ -79,6 +81,6 @@ def info(data: bytes, *, partial: bool = False) -> StreamInfo:
             per_scale[k] += c.size
     header_bytes = bs.header_size(data)
     return StreamInfo(h.model_name, h.weights_sha256.hex(), h.width, h.height, h.n_frames, h.fps, h.gop_size,
-                      h.n_gops, h.n_scales, h.coded_scales, h.seed, h.temperature, h.top_k, h.top_p, h.grids,
-                      len(data), header_bytes, index, tuple(per_scale), stream.complete)
+                      h.n_gops, h.n_scales, h.coded_scales, h.seed, h.temperature, h.top_k, h.top_p, h.temporal,
+                      h.grids, len(data), header_bytes, index, tuple(per_scale), stream.complete)
 

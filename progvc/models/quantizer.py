@@ -85,13 +85,15 @@ class MultiScaleResidualVQ(nn.Module):
             tokens.append(r)
         return tokens
 
-    def forward(self, f: torch.Tensor, grids: list[Grid], n_keep: int | None = None
-                ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
+    def forward(self, f: torch.Tensor, grids: list[Grid], n_keep: int | None = None,
+                collect: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
         """Training pass: (f_hat with straight-through gradient, tokens, VQ loss).
 
         Only the first ``n_keep`` scales contribute to f_hat (random prefix dropping teaches the
         decoder to make plausible pictures from every prefix); all scales are quantised so the
         codebook sees every residual. The loss is codebook + 0.25 * commitment, per scale.
+        ``collect``, when given, receives the detached vectors looked up at each scale (B*n_k, C),
+        from which training re-seeds dead codebook entries.
         """
         n_keep = len(grids) if n_keep is None else n_keep
         rest = f
@@ -100,6 +102,8 @@ class MultiScaleResidualVQ(nn.Module):
         for k, grid in enumerate(grids):
             z = resize(rest, grid)
             r = self.lookup(z.detach())
+            if collect is not None:
+                collect.append(z.detach().permute(0, 2, 3, 1).reshape(-1, z.shape[1]))
             q = self.codebook(r).permute(0, 3, 1, 2)
             loss = loss + F.mse_loss(q, z.detach()) + 0.25 * F.mse_loss(z, q.detach())
             q_st = z + (q - z).detach()

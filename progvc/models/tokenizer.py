@@ -66,12 +66,12 @@ class Tokenizer(nn.Module):
         """f_hat (T,C,h,w) -> uint8 frames (T,H,W,3) cropped to the original size."""
         return to_uint8(self.g_s(f_hat)[..., :height, :width])
 
-    def forward(self, x: torch.Tensor, n_keep: int | None = None
+    def forward(self, x: torch.Tensor, n_keep: int | None = None, collect: list[torch.Tensor] | None = None
                 ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
         """Training pass on x (B,3,H,W) in [-1,1], H and W multiples of the stride.
 
         Returns (x_hat (B,3,H,W), tokens, vq_loss); see ``MultiScaleResidualVQ.forward``.
         """
         f = self.g_a(x)
-        f_hat, tokens, vq_loss = self.vq(f, self.grids(x.shape[-2], x.shape[-1]), n_keep)
+        f_hat, tokens, vq_loss = self.vq(f, self.grids(x.shape[-2], x.shape[-1]), n_keep, collect)
         return self.g_s(f_hat), tokens, vq_loss

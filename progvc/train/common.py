@@ -1,0 +1,131 @@
+"""What both training stages share: run directories, DDP set-up, checkpoints, JSON-lines logs.
+
+A run directory holds ``config.json`` (the stage's dataclass), ``metrics.jsonl`` (one JSON object
+per logged step), ``last.pt`` (model + optimiser + step, for resuming; never shipped) and
+``model.safetensors`` (the exportable weights with the codec config inside). The same script runs
+on CPU, one GPU, or several GPUs under ``torchrun`` (DDP; rank 0 logs and saves).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup(device: str | None, seed: int) -> Dist:
+    """Initialise DDP when launched by torchrun, pick the device, seed every generator."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(dev)
+        torch.backends.cuda.matmul.allow_tf32 = True  # training only; coding pins these off
+        torch.backends.cudnn.allow_tf32 = True
+    if world > 1:
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    torch.manual_seed(seed + rank)
+    return Dist(rank, world, dev)
+
+
+def wrap(model: torch.nn.Module, d: Dist) -> torch.nn.Module:
+    if d.world == 1:
+        return model
+    ids = [d.device.index] if d.device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+
+class RunLog:
+    """Append-only JSON-lines metrics plus a progress bar on a terminal (quiet otherwise)."""
+
+    def __init__(self, out: Path, total: int, start: int, enabled: bool) -> None:
+        self.enabled = enabled
+        self.path = out / "metrics.jsonl"
+        self.t0 = time.time()
+        self.bar = None
+        if enabled and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=start, unit="step")
+
+    def step(self, n: int = 1) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def log(self, step: int, **metrics: Any) -> None:
+        if not self.enabled:
+            return
+        row = {"step": step, "time_s": round(time.time() - self.t0, 1), **metrics}
+        with self.path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        text = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
+        if self.bar is not None:
+            self.bar.write(text)
+        else:
+            print(text, flush=True)
+
+
+def save_config(out: Path, cfg: Any) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2, default=str))
+
+
+def save_checkpoint(out: Path, step: int, modules: dict[str, Any]) -> None:
+    """Atomically write ``last.pt`` with every module's / optimiser's state_dict."""
+    tmp = out / "last.pt.tmp"
+    torch.save({"step": step, **{k: m.state_dict() for k, m in modules.items()}}, tmp)
+    os.replace(tmp, out / "last.pt")
+
+
+def load_checkpoint(out: Path, modules: dict[str, Any], device: torch.device) -> int:
+    """Resume from ``last.pt`` if present; returns the step to continue from (0 when fresh)."""
+    path = out / "last.pt"
+    if not path.exists():
+        return 0
+    state = torch.load(path, map_location=device, weights_only=True)
+    for k, m in modules.items():
+        m.load_state_dict(state[k])
+    return int(state["step"])
+
+
+def lr_at(step: int, base: float, warmup: int, total: int) -> float:
+    """Linear warm-up then cosine decay to 10% of ``base``."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    import math
+
+    frac = (step - warmup) / max(1, total - warmup)
+    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
+
+
+def parse_config(cls: type, argv: list[str] | None, doc: str | None) -> Any:
+    """Command-line flags for every field of a training dataclass (``--max-minutes 30``)."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for f in dataclasses.fields(cls):
+        kind = {"int": int, "float": float}.get(str(f.type), str)
+        p.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=f.default)
+    return cls(**vars(p.parse_args(argv)))

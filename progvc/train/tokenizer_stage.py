@@ -1,0 +1,182 @@
+"""Stage 1: train the tokenizer (autoencoder + multi-scale residual VQ) on single frames.
+
+Loss = L1 + w_msssim * (1 - MS-SSIM) + VQ (codebook + 0.25 commitment) + w_adv * hinge GAN, the GAN
+switched on after ``disc_start`` steps so the adversary meets a decoder that already reconstructs.
+With probability ``drop_prob`` a step keeps only a random prefix of scales, so every prefix
+decodes to a plausible picture. Codebook entries unused for ``restart_every`` steps are re-seeded
+from vectors the quantiser just looked up (usage is logged as share-used and perplexity).
+
+    python -m progvc.train.tokenizer_stage --cache cache/train --out runs/tok --steps 4000
+    torchrun --nproc_per_node 8 -m progvc.train.tokenizer_stage ...      (several GPUs)
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ..config import PRESETS
+from ..models.tokenizer import Tokenizer
+from ..weights import save_weights
+from . import common
+from .discriminator import PatchDiscriminator, d_hinge, g_hinge
+
+
+@dataclass
+class TokenizerTrainConfig:
+    cache: str = "cache/train"
+    out: str = "runs/tokenizer"
+    preset: str = "small"
+    steps: int = 4000
+    batch: int = 8
+    crop: int = 128
+    lr: float = 4e-4
+    warmup: int = 200
+    w_msssim: float = 0.2
+    w_adv: float = 0.05
+    disc_start: int = 2500
+    drop_prob: float = 0.3
+    restart_every: int = 100
+    log_every: int = 50
+    save_every: int = 250
+    max_minutes: float = 0.0
+    seed: int = 0
+    device: str | None = None
+    workers: int = 0
+
+
+def msssim_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """1 - MS-SSIM on [-1,1] images, with as many levels as the crop allows (at most 5)."""
+    from pytorch_msssim import ms_ssim
+
+    weights = [0.0448, 0.2856, 0.3001, 0.2363, 0.1333]
+    levels = max(1, min(5, int(math.log2(min(x.shape[-2:]) / 10)) + 1))
+    w = torch.tensor(weights[:levels], device=x.device)
+    return 1 - ms_ssim((x + 1) / 2, (y + 1) / 2, data_range=1.0, weights=w / w.sum(), size_average=True)
+
+
+def psnr(x: torch.Tensor, y: torch.Tensor) -> float:
+    mse = F.mse_loss(x.clamp(-1, 1), y).item() / 4  # [-1,1] -> [0,1]
+    return 10 * math.log10(1 / max(mse, 1e-10))
+
+
+class CodeUsage:
+    """Counts how often each codebook entry is picked, to log usage and find dead entries."""
+
+    def __init__(self, size: int, device: torch.device) -> None:
+        self.counts = torch.zeros(size, device=device)
+
+    def add(self, tokens: list[torch.Tensor]) -> None:
+        for r in tokens:
+            self.counts += torch.bincount(r.flatten(), minlength=len(self.counts))
+
+    def stats(self) -> dict[str, float]:
+        p = self.counts / self.counts.sum().clamp(min=1)
+        ent = -(p[p > 0] * p[p > 0].log()).sum().item()
+        return {"code_used": (self.counts > 0).float().mean().item(), "code_perplexity": math.exp(ent)}
+
+    def restart(self, codebook: torch.nn.Embedding, pool: torch.Tensor) -> int:
+        """Re-seed unused entries with random vectors of ``pool`` (N,C); returns how many."""
+        dead = (self.counts == 0).nonzero().flatten()
+        if len(dead) and len(pool):
+            pick = torch.randint(len(pool), (len(dead),), device=pool.device)
+            codebook.weight.data[dead] = pool[pick] + 1e-3 * torch.randn_like(pool[pick])
+        self.counts.zero_()
+        return len(dead)
+
+
+def train(cfg: TokenizerTrainConfig) -> Path:
+    from .data import ClipWindows
+
+    d = common.setup(cfg.device, cfg.seed)
+    out = Path(cfg.out)
+    codec_cfg = PRESETS[cfg.preset]()
+    tok = Tokenizer(codec_cfg.tokenizer).to(d.device)
+    disc = PatchDiscriminator().to(d.device)
+    opt = torch.optim.AdamW(tok.parameters(), lr=cfg.lr, betas=(0.5, 0.9), weight_decay=0.0)
+    opt_d = torch.optim.AdamW(disc.parameters(), lr=cfg.lr, betas=(0.5, 0.9), weight_decay=0.0)
+    modules = {"tokenizer": tok, "disc": disc, "opt": opt, "opt_d": opt_d}
+    start = common.load_checkpoint(out, modules, d.device)
+    if d.main:
+        common.save_config(out, cfg)
+    model = common.wrap(tok, d)
+    data = torch.utils.data.DataLoader(
+        ClipWindows(cfg.cache, gop=1, crop=cfg.crop, seed=cfg.seed * 1000 + d.rank * 100 + start),
+        batch_size=cfg.batch, num_workers=cfg.workers)
+    usage = CodeUsage(codec_cfg.tokenizer.codebook_size, d.device)
+    log = common.RunLog(out, cfg.steps, start, d.main)
+    t0, step = time.time(), start
+    pool: list[torch.Tensor] = []
+    for batch in data:
+        if step >= cfg.steps or (cfg.max_minutes and time.time() - t0 > 60 * cfg.max_minutes):
+            break
+        x = batch[:, 0].to(d.device) * 2 - 1  # (B,3,crop,crop) in [-1,1]
+        n_keep = None
+        if torch.rand(()) < cfg.drop_prob:
+            n_keep = int(torch.randint(1, codec_cfg.tokenizer.n_scales + 1, ()))
+        collect: list[torch.Tensor] = []
+        x_hat, tokens, vq_loss = model(x, n_keep, collect)
+        l1 = (x_hat - x).abs().mean()
+        ms = msssim_loss(x_hat, x)
+        loss = l1 + cfg.w_msssim * ms + vq_loss
+        gan_on = step >= cfg.disc_start and cfg.w_adv > 0
+        if gan_on:
+            loss = loss + cfg.w_adv * g_hinge(disc(x_hat))
+        for g in opt.param_groups:
+            g["lr"] = common.lr_at(step, cfg.lr, cfg.warmup, cfg.steps)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(tok.parameters(), 1.0)
+        opt.step()
+        if gan_on:
+            opt_d.zero_grad(set_to_none=True)
+            d_loss = d_hinge(disc(x), disc(x_hat.detach()))
+            d_loss.backward()
+            opt_d.step()
+        usage.add(tokens)
+        pool = (pool + [torch.cat(collect)[torch.randperm(sum(len(c) for c in collect))[:4096]]])[-4:]
+        step += 1
+        log.step()
+        if step % cfg.restart_every == 0:
+            stats = usage.stats()
+            restarted = usage.restart(tok.vq.codebook, torch.cat(pool))
+            if step % cfg.log_every == 0 or step == cfg.restart_every:
+                log.log(step, restarted=restarted, **stats)
+        if step % cfg.log_every == 0:
+            log.log(step, loss=loss.item(), l1=l1.item(), msssim=1 - ms.item(), vq=vq_loss.item(),
+                    psnr=psnr(x_hat, x) if n_keep is None else float("nan"), lr=opt.param_groups[0]["lr"],
+                    prefix_psnr=prefix_psnr(tok, x) if step % (cfg.log_every * 10) == 0 else None)
+        if d.main and step % cfg.save_every == 0:
+            common.save_checkpoint(out, step, modules)
+    if d.main:
+        common.save_checkpoint(out, step, modules)
+        state = {f"tokenizer.{k}": v for k, v in tok.state_dict().items()}
+        save_weights(out / "tokenizer.safetensors", state, codec_cfg)
+    return out
+
+
+@torch.no_grad()
+def prefix_psnr(tok: Tokenizer, x: torch.Tensor) -> dict[str, float]:
+    """PSNR of the reconstruction from each prefix of scales, on one batch."""
+    grids = tok.grids(*x.shape[-2:])
+    f = tok.g_a(x)
+    tokens = tok.vq.quantize(f, grids)
+    f_hat = torch.zeros_like(f)
+    out = {}
+    for k, r in enumerate(tokens):
+        f_hat = f_hat + tok.vq.embed_scale(r, k, grids)
+        out[str(k + 1)] = round(psnr(tok.g_s(f_hat), x), 2)
+    return out
+
+
+def parse_args(argv: list[str] | None = None) -> TokenizerTrainConfig:
+    return common.parse_config(TokenizerTrainConfig, argv, __doc__)
+
+
+if __name__ == "__main__":
+    train(parse_args())

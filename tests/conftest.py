@@ -1,0 +1,43 @@
+"""Shared fixtures: a tiny randomly initialised codec and clip factories."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+CLIPS = SHARED / "clips"
+
+
+@pytest.fixture(scope="session")
+def tiny_codec():
+    from progvc.codec import Codec
+    from progvc.config import tiny_config
+
+    return Codec.from_config(tiny_config(), seed=0, device="cpu")
+
+
+def smooth_clip(n_frames: int, height: int, width: int, seed: int = 0) -> np.ndarray:
+    """A moving smooth pattern plus noise: (T,H,W,3) uint8, cheap and compressible like video."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    frames = []
+    for t in range(n_frames):
+        base = np.stack([np.sin((xx + 2 * t) / 7 + c) + np.cos((yy - t) / 5 - c) for c in range(3)], -1)
+        frames.append(np.clip(127 + 60 * base + rng.normal(0, 8, base.shape), 0, 255))
+    return np.asarray(frames, dtype=np.uint8)
+
+
+@pytest.fixture
+def clip_factory():
+    return smooth_clip
+
+
+def shared_clip(name_part: str) -> Path:
+    """A clip from ../shared/clips/dev whose name contains ``name_part``; skips when absent."""
+    matches = sorted((CLIPS / "dev").glob(f"*{name_part}*")) if CLIPS.exists() else []
+    if not matches:
+        pytest.skip("../shared/clips is not present")
+    return matches[0]
