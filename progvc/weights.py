@@ -55,14 +55,14 @@ def save_weights(path: str | Path, state: dict[str, torch.Tensor], config: Codec
 
 def parse_weights(data: bytes, origin: str) -> tuple[CodecConfig, dict[str, torch.Tensor]]:
     """Config and tensors from safetensors bytes; ``origin`` names the file in errors."""
-    from safetensors import SafetensorsError
+    from safetensors import SafetensorError
     from safetensors.torch import load
 
     try:
         tensors = load(data)
         header_len = int.from_bytes(data[:8], "little")
         meta = json.loads(data[8:8 + header_len]).get("__metadata__", {})
-    except (SafetensorsError, ValueError, OSError) as exc:
+    except (SafetensorError, ValueError, OSError, UnicodeDecodeError) as exc:
         raise WeightsError(f"{origin} is not a readable safetensors file ({exc}); restore it from git") from exc
     if meta.get("format") != FORMAT or "config" not in meta:
         raise WeightsError(f"{origin} has no progvc config in its metadata; it is not a progvc weights file")

@@ -51,13 +51,15 @@ class TokenizerTrainConfig:
 
 
 def msssim_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """1 - MS-SSIM on [-1,1] images, with as many levels as the crop allows (at most 5)."""
+    """1 - MS-SSIM on [-1,1] images. pytorch-msssim needs side > 16 * (window - 1), so small crops
+    use a smaller Gaussian window (7 for 128-pixel crops, 11 from 176 up)."""
     from pytorch_msssim import ms_ssim
 
-    weights = [0.0448, 0.2856, 0.3001, 0.2363, 0.1333]
-    levels = max(1, min(5, int(math.log2(min(x.shape[-2:]) / 10)) + 1))
-    w = torch.tensor(weights[:levels], device=x.device)
-    return 1 - ms_ssim((x + 1) / 2, (y + 1) / 2, data_range=1.0, weights=w / w.sum(), size_average=True)
+    side = min(x.shape[-2:])
+    win = min(11, max(3, ((side - 1) // 16) | 1))
+    while (win - 1) * 16 >= side:
+        win -= 2
+    return 1 - ms_ssim((x + 1) / 2, (y + 1) / 2, data_range=1.0, win_size=win, size_average=True)
 
 
 def psnr(x: torch.Tensor, y: torch.Tensor) -> float:
