@@ -31,6 +31,10 @@ class ContextTrainConfig:
     cache: str = "cache/train"
     out: str = "runs/context"
     name: str = ""
+    dim: int = 0  # > 0 overrides the preset's context width / depth / heads / temporal window
+    depth: int = 0
+    heads: int = 0
+    window: int = -1
     steps: int = 2000
     batch: int = 4
     gop: int = 4
@@ -64,6 +68,10 @@ def train(cfg: ContextTrainConfig) -> Path:
     codec_cfg, tok_state = parse_weights(Path(cfg.tokenizer).read_bytes(), cfg.tokenizer)
     if cfg.name:
         codec_cfg = dataclasses.replace(codec_cfg, name=cfg.name)
+    overrides = {k: v for k, v in (("dim", cfg.dim), ("depth", cfg.depth), ("heads", cfg.heads)) if v > 0}
+    if cfg.window >= 0:
+        overrides["temporal_window"] = cfg.window
+    codec_cfg = dataclasses.replace(codec_cfg, context=dataclasses.replace(codec_cfg.context, **overrides))
     model = CodecModel(codec_cfg).to(d.device)
     model.load_state_dict(tok_state, strict=False)
     tok, ctx = model.tokenizer.eval().requires_grad_(False), model.context

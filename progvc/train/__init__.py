@@ -1,0 +1,1 @@
+"""Training: the data pipeline (:mod:`.data`) and the tokenizer and context-model stages."""

@@ -1,0 +1,398 @@
+"""Read and write videos as ``(T, H, W, 3)`` uint8 RGB arrays.
+
+Every source the codec accepts goes through :func:`read_video`: anything PyAV's bundled FFmpeg
+opens (mp4, mkv, webm, ivf, y4m, raw ``.264``/``.265``/``.bit``/``.266`` streams, PNG patterns),
+headerless ``.yuv`` files read with numpy, and array-likes (numpy or torch). FFmpeg does the
+pixel-format work (10-bit, grayscale, alpha, full/limited range, BT.601/709 from the stream's tags)
+through ``frame.to_ndarray(format="rgb24")``, so the codec only ever sees 8-bit RGB.
+
+:func:`write_video` is the inverse and lossless by default (``.y4m`` as 16-bit 4:4:4, ``.mp4`` /
+``.mkv`` as RGB H.264 at qp 0, PNG patterns), so a decoded result can be re-read bit-exactly.
+Writes go to a temporary file that replaces the target only when complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+
+from .errors import ConfigError, VideoError
+
+MAX_SIDE = 8192
+"""Largest accepted frame width or height in pixels (checked before decoding)."""
+MAX_FRAMES = 100_000
+"""Most frames read from one source; a longer one raises unless ``max_frames`` asks for a prefix."""
+DEFAULT_FPS = Fraction(25)
+"""Frame rate of arrays, raw ``.yuv`` files and streams that state no usable one."""
+
+_MAX_FPS = 1000
+_MAX_CONSECUTIVE_ERRORS = 64  # demux/decode failures in a row before giving up on a damaged file
+_AV_ERRORS = (av.error.FFmpegError, ValueError)
+_RAW_EXTENSIONS = (".yuv", ".raw")
+_SUBSAMPLING = {"yuv420p": (2, 2), "yuv422p": (2, 1), "yuv444p": (1, 1), "gray": None}  # chroma (x, y)
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: arrays have no truth value; compare .frames yourself
+class Video:
+    """Decoded frames and their rate.
+
+    ``frames`` is ``(T, H, W, 3)`` uint8 RGB, C-contiguous (it may share memory with an array
+    given to :func:`read_video`); ``fps`` is exact (``Fraction(30000, 1001)``, not 29.97).
+    """
+
+    frames: np.ndarray
+    fps: Fraction
+
+
+def read_video(
+    source: Any,
+    *,
+    size: tuple[int, int] | None = None,
+    fps: float | Fraction | None = None,
+    max_frames: int | None = None,
+    pix_fmt_in: str = "yuv420p",
+) -> Video:
+    """Read a whole video (or its first ``max_frames`` frames) into memory.
+
+    ``source``: a path (``str``/``Path``) or an array-like of uint8 RGB frames, ``(T,H,W,3)`` or one
+    frame ``(H,W,3)``; grayscale ``(T,H,W)``/``(T,H,W,1)`` is replicated to RGB and RGBA
+    ``(T,H,W,4)`` loses its alpha. Float arrays are refused: their scale is ambiguous, so convert
+    them to uint8 yourself. ``size=(W, H)`` and ``pix_fmt_in`` (``yuv420p``/``yuv422p``/``yuv444p``/
+    ``gray``, optionally ``10le``) describe a headerless ``.yuv`` file, whose size may instead be in
+    its name (``clip__320x240_30f.i420.yuv``); for other sources ``size`` is only checked. ``fps``
+    overrides the stated rate (no frame is dropped or repeated; variable-rate streams keep every
+    frame in order). Frames that change size mid-stream are rescaled to the first frame's size.
+    Raises :class:`VideoError`, or :class:`ConfigError` for out-of-range options.
+    """
+    rate, frames = _open(source, size=size, fps=fps, max_frames=max_frames, pix_fmt_in=pix_fmt_in)
+    if isinstance(frames, np.ndarray):  # an array source: no copy
+        return Video(frames=frames, fps=rate)
+    stack = list(frames)
+    if not stack:
+        name = repr(str(source)) if isinstance(source, (str, os.PathLike)) else "the source"
+        raise VideoError(f"{name} contains no decodable frames; check that it plays")
+    return Video(frames=np.stack(stack) if len(stack) > 1 else stack[0][None], fps=rate)
+
+
+def iter_frames(source: Any, **options: Any) -> Iterator[np.ndarray]:
+    """Yield the frames of ``source`` one by one as ``(H, W, 3)`` uint8 RGB arrays.
+
+    Same arguments and errors as :func:`read_video`, but memory stays at about one frame, so long
+    clips can be streamed. An empty container yields nothing instead of raising.
+    """
+    yield from _open(source, **options)[1]
+
+
+def _open(
+    source: Any,
+    *,
+    size: tuple[int, int] | None = None,
+    fps: float | Fraction | None = None,
+    max_frames: int | None = None,
+    pix_fmt_in: str = "yuv420p",
+) -> tuple[Fraction, Iterable[np.ndarray]]:
+    """Check options and limits, then return the frame rate and the frames (lazy for files)."""
+    rate = None if fps is None else _as_fraction(fps)
+    strict = max_frames is None  # no prefix asked for: more than MAX_FRAMES frames is an error
+    if not strict and not (isinstance(max_frames, (int, np.integer)) and 1 <= max_frames <= MAX_FRAMES):
+        raise ConfigError(f"max_frames must be in 1..{MAX_FRAMES}, got {max_frames}")
+    limit = MAX_FRAMES if strict else int(max_frames)
+    if size is not None and not (isinstance(size, (tuple, list)) and len(size) == 2 and min(size) >= 1):
+        raise ConfigError(f"size must be (width, height) with positive entries, got {size!r}")
+    if not isinstance(source, (str, os.PathLike)):
+        frames = _as_frames(source)
+        _check_count(frames.shape[0], limit, strict, "the array")
+        _check_size(size, frames.shape[2], frames.shape[1], "the array")
+        return rate or DEFAULT_FPS, frames[:limit]
+    path = Path(source)
+    if "%" not in path.name and not path.is_file():
+        raise VideoError(f"video file {str(path)!r} not found; check the path")
+    if path.suffix.lower() in _RAW_EXTENSIONS:
+        wh, name_fps = _raw_size(path, size)
+        n = _raw_frame_count(path, wh, pix_fmt_in)
+        _check_count(n, limit, strict, path)
+        return rate or name_fps, _iter_raw(path, wh, pix_fmt_in, min(n, limit))
+    container = _open_container(path)
+    stream = container.streams.video[0]
+    width, height = stream.codec_context.width, stream.codec_context.height  # 0 when unknown yet
+    if max(width, height) > MAX_SIDE:
+        container.close()
+        _check_side(width, height, path)
+    return rate or _stream_rate(stream), _decode(container, path, size, limit, strict)
+
+
+def _open_container(path: Path) -> Any:
+    """Open ``path`` with PyAV, turning every failure into a :class:`VideoError`."""
+    try:
+        container = av.open(str(path), mode="r")
+    except (*_AV_ERRORS, OSError, UnicodeDecodeError) as e:
+        raise VideoError(f"cannot open {str(path)!r} as a video ({e}); check it is a video file") from e
+    if not container.streams.video:
+        container.close()
+        raise VideoError(f"{str(path)!r} has no video stream; give a video file")
+    return container
+
+
+def _decode(
+    container: Any, path: Path, size: tuple[int, int] | None, limit: int, strict: bool
+) -> Iterator[np.ndarray]:
+    """RGB frames of an open container, at most ``limit`` (more is an error when ``strict``)."""
+    first: tuple[int, int] | None = None
+    with contextlib.closing(container):
+        for count, frame in enumerate(_decoded_frames(container)):
+            _check_count(count + 1, limit, strict, path)  # only raises when strict
+            if first is None:
+                first = (frame.width, frame.height)
+                _check_side(*first, path)
+                _check_size(size, *first, path)
+            yield _to_rgb(frame, first)
+            if count + 1 == limit and not strict:
+                return
+
+
+def _decoded_frames(container: Any) -> Iterator[Any]:
+    """Decoded ``av.VideoFrame`` objects in presentation order, skipping damaged data.
+
+    A packet that fails to demux or decode is dropped and decoding goes on (the decoder
+    resynchronises at the next key frame), up to ``_MAX_CONSECUTIVE_ERRORS`` failures in a row;
+    calling ``demux`` again resumes reading after the damaged bytes.
+    """
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"  # frame + slice threads; output order is unchanged
+    errors = 0
+    while errors < _MAX_CONSECUTIVE_ERRORS:
+        try:
+            for packet in container.demux(stream):
+                try:
+                    decoded = packet.decode()
+                except _AV_ERRORS:
+                    errors += 1
+                    continue
+                errors = 0
+                yield from decoded
+            return  # clean end of file
+        except _AV_ERRORS:
+            errors += 1
+
+
+def _to_rgb(frame: Any, wh: tuple[int, int]) -> np.ndarray:
+    """``(H, W, 3)`` uint8 RGB of one decoded frame, rescaled to ``wh`` if its size changed."""
+    try:
+        if (frame.width, frame.height) == wh:
+            return frame.to_ndarray(format="rgb24")
+        return frame.to_ndarray(format="rgb24", width=wh[0], height=wh[1], interpolation="AREA")
+    except _AV_ERRORS as e:
+        raise VideoError(f"cannot convert a {frame.format.name} frame to RGB ({e})") from e
+
+
+def _stream_rate(stream: Any) -> Fraction:
+    """The stream's rate: FFmpeg's guess first (average_rate is 1000 for some VFR webm)."""
+    for rate in (stream.guessed_rate, stream.average_rate):
+        if rate is not None and 0 < rate <= _MAX_FPS:
+            return Fraction(rate)
+    return DEFAULT_FPS
+
+
+def _as_frames(x: Any) -> np.ndarray:
+    """``(T,H,W,3)`` uint8 RGB, C-contiguous, from an array-like (layouts: see :func:`read_video`).
+
+    A 3-d array whose last axis is 3 or 4 is one colour frame; any other 3-d array is ``(T,H,W)``
+    grayscale. Integer arrays of another dtype are accepted when every value fits in 0..255.
+    """
+    try:
+        if type(x).__module__.split(".")[0] == "torch":  # torch is only touched if given a tensor
+            x = x.detach().cpu().numpy()
+        a = np.asarray(x)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise VideoError(f"cannot read frames from a {type(x).__name__}: give a path or a uint8 array") from e
+    if a.dtype.kind == "f":
+        raise VideoError("frames are floating point: convert them to uint8 RGB first, e.g. "
+                         "(x * 255).round().clip(0, 255).astype(np.uint8)")
+    if a.dtype.kind not in "ui":
+        raise VideoError(f"frames must be uint8 RGB, got dtype {a.dtype}")
+    if a.ndim == 2 or (a.ndim == 3 and a.shape[-1] in (3, 4)):
+        a = a[None]  # one frame
+    if a.ndim == 3:
+        a = a[..., None]  # (T,H,W) grayscale
+    if a.ndim != 4 or a.shape[-1] not in (1, 3, 4):
+        hint = "; it looks channel-first, permute it" if a.ndim == 4 and a.shape[1] in (1, 3, 4) else ""
+        raise VideoError(f"frames must have shape (T,H,W,3), got {a.shape}{hint}")
+    if min(a.shape[:3]) == 0:
+        raise VideoError(f"the array holds no frames (shape {a.shape}); give at least one frame")
+    _check_side(a.shape[2], a.shape[1], "the array")
+    if a.dtype != np.uint8:
+        if a.min() < 0 or a.max() > 255:
+            raise VideoError(f"frames of dtype {a.dtype} have values outside 0..255; give uint8 RGB")
+        a = a.astype(np.uint8)
+    return np.ascontiguousarray(np.repeat(a, 3, axis=-1) if a.shape[-1] == 1 else a[..., :3])
+
+
+def _raw_size(path: Path, size: tuple[int, int] | None) -> tuple[tuple[int, int], Fraction]:
+    """``(W, H)`` of a raw file from ``size`` or its name (``_320x240``), and a ``_12fps`` rate."""
+    match = re.search(r"_(\d+)fps(?=[_.]|$)", path.name)
+    rate = Fraction(int(match.group(1))) if match and 0 < int(match.group(1)) <= _MAX_FPS else DEFAULT_FPS
+    if size is not None:
+        return (int(size[0]), int(size[1])), rate
+    if (match := re.search(r"_(\d+)x(\d+)(?=[_.]|$)", path.name)) is None:
+        raise VideoError(f"{path.name} is headerless raw video: pass size=(width, height) or put _WxH in its name")
+    return (int(match.group(1)), int(match.group(2))), rate
+
+
+def _raw_layout(wh: tuple[int, int], pix_fmt: str) -> tuple[list[tuple[int, int]], np.dtype, int]:
+    """Plane shapes ``[(h, w), ...]``, sample dtype and bit depth of one raw frame."""
+    base, bits = (pix_fmt[:-4], 10) if pix_fmt.endswith("10le") else (pix_fmt, 8)
+    base = "yuv420p" if base == "i420" else base
+    if base not in _SUBSAMPLING:
+        raise ConfigError(f"pix_fmt_in must be one of {sorted(_SUBSAMPLING)} (+10le), got {pix_fmt!r}")
+    w, h = wh
+    planes = [(h, w)]
+    if (sub := _SUBSAMPLING[base]) is not None:
+        planes += [(-(-h // sub[1]), -(-w // sub[0]))] * 2  # chroma planes round up for odd sizes
+    return planes, np.dtype("<u2" if bits > 8 else "u1"), bits
+
+
+def _raw_frame_count(path: Path, wh: tuple[int, int], pix_fmt: str) -> int:
+    """Number of frames in a raw file; refuses a size that does not divide the file exactly."""
+    _check_side(*wh, path)
+    planes, dtype, _ = _raw_layout(wh, pix_fmt)
+    frame_bytes = sum(h * w for h, w in planes) * dtype.itemsize
+    n, rest = divmod(path.stat().st_size, frame_bytes)
+    if rest or n == 0:
+        raise VideoError(f"{path.name} ({path.stat().st_size} bytes) is not a whole number of "
+                         f"{wh[0]}x{wh[1]} {pix_fmt} frames ({frame_bytes} bytes); check size and pix_fmt_in")
+    return n
+
+
+def _iter_raw(path: Path, wh: tuple[int, int], pix_fmt: str, n: int, chunk: int = 16) -> Iterator[np.ndarray]:
+    """Read ``n`` raw frames with numpy, ``chunk`` at a time, as ``(H,W,3)`` uint8 RGB.
+
+    BT.601 limited range (what raw test sequences use), chroma upsampled by repetition:
+    R = Y' + 1.402 V', G = Y' - 0.344 U' - 0.714 V', B = Y' + 1.772 U' on normalised samples.
+    """
+    planes, dtype, bits = _raw_layout(wh, pix_fmt)
+    sizes = [h * w for h, w in planes]
+    scale, (h, w) = float(1 << (bits - 8)), planes[0]
+    for start in range(0, n, chunk):
+        k = min(chunk, n - start)
+        flat = np.fromfile(path, dtype, count=k * sum(sizes), offset=start * sum(sizes) * dtype.itemsize)
+        flat = flat.reshape(k, sum(sizes)).astype(np.float32)
+        y = (flat[:, : sizes[0]].reshape(k, h, w) - 16 * scale) * (255 / (219 * scale))  # (k,H,W)
+        if len(planes) == 1:
+            rgb = np.stack([y, y, y], axis=-1)
+        else:
+            (hc, wc), at = planes[1], (sizes[0], sizes[0] + sizes[1])
+            u, v = (
+                ((flat[:, a : a + sizes[1]].reshape(k, hc, wc) - 128 * scale) * (255 / (224 * scale)))
+                .repeat(-(-h // hc), axis=1).repeat(-(-w // wc), axis=2)[:, :h, :w]
+                for a in at
+            )  # (k,H,W) each
+            rgb = np.stack([y + 1.402 * v, y - 0.344136 * u - 0.714136 * v, y + 1.772 * u], axis=-1)
+        yield from np.clip(np.rint(rgb), 0, 255).astype(np.uint8)  # k frames (H,W,3)
+
+
+def _check_side(width: int, height: int, where: Path | str) -> None:
+    if max(width, height) > MAX_SIDE:
+        raise VideoError(f"{where} is {width}x{height}, larger than MAX_SIDE={MAX_SIDE}; downscale it first")
+
+
+def _check_count(n: int, limit: int, strict: bool, where: Path | str) -> None:
+    if strict and n > limit:
+        raise VideoError(f"{where} has more than MAX_FRAMES={MAX_FRAMES} frames; pass max_frames")
+
+
+def _check_size(size: tuple[int, int] | None, width: int, height: int, where: Path | str) -> None:
+    if size is not None and (int(size[0]), int(size[1])) != (width, height):
+        raise VideoError(f"{where} is {width}x{height}, not the given size {size[0]}x{size[1]}")
+
+
+def _as_fraction(fps: float | Fraction) -> Fraction:
+    """Exact rate from an int, Fraction or float (29.97 -> 2997/100, 30000/1001 kept as is)."""
+    try:
+        rate = Fraction(fps).limit_denominator(1001)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise ConfigError(f"fps must be a positive number, got {fps!r}") from e
+    if not 0 < rate <= _MAX_FPS:
+        raise ConfigError(f"fps must be in (0, {_MAX_FPS}], got {fps!r}")
+    return rate
+
+
+def write_video(
+    path: str | os.PathLike[str], frames: Any, fps: float | Fraction = DEFAULT_FPS, *, pix_fmt: str | None = None
+) -> None:
+    """Write ``frames`` (``(T,H,W,3)`` uint8 RGB, numpy or torch) to ``path``, chosen by its name.
+
+    - ``.y4m``: YUV4MPEG2, by default ``C444p16`` (16-bit 4:4:4, an FFmpeg extension) because it
+      reads back exactly; ``pix_fmt="yuv420p"`` gives the 8-bit 4:2:0 every tool reads (not exact).
+    - ``.mp4`` / ``.mkv``: H.264 at qp 0, by default RGB (``libx264rgb``), exact; a YUV ``pix_fmt``
+      uses ``libx264`` (lossless in YUV, not from RGB; 4:2:0 needs even sizes).
+    - a ``.png`` pattern with ``%d`` / ``%05d``: one RGB PNG per frame, numbered from 1 as FFmpeg does.
+
+    Each file appears only when complete (temporary file + ``os.replace``). Raises VideoError.
+    """
+    data, rate, target = _as_frames(frames), _as_fraction(fps), Path(path)
+    if not target.parent.is_dir():
+        raise VideoError(f"directory {str(target.parent)!r} does not exist; create it first")
+    suffix = target.suffix.lower()
+    try:
+        if "%" in target.name and suffix == ".png":
+            for i, frame in enumerate(data):
+                _atomic(target.parent / (target.name % (i + 1)), lambda tmp, f=frame: _write_png(tmp, f))
+        elif suffix == ".y4m":
+            fmt = pix_fmt or "yuv444p16le"
+            _atomic(target, lambda tmp: _write_container(tmp, "yuv4mpegpipe", "rawvideo", fmt, data, rate))
+        elif suffix in (".mp4", ".mkv"):
+            fmt = pix_fmt or "rgb24"
+            codec = "libx264rgb" if fmt == "rgb24" else "libx264"
+            if codec not in av.codec.codecs_available:
+                codec, fmt = "libx264", "yuv444p"  # an FFmpeg without libx264rgb: near-lossless
+            muxer = "mp4" if suffix == ".mp4" else "matroska"
+            _atomic(target, lambda tmp: _write_container(tmp, muxer, codec, fmt, data, rate))
+        else:
+            raise VideoError(f"cannot write {target.name}: use .y4m, .mp4, .mkv or a %05d.png pattern")
+    except (*_AV_ERRORS, OSError, TypeError) as e:
+        raise VideoError(f"writing {str(target)!r} failed ({e}); check the path and pix_fmt") from e
+
+
+def _atomic(target: Path, write: Callable[[str], None]) -> None:
+    """Call ``write(tmp_path)`` on a temporary file beside ``target``, then move it into place."""
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def _write_container(tmp: str, muxer: str, codec: str, pix_fmt: str, data: np.ndarray, rate: Fraction) -> None:
+    """Encode ``data`` ``(T,H,W,3)`` uint8 with ``codec`` into a ``muxer`` file at ``tmp``."""
+    options = {"qp": "0", "preset": "veryfast"} if codec.startswith("libx264") else {}
+    # y4m calls its 16-bit variants "unofficial"; FFmpeg wants strict=-1 to write them.
+    with av.open(tmp, mode="w", format=muxer, options={"strict": "-1"}) as container:
+        stream = container.add_stream(codec, rate=rate, options=options)
+        stream.width, stream.height, stream.pix_fmt = data.shape[2], data.shape[1], pix_fmt
+        for i, rgb in enumerate(data):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame = frame if pix_fmt == "rgb24" else frame.reformat(format=pix_fmt)
+            frame.pts = i
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+
+
+def _write_png(tmp: str, rgb: np.ndarray) -> None:
+    """Encode one ``(H,W,3)`` uint8 frame as PNG with FFmpeg's encoder (no Pillow needed)."""
+    codec = av.CodecContext.create("png", "w")
+    codec.width, codec.height, codec.pix_fmt = rgb.shape[1], rgb.shape[0], "rgb24"
+    packets = codec.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")) + codec.encode(None)
+    Path(tmp).write_bytes(b"".join(bytes(p) for p in packets))
