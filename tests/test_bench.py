@@ -1,0 +1,325 @@
+"""The benchmark suite: BD-rate, results schema, resumability, baselines, metrics, perceptual loading."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from progvc.bench import bdrate, results
+from progvc.bench.bdrate import BDRateError, bd_quality, bd_rate
+from progvc.errors import ConfigError, WeightsError
+
+RATES = [0.05, 0.1, 0.2, 0.4]
+PSNRS = [28.0, 31.0, 33.5, 35.0]
+
+
+def _clip(t: int = 2, h: int = 64, w: int = 96) -> np.ndarray:
+    """Smooth moving pattern, (T,H,W,3) uint8: compressible like natural video, not like noise."""
+    yy, xx = np.mgrid[:h, :w].astype(np.float32)
+    frames = [np.stack([128 + 100 * np.sin((xx + 2 * i) / 7) * np.cos(yy / 9),
+                        128 + 90 * np.cos((xx - yy + 3 * i) / 11),
+                        128 + 60 * np.sin(xx * yy / 400 + i / 3)], -1) for i in range(t)]
+    return np.clip(frames, 0, 255).astype(np.uint8)
+
+
+# -- BD-rate -----------------------------------------------------------------------------------
+def test_bd_rate_twice_the_rate_is_plus_100_percent():
+    assert bd_rate(RATES, PSNRS, [2 * r for r in RATES], PSNRS) == pytest.approx(100.0, abs=1e-9)
+    assert bd_rate(RATES, PSNRS, [r / 2 for r in RATES], PSNRS) == pytest.approx(-50.0, abs=1e-9)
+
+
+def test_bd_identical_curves_are_zero_and_bd_quality_measures_a_shift():
+    assert bd_rate(RATES, PSNRS, RATES, PSNRS) == pytest.approx(0.0, abs=1e-12)
+    assert bd_quality(RATES, PSNRS, RATES, PSNRS) == pytest.approx(0.0, abs=1e-12)
+    assert bd_quality(RATES, PSNRS, RATES, [q + 1.0 for q in PSNRS]) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_bd_lower_is_better_metrics_keep_the_sign_convention():
+    lpips = [0.5, 0.4, 0.3, 0.25]
+    assert bd_rate(RATES, lpips, [2 * r for r in RATES], lpips, higher_is_better=False) == pytest.approx(100.0)
+    better = [v - 0.01 for v in lpips]
+    assert bd_quality(RATES, lpips, RATES, better, higher_is_better=False) == pytest.approx(0.01)
+
+
+def test_bd_partial_overlap_integrates_the_common_range_only():
+    # log-rate linear in quality, so PCHIP reproduces it exactly on any subset of the points; the
+    # test curve covers only the top of the anchor's range, with twice the rate there: +100 %
+    rates, quality = [0.05 * 2**k for k in range(5)], [28.0 + 3 * k for k in range(5)]
+    assert bd_rate(rates, quality, [2 * r for r in rates[2:]], quality[2:]) == pytest.approx(100.0, abs=1e-9)
+
+
+def test_bd_non_overlap_and_too_few_points_raise():
+    with pytest.raises(BDRateError, match="do not overlap"):
+        bd_rate(RATES, PSNRS, RATES, [q + 20 for q in PSNRS])
+    with pytest.raises(BDRateError, match="at least 2"):
+        bd_rate(RATES, PSNRS, [0.1], [30.0])
+    with pytest.raises(BDRateError, match="positive"):
+        bd_rate([0.0, 0.1], [30.0, 31.0], RATES, PSNRS)
+
+
+def test_bd_dominated_points_are_dropped():
+    # a point that costs more and looks worse does not bend the curve
+    noisy_r, noisy_q = [*RATES, 0.3], [*PSNRS, 30.0]
+    assert bd_rate(RATES, PSNRS, noisy_r, noisy_q) == pytest.approx(0.0, abs=1e-12)
+    assert issubclass(bdrate.BDRateError, ValueError)
+
+
+# -- results schema ----------------------------------------------------------------------------
+def _point(nbytes: int = 100, **kw) -> dict:
+    p = {"bpp": 8 * nbytes / (2 * 64 * 96), "bytes": nbytes, "n_scales": None, "crf": 30, "sample": None,
+         "psnr_rgb": 30.0, "psnr_y": 32.0, "ms_ssim": 0.95, "vmaf": None, "encode_s": 0.1, "decode_s": 0.01,
+         "estimated_bits": None}
+    p.update(kw)
+    return p
+
+
+def _doc() -> dict:
+    return {"schema": results.SCHEMA, "clips": [{"name": "a", "frames": 2, "width": 96, "height": 64}],
+            "runs": [{"codec": "x264", "settings": {"preset": "medium"}, "clip": "a", "frames": 2, "width": 96,
+                      "height": 64, "points": [_point(), _point(200, crf=40)]},
+                     {"codec": "progvc", "settings": {}, "clip": "a", "frames": 2, "width": 96, "height": 64,
+                      "points": [_point(50, crf=None, n_scales=1, sample=True, lpips=0.3)]}]}
+
+
+def test_validator_accepts_a_good_document():
+    results.validate(_doc())
+    results.validate(json.loads(json.dumps(_doc())))
+
+
+@pytest.mark.parametrize("breakage", [
+    lambda d: d.update(schema="progvc-bench/0"),
+    lambda d: d["runs"][0]["points"][0].update(bpp=1.0),                       # bpp != 8*bytes/(THW)
+    lambda d: d["runs"][0]["points"][0].update(n_scales=3),                    # baseline with n_scales
+    lambda d: d["runs"][1]["points"][0].update(sample=None),                   # progvc without sample
+    lambda d: d["runs"][0]["points"][0].update(psnr_rgb=float("nan")),         # NaN must be null
+    lambda d: d["runs"][0]["points"][0].update(psnr=30.0),                     # unknown key
+    lambda d: d["runs"][0]["points"][0].pop("vmaf"),                           # missing key
+    lambda d: d["runs"][0]["points"][1].update(crf=30),                        # duplicate point
+    lambda d: d["runs"][0].update(clip="b"),                                   # clip not listed
+    lambda d: d["runs"].append(copy.deepcopy(d["runs"][0])),                   # duplicate run
+    lambda d: d["runs"][0]["points"][0].update(bytes=True),                    # bool is not an int
+])
+def test_validator_rejects_bad_documents(breakage):
+    doc = _doc()
+    breakage(doc)
+    with pytest.raises(results.ResultsError):
+        results.validate(doc)
+
+
+def test_store_saves_atomically_and_refuses_other_configs(tmp_path):
+    path = tmp_path / "r.json"
+    store = results.ResultsStore(path, {"frames": 2, "downscale": 1, "gop": 4})
+    store.add_clip({"name": "a", "frames": 2, "width": 96, "height": 64})
+    run = store.run("x264", "a", {"preset": "medium"}, 2, 96, 64)
+    store.add_point(run, _point(vmaf=float("nan")))
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]  # no temporary file left behind
+    doc = results.load(path)
+    assert doc["runs"][0]["points"][0]["vmaf"] is None
+    again = results.ResultsStore(path, {"frames": 2, "downscale": 1, "gop": 4})
+    assert again.has_point(again.run("x264", "a", {"preset": "medium"}, 2, 96, 64), None, 30, None)
+    with pytest.raises(results.ResultsError, match="another --out"):
+        results.ResultsStore(path, {"frames": 16, "downscale": 1, "gop": 4})
+
+
+# -- metrics -----------------------------------------------------------------------------------
+def test_psnr_identical_is_capped_and_known_mse_is_exact():
+    from progvc.bench import metrics
+
+    ref = np.full((2, 32, 32, 3), 100, np.uint8)
+    assert metrics.psnr(ref, ref) == metrics.PSNR_MAX_DB == 100.0
+    dist = ref + 5  # MSE 25 exactly
+    assert metrics.psnr(ref, dist) == pytest.approx(10 * math.log10(255**2 / 25), abs=1e-12)
+    # BT.601 luma: Y(100) = round(16 + 219*100/255) = 102, Y(117) = round(116.48) = 116
+    assert metrics.psnr_y(ref, ref + 17) == pytest.approx(10 * math.log10(255**2 / 14**2), abs=1e-12)
+
+
+def test_sequence_metrics_identical_frames_and_small_frame_notes():
+    from progvc.bench.metrics import SequenceMetrics
+
+    ref = _clip(2, 64, 96)
+    m = SequenceMetrics(ref)
+    s = m(ref.copy())
+    assert s["psnr_rgb"] == s["psnr_y"] == 100.0
+    assert s["ms_ssim"] == pytest.approx(1.0, abs=1e-6)
+    assert 0.0 <= s["vmaf"] <= 100.0
+    assert any("3 of 5 levels" in n for n in m.notes)
+    tiny = SequenceMetrics(_clip(2, 16, 16))
+    assert tiny(_clip(2, 16, 16))["vmaf"] is None
+    assert any(n.startswith("vmaf: NaN") for n in tiny.notes)
+
+
+def test_ms_ssim_five_levels_is_pytorch_msssim_and_vmaf_split_equals_one_call():
+    import torch
+    from pytorch_msssim import ms_ssim as reference_ms_ssim
+    from vmaf_torch import VMAF
+
+    from progvc.bench import metrics
+
+    rng = np.random.default_rng(0)
+    ref = rng.integers(0, 256, (2, 176, 176, 3), dtype=np.uint8)
+    dist = np.clip(ref.astype(int) + rng.integers(-20, 21, ref.shape), 0, 255).astype(np.uint8)
+    x, y = (torch.from_numpy(a).permute(0, 3, 1, 2).float() for a in (ref, dist))
+    expect = reference_ms_ssim(x, y, data_range=255, size_average=False).mean().item()
+    assert metrics.ms_ssim(ref, dist) == pytest.approx(expect, abs=1e-6)
+    ref, dist = _clip(10, 48, 64), _clip(10, 48, 64)[::-1].copy()  # 10 frames: more than one chunk
+    ry, dy = (torch.from_numpy(metrics.rgb_to_y(a)).unsqueeze(1) for a in (ref, dist))
+    with torch.no_grad():
+        whole = VMAF(clip_score=True).eval()(ry, dy).mean().item()
+    assert metrics.vmaf(ref, dist) == pytest.approx(whole, abs=1e-4)
+
+
+# -- perceptual --------------------------------------------------------------------------------
+def test_perceptual_weights_load_from_a_random_safetensors_file(tmp_path, monkeypatch):
+    from progvc.bench import perceptual
+
+    path = perceptual.save_random_weights(tmp_path / "vgg.safetensors")
+    monkeypatch.setenv(perceptual.ENV_VAR, str(path))
+    models = perceptual.load_perceptual(None)  # found through the environment variable
+    assert models is not None and models.names == ("lpips", "dists", "fid_vgg", "kid_vgg")
+    ref = _clip(2, 32, 32)
+    models.set_reference(ref)
+    same, other = models.score(ref.copy()), models.score(255 - ref)
+    assert same["lpips"] == pytest.approx(0.0, abs=1e-6) and same["dists"] == pytest.approx(0.0, abs=1e-5)
+    assert other["lpips"] > 0 and other["dists"] > 0 and other["fid_vgg"] >= 0
+
+
+def test_perceptual_refuses_bad_files_and_skips_without_weights(tmp_path, monkeypatch):
+    from safetensors.torch import save_file
+
+    from progvc.bench import perceptual
+
+    monkeypatch.delenv(perceptual.ENV_VAR, raising=False)
+    assert perceptual.load_perceptual(None) is None
+    assert "--perceptual-weights" in perceptual.SKIP_NOTE
+    with pytest.raises(WeightsError, match="do not exist"):
+        perceptual.load_perceptual(tmp_path / "missing.safetensors")
+    import torch
+
+    save_file({"lpips.lin0.weight": torch.zeros(1, 64, 1, 1)}, str(tmp_path / "heads.safetensors"))
+    with pytest.raises(WeightsError, match="VGG16 layout"):
+        perceptual.load_perceptual(tmp_path / "heads.safetensors")
+    (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(WeightsError, match="not a readable"):
+        perceptual.load_perceptual(tmp_path / "junk.safetensors")
+
+
+# -- baselines ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["x264", "x265", "svtav1", "vp9"])
+def test_baseline_two_frame_round_trip_with_fixed_gop(name):
+    from progvc.bench import baselines
+
+    if missing := baselines.missing_codecs(name):
+        pytest.skip(f"PyAV's FFmpeg lacks {missing}")
+    frames = _clip(5, 64, 96)
+    res = baselines.encode_decode(frames[:2], name, 30, gop=4)
+    assert res.frames.shape == (2, 64, 96, 3) and res.frames.dtype == np.uint8 and res.nbytes > 0
+    assert np.mean(np.abs(res.frames.astype(int) - frames[:2])) < 12
+    assert res.keyframes == (0,)
+    assert baselines.encode_decode(frames, name, 30, gop=2).keyframes == (0, 2, 4)  # no scene-cut keys
+    odd = baselines.encode_decode(frames[:2, :33, :47].copy(), name, 30, gop=4)  # padded, then cropped
+    assert odd.padded and odd.frames.shape == (2, 33, 47, 3)
+
+
+def test_baseline_options_are_checked():
+    from progvc.bench import baselines
+
+    with pytest.raises(ConfigError, match="CRF"):
+        baselines.get_baseline("x264").options(60, 8)
+    with pytest.raises(ConfigError, match="unknown codec"):
+        baselines.get_baseline("h266")
+    assert baselines._strip_h264_sei(b"\x00\x00\x00\x01\x67ab\x00\x00\x01\x06sei\x00\x00\x01\x65x") == \
+        b"\x00\x00\x00\x01\x67ab\x00\x00\x01\x65x"
+
+
+# -- the driver --------------------------------------------------------------------------------
+@pytest.fixture
+def clips_dir(tmp_path) -> Path:
+    from progvc.video_io import write_video
+
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    write_video(folder / "pattern.mkv", _clip(3, 64, 96), 25)
+    return folder
+
+
+def test_run_benchmark_resumes_without_recomputing(clips_dir, tmp_path, monkeypatch):
+    from progvc.bench import baselines, rd
+
+    calls = []
+    real = baselines.encode_decode
+    monkeypatch.setattr(baselines, "encode_decode", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+    kw = dict(frames=2, codecs=("x264",), crfs={"x264": [30, 40]}, gop=4, progress=False)
+    out = rd.run_benchmark(clips_dir, tmp_path / "out", **kw)
+    assert calls == [30, 40]
+    first = json.loads(out.read_text())
+    rd.run_benchmark(clips_dir, tmp_path / "out", **{**kw, "crfs": {"x264": [30, 40, 45]}})
+    assert calls == [30, 40, 45]  # only the new point was computed
+    doc = results.load(out)
+    assert doc["runs"][0]["points"][:2] == first["runs"][0]["points"]
+    assert any("skipped, no backbone weights" in n for n in doc["notes"])
+    assert (tmp_path / "out" / "summary.md").exists() and (tmp_path / "out" / "plots" / "pattern.mkv.png").exists()
+
+
+def test_main_with_perceptual_weights_report_only_and_errors(clips_dir, tmp_path, capsys):
+    from progvc.bench import perceptual, rd
+
+    out = tmp_path / "out"
+    weights = perceptual.save_random_weights(tmp_path / "vgg.safetensors")
+    assert rd.main([str(clips_dir), "--out", str(out), "--frames", "2", "--codecs", "x264",
+                    "--crf", "x264=30,40", "--gop", "4", "--no-progress", "--perceptual-weights", str(weights)]) == 0
+    (out / "summary.md").unlink()
+    assert rd.main(["--out", str(out), "--report-only"]) == 0
+    summary = (out / "summary.md").read_text()
+    assert "| x264 | crf 30 |" in summary and "| lpips | dists | fid_vgg | kid_vgg |" in summary
+    assert "no backbone weights" not in summary
+    assert rd.main([str(tmp_path / "nowhere"), "--out", str(out), "--codecs", "x264"]) == 1
+    assert "neither a video file nor a folder" in capsys.readouterr().err
+    assert rd.main([str(clips_dir), "--out", str(out), "--codecs", "x264", "--crf", "x264"]) == 1
+    assert rd.main([str(clips_dir), "--out", str(out), "--codecs", "x264", "--crf", "x265=30"]) == 1
+    assert "not among the benchmarked baselines" in capsys.readouterr().err
+
+
+def test_downscale_area_averages_blocks():
+    from progvc.bench.rd import downscale_area
+
+    frames = np.arange(2 * 4 * 6 * 3, dtype=np.uint8).reshape(2, 4, 6, 3)
+    small = downscale_area(frames, 2)
+    assert small.shape == (2, 2, 3, 3)
+    assert small[0, 0, 0, 0] == 11  # mean of 0, 3, 18, 21 is 10.5, rounded half up
+
+
+def test_progvc_tiny_model_through_run_benchmark(clips_dir, tmp_path):
+    pytest.importorskip("progvc.codec")
+    import progvc
+    from progvc.bench import rd
+    from progvc.config import tiny_config
+
+    out = rd.run_benchmark(clips_dir, tmp_path / "out", frames=2, codecs=("progvc", "x264"),
+                           crfs={"x264": [35]}, progress=False,
+                           codec_factory=lambda: progvc.Codec.from_config(tiny_config()))
+    doc = results.load(out)
+    run = next(r for r in doc["runs"] if r["codec"] == "progvc")
+    k = tiny_config().tokenizer.n_scales
+    assert len(run["points"]) == 2 * k and run["settings"]["gop"] == tiny_config().gop_size
+    by_n = {p["n_scales"]: p["bytes"] for p in run["points"]}
+    assert [by_n[n] for n in range(1, k + 1)] == sorted(by_n.values())  # truncation only drops bytes
+    assert all(p["estimated_bits"] is not None for p in run["points"])
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert "| progvc-nosample | x264 |" in summary
+
+
+def test_speed_helpers_measure_workloads():
+    speed = pytest.importorskip("benchmarks.speed")
+    encode, decode = speed.range_coder_workloads(16, n_symbols=3000, rows=500)
+    assert encode() == decode() == 3000
+    assert speed.items_per_second(encode, warmup=1, runs=2) > 0
+    assert speed.peak_memory_mb(lambda: np.ones(4_000_000), "cpu") >= 0
+    row = {"device": "cpu", "size": "cif", "frames": 4, "encode_fps": 1.0, "decode_fps": 2.0,
+           "decode_sampled_fps": 3.0, "encode_peak_mb": 10.0, "decode_peak_mb": 9.0, "context_tokens_per_s": 1e3,
+           "range_encode_symbols_per_s": 1e6, "range_decode_symbols_per_s": 1e6}
+    assert speed.markdown([row]).splitlines()[-1].startswith("| cpu | cif | 4 | 1.00 |")
