@@ -24,11 +24,12 @@ if TYPE_CHECKING:
     import numpy as np
 
     from .codec import Codec, EncodeResult
+    from .streaming import Decoder, GopUpdate
 
 __version__ = "0.1.0"
 __all__ = [
-    "BitstreamError", "Codec", "ConfigError", "DeviceError", "EncodeResult", "ProgvcError", "StreamInfo",
-    "VideoError", "WeightsError", "decode", "encode", "info", "truncate",
+    "BitstreamError", "Codec", "ConfigError", "Decoder", "DeviceError", "EncodeResult", "GopUpdate", "ProgvcError",
+    "StreamInfo", "VideoError", "WeightsError", "decode", "encode", "info", "truncate",
 ]
 
 _default: dict[str, Any] = {}
@@ -46,7 +47,8 @@ def _codec(device: Any = None, name: str | None = None) -> Codec:
 
 
 def encode(video: Any, n_scales: int | None = None, **options: Any) -> bytes:
-    """Encode a video path or (T,H,W,3) uint8 array with the default model. See ``Codec.encode``."""
+    """Encode a video path or (T,H,W,3) uint8 array with the default model. See ``Codec.encode``
+    (``bpp=`` instead of ``n_scales`` picks the scales per GOP to fit a bit budget)."""
     device = options.pop("device", None)
     return _codec(device).encode(video, n_scales, **options)
 
@@ -65,4 +67,8 @@ def __getattr__(name: str) -> Any:
         from . import codec
 
         return getattr(codec, name)
+    if name in ("Decoder", "GopUpdate"):
+        from . import streaming
+
+        return getattr(streaming, name)
     raise AttributeError(f"module 'progvc' has no attribute {name!r}")

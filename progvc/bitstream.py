@@ -32,6 +32,7 @@ MAX_FRAMES = 1 << 20
 MAX_GOP = 256
 MAX_SCALES = 32
 MAX_SEED = (1 << 64) - 1
+MAX_NAME = 64
 
 _HEAD = struct.Struct("<4sBH")
 _FIXED = struct.Struct("<IIIIIHBBQfIfB")  # width .. flags
@@ -101,6 +102,8 @@ def _check(cond: bool, what: str) -> None:
 
 
 def _validate_header(h: StreamHeader) -> None:
+    _check(1 <= len(h.model_name) <= MAX_NAME and h.model_name.isascii(),
+           f"model name of {len(h.model_name)} characters outside 1..{MAX_NAME} ASCII")
     _check(1 <= h.width <= MAX_SIDE and 1 <= h.height <= MAX_SIDE,
            f"frame size {h.width}x{h.height} outside 1..{MAX_SIDE}")
     _check(1 <= h.n_frames <= MAX_FRAMES, f"frame count {h.n_frames} outside 1..{MAX_FRAMES}")
@@ -125,7 +128,19 @@ def _pack_header(h: StreamHeader) -> bytes:
     return head + struct.pack("<I", zlib.crc32(head))
 
 
+def _as_bytes(data: object) -> bytes | memoryview:
+    """``data`` as bytes or a flat byte view; anything that is not a bytes-like object is refused."""
+    if isinstance(data, bytes):
+        return data
+    try:
+        return memoryview(data).cast("B")  # type: ignore[arg-type]
+    except TypeError as exc:
+        hint = " (read the file first: pathlib.Path(p).read_bytes())" if isinstance(data, str) else ""
+        raise BitstreamError(f"a progvc stream is bytes, got {type(data).__name__}{hint}") from exc
+
+
 def _unpack_header(data: bytes | memoryview) -> tuple[StreamHeader, int]:
+    data = _as_bytes(data)
     if len(data) < _HEAD.size:
         raise BitstreamError(f"not a progvc stream: only {len(data)} bytes; pass a complete .pvc file")
     magic, version, body_len = _HEAD.unpack_from(data, 0)
@@ -178,7 +193,7 @@ def unpack(data: bytes | bytearray | memoryview, *, partial: bool = False) -> St
     chunk (``complete=False`` when some were missing), which is what a streaming decoder needs.
     Without it, a stream that is cut short raises :class:`BitstreamError`.
     """
-    view = memoryview(data).cast("B") if not isinstance(data, bytes) else data
+    view = _as_bytes(data)
     header, pos = _unpack_header(view)
     min_gop = 1 + 4 + 4 + _CHUNK.size  # one chunk with an empty payload
     _check(partial or header.n_gops * min_gop <= len(view) - pos,
@@ -239,29 +254,92 @@ def parse_header(data: bytes) -> StreamHeader:
     return _unpack_header(data)[0]
 
 
-def truncate(data: bytes, n_scales: int | None = None, max_bytes: int | None = None) -> bytes:
-    """Return a valid stream that keeps the first ``n_scales`` chunks of every GOP.
+def truncate(data: bytes, n_scales: int | None = None, max_bytes: int | None = None,
+             bpp: float | None = None) -> bytes:
+    """Return a valid, smaller stream that keeps a prefix of the chunks of every GOP.
 
-    With ``max_bytes`` instead, keep the largest number of scales whose stream fits in
-    ``max_bytes``. No token is re-encoded: chunks are copied byte for byte.
+    Exactly one of:
+
+    - ``n_scales``: keep the first ``n_scales`` chunks of every GOP (a GOP that has fewer keeps all).
+    - ``max_bytes``: a byte budget for the whole stream, header included. What is left after the
+      header is shared among the GOPs in proportion to their frame counts; each GOP keeps the
+      largest prefix of chunks that fits its share (bytes it leaves unspent carry forward to the
+      next GOP), but at least one chunk; bytes still unspent after the last GOP then buy further
+      chunks for the GOPs in order. So GOPs may keep different numbers of scales, and the
+      header's ``coded_scales`` becomes the largest count.
+    - ``bpp``: the same budget in bits per pixel of the original frames,
+      ``max_bytes = floor(bpp * width * height * frames / 8)``.
+
+    The result never exceeds the budget: a GOP also leaves room for one chunk of every later GOP.
+    A budget below one chunk per GOP raises :class:`ConfigError` naming the smallest possible size.
+    No token is re-encoded: chunks are copied byte for byte, so this needs neither torch nor a model.
     """
-    if (n_scales is None) == (max_bytes is None):
-        raise ConfigError("truncate needs exactly one of n_scales or max_bytes")
+    if sum(v is not None for v in (n_scales, max_bytes, bpp)) != 1:
+        raise ConfigError("truncate needs exactly one of n_scales, max_bytes or bpp")
     stream = unpack(data)
     if n_scales is not None:
         return pack(_keep(stream, n_scales))
-    for n in range(stream.header.coded_scales, 0, -1):
-        out = pack(_keep(stream, n))
-        if len(out) <= max_bytes:  # type: ignore[operator]
-            return out
-    raise ConfigError(f"max_bytes={max_bytes} is below the smallest stream of one scale "
-                      f"({len(pack(_keep(stream, 1)))} bytes); allow more bytes")
+    h = stream.header
+    if bpp is not None:
+        if isinstance(bpp, bool) or not isinstance(bpp, (int, float)) or not 0 < bpp < float("inf"):
+            raise ConfigError(f"bpp must be a positive number, got {bpp!r}")
+        # The tiny relative slack keeps bpp = 8 * len(stream) / pixels from flooring one byte short.
+        max_bytes = int(bpp * h.width * h.height * h.n_frames / 8 * (1 + 1e-12))
+    elif isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
+        raise ConfigError(f"max_bytes must be a positive integer, got {max_bytes!r}")
+    return pack(_keep(stream, _fit_budget(stream, max_bytes, header_size(data))))
 
 
-def _keep(stream: Stream, n: int) -> Stream:
-    top = stream.header.coded_scales
-    if not 1 <= n <= stream.header.n_scales:
-        raise ConfigError(f"n_scales={n} is outside 1..{stream.header.n_scales}")
-    n = min(n, top)
-    gops = tuple(chunks[:n] for chunks in stream.gops)
-    return Stream(replace(stream.header, coded_scales=n), gops)
+def _gop_costs(chunks: tuple[Chunk, ...]) -> list[int]:
+    """Bytes of a GOP unit that keeps its first n chunks, for n = 1..len(chunks) (increasing)."""
+    costs, total = [], 1 + 4  # n_chunks and the index CRC
+    for c in chunks:
+        total += 4 + c.size  # its length in the index, then the chunk itself
+        costs.append(total)
+    return costs
+
+
+def _fit_budget(stream: Stream, max_bytes: int, header_bytes: int) -> list[int]:
+    """Chunks to keep per GOP so that the packed stream fits in ``max_bytes`` (see :func:`truncate`).
+
+    Integer arithmetic on cumulative shares: GOP g may spend up to ``budget * frames(<=g) // frames``
+    minus what GOPs before it spent (which carries their savings forward), and never so much that
+    a later GOP could not keep its first chunk. Shares only flow forward, so an early GOP that is
+    dearer than its share can leave bytes unspent at the end; a second pass gives those to the
+    GOPs in order, so no budget goes to waste and ``max_bytes >= len(stream)`` keeps everything.
+    """
+    h = stream.header
+    costs = [_gop_costs(chunks) for chunks in stream.gops]
+    reserve = sum(c[0] for c in costs)  # one chunk in every GOP still to come
+    budget = max_bytes - header_bytes
+    if budget < reserve:
+        raise ConfigError(f"a budget of {max_bytes} bytes is below the smallest stream, which keeps one chunk "
+                          f"per GOP: {header_bytes + reserve} bytes; allow at least that many")
+    counts, spent, frames_done = [], 0, 0
+    for g, c in enumerate(costs):
+        frames_done += h.gop_frames(g)
+        reserve -= c[0]
+        cap = min(budget * frames_done // h.n_frames - spent, budget - spent - reserve)
+        n = max(1, sum(1 for cost in c if cost <= cap))
+        counts.append(n)
+        spent += c[n - 1]
+    for g, c in enumerate(costs):  # bytes the last GOPs could not use go back to GOPs in order
+        n = counts[g]
+        while n < len(c) and c[n] - c[n - 1] <= budget - spent:
+            spent += c[n] - c[n - 1]
+            n += 1
+        counts[g] = n
+    return counts
+
+
+def _keep(stream: Stream, n: int | list[int]) -> Stream:
+    """Keep the first ``n`` chunks of every GOP, or ``n[g]`` chunks of GOP g; rewrites coded_scales."""
+    h = stream.header
+    counts = list(n) if isinstance(n, (list, tuple)) else [n] * len(stream.gops)
+    for c in counts:
+        if isinstance(c, bool) or not isinstance(c, int) or not 1 <= c <= h.n_scales:
+            raise ConfigError(f"n_scales={c!r} is not an integer in 1..{h.n_scales}")
+    if len(counts) != len(stream.gops):
+        raise ConfigError(f"{len(counts)} chunk counts given for {len(stream.gops)} GOPs")
+    gops = tuple(chunks[:c] for chunks, c in zip(stream.gops, counts, strict=True))
+    return Stream(replace(h, coded_scales=max(len(chunks) for chunks in gops)), gops)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import time
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -126,21 +128,31 @@ class Codec:
         return self.config.gop_size
 
     # -- encoding ------------------------------------------------------------------------------
-    def encode(self, video: Any, n_scales: int | None = None, **options: Any) -> bytes:
+    def encode(self, video: Any, n_scales: int | None = None, *, bpp: float | None = None,
+               **options: Any) -> bytes:
         """Encode ``video`` (path or (T,H,W,3) uint8 array) to a stream of ``n_scales`` scales.
 
+        ``bpp`` instead of ``n_scales``: encode every scale, then ``truncate(..., bpp=bpp)``, so
+        each GOP keeps as many scales as its share of the budget allows (ConfigError if both).
         Options: gop_size, fps, size (W,H) for raw .yuv, seed / temperature / top_k / top_p
         (the decoder's sampling defaults, stored in the stream), temporal (False codes every frame
         without temporal context), progress.
         """
-        return self.encode_with_stats(video, n_scales, **options).bitstream
+        return self.encode_with_stats(video, n_scales, bpp=bpp, **options).bitstream
 
     def encode_with_stats(self, video: Any, n_scales: int | None = None, *, gop_size: int | None = None,
                           fps: float | Fraction | None = None, size: tuple[int, int] | None = None,
                           seed: int = 0, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-                          temporal: bool = True, progress: bool = False) -> EncodeResult:
+                          temporal: bool = True, progress: bool = False, bpp: float | None = None
+                          ) -> EncodeResult:
+        """``encode`` that also reports the model's estimated bits per scale and the time taken.
+
+        With ``bpp``, ``estimated_bits`` counts only the chunks the budget kept.
+        """
         from .video_io import read_video
 
+        if bpp is not None and n_scales is not None:
+            raise ConfigError("give n_scales or bpp, not both")
         start = time.perf_counter()
         clip = read_video(video, size=size, fps=fps)
         frames = clip.frames
@@ -154,16 +166,22 @@ class Codec:
         header = bs.StreamHeader(self.config.name, self.weights_sha256, width, height, n_frames,
                                  Fraction(clip.fps).limit_denominator(1 << 20), gop, tuple(grids), n, seed,
                                  temperature, top_k, top_p, temporal)
-        bits = np.zeros(n)
-        gops = []
+        gop_bits, gops = [], []
         with coding_mode():
             for g in _progress(range(header.n_gops), progress, "encode"):
                 chunk_frames = torch.from_numpy(np.ascontiguousarray(frames[g * gop:(g + 1) * gop]))
-                chunks, gop_bits = self._encode_gop(chunk_frames.to(self.device), grids, n, temporal)
+                chunks, bits = self._encode_gop(chunk_frames.to(self.device), grids, n, temporal)
                 gops.append(chunks)
-                bits += gop_bits
+                gop_bits.append(bits)
         data = bs.pack(bs.Stream(header, tuple(gops)))
-        return EncodeResult(data, tuple(bits.tolist()), n_frames, width, height, time.perf_counter() - start)
+        kept = [n] * len(gops)
+        if bpp is not None:
+            data = bs.truncate(data, bpp=bpp)
+            kept = [len(chunks) for chunks in bs.unpack(data).gops]
+        est = np.zeros(max(kept))
+        for bits, k in zip(gop_bits, kept, strict=True):
+            est[:k] += bits[:k]
+        return EncodeResult(data, tuple(est.tolist()), n_frames, width, height, time.perf_counter() - start)
 
     def _encode_gop(self, frames: torch.Tensor, grids: list, n: int, temporal: bool
                     ) -> tuple[tuple[bs.Chunk, ...], np.ndarray]:
@@ -200,21 +218,23 @@ class Codec:
         n_req = h.coded_scales if n_scales is None else self._check_scales(n_scales)
         opts = SamplingOptions(h.temperature if temperature is None else temperature,
                                h.top_k if top_k is None else top_k, h.top_p if top_p is None else top_p)
-        seed = h.seed if seed is None else seed
-        out = []
+        seed = h.seed if seed is None else _check_seed(seed)
+        if not stream.gops:
+            raise BitstreamError("the stream holds no complete chunk to decode; wait for more bytes")
+        out = _frames_buffer(h, len(stream.gops))
         with coding_mode():
             for g in _progress(range(len(stream.gops)), progress, "decode"):
                 chunks = stream.gops[g][:n_req]
                 rng = gop_generator(seed, g) if sample else None
-                out.append(self._decode_gop(chunks, h, h.gop_frames(g), rng, opts))
-        if not out:
-            raise BitstreamError("the stream holds no complete chunk to decode; wait for more bytes")
-        return np.concatenate(out)
+                out[g * h.gop_size:g * h.gop_size + h.gop_frames(g)] = self._decode_gop(chunks, h, h.gop_frames(g),
+                                                                                        rng, opts)
+        return out
 
     def _decode_gop(self, chunks: tuple[bs.Chunk, ...], h: bs.StreamHeader, n_frames: int,
                     rng: np.random.Generator | None, opts: SamplingOptions) -> np.ndarray:
-        state = self._decode_gop_tokens(chunks, h, n_frames, rng, opts)
-        return self.tokenizer.synthesise(state.f_hat, h.height, h.width).cpu().numpy()
+        with _allocation_errors(h, n_frames):
+            state = self._decode_gop_tokens(chunks, h, n_frames, rng, opts)
+            return self.tokenizer.synthesise(state.f_hat, h.height, h.width).cpu().numpy()
 
     def _decode_gop_tokens(self, chunks: tuple[bs.Chunk, ...], h: bs.StreamHeader, n_frames: int,
                            rng: np.random.Generator | None, opts: SamplingOptions) -> GopState:
@@ -253,10 +273,13 @@ class Codec:
         stream = bs.unpack(bitstream)
         self._check_stream(stream.header)
         n = stream.header.coded_scales if n_scales is None else self._check_scales(n_scales)
+        h, out = stream.header, []
         with coding_mode():
-            return [[r.cpu() for r in self._decode_gop_tokens(chunks[:n], stream.header, stream.header.gop_frames(g),
-                                                              None, SamplingOptions()).token_maps()]
-                    for g, chunks in enumerate(stream.gops)]
+            for g, chunks in enumerate(stream.gops):
+                with _allocation_errors(h, h.gop_frames(g)):
+                    state = self._decode_gop_tokens(chunks[:n], h, h.gop_frames(g), None, SamplingOptions())
+                out.append([r.cpu() for r in state.token_maps()])
+        return out
 
     # -- checks --------------------------------------------------------------------------------
     def _check_scales(self, n_scales: int | None) -> int:
@@ -291,6 +314,40 @@ def _checked_shapes(config: CodecConfig, state: dict[str, torch.Tensor], origin:
         raise WeightsError(f"{origin}: tensors do not match its config (first mismatches: "
                            f"{(bad + extra)[:3]}); the file is damaged or was saved with another config")
     return state
+
+
+def _check_seed(seed: Any) -> int:
+    """A sampling seed given to ``decode``: the stream's u64 range, refused with ConfigError otherwise."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= bs.MAX_SEED:
+        raise ConfigError(f"seed must be an integer in 0..2**64-1, got {seed!r}")
+    return int(seed)
+
+
+def _frames_buffer(h: bs.StreamHeader, n_gops: int) -> np.ndarray:
+    """The (T,H,W,3) uint8 output of ``decode`` for its first ``n_gops`` GOPs, allocated before any
+    GOP is decoded: a stream that claims more frames than memory can hold fails at once (and the
+    result is not copied once more by a final concatenation)."""
+    n_frames = min(h.n_frames, n_gops * h.gop_size)
+    try:
+        return np.empty((n_frames, h.height, h.width, 3), np.uint8)
+    except MemoryError as exc:
+        gib = n_frames * h.height * h.width * 3 / 2**30
+        raise BitstreamError(f"the stream decodes to {n_frames} frames of {h.width}x{h.height} ({gib:.1f} GiB), "
+                             "more memory than this machine can give; decode it GOP by GOP with "
+                             "progvc.Decoder") from exc
+
+
+@contextmanager
+def _allocation_errors(h: bs.StreamHeader, n_frames: int) -> Iterator[None]:
+    """Report a failed allocation while decoding a GOP as BitstreamError naming the frame size (a
+    stream may legally claim GOPs of 256 frames of 8192x8192, more than a machine can hold)."""
+    try:
+        yield
+    except (MemoryError, RuntimeError) as exc:  # torch's CPU allocator raises a plain RuntimeError
+        if not isinstance(exc, MemoryError) and "allocate" not in str(exc) and "out of memory" not in str(exc):
+            raise
+        raise BitstreamError(f"decoding a GOP of {n_frames} frames of {h.width}x{h.height} needs more memory than "
+                             "this machine has; decode the stream on a larger machine") from exc
 
 
 def _progress(items: range, enabled: bool, desc: str):

@@ -82,5 +82,5 @@ def info(data: bytes, *, partial: bool = False) -> StreamInfo:
     header_bytes = bs.header_size(data)
     return StreamInfo(h.model_name, h.weights_sha256.hex(), h.width, h.height, h.n_frames, h.fps, h.gop_size,
                       h.n_gops, h.n_scales, h.coded_scales, h.seed, h.temperature, h.top_k, h.top_p, h.temporal,
-                      h.grids, len(data), header_bytes, index, tuple(per_scale), stream.complete)
+                      h.grids, memoryview(data).nbytes, header_bytes, index, tuple(per_scale), stream.complete)
 

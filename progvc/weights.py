@@ -11,8 +11,10 @@ network and nothing is unpickled.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import math
 import os
 from pathlib import Path
 
@@ -68,22 +70,57 @@ def parse_weights(data: bytes, origin: str) -> tuple[CodecConfig, dict[str, torc
         raise WeightsError(f"{origin} has no progvc config in its metadata; it is not a progvc weights file")
     try:
         config = CodecConfig.from_json(meta["config"])
+        _check_config(config)
     except ConfigError as exc:
         raise WeightsError(f"{origin}: {exc}") from exc
+    except (AttributeError, ArithmeticError) as exc:  # a config that is not a JSON object, heads = 0, ...
+        raise WeightsError(f"{origin}: not a valid progvc config ({exc}); rebuild the weights file") from exc
     return config, tensors
+
+
+def _check_config(config: CodecConfig) -> None:
+    """Refuse values no model can be built from, so a damaged weights file raises WeightsError here
+    rather than an error from inside torch: every field keeps the type of its default, sizes are
+    >= 1 (``temporal_window`` >= 0) and floats are finite and >= 0."""
+    for part in (config, config.tokenizer, config.context):
+        for f in dataclasses.fields(part):
+            value = getattr(part, f.name)
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            if dataclasses.is_dataclass(default) or isinstance(default, str):
+                continue  # checked as its own part / by CodecConfig itself
+            items = value if isinstance(default, tuple) and isinstance(value, tuple) and value else (value,)
+            for v in items:
+                if isinstance(default, float):
+                    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < math.inf
+                else:
+                    ok = isinstance(v, int) and not isinstance(v, bool) and v >= (f.name != "temporal_window")
+                if not ok:
+                    raise ConfigError(f"config field {f.name}={value!r} is not a valid value; rebuild the weights file")
 
 
 def load_manifest(directory: Path) -> dict:
     path = directory / "manifest.json"
     try:
         manifest = json.loads(path.read_text())
-        manifest["models"]  # noqa: B018 - shape check
+        _check_manifest(manifest)
         return manifest
     except FileNotFoundError as exc:
         raise WeightsError(f"no weights manifest at {path}; install progvc from a full checkout "
                            f"(pip install -e .) or set {ENV_DIR}") from exc
-    except (ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise WeightsError(f"{path} is not a valid weights manifest ({exc}); restore it from git") from exc
+
+
+def _check_manifest(manifest: object) -> None:
+    """The manifest's shape (see the module docstring); raises ValueError naming what is wrong."""
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("models"), dict):
+        raise ValueError("expected an object with a 'models' object")
+    if not isinstance(manifest.get("default", ""), str):
+        raise ValueError("'default' is not a model name")
+    for name, entry in manifest["models"].items():
+        if not (isinstance(entry, dict) and isinstance(entry.get("file"), str) and entry["file"]
+                and isinstance(entry.get("sha256"), str)):
+            raise ValueError(f"model {name!r} needs a 'file' and a 'sha256' string")
 
 
 def load_named(name: str | None = None, directory: Path | None = None

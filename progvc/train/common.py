@@ -32,8 +32,12 @@ class Dist:
         return self.rank == 0
 
 
-def setup(device: str | None, seed: int) -> Dist:
-    """Initialise DDP when launched by torchrun, pick the device, seed every generator."""
+def setup(device: str | None, seed: int, threads: int = 0) -> Dist:
+    """Initialise DDP when launched by torchrun, pick the device, seed every generator.
+
+    ``threads`` > 0 sets torch's CPU threads (1 avoids OpenMP thrashing on a shared machine)."""
+    if threads > 0:
+        torch.set_num_threads(threads)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     if device is None:

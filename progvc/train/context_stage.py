@@ -47,6 +47,7 @@ class ContextTrainConfig:
     seed: int = 0
     device: str | None = None
     workers: int = 0
+    threads: int = 0
 
 
 def bits_per_scale(logits: torch.Tensor, targets: torch.Tensor, sizes: list[int], n_frames: int) -> list[float]:
@@ -63,7 +64,7 @@ def bits_per_scale(logits: torch.Tensor, targets: torch.Tensor, sizes: list[int]
 def train(cfg: ContextTrainConfig) -> Path:
     from .data import ClipWindows
 
-    d = common.setup(cfg.device, cfg.seed)
+    d = common.setup(cfg.device, cfg.seed, cfg.threads)
     out = Path(cfg.out)
     codec_cfg, tok_state = parse_weights(Path(cfg.tokenizer).read_bytes(), cfg.tokenizer)
     if cfg.name:

@@ -240,5 +240,6 @@ class ClipWindows(torch.utils.data.IterableDataset):
             window = window[:, :, ::-1]
         if rng.random() < 0.5:
             window = window[::-1]
-        x = torch.from_numpy(np.ascontiguousarray(window)).permute(0, 3, 1, 2)  # (G,3,crop,crop) uint8
+            # an explicit copy: a reversed 1-frame window counts as contiguous to numpy despite its negative stride
+        x = torch.from_numpy(window.copy(order="C")).permute(0, 3, 1, 2)  # (G,3,crop,crop) uint8
         return x.float().div_(255)

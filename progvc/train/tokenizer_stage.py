@@ -48,6 +48,7 @@ class TokenizerTrainConfig:
     seed: int = 0
     device: str | None = None
     workers: int = 0
+    threads: int = 0
 
 
 def msssim_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -95,7 +96,7 @@ class CodeUsage:
 def train(cfg: TokenizerTrainConfig) -> Path:
     from .data import ClipWindows
 
-    d = common.setup(cfg.device, cfg.seed)
+    d = common.setup(cfg.device, cfg.seed, cfg.threads)
     out = Path(cfg.out)
     codec_cfg = PRESETS[cfg.preset]()
     tok = Tokenizer(codec_cfg.tokenizer).to(d.device)

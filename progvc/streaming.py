@@ -1,0 +1,247 @@
+"""Progressive decoding of a stream that arrives piece by piece.
+
+::
+
+    bytes ─► feed() ─► header? ─► GOP index? ─► chunk k of GOP g complete?
+                                                   │  GopState.run(scale k)          (kept between chunks)
+                                                   ├─► preview: fork the state, sample scales k+1..K,
+                                                   │            synthesise  ─► GopUpdate(g, k+1, final=False)
+                                                   └─► last chunk: sample in place ─► GopUpdate(g, n, final=True)
+
+A player shows a coarse GOP as soon as its first chunk (scale 1, a few bytes) is in and sharpens
+it as the finer chunks arrive. The coded scales of a GOP are range-decoded once, incrementally,
+with one :class:`~progvc.coding.GopState`; each preview samples the missing scales on a *fork* of
+that state with a fresh ``gop_generator(seed, g)``, so
+
+- the update with ``scales = n`` equals ``codec.decode(data, n_scales=n, sample, seed)`` on that
+  GOP, bit for bit (the stream truncated to n scales decodes to the same frames), and
+- the ``final`` update equals ``codec.decode(data, n_scales, sample, seed)`` on that GOP.
+
+Framing is parsed here incrementally (only lengths are read); every byte is validated by the
+reference parser :func:`progvc.bitstream.unpack` before it is used, so a corrupt stream raises
+the same :class:`~progvc.errors.BitstreamError` as ``decode``.
+
+API: push style (``feed`` / ``close`` return lists of updates) or pull style
+(``Decoder.run(pieces)`` yields them).
+"""
+
+from __future__ import annotations
+
+import copy
+import struct
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import bitstream as bs
+from .codec import Codec, tokens_crc
+from .coding import GopState
+from .determinism import coding_mode
+from .entropy import ChunkDecoder, probability_table
+from .errors import BitstreamError, ConfigError
+from .sampling import SamplingOptions, gop_generator, sample_tokens
+
+
+@dataclass(frozen=True)
+class GopUpdate:
+    """Frames of one GOP after ``scales`` of its chunks were decoded from the bytes received.
+
+    ``frames`` (T,H,W,3) uint8 covers stream frames ``first_frame .. first_frame + T - 1``; the
+    scales not received are sampled when the decoder samples. ``final`` marks the last update of
+    the GOP (every chunk it will use has arrived): it replaces every earlier update of that GOP.
+    """
+
+    gop: int
+    first_frame: int
+    scales: int
+    final: bool
+    frames: np.ndarray
+
+
+class Decoder:
+    """Decode a progvc stream from pieces of bytes of any size, emitting :class:`GopUpdate` s.
+
+    ``n_scales`` caps the chunks used per GOP (like ``Codec.decode``); ``sample`` draws the scales
+    not used with ``seed`` (default: the stream's) and the stream's temperature / top-k / top-p
+    unless overridden. ``previews=False`` emits only the final update of each GOP (no preview
+    cost). ``partial=True`` lets :meth:`close` accept a stream cut short: the GOP in progress then
+    ends with its last preview marked final (equal to ``decode(prefix, partial=True)``).
+    """
+
+    def __init__(self, codec: Codec, *, n_scales: int | None = None, sample: bool = True,
+                 seed: int | None = None, temperature: float | None = None, top_k: int | None = None,
+                 top_p: float | None = None, previews: bool = True, partial: bool = False) -> None:
+        self.codec = codec
+        self.n_req = None if n_scales is None else codec._check_scales(n_scales)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
+                                 or not 0 <= seed <= bs.MAX_SEED):
+            raise ConfigError(f"seed must be an integer in 0..2**64-1, got {seed!r}")
+        self.sample, self.previews, self.partial = sample, previews, partial
+        self._seed_arg, self._overrides = seed, (temperature, top_k, top_p)
+        self.header: bs.StreamHeader | None = None
+        self.bytes_received = 0
+        self._head = b""  # the header's bytes: prefixed to a GOP's bytes for validation by unpack
+        self._buf = bytearray()  # bytes received and not dropped yet
+        self._pos = 0  # where the current GOP unit starts in _buf (dropped once per feed, not per GOP)
+        self._gop = 0  # index of the GOP being received
+        self._lengths: tuple[int, ...] | None = None  # its chunk payload lengths, once its index is in
+        self._chunks: list[bs.Chunk] = []  # its chunks validated so far
+        self._state: GopState | None = None
+        self._coded = 0  # its scales range-decoded so far
+        self._last: GopUpdate | None = None  # latest update of the GOP in progress
+        self._closed = False
+
+    # -- public --------------------------------------------------------------------------------
+    @property
+    def done(self) -> bool:
+        """True once every GOP of the stream has had its final update."""
+        return self.header is not None and self._gop == self.header.n_gops
+
+    def feed(self, data: bytes | bytearray | memoryview) -> list[GopUpdate]:
+        """Take the next bytes of the stream; return the updates they complete (maybe none)."""
+        if self._closed:
+            raise BitstreamError("feed() after close(); make a new Decoder for another stream")
+        self._buf += data
+        self.bytes_received += len(data)
+        updates: list[GopUpdate] = []
+        if self.header is None and not self._read_header():
+            return updates
+        while not self.done and self._advance(updates):
+            pass
+        del self._buf[:self._pos]
+        self._pos = 0
+        if self.done and self._buf:
+            raise BitstreamError(f"corrupt progvc stream: {len(self._buf)} unexpected bytes after the last GOP; "
+                                 "re-download or re-encode the file")
+        return updates
+
+    def close(self) -> list[GopUpdate]:
+        """End of input. Raises BitstreamError if bytes are missing (unless ``partial``)."""
+        self._closed = True
+        if self.done:
+            return []
+        where = "its header" if self.header is None else f"GOP {self._gop + 1} of {self.header.n_gops}"
+        if not self.partial or self.header is None:
+            raise BitstreamError(f"stream ended after {self.bytes_received} bytes, inside {where}; wait for "
+                                 "the rest, or decode with partial=True to keep what arrived")
+        scales = self._coded
+        if scales == 0 or (self._last is not None and self._last.final):
+            return []  # nothing of this GOP arrived, or it was final before its unused chunks ended
+        last = self._last if self._last is not None and self._last.scales == scales else None
+        frames = last.frames if last is not None else self._frames(final=True)
+        return [GopUpdate(self._gop, self._gop * self.header.gop_size, scales, True, frames)]
+
+    def run(self, pieces: Iterable[bytes]) -> Iterator[GopUpdate]:
+        """Pull style: feed every piece of ``pieces`` in turn, yielding updates, then close."""
+        for piece in pieces:
+            yield from self.feed(piece)
+        yield from self.close()
+
+    # -- framing -------------------------------------------------------------------------------
+    def _read_header(self) -> bool:
+        """Parse the header once its bytes are in; False while it is incomplete."""
+        buf = self._buf
+        if buf[:4] != bs.MAGIC[:len(buf[:4])]:
+            raise BitstreamError("not a progvc stream (bad magic bytes); pass a file written by progvc.encode")
+        if len(buf) < 7:
+            return False
+        size = 7 + struct.unpack_from("<H", buf, 5)[0] + 4  # magic, version, body_len, body, crc
+        if len(buf) < size:
+            return False
+        self._head = bytes(buf[:size])
+        h = bs.parse_header(self._head)
+        self.codec._check_stream(h)
+        t, k, p = self._overrides
+        self._opts = SamplingOptions(h.temperature if t is None else t, h.top_k if k is None else k,
+                                     h.top_p if p is None else p)
+        self._seed = h.seed if self._seed_arg is None else self._seed_arg
+        self.header = h
+        del buf[:size]
+        return True
+
+    def _advance(self, updates: list[GopUpdate]) -> bool:
+        """Consume what the buffer completes of the current GOP; True if it finished the GOP."""
+        h, start = self.header, self._pos
+        assert h is not None
+        if self._lengths is None:
+            index = bytes(self._buf[start:start + 1 + 4 * 255 + 4])  # at most one whole GOP index
+            if not index:
+                return False
+            index_end = 1 + 4 * index[0] + 4
+            # the reference parser checks the chunk count at once, and the index CRC once it is in
+            bs.unpack(self._head + index[:index_end], partial=True)
+            if len(index) < index_end:
+                return False
+            self._lengths = struct.unpack_from(f"<{index[0]}I", index, 1)
+        ends = np.cumsum([1 + 4 * len(self._lengths) + 4] + [8 + n for n in self._lengths])[1:]
+        have = int(np.searchsorted(ends, len(self._buf) - start, side="right"))  # chunks whose bytes are all in
+        if have > len(self._chunks):
+            unit = bytes(self._buf[start:start + int(ends[have - 1])])
+            self._chunks = list(bs.unpack(self._head + unit, partial=True).gops[0])
+        n_use = len(self._lengths) if self.n_req is None else min(len(self._lengths), self.n_req)
+        while self._coded < min(have, n_use):
+            self._decode_next(updates, final=self._coded + 1 == n_use)
+        if have < len(self._lengths):
+            return False
+        self._pos += int(ends[-1])
+        self._gop += 1
+        self._lengths, self._chunks, self._state, self._coded, self._last = None, [], None, 0, None
+        return True
+
+    # -- decoding ------------------------------------------------------------------------------
+    def _decode_next(self, updates: list[GopUpdate], final: bool) -> None:
+        """Range-decode the next coded scale into the GOP's state; emit its update."""
+        h = self.header
+        assert h is not None
+        with coding_mode():
+            if self._state is None:
+                self._state = GopState(self.codec.context, self.codec.tokenizer.vq, list(h.grids),
+                                       h.gop_frames(self._gop), temporal=h.temporal)
+            k = self._coded
+            decoder = ChunkDecoder(self._chunks[k].payload)
+            self._state.run(range(k, k + 1), lambda t, k, logits: decoder.take(probability_table(logits)))
+            if tokens_crc(self._state.tokens[k]) != self._chunks[k].crc_tokens:
+                raise BitstreamError(f"scale {k + 1} of GOP {self._gop + 1} decoded to tokens that fail their "
+                                     "checksum: the stream is corrupt, or was encoded on another kind of device "
+                                     "or dtype whose probabilities differ; decode it where it was encoded")
+            self._coded += 1
+        if final or self.previews:
+            update = GopUpdate(self._gop, self._gop * h.gop_size, k + 1, final, self._frames(final))
+            self._last = update
+            updates.append(update)
+
+    def _frames(self, final: bool) -> np.ndarray:
+        """(T,H,W,3) uint8 of the GOP so far: missing scales sampled on a fork of the state
+        (or on the state itself when no chunk will follow), exactly as ``Codec.decode`` does."""
+        h, state = self.header, self._state
+        assert h is not None and state is not None
+        with coding_mode():
+            done = self._coded
+            if self.sample and done < h.n_scales:
+                state = state if final else _fork(state)
+                rng = gop_generator(self._seed, self._gop)
+                state.run(range(done, h.n_scales), lambda t, k, logits: sample_tokens(logits, self._opts, rng))
+            return self.codec.tokenizer.synthesise(state.f_hat, h.height, h.width).cpu().numpy()
+
+
+def _fork(state: GopState) -> GopState:
+    """A copy of ``state`` that can run further scales without touching the original.
+
+    ``GopState`` only appends to its (nested) lists and adds into ``f_hat`` in place, so copying
+    the lists (not the cached key/value tensors inside them) and cloning top-level tensors is
+    enough; the cached tensors are shared read-only.
+    """
+    new = copy.copy(state)
+    for name, value in vars(state).items():
+        if isinstance(value, torch.Tensor):
+            setattr(new, name, value.clone())
+        elif isinstance(value, list):
+            setattr(new, name, _copy_lists(value))
+    return new
+
+
+def _copy_lists(x: list[Any]) -> list[Any]:
+    return [_copy_lists(v) if isinstance(v, list) else v for v in x]

@@ -1,0 +1,135 @@
+"""Rate control: byte and bpp budgets shared among GOPs, per-GOP scale counts, ``encode(bpp=...)``."""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+import progvc
+from progvc import bitstream as bs
+
+
+def make_stream(frames=9, gop=4, scales=4, size=lambda g, k: 8 * (k + 1) ** 2):
+    """A model-free stream; chunk (g, k) has a payload of ``size(g, k)`` bytes."""
+    header = bs.StreamHeader("m", bytes(32), 64, 48, frames, Fraction(25), gop,
+                             tuple((k + 1, k + 1) for k in range(scales)), scales)
+    gops = tuple(tuple(bs.Chunk(g * 100 + k, bytes([g]) * size(g, k)) for k in range(scales))
+                 for g in range(header.n_gops))
+    return bs.pack(bs.Stream(header, gops))
+
+
+def counts(data: bytes) -> list[int]:
+    return [len(chunks) for chunks in bs.unpack(data).gops]
+
+
+def smallest(data: bytes) -> int:
+    return len(bs.truncate(data, n_scales=1))
+
+
+def test_every_budget_is_respected_and_chunks_are_byte_prefixes():
+    rng = np.random.default_rng(0)
+    data = make_stream(frames=11, gop=3, size=lambda g, k: int(rng.integers(0, 300)))
+    full = bs.unpack(data)
+    low = smallest(data)
+    for budget in range(low, len(data) + 40, 7):
+        out = bs.truncate(data, max_bytes=budget)
+        assert len(out) <= budget
+        got = bs.unpack(out)
+        assert got.header.coded_scales == max(counts(out))
+        assert all(chunks == full.gops[g][:len(chunks)] for g, chunks in enumerate(got.gops))
+        assert bs.truncate(out, max_bytes=budget) == out
+    assert bs.truncate(data, max_bytes=len(data)) == data
+    assert counts(bs.truncate(data, max_bytes=low)) == [1] * full.header.n_gops
+    with pytest.raises(progvc.ConfigError, match=f"{low} bytes"):
+        bs.truncate(data, max_bytes=low - 1)
+
+
+def test_budget_is_shared_by_frame_count_and_savings_carry_forward():
+    # GOP 1 is expensive, GOPs 0 and 2 cheap: the budget it gets depends on what GOP 0 left over
+    data = make_stream(frames=12, gop=4, size=lambda g, k: (60 if g == 1 else 6) * (k + 1) ** 2)
+    header_bytes = bs.header_size(data)
+    per_gop = [len(bs.pack(bs.Stream(bs.unpack(data).header, (chunks,) * 3))) - header_bytes
+               for chunks in bs.unpack(data).gops]  # bytes of a stream of three copies of one GOP
+    share = 3 * 640 // 3
+    out = bs.truncate(data, max_bytes=header_bytes + 3 * 640)
+    kept = counts(out)
+    assert kept[0] == 4 and kept[1] < 4 and len(set(kept)) > 1
+    # GOP 1 alone, with only its own share, keeps fewer scales than with GOP 0's savings
+    alone = bs.truncate(make_stream(frames=4, gop=4, size=lambda g, k: 60 * (k + 1) ** 2),
+                        max_bytes=header_bytes + share)
+    assert counts(alone)[0] < kept[1], (per_gop, kept)
+
+
+def test_short_last_gop_gets_a_smaller_share():
+    data = make_stream(frames=9, gop=4, size=lambda g, k: 40 * (k + 1))  # GOPs of 4, 4 and 1 frames
+    kept = counts(bs.truncate(data, max_bytes=len(bs.truncate(data, n_scales=2)) + 60))
+    assert kept[2] <= kept[0], kept
+
+
+def test_bpp_is_a_byte_budget_over_the_pixels():
+    data = make_stream()
+    pixels = 64 * 48 * 9
+    for budget in (smallest(data), 700, len(data) - 5, len(data)):
+        assert bs.truncate(data, bpp=8 * budget / pixels) == bs.truncate(data, max_bytes=budget)
+    assert bs.truncate(data, bpp=progvc.info(data).bpp) == data
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"n_scales": 1, "max_bytes": 10**6}, {"max_bytes": 10**6, "bpp": 1.0},
+                                    {"max_bytes": 0}, {"max_bytes": 2.5}, {"max_bytes": True}, {"bpp": -1},
+                                    {"bpp": float("nan")}, {"bpp": float("inf")}, {"n_scales": 0},
+                                    {"n_scales": 5}, {"n_scales": 1.5}])
+def test_bad_arguments(kwargs):
+    with pytest.raises(progvc.ConfigError):
+        bs.truncate(make_stream(), **kwargs)
+
+
+def test_uneven_stream_decodes_each_gop_at_its_own_scale_count(tiny_codec, clip_factory):
+    x = clip_factory(6, 16, 24, seed=4)
+    data = tiny_codec.encode(x)
+    budgets = (progvc.truncate(data, max_bytes=b) for b in range(smallest(data), len(data), 3))
+    uneven = next(d for d in budgets if len(set(counts(d))) > 1)
+    assert progvc.info(uneven).coded_scales == max(counts(uneven))
+    for sample in (True, False):
+        got = tiny_codec.decode(uneven, sample=sample, seed=1)
+        refs = {n: tiny_codec.decode(data, n, sample=sample, seed=1) for n in set(counts(uneven))}
+        for g, n in enumerate(counts(uneven)):
+            assert np.array_equal(got[4 * g:4 * g + 4], refs[n][4 * g:4 * g + 4]), (g, n, sample)
+
+
+def test_encode_with_bpp(tiny_codec, clip_factory):
+    x = clip_factory(6, 16, 24, seed=6)
+    full = tiny_codec.encode_with_stats(x)
+    low = 8 * smallest(full.bitstream) / x[..., 0].size
+    for bpp in (low, (low + full.bpp) / 2):
+        res = tiny_codec.encode_with_stats(x, bpp=bpp)
+        assert res.bitstream == progvc.truncate(full.bitstream, bpp=bpp)
+        assert res.bpp <= bpp and tiny_codec.encode(x, bpp=bpp) == res.bitstream
+        kept = counts(res.bitstream)
+        assert len(res.estimated_bits) == max(kept)
+        assert all(a <= b + 1e-9 for a, b in zip(res.estimated_bits, full.estimated_bits, strict=False))
+    with pytest.raises(progvc.ConfigError, match="not both"):
+        tiny_codec.encode(x, 2, bpp=0.5)
+    with pytest.raises(progvc.ConfigError, match="smallest"):
+        tiny_codec.encode(x, bpp=0.99 * low)
+
+
+def test_module_level_encode_with_bpp(tmp_path, monkeypatch, clip_factory):
+    from progvc.codec import Codec, CodecModel
+    from progvc.config import tiny_config
+    from progvc.weights import save_weights
+
+    cfg = tiny_config(name="tiny-rate")
+    digest = save_weights(tmp_path / "t.safetensors", CodecModel(cfg).state_dict(), cfg)
+    (tmp_path / "manifest.json").write_text(json.dumps(
+        {"default": "tiny-rate", "models": {"tiny-rate": {"file": "t.safetensors", "sha256": digest}}}))
+    monkeypatch.setenv("PROGVC_WEIGHTS_DIR", str(tmp_path))
+    monkeypatch.setattr(progvc, "_default", {})
+    x = clip_factory(4, 16, 16)
+    codec = Codec.from_file(tmp_path / "t.safetensors", device="cpu")
+    full = codec.encode(x)
+    bpp = 0.8 * progvc.info(full).bpp
+    data = progvc.encode(x, bpp=bpp, device="cpu")
+    assert data == progvc.truncate(full, bpp=bpp) and len(data) < len(full)

@@ -1,0 +1,140 @@
+"""The progressive streaming decoder: any piece sizes, coarse-to-fine updates, bitwise equal to decode."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import progvc
+from progvc import bitstream as bs
+from progvc.coding import GopState
+from progvc.streaming import Decoder, GopUpdate
+
+
+@pytest.fixture(scope="module")
+def stream(tiny_codec):
+    """6 frames in GOPs of 4 and 2, every scale of the tiny model."""
+    from .conftest import smooth_clip
+
+    return tiny_codec.encode(smooth_clip(6, 20, 28, seed=5))
+
+
+def pieces(data: bytes, seed: int, most: int):
+    """``data`` cut into random pieces of 1..most bytes (seeded); empty pieces included now and then."""
+    rng = np.random.default_rng(seed)
+    pos = 0
+    while pos < len(data):
+        n = int(rng.integers(0, most + 1))
+        yield data[pos:pos + n]
+        pos += n
+
+
+def check_updates(codec, data, updates, n_scales=None, sample=True, seed=None):
+    """Updates come GOP by GOP, coarse to fine, each equal to decode with that many scales."""
+    h, stream = bs.parse_header(data), bs.unpack(data)
+    expect = [(g, k + 1) for g, chunks in enumerate(stream.gops) for k in range(min(len(chunks), n_scales or 99))]
+    assert [(u.gop, u.scales) for u in updates] == expect
+    assert [u.final for u in updates] == [i + 1 == len(expect) or expect[i + 1][0] != g
+                                          for i, (g, _) in enumerate(expect)]
+    refs = {n: codec.decode(data, n, sample=sample, seed=seed) for n in {u.scales for u in updates}}
+    for u in updates:
+        assert isinstance(u, GopUpdate) and u.frames.dtype == np.uint8
+        assert u.first_frame == u.gop * h.gop_size and len(u.frames) == h.gop_frames(u.gop)
+        ref = refs[u.scales][u.first_frame:u.first_frame + len(u.frames)]
+        assert np.array_equal(u.frames, ref), (u.gop, u.scales)
+    final = np.concatenate([u.frames for u in updates if u.final])
+    assert np.array_equal(final, codec.decode(data, n_scales, sample=sample, seed=seed))
+
+
+@pytest.mark.parametrize("sample", [True, False])
+def test_random_pieces_decode_exactly(tiny_codec, stream, sample):
+    dec = Decoder(tiny_codec, sample=sample, seed=9)
+    updates = [u for piece in pieces(stream, seed=1, most=60) for u in dec.feed(piece)] + dec.close()
+    assert dec.done and dec.bytes_received == len(stream)
+    check_updates(tiny_codec, stream, updates, sample=sample, seed=9)
+
+
+def test_one_byte_pieces_emit_each_chunk_as_soon_as_it_is_complete(tiny_codec, clip_factory):
+    data = tiny_codec.encode(clip_factory(3, 8, 12, seed=2), gop_size=2)
+    dec = Decoder(tiny_codec, sample=False)
+    updates, when = [], []
+    for i in range(len(data)):
+        got = dec.feed(data[i:i + 1])
+        updates += got
+        when += [i + 1] * len(got)
+    assert dec.close() == []
+    check_updates(tiny_codec, data, updates, sample=False)
+    for u, n in zip(updates, when, strict=True):  # the byte that completed the chunk, not one later
+        held = bs.unpack(data[:n], partial=True).gops
+        assert len(held) == u.gop + 1 and len(held[u.gop]) == u.scales
+        before = bs.unpack(data[:n - 1], partial=True).gops
+        assert len(before) < u.gop + 1 or len(before[u.gop]) < u.scales
+
+
+def test_scale_cap_previews_off_and_uneven_gops(tiny_codec, stream):
+    dec = Decoder(tiny_codec, n_scales=2, seed=3)
+    check_updates(tiny_codec, stream, list(dec.run(pieces(stream, 2, 100))), n_scales=2, seed=3)
+    dec = Decoder(tiny_codec, previews=False, sample=False)
+    finals = list(dec.run([stream]))
+    assert [(u.gop, u.scales, u.final) for u in finals] == [(0, 4, True), (1, 4, True)]
+    budgets = (progvc.truncate(stream, max_bytes=b) for b in range(len(stream) // 2, len(stream)))
+    uneven = next(d for d in budgets if len({len(chunks) for chunks in bs.unpack(d).gops}) > 1)
+    check_updates(tiny_codec, uneven, list(Decoder(tiny_codec, seed=4).run(pieces(uneven, 3, 40))), seed=4)
+
+
+def test_coded_scales_are_decoded_once(tiny_codec, stream, monkeypatch):
+    """The GOP's state is kept between chunks: no scale is range-decoded twice."""
+    calls = []
+    original = GopState.logits
+    monkeypatch.setattr(GopState, "logits", lambda self, t, k: calls.append((t, k)) or original(self, t, k))
+    list(Decoder(tiny_codec, sample=False).run(pieces(stream, 4, 30)))
+    assert len(calls) == 6 * tiny_codec.n_scales and len(set(calls)) == 4 * tiny_codec.n_scales
+
+
+def test_cut_stream_raises_on_close_unless_partial(tiny_codec, stream):
+    stream_of = bs.unpack(stream)
+    cut = len(stream) - len(stream_of.gops[1][-1].payload) - 3  # inside the last chunk of GOP 2
+    dec = Decoder(tiny_codec, seed=2)
+    dec.feed(stream[:cut])
+    with pytest.raises(progvc.BitstreamError, match="partial=True"):
+        dec.close()
+    dec = Decoder(tiny_codec, seed=2, partial=True)
+    updates = dec.feed(stream[:cut]) + dec.close()
+    assert [(u.gop, u.scales, u.final) for u in updates][-2:] == [(1, 3, False), (1, 3, True)]
+    final = np.concatenate([u.frames for u in updates if u.final])
+    assert np.array_equal(final, tiny_codec.decode(stream[:cut], seed=2, partial=True))
+    with pytest.raises(progvc.BitstreamError, match="after close"):
+        dec.feed(b"x")
+
+
+def test_corrupt_bytes_raise(tiny_codec, stream):
+    with pytest.raises(progvc.BitstreamError, match="not a progvc stream"):
+        Decoder(tiny_codec).feed(b"PGX")
+    bad = bytearray(stream)
+    bad[-20] ^= 1
+    dec = Decoder(tiny_codec, sample=False)
+    with pytest.raises(progvc.BitstreamError, match="checksum"):
+        for piece in pieces(bytes(bad), 5, 50):
+            dec.feed(piece)
+    with pytest.raises(progvc.BitstreamError, match="unexpected bytes"):
+        Decoder(tiny_codec, sample=False, previews=False).feed(stream + b"\0")
+
+
+def test_stream_of_other_weights_is_refused_at_the_header(stream):
+    from progvc.codec import Codec
+    from progvc.config import tiny_config
+
+    other = Codec.from_config(tiny_config(name="other"), device="cpu")
+    with pytest.raises(progvc.BitstreamError, match="other"):
+        Decoder(other).feed(stream[:200])
+
+
+def test_bad_options(tiny_codec):
+    for bad in ({"seed": -1}, {"seed": 1.5}, {"n_scales": 0}, {"n_scales": 99}):
+        with pytest.raises(progvc.ConfigError):
+            Decoder(tiny_codec, **bad)
+
+
+def test_exported_lazily():
+    assert progvc.Decoder is Decoder and progvc.GopUpdate is GopUpdate
+    assert "Decoder" in progvc.__all__ and "GopUpdate" in progvc.__all__
