@@ -33,11 +33,18 @@ def weights_dir() -> Path:
     return Path(env) if env else Path(__file__).resolve().parent.parent / "weights"
 
 
-def serialize(state: dict[str, torch.Tensor], config: CodecConfig) -> bytes:
-    """Canonical safetensors bytes of a model: the same state and config give the same bytes."""
+def serialize(state: dict[str, torch.Tensor], config: CodecConfig, dtype: torch.dtype | None = None) -> bytes:
+    """Canonical safetensors bytes of a model: the same state and config give the same bytes.
+
+    ``dtype`` (e.g. float16 for shipping) converts floating-point tensors; the model loads them
+    back into float32 parameters, so the stored values are exactly the ones that code.
+    """
     from safetensors.torch import save
 
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in sorted(state.items())}
+    def cast(v: torch.Tensor) -> torch.Tensor:
+        return v.to(dtype) if dtype is not None and v.is_floating_point() else v
+
+    tensors = {k: cast(v.detach().to("cpu")).contiguous() for k, v in sorted(state.items())}
     return save(tensors, metadata={"format": FORMAT, "config": config.to_json()})
 
 
@@ -45,9 +52,10 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def save_weights(path: str | Path, state: dict[str, torch.Tensor], config: CodecConfig) -> str:
+def save_weights(path: str | Path, state: dict[str, torch.Tensor], config: CodecConfig,
+                 dtype: torch.dtype | None = None) -> str:
     """Write a weights file atomically; returns its sha256 (hex) for the manifest."""
-    data = serialize(state, config)
+    data = serialize(state, config, dtype)
     path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_bytes(data)

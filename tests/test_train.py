@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from progvc.codec import Codec
-from progvc.train import context_stage, tokenizer_stage
+from progvc.train import context_stage, export, tokenizer_stage
 from tests.conftest import smooth_clip
 
 
@@ -19,7 +19,7 @@ def make_cache(path):
     return path
 
 
-def test_stages_train_resume_and_export_a_codec(tmp_path):
+def test_stages_train_resume_and_export_a_codec(tmp_path, monkeypatch):
     cache = make_cache(tmp_path / "cache")
     tok_out = tmp_path / "tok"
     args = ["--cache", str(cache), "--out", str(tok_out), "--preset", "tiny", "--batch", "2", "--crop", "32",
@@ -44,3 +44,12 @@ def test_stages_train_resume_and_export_a_codec(tmp_path):
     x = smooth_clip(3, 20, 28)
     data = codec.encode(x)
     assert codec.decode(data).shape == x.shape
+
+    # shipping: float16 file + manifest; the loaded model is the float16-rounded one, in float32
+    digest = export.export(ctx_out / "model.safetensors", "progvc-shipped", tmp_path / "weights", True)
+    monkeypatch.setenv("PROGVC_WEIGHTS_DIR", str(tmp_path / "weights"))
+    shipped = Codec.from_pretrained(device="cpu")
+    assert shipped.weights_sha256.hex() == digest and shipped.config.name == "progvc-shipped"
+    w = shipped.model.tokenizer.vq.codebook.weight
+    assert w.dtype == torch.float32 and torch.equal(w, w.half().float())
+    assert shipped.decode(shipped.encode(x)).shape == x.shape
