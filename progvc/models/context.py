@@ -141,33 +141,42 @@ class ContextModel(nn.Module):
 
         queries[t][k], memory[t][k]: (B, n_k, D) from ``query_input`` / ``memory_input``.
         Returns logits (B, T*L, V) ordered (t, k, row, col), L = sum_k n_k.
+
+        The block mask is applied frame by frame: frames go to the batch dimension and each
+        frame's keys are its own queries plus the memory of frames t-1 .. t-W' (shifted copies),
+        so the attention costs T times less than one dense (T*L) x (T*L*(1+W')) product.
         """
         window = self.cfg.temporal_window if window is None else window
-        sizes = [x.shape[1] for x in queries[0]]
-        x = torch.cat([q for frame in queries for q in frame], dim=1)  # (B, T*L, D)
-        lags = range(1, min(window, len(queries) - 1) + 1)
-        m_all = torch.cat([m for frame in memory for m in frame], dim=1)  # (B, T*L, D)
-        mems = [m_all + self.lag_emb[lag - 1] for lag in lags]
-        mask = block_mask(len(queries), sizes, window, x.device)
+        n_frames, lags = len(queries), range(1, min(window, len(queries) - 1) + 1)
+        sizes = [q.shape[1] for q in queries[0]]
+        x = torch.stack([torch.cat(frame, dim=1) for frame in queries], dim=1)  # (B, T, L, D)
+        b, length = x.shape[0], x.shape[2]
+        m = torch.stack([torch.cat(frame, dim=1) for frame in memory], dim=1)  # (B, T, L, D)
+        shifted = [torch.cat([m[:, :1].expand(-1, lag, -1, -1), m[:, :-lag]], dim=1) + self.lag_emb[lag - 1]
+                   for lag in lags]  # memory of frame t-lag seen from frame t (frames < lag are masked)
+        mask = block_mask(n_frames, sizes, window, x.device)  # (T, L, L*(1+W'))
+        mask = mask[None].expand(b, -1, -1, -1).reshape(b * n_frames, 1, length, -1)
+        x = x.reshape(b * n_frames, length, -1)
+        shifted = [s_.reshape(b * n_frames, length, -1) for s_ in shifted]
         for blk in self.blocks:
             q, k, v = blk.query_kv(x)
-            for m in mems:
-                mk, mv = blk.memory_kv(m)
+            for mem in shifted:
+                mk, mv = blk.memory_kv(mem)
                 k, v = torch.cat([k, mk], dim=2), torch.cat([v, mv], dim=2)
             x = blk.finish(x, q, k, v, mask)
-        return self.logits(x)
+        return self.logits(x).reshape(b, n_frames * length, -1)
 
 
 def block_mask(n_frames: int, sizes: list[int], window: int, device: torch.device) -> torch.Tensor:
-    """Boolean (T*L, T*L*(1+W')) visibility: queries, then memory per lag 1..W' (W' = min(W, T-1)).
+    """Boolean (T, L, L*(1+W')) visibility for each frame t, W' = min(W, T-1).
 
-    Query (t,k) sees query (t,j) for j <= k and memory (t-l, j) for j <= k in lag block l.
+    Keys are frame t's own queries, then the memory of frame t-l for l = 1..W'. Query (t,k) sees
+    query (t,j) and memory (t-l,j) for every j <= k; memory of frames before the GOP start is hidden.
     """
-    scale_of = torch.cat([torch.full((n,), k, device=device) for k, n in enumerate(sizes)])
-    scale = scale_of.repeat(n_frames)  # (T*L,)
-    frame = torch.arange(n_frames, device=device).repeat_interleave(len(scale_of))
-    coarser = scale[None, :] <= scale[:, None]
-    parts = [coarser & (frame[None, :] == frame[:, None])]
+    scale = torch.cat([torch.full((n,), k, device=device) for k, n in enumerate(sizes)])  # (L,)
+    coarser = scale[None, :] <= scale[:, None]  # (L, L)
+    frames = torch.arange(n_frames, device=device)
+    parts = [coarser.expand(n_frames, -1, -1)]
     for lag in range(1, min(window, n_frames - 1) + 1):
-        parts.append(coarser & (frame[None, :] == frame[:, None] - lag))
-    return torch.cat(parts, dim=1)
+        parts.append(coarser[None] & (frames >= lag)[:, None, None])
+    return torch.cat(parts, dim=2)
