@@ -191,6 +191,7 @@ def run_benchmark(
     *,
     frames: int = 16,
     downscale: int = 1,
+    max_side: int = 0,
     codecs: Sequence[str] = DEFAULT_CODECS,
     crfs: Mapping[str, Sequence[int]] | None = None,
     device: str | None = None,
@@ -206,7 +207,9 @@ def run_benchmark(
     ``crfs`` and ``presets`` map baseline names to CRF lists and presets (defaults in
     :data:`progvc.bench.baselines.BASELINES`). ``codec_factory`` builds the progvc codec (tests);
     otherwise ``progvc.Codec.from_pretrained(name=model, device=device)``. ``gop`` defaults to the
-    codec's own GOP. ``perceptual_weights`` (or ``$PROGVC_PERCEPTUAL_WEIGHTS``) enables LPIPS, DISTS
+    codec's own GOP. ``max_side`` > 0 raises the downscale factor of each clip until its long side
+    fits (1080p -> 640x360 at 640), so large clips stay affordable on a CPU.
+    ``perceptual_weights`` (or ``$PROGVC_PERCEPTUAL_WEIGHTS``) enables LPIPS, DISTS
     and FID/KID columns.
     """
     from tqdm import tqdm
@@ -240,7 +243,8 @@ def run_benchmark(
             codec = codec_factory()
     gop = int(gop or (codec.gop_size if codec is not None else DEFAULT_GOP))
     out = Path(out_dir)
-    store = ResultsStore(out / "results.json", {"frames": frames, "downscale": downscale, "gop": gop})
+    config = {"frames": frames, "downscale": downscale, "gop": gop} | ({"max_side": max_side} if max_side else {})
+    store = ResultsStore(out / "results.json", config)
     perceptual = load_perceptual(perceptual_weights)
     if perceptual is None:
         store.note(SKIP_NOTE)
@@ -251,7 +255,8 @@ def run_benchmark(
     show = progress and sys.stderr.isatty()
     for path in clips:
         video, fps = read_clip(path, frames)
-        video = downscale_area(video[:frames], downscale)
+        factor = max(downscale, -(-max(video.shape[1:3]) // max_side) if max_side > 0 else 1)
+        video = downscale_area(video[:frames], factor)
         t, h, w, _ = video.shape
         store.add_clip({"name": path.name, "path": str(path), "frames": t, "width": w, "height": h,
                         "fps": None if fps is None else float(fps)})
@@ -281,6 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="bench-results", help="output folder (results.json, summary.md, plots/)")
     p.add_argument("--frames", type=int, default=16, help="frames per clip (from the start)")
     p.add_argument("--downscale", type=int, default=1, help="integer area-downscale factor")
+    p.add_argument("--max-side", type=int, default=0,
+                   help="also downscale (by an integer factor) until the long side is at most this")
     p.add_argument("--codecs", default=",".join(DEFAULT_CODECS), help="comma list: progvc,x264,x265,svtav1,vp9")
     p.add_argument("--crf", action="append", metavar="CODEC=LIST", help="CRF sweep, e.g. x264=22,27,32")
     p.add_argument("--preset", action="append", metavar="CODEC=NAME", help="encoder preset, e.g. x265=fast")
@@ -309,7 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.clips is None:
             raise ConfigError("give a folder of clips (or one video file), or --report-only")
         else:
-            run_benchmark(args.clips, out, frames=args.frames, downscale=args.downscale,
+            run_benchmark(args.clips, out, frames=args.frames, downscale=args.downscale, max_side=args.max_side,
                           codecs=[c.strip() for c in args.codecs.split(",") if c.strip()],
                           crfs=_parse_map(args.crf, "crf"), presets=_parse_map(args.preset, "preset"),
                           device=args.device, gop=args.gop, progress=not args.no_progress,
