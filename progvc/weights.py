@@ -45,7 +45,17 @@ def serialize(state: dict[str, torch.Tensor], config: CodecConfig, dtype: torch.
         return v.to(dtype) if dtype is not None and v.is_floating_point() else v
 
     tensors = {k: cast(v.detach().to("cpu")).contiguous() for k, v in sorted(state.items())}
-    return save(tensors, metadata={"format": FORMAT, "config": config.to_json()})
+    return _sorted_header(save(tensors, metadata={"format": FORMAT, "config": config.to_json()}))
+
+
+def _sorted_header(data: bytes) -> bytes:
+    """``data`` with its safetensors JSON header rewritten with sorted keys. safetensors writes the
+    metadata in hash-map order, which changes from call to call, and with it the sha256 that is the
+    model's identity in every stream."""
+    n = int.from_bytes(data[:8], "little")
+    header = json.dumps(json.loads(data[8:8 + n]), sort_keys=True, separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)  # keep the tensor data 8-byte aligned, as safetensors does
+    return len(header).to_bytes(8, "little") + header + data[8 + n:]
 
 
 def sha256_hex(data: bytes) -> str:
