@@ -106,7 +106,10 @@ class Codec:
     @classmethod
     def from_file(cls, path: str | Path, device: str | torch.device | None = None) -> Codec:
         """Load a weights file outside the manifest (a training run's output)."""
-        data = Path(path).read_bytes()
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise WeightsError(f"cannot read weights file {path} ({exc.strerror or exc}); check the path") from exc
         config, state = parse_weights(data, str(path))
         return cls(config, _checked_shapes(config, state, str(path)), device=device,
                    weights_sha256=bytes.fromhex(sha256_hex(data)))
@@ -158,9 +161,9 @@ class Codec:
         frames = clip.frames
         n = self._check_scales(n_scales)
         gop = self._check_gop(gop_size)
+        _check_int("top_k", top_k, 0, (1 << 32) - 1)
         SamplingOptions(temperature, top_k, top_p)
-        if not 0 <= seed <= bs.MAX_SEED:
-            raise ConfigError(f"seed must be in 0..2**64-1, got {seed}")
+        seed = _check_seed(seed)
         n_frames, height, width = frames.shape[:3]
         grids = self.tokenizer.grids(height, width)
         header = bs.StreamHeader(self.config.name, self.weights_sha256, width, height, n_frames,
@@ -283,16 +286,10 @@ class Codec:
 
     # -- checks --------------------------------------------------------------------------------
     def _check_scales(self, n_scales: int | None) -> int:
-        n = self.n_scales if n_scales is None else n_scales
-        if not isinstance(n, int) or not 1 <= n <= self.n_scales:
-            raise ConfigError(f"n_scales must be an integer in 1..{self.n_scales}, got {n_scales!r}")
-        return n
+        return _check_int("n_scales", self.n_scales if n_scales is None else n_scales, 1, self.n_scales)
 
     def _check_gop(self, gop_size: int | None) -> int:
-        gop = self.gop_size if gop_size is None else gop_size
-        if not isinstance(gop, int) or not 1 <= gop <= bs.MAX_GOP:
-            raise ConfigError(f"gop_size must be an integer in 1..{bs.MAX_GOP}, got {gop_size!r}")
-        return gop
+        return _check_int("gop_size", self.gop_size if gop_size is None else gop_size, 1, bs.MAX_GOP)
 
     def _check_stream(self, h: bs.StreamHeader) -> None:
         if h.model_name != self.config.name or h.weights_sha256 != self.weights_sha256:
@@ -316,11 +313,16 @@ def _checked_shapes(config: CodecConfig, state: dict[str, torch.Tensor], origin:
     return state
 
 
+def _check_int(name: str, value: Any, lo: int, hi: int) -> int:
+    """An integer option in lo..hi (bools and floats refused), else ConfigError naming it."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
+        raise ConfigError(f"{name} must be an integer in {lo}..{hi}, got {value!r}")
+    return int(value)
+
+
 def _check_seed(seed: Any) -> int:
-    """A sampling seed given to ``decode``: the stream's u64 range, refused with ConfigError otherwise."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= bs.MAX_SEED:
-        raise ConfigError(f"seed must be an integer in 0..2**64-1, got {seed!r}")
-    return int(seed)
+    """A sampling seed: the stream's u64 range."""
+    return _check_int("seed", seed, 0, bs.MAX_SEED)
 
 
 def _frames_buffer(h: bs.StreamHeader, n_gops: int) -> np.ndarray:

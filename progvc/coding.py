@@ -20,6 +20,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from .determinism import pinned_threads
 from .models.context import ContextModel
 from .models.quantizer import Grid, MultiScaleResidualVQ
 
@@ -84,10 +85,15 @@ class GopState:
         self.mem_kv[t].append(lag_kv)
 
     def run(self, scales: range, pick: Pick) -> None:
-        """Code the given scales (they must continue where the state stands) for every frame."""
-        for k in scales:
-            for t in range(self.n_frames):
-                self.commit(t, k, pick(t, k, self.logits(t, k)))
+        """Code the given scales (they must continue where the state stands) for every frame.
+
+        On CPU this runs on one thread, so the logits are the same whatever the machine's core
+        count (see :func:`progvc.determinism.pinned_threads`).
+        """
+        with pinned_threads(self.f_hat.device):
+            for k in scales:
+                for t in range(self.n_frames):
+                    self.commit(t, k, pick(t, k, self.logits(t, k)))
 
     def token_maps(self) -> list[torch.Tensor]:
         """Coded tokens so far, one (T,h_k,w_k) int64 map per scale."""

@@ -360,10 +360,6 @@ def test_thread_count_mismatch_is_refused_not_garbage(tiny_codec):
             assert all(torch.equal(a, b) for ga, gb in zip(sent, got, strict=True) for a, b in zip(ga, gb, strict=True))
 
 
-@pytest.mark.xfail(strict=False, raises=BitstreamError,
-                   reason="bug outside this issue's files: CPU logits depend on torch's thread count, so a stream "
-                          "encoded with 2 threads fails its token checksums when decoded with 1 (and back); "
-                          "coding_mode() should pin the intra-op thread count")
 def test_thread_count_does_not_change_the_tokens(tiny_codec):
     sent, got = encode_decode_with_threads(tiny_codec, smooth_clip(3, 48, 64, seed=9), 2, 1)
     assert all(torch.equal(a, b) for ga, gb in zip(sent, got, strict=True) for a, b in zip(ga, gb, strict=True))
@@ -462,9 +458,6 @@ def test_weights_file_with_a_corrupt_config_is_refused(tmp_path, config):
         Codec.from_file(path)
 
 
-@pytest.mark.xfail(strict=True, raises=FileNotFoundError,
-                   reason="bug outside this issue's files: Codec.from_file reads the path without turning "
-                          "OSError into WeightsError")
 def test_weights_file_that_does_not_exist_is_refused(tmp_path):
     with pytest.raises(WeightsError, match="nope.safetensors"):
         Codec.from_file(tmp_path / "nope.safetensors")

@@ -8,7 +8,6 @@ encoder, and adds what it lacks (variable frame rate, zero-frame containers, str
 
 from __future__ import annotations
 
-import struct
 from fractions import Fraction
 from pathlib import Path
 
@@ -221,10 +220,6 @@ def test_bad_options_are_refused(tiny_codec, options):
     pytest.param({"top_k": 2.5}, id="top_k-float"),
     pytest.param({"n_scales": True}, id="n_scales-bool"),
 ])
-@pytest.mark.xfail(strict=True, raises=(TypeError, struct.error),
-                   reason="bug outside this issue's files: encode_with_stats checks seed / top_k ranges but not "
-                          "their types (struct.error from bitstream.pack after the whole encode) and _check_scales "
-                          "takes True for 1 (numpy TypeError)")
 def test_badly_typed_options_are_refused_or_work(tiny_codec, options):
     encode_or_refuse(tiny_codec, smooth_clip(2, 16, 16), **options)
 
