@@ -6,8 +6,9 @@ headerless ``.yuv`` files read with numpy, and array-likes (numpy or torch). FFm
 pixel-format work (10-bit, grayscale, alpha, full/limited range, BT.601/709 from the stream's tags)
 through ``frame.to_ndarray(format="rgb24")``, so the codec only ever sees 8-bit RGB.
 
-:func:`write_video` is the inverse and lossless by default (``.y4m`` as 16-bit 4:4:4, ``.mp4`` /
-``.mkv`` as RGB H.264 at qp 0, PNG patterns), so a decoded result can be re-read bit-exactly.
+:func:`write_video` is the inverse: lossless for ``.mp4`` / ``.mkv`` (RGB H.264 at qp 0) and PNG
+patterns, and within one level for ``.y4m`` (16-bit 4:4:4 through FFmpeg's swscale, exact in most
+but not all runs: the conversion path varies within a process).
 Writes go to a temporary file that replaces the target only when complete.
 """
 
