@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from typing import Any
 import av
 import numpy as np
 
+from . import raw_yuv
 from .errors import ConfigError, VideoError
 
 MAX_SIDE = 8192
@@ -39,8 +39,6 @@ DEFAULT_FPS = Fraction(25)
 _MAX_FPS = 1000
 _MAX_CONSECUTIVE_ERRORS = 64  # demux/decode failures in a row before giving up on a damaged file
 _AV_ERRORS = (av.error.FFmpegError, ValueError)
-_RAW_EXTENSIONS = (".yuv", ".raw")
-_SUBSAMPLING = {"yuv420p": (2, 2), "yuv422p": (2, 1), "yuv444p": (1, 1), "gray": None}  # chroma (x, y)
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: arrays have no truth value; compare .frames yourself
@@ -118,11 +116,12 @@ def _open(
     path = Path(source)
     if "%" not in path.name and not path.is_file():
         raise VideoError(f"video file {str(path)!r} not found; check the path")
-    if path.suffix.lower() in _RAW_EXTENSIONS:
-        wh, name_fps = _raw_size(path, size)
-        n = _raw_frame_count(path, wh, pix_fmt_in)
+    if path.suffix.lower() in raw_yuv.RAW_EXTENSIONS:
+        wh, name_fps = raw_yuv.raw_size(path, size, DEFAULT_FPS)
+        _check_side(*wh, path)
+        n = raw_yuv.raw_frame_count(path, wh, pix_fmt_in)
         _check_count(n, limit, strict, path)
-        return rate or name_fps, _iter_raw(path, wh, pix_fmt_in, min(n, limit))
+        return rate or name_fps, raw_yuv.iter_raw(path, wh, pix_fmt_in, min(n, limit))
     container = _open_container(path)
     stream = container.streams.video[0]
     width, height = stream.codec_context.width, stream.codec_context.height  # 0 when unknown yet
@@ -236,69 +235,6 @@ def _as_frames(x: Any) -> np.ndarray:
             raise VideoError(f"frames of dtype {a.dtype} have values outside 0..255; give uint8 RGB")
         a = a.astype(np.uint8)
     return np.ascontiguousarray(np.repeat(a, 3, axis=-1) if a.shape[-1] == 1 else a[..., :3])
-
-
-def _raw_size(path: Path, size: tuple[int, int] | None) -> tuple[tuple[int, int], Fraction]:
-    """``(W, H)`` of a raw file from ``size`` or its name (``_320x240``), and a ``_12fps`` rate."""
-    match = re.search(r"_(\d+)fps(?=[_.]|$)", path.name)
-    rate = Fraction(int(match.group(1))) if match and 0 < int(match.group(1)) <= _MAX_FPS else DEFAULT_FPS
-    if size is not None:
-        return (int(size[0]), int(size[1])), rate
-    if (match := re.search(r"_(\d+)x(\d+)(?=[_.]|$)", path.name)) is None:
-        raise VideoError(f"{path.name} is headerless raw video: pass size=(width, height) or put _WxH in its name")
-    return (int(match.group(1)), int(match.group(2))), rate
-
-
-def _raw_layout(wh: tuple[int, int], pix_fmt: str) -> tuple[list[tuple[int, int]], np.dtype, int]:
-    """Plane shapes ``[(h, w), ...]``, sample dtype and bit depth of one raw frame."""
-    base, bits = (pix_fmt[:-4], 10) if pix_fmt.endswith("10le") else (pix_fmt, 8)
-    base = "yuv420p" if base == "i420" else base
-    if base not in _SUBSAMPLING:
-        raise ConfigError(f"pix_fmt_in must be one of {sorted(_SUBSAMPLING)} (+10le), got {pix_fmt!r}")
-    w, h = wh
-    planes = [(h, w)]
-    if (sub := _SUBSAMPLING[base]) is not None:
-        planes += [(-(-h // sub[1]), -(-w // sub[0]))] * 2  # chroma planes round up for odd sizes
-    return planes, np.dtype("<u2" if bits > 8 else "u1"), bits
-
-
-def _raw_frame_count(path: Path, wh: tuple[int, int], pix_fmt: str) -> int:
-    """Number of frames in a raw file; refuses a size that does not divide the file exactly."""
-    _check_side(*wh, path)
-    planes, dtype, _ = _raw_layout(wh, pix_fmt)
-    frame_bytes = sum(h * w for h, w in planes) * dtype.itemsize
-    n, rest = divmod(path.stat().st_size, frame_bytes)
-    if rest or n == 0:
-        raise VideoError(f"{path.name} ({path.stat().st_size} bytes) is not a whole number of "
-                         f"{wh[0]}x{wh[1]} {pix_fmt} frames ({frame_bytes} bytes); check size and pix_fmt_in")
-    return n
-
-
-def _iter_raw(path: Path, wh: tuple[int, int], pix_fmt: str, n: int, chunk: int = 16) -> Iterator[np.ndarray]:
-    """Read ``n`` raw frames with numpy, ``chunk`` at a time, as ``(H,W,3)`` uint8 RGB.
-
-    BT.601 limited range (what raw test sequences use), chroma upsampled by repetition:
-    R = Y' + 1.402 V', G = Y' - 0.344 U' - 0.714 V', B = Y' + 1.772 U' on normalised samples.
-    """
-    planes, dtype, bits = _raw_layout(wh, pix_fmt)
-    sizes = [h * w for h, w in planes]
-    scale, (h, w) = float(1 << (bits - 8)), planes[0]
-    for start in range(0, n, chunk):
-        k = min(chunk, n - start)
-        flat = np.fromfile(path, dtype, count=k * sum(sizes), offset=start * sum(sizes) * dtype.itemsize)
-        flat = flat.reshape(k, sum(sizes)).astype(np.float32)
-        y = (flat[:, : sizes[0]].reshape(k, h, w) - 16 * scale) * (255 / (219 * scale))  # (k,H,W)
-        if len(planes) == 1:
-            rgb = np.stack([y, y, y], axis=-1)
-        else:
-            (hc, wc), at = planes[1], (sizes[0], sizes[0] + sizes[1])
-            u, v = (
-                ((flat[:, a : a + sizes[1]].reshape(k, hc, wc) - 128 * scale) * (255 / (224 * scale)))
-                .repeat(-(-h // hc), axis=1).repeat(-(-w // wc), axis=2)[:, :h, :w]
-                for a in at
-            )  # (k,H,W) each
-            rgb = np.stack([y + 1.402 * v, y - 0.344136 * u - 0.714136 * v, y + 1.772 * u], axis=-1)
-        yield from np.clip(np.rint(rgb), 0, 255).astype(np.uint8)  # k frames (H,W,3)
 
 
 def _check_side(width: int, height: int, where: Path | str) -> None:
