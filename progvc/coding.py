@@ -66,7 +66,8 @@ class GopState:
                     vals.append(mv)
             x = blk.finish(x, q, torch.cat(keys, dim=2), torch.cat(vals, dim=2))
         self.own_kv[t].append(new_kv)
-        return self.ctx.logits(x)[0]
+        prev = self.tokens[k][t - 1].reshape(1, -1) if t > 0 and self.window > 0 else None
+        return self.ctx.logits(x, prev)[0]
 
     def commit(self, t: int, k: int, tokens: np.ndarray) -> None:
         """Accept the tokens (n_k,) of (t,k): update f_hat and, with temporal context, the memory."""
@@ -125,7 +126,8 @@ def teacher_forced_logits(context: ContextModel, vq: MultiScaleResidualVQ, token
             row.append(x.expand(b, -1, -1))
         queries.append(row)
         memory.append([m[:, t] for m in mem])
-    return context(queries, memory, window=window)
+    prev_tokens = flatten_targets(tokens).view(b, n_frames, -1)
+    return context(queries, memory, window=window, prev_tokens=prev_tokens)
 
 
 def flatten_targets(tokens: list[torch.Tensor]) -> torch.Tensor:

@@ -9,6 +9,10 @@ Two kinds of elements live on the token grid of every (frame t, scale k):
   is known. Memory is never updated by the blocks; each block reads it through its own K/V
   projections, with a learned lag embedding for lag = t - t' in 1..W.
 
+A **copy gate** adds a learned, per-token amount ``g(x)`` to the logit of the token that frame t-1
+has at the same place and scale: in video 15-45% of fine-scale tokens repeat, and the gate lets a
+small model price a repeat at a bit or two from its first steps.
+
 The sparse block mask (:func:`block_mask`) lets query (t,k) see queries (t,j<=k) and memory
 (t-l, j<=k) for l in 1..W. Nothing depends on a finer scale (DESIGN.md rule 2), so any prefix of
 scales decodes exactly. Training runs the whole GOP at once with that mask (``forward``); coding
@@ -95,9 +99,13 @@ class ContextModel(nn.Module):
         self.blocks = nn.ModuleList(Block(d, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.depth))
         self.norm = nn.LayerNorm(d)
         self.head = nn.Linear(d, tok.codebook_size)
+        self.copy_gate = nn.Linear(d, 1)
         for p in (self.sos, self.scale_emb, self.lag_emb, self.intra):
             trunc_normal_(p, std=0.02)
         self.apply(self._init)
+        # Prior for the copy gate: with ~30% repeats among V codes a repeat deserves a logit boost
+        # of about log(0.3 V / 0.7) (~7 for 4096); Adam would need thousands of steps to get there.
+        nn.init.constant_(self.copy_gate.bias, 4.0)
 
     @staticmethod
     def _init(m: nn.Module) -> None:
@@ -131,15 +139,27 @@ class ContextModel(nn.Module):
         m = self.mem_proj(torch.cat([e, rec], dim=-1))
         return m + self.scale_emb[k] + grid_positions(grid, self.cfg.dim, self.sos.device)
 
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.norm(x))
+    def logits(self, x: torch.Tensor, prev_tokens: torch.Tensor | None = None,
+               copy: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (B,N,V) of hidden states x (B,N,D).
+
+        prev_tokens (B,N) int64: the co-located tokens of the previous frame, whose logits get the
+        copy gate's boost; ``copy`` (B,N,1) float masks the boost (0 where there is no previous frame).
+        """
+        h = self.norm(x)
+        out = self.head(h)
+        if prev_tokens is None:
+            return out
+        gate = self.copy_gate(h) if copy is None else self.copy_gate(h) * copy
+        return out.scatter_add(-1, prev_tokens[..., None], gate)
 
     # -- training: the whole GOP at once under the block mask --------------------------------
     def forward(self, queries: list[list[torch.Tensor]], memory: list[list[torch.Tensor]],
-                window: int | None = None) -> torch.Tensor:
+                window: int | None = None, prev_tokens: torch.Tensor | None = None) -> torch.Tensor:
         """Teacher-forced logits for a GOP window.
 
-        queries[t][k], memory[t][k]: (B, n_k, D) from ``query_input`` / ``memory_input``.
+        queries[t][k], memory[t][k]: (B, n_k, D) from ``query_input`` / ``memory_input``;
+        prev_tokens (B, T, L): each frame's tokens, for the copy gate (used when window > 0).
         Returns logits (B, T*L, V) ordered (t, k, row, col), L = sum_k n_k.
 
         The block mask is applied frame by frame: frames go to the batch dimension and each
@@ -164,7 +184,12 @@ class ContextModel(nn.Module):
                 mk, mv = blk.memory_kv(mem)
                 k, v = torch.cat([k, mk], dim=2), torch.cat([v, mv], dim=2)
             x = blk.finish(x, q, k, v, mask)
-        return self.logits(x).reshape(b, n_frames * length, -1)
+        if prev_tokens is None or window == 0 or n_frames == 1:
+            return self.logits(x).reshape(b, n_frames * length, -1)
+        prev = torch.cat([prev_tokens[:, :1], prev_tokens[:, :-1]], dim=1)  # frame t-1's tokens at frame t
+        copy = (torch.arange(n_frames, device=x.device) > 0).float()[None, :, None, None].expand(b, -1, length, 1)
+        out = self.logits(x, prev.reshape(b * n_frames, length), copy.reshape(b * n_frames, length, 1))
+        return out.reshape(b, n_frames * length, -1)
 
 
 def block_mask(n_frames: int, sizes: list[int], window: int, device: torch.device) -> torch.Tensor:
