@@ -1,0 +1,70 @@
+"""Markdown tables for weights/README.md from the evaluation files (no numbers typed by hand).
+
+    python -m benchmarks.model_tables benchmarks/results/eval_dev.json benchmarks/results/dev/results.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def floors(ev: dict) -> str:
+    s = ev["summary"]
+    rows = [
+        ("tokenizer alone, full scales: mean PSNR-RGB", f"{s['tokenizer_psnr']:.2f} dB", ">= 24 dB",
+         s["tokenizer_psnr"] >= 24),
+        ("tokenizer alone, full scales: mean MS-SSIM", f"{s['tokenizer_ms_ssim']:.4f}", ">= 0.90",
+         s["tokenizer_ms_ssim"] >= 0.90),
+        ("codebook entries used on dev", f"{100 * s['codebook_used']:.1f}% (perplexity {s['codebook_perplexity']:.0f})",
+         ">= 50%", s["codebook_used"] >= 0.5),
+        ("coded bits per token, full scale", f"{s['full_scale_bits_per_token']:.2f} of {s['log2_codebook']:.0f} "
+         f"({100 * s['full_scale_saving_vs_log2V']:.1f}% below)", ">= 30% below",
+         s["full_scale_saving_vs_log2V"] >= 0.3),
+        ("bytes saved by temporal context", f"{100 * s['temporal_saving']:.1f}%", ">= 15%",
+         s["temporal_saving"] >= 0.15),
+    ]
+    out = ["| measure (dev clips) | reached | floor | met |", "|---|---:|---:|:---:|"]
+    out += [f"| {a} | {b} | {c} | {'yes' if d else '**no**'} |" for a, b, c, d in rows]
+    return "\n".join(out)
+
+
+def per_clip(ev: dict) -> str:
+    out = ["| clip | size | tokenizer PSNR / MS-SSIM | bpp (all scales) | bits/token full scale (intra) | "
+           "temporal saving |", "|---|---|---:|---:|---:|---:|"]
+    for r in ev["clips"]:
+        bpp = 8 * r["bytes"] / (r["frames"] * r["width"] * r["height"])
+        out.append(f"| {r['clip'][:44]} | {r['width']}x{r['height']} | {r['tokenizer_psnr']:.2f} / "
+                   f"{r['tokenizer_ms_ssim']:.3f} | {bpp:.4f} | {r['bits_per_token'][-1]:.2f} "
+                   f"({r['intra_bits_per_token'][-1]:.2f}) | {100 * (1 - r['bytes'] / r['intra_bytes']):.1f}% |")
+    return "\n".join(out)
+
+
+def rd_points(doc: dict) -> str:
+    out = ["| clip | n_scales | bpp | PSNR sent only | MS-SSIM sent only | PSNR sampled | MS-SSIM sampled |",
+           "|---|---:|---:|---:|---:|---:|---:|"]
+    for run in doc["runs"]:
+        if run["codec"] != "progvc":
+            continue
+        pts = {(p["n_scales"], p["sample"]): p for p in run["points"]}
+        for n in sorted({k[0] for k in pts}):
+            a, b = pts.get((n, False)), pts.get((n, True))
+            if a is None or b is None:
+                continue
+            out.append(f"| {run['clip'][:36]} | {n} | {a['bpp']:.4f} | {a['psnr_rgb']:.2f} | {a['ms_ssim']:.4f} | "
+                       f"{b['psnr_rgb']:.2f} | {b['ms_ssim']:.4f} |")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = argv if argv is not None else sys.argv[1:]
+    ev = json.loads(Path(args[0]).read_text())
+    print("## Floors\n\n" + floors(ev) + "\n\n## Per clip\n\n" + per_clip(ev))
+    if len(args) > 1:
+        print("\n## Every n_scales, with and without sampling\n\n" + rd_points(json.loads(Path(args[1]).read_text())))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
