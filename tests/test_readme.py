@@ -38,7 +38,7 @@ def python_blocks(text: str) -> list[tuple[int, str, str]]:
         body = []
         i += 1
         while i < len(lines) and lines[i].strip() != "```":
-            body.append(lines[i][indent:] if lines[i][:indent].isspace() else lines[i].lstrip())
+            body.append(lines[i][indent:] if not indent or lines[i][:indent].isspace() else lines[i].lstrip())
             i += 1
         blocks.append((start + 1, before, "\n".join(body) + "\n"))
         i += 1
