@@ -38,10 +38,12 @@ def matmul_rate(device: torch.device, n: int = 2048, threads: int | None = None)
     return 2 * n**3 / float(np.median(times[1:]))
 
 
-def count(fn) -> int:
+def count(fn):
+    """(FLOPs, result) of ``fn()``. The counter's dispatch changes float rounding, so a stream must be
+    encoded and decoded both inside it or both outside (the token checksums refuse a mix)."""
     with FlopCounterMode(display=False) as counter:
-        fn()
-    return counter.get_total_flops()
+        out = fn()
+    return counter.get_total_flops(), out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,9 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     w, h = (int(v) for v in args.size.split("x"))
     codec = Codec.from_file(args.weights, args.device) if args.weights else Codec.from_pretrained(device=args.device)
     frames = sample_clip(args.frames, h, w).frames
-    data = codec.encode(frames)
-    enc = count(lambda: codec.encode(frames)) / args.frames
-    dec = count(lambda: codec.decode(data)) / args.frames
+    enc, data = count(lambda: codec.encode(frames))
+    dec, _ = count(lambda: codec.decode(data))
+    enc, dec = enc / args.frames, dec / args.frames
     dev = torch.device(args.device)
     rate_1 = matmul_rate(dev, threads=1) if dev.type == "cpu" else None
     rate = matmul_rate(dev, threads=torch.get_num_threads() if dev.type != "cpu" else 2)
