@@ -360,8 +360,9 @@ def test_thread_count_mismatch_is_refused_not_garbage(tiny_codec):
             assert all(torch.equal(a, b) for ga, gb in zip(sent, got, strict=True) for a, b in zip(ga, gb, strict=True))
 
 
-def test_thread_count_does_not_change_the_tokens(tiny_codec):
-    sent, got = encode_decode_with_threads(tiny_codec, smooth_clip(3, 48, 64, seed=9), 2, 1)
+@pytest.mark.parametrize("threads", [(2, 1), (1, 2)])
+def test_thread_count_does_not_change_the_tokens(tiny_codec, threads):
+    sent, got = encode_decode_with_threads(tiny_codec, smooth_clip(3, 48, 64, seed=9), *threads)
     assert all(torch.equal(a, b) for ga, gb in zip(sent, got, strict=True) for a, b in zip(ga, gb, strict=True))
 
 
