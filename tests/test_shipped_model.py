@@ -1,0 +1,37 @@
+"""The shipped default model: loads offline with its hash checked, and codes a real clip exactly."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import progvc
+from progvc.video_io import read_video
+from progvc.weights import load_manifest, weights_dir
+from tests.conftest import shared_clip
+
+pytestmark = pytest.mark.weights
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    if not (weights_dir() / "manifest.json").exists():
+        pytest.skip("weights/manifest.json is absent")
+    return progvc.Codec.from_pretrained(device="cpu")
+
+
+def test_default_model_is_the_manifest_default_and_hash_checked(shipped):
+    manifest = load_manifest(weights_dir())
+    assert shipped.config.name == manifest["default"]
+    assert shipped.weights_sha256.hex() == manifest["models"][manifest["default"]]["sha256"]
+
+
+def test_shipped_model_round_trips_a_real_clip_exactly(shipped):
+    clip = read_video(shared_clip("carphone"), max_frames=3)
+    data = shipped.encode(clip.frames, fps=clip.fps)
+    sent, got = shipped.tokenize(clip.frames), shipped.decode_tokens(data)
+    assert all(torch.equal(a, b) for ga, gb in zip(sent, got, strict=True) for a, b in zip(ga, gb, strict=True))
+    frames = progvc.decode(progvc.truncate(data, n_scales=5), seed=1, device="cpu")
+    assert frames.shape == clip.frames.shape
+    info = progvc.info(data)
+    assert info.model_name == shipped.config.name and info.n_frames == 3
