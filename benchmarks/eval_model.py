@@ -6,8 +6,10 @@ For each clip (first ``--frames`` frames, long side scaled down to ``--max-side`
 * codebook usage: share of entries used over all clips, and perplexity;
 * coded bits per token at every scale, from the real chunk bytes of a real stream (``info``),
   against log2(codebook size);
-* the same stream coded without temporal context (``temporal=False``): what the temporal context saves;
-* bpp, PSNR-RGB and MS-SSIM at every n_scales, with and without sampling of the scales not sent.
+* the same stream coded without temporal context (``temporal=False``): what the temporal context saves.
+
+Rate-quality points at every n_scales (with and without sampling) come from ``progvc bench``
+(``benchmarks/results/dev``), which decodes each truncated stream once.
 
     python -m benchmarks.eval_model ../shared/clips/dev --out benchmarks/results/eval_dev.json
 """
@@ -72,16 +74,11 @@ def evaluate_clip(codec: Codec, path: Path, frames_n: int, max_side: int) -> dic
     row["intra_bits_per_token"] = bits_per_token(intra)
     row["bytes"], row["intra_bytes"] = len(result.bitstream), len(intra)
     row["estimated_bytes"] = sum(result.estimated_bits) / 8
-    points = []
-    for n in range(1, codec.n_scales + 1):
-        small = progvc.truncate(result.bitstream, n_scales=n)
-        for sample in (False, True):
-            t0 = time.perf_counter()
-            out = codec.decode(small, sample=sample, seed=0)
-            points.append({"n_scales": n, "sample": sample, "bytes": len(small), "bpp": 8 * len(small) / (t * h * w),
-                           "psnr_rgb": psnr(frames, out), "ms_ssim": ms_ssim(frames, out),
-                           "decode_s": time.perf_counter() - t0})
-    row["points"] = points
+    t0 = time.perf_counter()
+    out = codec.decode(result.bitstream, sample=False)
+    row["decode_s"] = time.perf_counter() - t0
+    row["full_psnr"], row["full_ms_ssim"] = psnr(frames, out), ms_ssim(frames, out)
+    row["bpp"] = 8 * len(result.bitstream) / (t * h * w)
     return row | {"_counts": counts}
 
 
@@ -108,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--weights", type=Path, help="a .safetensors file (default: the shipped model)")
     p.add_argument("--frames", type=int, default=8)
-    p.add_argument("--max-side", type=int, default=640)
+    p.add_argument("--max-side", type=int, default=480)
     p.add_argument("--device", default=None)
     args = p.parse_args(argv)
     codec = Codec.from_file(args.weights, args.device) if args.weights else Codec.from_pretrained(device=args.device)
