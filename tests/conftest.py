@@ -35,6 +35,29 @@ def clip_factory():
     return smooth_clip
 
 
+def ship_tiny_model(directory: Path, monkeypatch, name: str = "tiny-shipped",
+                    file: str = "tiny.safetensors") -> Path:
+    """Write a random tiny model and its manifest into ``directory`` and make it the shipped default."""
+    import json
+
+    from progvc.codec import CodecModel
+    from progvc.config import tiny_config
+    from progvc.weights import save_weights
+
+    cfg = tiny_config(name=name)
+    digest = save_weights(directory / file, CodecModel(cfg).state_dict(), cfg)
+    (directory / "manifest.json").write_text(json.dumps(
+        {"default": name, "models": {name: {"file": file, "sha256": digest}}}))
+    monkeypatch.setenv("PROGVC_WEIGHTS_DIR", str(directory))
+    return directory
+
+
+@pytest.fixture
+def weights_dir(tmp_path, monkeypatch):
+    """A weights folder holding one random tiny model, ``tiny-shipped`` in ``tiny.safetensors``."""
+    return ship_tiny_model(tmp_path, monkeypatch)
+
+
 def shared_clip(name_part: str) -> Path:
     """A clip from ../shared/clips/dev whose name contains ``name_part``; skips when absent."""
     matches = sorted((CLIPS / "dev").glob(f"*{name_part}*")) if CLIPS.exists() else []

@@ -15,7 +15,7 @@ from progvc.config import tiny_config
 from progvc.video_io import read_video, write_video
 from progvc.weights import save_weights
 
-from .conftest import smooth_clip
+from .conftest import ship_tiny_model, smooth_clip
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -114,11 +114,7 @@ def test_batch_encode(weights, tmp_path, capsys):
 
 def test_quickstart_with_a_shipped_tiny_model(tmp_path, monkeypatch, capsys):
     """quickstart.py only loads shipped weights: point PROGVC_WEIGHTS_DIR at a tiny one."""
-    cfg = tiny_config(name="tiny-quick")
-    digest = save_weights(tmp_path / "q.safetensors", CodecModel(cfg).state_dict(), cfg)
-    (tmp_path / "manifest.json").write_text(json.dumps(
-        {"default": "tiny-quick", "models": {"tiny-quick": {"file": "q.safetensors", "sha256": digest}}}))
-    monkeypatch.setenv("PROGVC_WEIGHTS_DIR", str(tmp_path))
+    ship_tiny_model(tmp_path, monkeypatch, name="tiny-quick", file="q.safetensors")
     write_video(tmp_path / "clip.y4m", smooth_clip(2, 24, 32))
     assert load("quickstart").main([str(tmp_path / "clip.y4m"), "--frames", "2", "--device", "cpu"]) == 0
     assert "PSNR" in capsys.readouterr().out

@@ -28,7 +28,7 @@ from progvc import entropy
 from progvc.codec import Codec, CodecModel
 from progvc.config import tiny_config
 from progvc.errors import BitstreamError, ConfigError, WeightsError
-from progvc.weights import load_named, save_weights, serialize
+from progvc.weights import load_named, serialize
 from tests.conftest import smooth_clip
 from tests.fuzz import harness as fz
 
@@ -386,16 +386,6 @@ def test_cuda_cpu_cross_decode():
 
 
 # -- weights files (what tests/test_weights.py does not cover) -----------------------------------
-
-@pytest.fixture
-def weights_dir(tmp_path, monkeypatch):
-    cfg = tiny_config(name="tiny-shipped")
-    digest = save_weights(tmp_path / "tiny.safetensors", CodecModel(cfg).state_dict(), cfg)
-    (tmp_path / "manifest.json").write_text(json.dumps(
-        {"default": "tiny-shipped", "models": {"tiny-shipped": {"file": "tiny.safetensors", "sha256": digest}}}))
-    monkeypatch.setenv("PROGVC_WEIGHTS_DIR", str(tmp_path))
-    return tmp_path
-
 
 def test_a_model_has_one_identity():
     """The weights hash names the model in every stream, so the same weights must give the same

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from fractions import Fraction
 
 import numpy as np
@@ -117,15 +116,11 @@ def test_encode_with_bpp(tiny_codec, clip_factory):
 
 
 def test_module_level_encode_with_bpp(tmp_path, monkeypatch, clip_factory):
-    from progvc.codec import Codec, CodecModel
-    from progvc.config import tiny_config
-    from progvc.weights import save_weights
+    from progvc.codec import Codec
 
-    cfg = tiny_config(name="tiny-rate")
-    digest = save_weights(tmp_path / "t.safetensors", CodecModel(cfg).state_dict(), cfg)
-    (tmp_path / "manifest.json").write_text(json.dumps(
-        {"default": "tiny-rate", "models": {"tiny-rate": {"file": "t.safetensors", "sha256": digest}}}))
-    monkeypatch.setenv("PROGVC_WEIGHTS_DIR", str(tmp_path))
+    from .conftest import ship_tiny_model
+
+    ship_tiny_model(tmp_path, monkeypatch, name="tiny-rate", file="t.safetensors")
     monkeypatch.setattr(progvc, "_default", {})
     x = clip_factory(4, 16, 16)
     codec = Codec.from_file(tmp_path / "t.safetensors", device="cpu")

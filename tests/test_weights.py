@@ -12,17 +12,6 @@ from progvc.config import tiny_config
 from progvc.weights import load_named, save_weights
 
 
-@pytest.fixture
-def weights_dir(tmp_path, monkeypatch):
-    cfg = tiny_config(name="tiny-shipped")
-    model = CodecModel(cfg)
-    digest = save_weights(tmp_path / "tiny.safetensors", model.state_dict(), cfg)
-    (tmp_path / "manifest.json").write_text(json.dumps(
-        {"default": "tiny-shipped", "models": {"tiny-shipped": {"file": "tiny.safetensors", "sha256": digest}}}))
-    monkeypatch.setenv("PROGVC_WEIGHTS_DIR", str(tmp_path))
-    return tmp_path
-
-
 def test_named_model_loads_and_its_hash_is_the_stream_identity(weights_dir, clip_factory):
     codec = Codec.from_pretrained(device="cpu")
     assert codec.config.name == "tiny-shipped"
