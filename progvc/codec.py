@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
@@ -171,9 +171,8 @@ class Codec:
                                  temperature, top_k, top_p, temporal)
         gop_bits, gops = [], []
         with coding_mode():
-            for g in _progress(range(header.n_gops), progress, "encode"):
-                chunk_frames = torch.from_numpy(np.ascontiguousarray(frames[g * gop:(g + 1) * gop]))
-                chunks, bits = self._encode_gop(chunk_frames.to(self.device), grids, n, temporal)
+            for gop_frames in _progress(self._gops(frames, gop), progress, "encode", header.n_gops):
+                chunks, bits = self._encode_gop(gop_frames, grids, n, temporal)
                 gops.append(chunks)
                 gop_bits.append(bits)
         data = bs.pack(bs.Stream(header, tuple(gops)))
@@ -252,7 +251,7 @@ class Codec:
         state = GopState(self.context, self.tokenizer.vq, grids, n_frames, temporal=h.temporal)
         for k, chunk in enumerate(chunks):
             state.run(range(k, k + 1), pick)
-            if tokens_crc(list(state.token_maps()[k])) != chunk.crc_tokens:
+            if tokens_crc(state.tokens[k]) != chunk.crc_tokens:
                 raise BitstreamError(f"scale {k + 1} decoded to tokens that fail their checksum: the stream "
                                      "is corrupt, or was encoded on another kind of device or dtype whose "
                                      "probabilities differ; decode it where it was encoded")
@@ -268,8 +267,12 @@ class Codec:
         frames = read_video(video, **read_options).frames
         gop = self._check_gop(gop_size)
         with coding_mode():
-            return [[r.cpu() for r in self.tokenizer.tokenize(torch.from_numpy(
-                np.ascontiguousarray(frames[i:i + gop])).to(self.device))] for i in range(0, len(frames), gop)]
+            return [[r.cpu() for r in self.tokenizer.tokenize(x)] for x in self._gops(frames, gop)]
+
+    def _gops(self, frames: np.ndarray, gop: int) -> Iterator[torch.Tensor]:
+        """(T,H,W,3) uint8 -> one (T_gop,H,W,3) uint8 tensor on the codec's device per GOP."""
+        for i in range(0, len(frames), gop):
+            yield torch.from_numpy(np.ascontiguousarray(frames[i:i + gop])).to(self.device)
 
     def decode_tokens(self, bitstream: bytes, n_scales: int | None = None) -> list[list[torch.Tensor]]:
         """The coded tokens of a stream, per GOP: ``[gop][k]`` is (T_gop, h_k, w_k) int64 on the CPU."""
@@ -352,9 +355,9 @@ def _allocation_errors(h: bs.StreamHeader, n_frames: int) -> Iterator[None]:
                              "this machine has; decode the stream on a larger machine") from exc
 
 
-def _progress(items: range, enabled: bool, desc: str):
+def _progress(items: Iterable, enabled: bool, desc: str, total: int | None = None) -> Iterable:
     if not enabled:
         return items
     from tqdm import tqdm
 
-    return tqdm(items, desc=desc, unit="GOP", leave=False)
+    return tqdm(items, desc=desc, unit="GOP", leave=False, total=total)
