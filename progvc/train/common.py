@@ -133,3 +133,16 @@ def parse_config(cls: type, argv: list[str] | None, doc: str | None) -> Any:
         kind = {"int": int, "float": float}.get(str(f.type), str)
         p.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=f.default)
     return cls(**vars(p.parse_args(argv)))
+
+
+def finished(step: int, cfg: Any, t0: float) -> bool:
+    """True once ``cfg.steps`` are done or ``cfg.max_minutes`` (> 0) of wall time have passed."""
+    return step >= cfg.steps or bool(cfg.max_minutes and time.time() - t0 > 60 * cfg.max_minutes)
+
+
+def set_lr(opt: torch.optim.Optimizer, step: int, cfg: Any) -> float:
+    """Apply :func:`lr_at` for this step to every parameter group; returns the rate."""
+    lr = lr_at(step, cfg.lr, cfg.warmup, cfg.steps)
+    for group in opt.param_groups:
+        group["lr"] = lr
+    return lr

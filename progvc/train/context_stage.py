@@ -88,7 +88,7 @@ def train(cfg: ContextTrainConfig) -> Path:
     log = common.RunLog(out, cfg.steps, start, d.main)
     t0, step = time.time(), start
     for batch in data:
-        if step >= cfg.steps or (cfg.max_minutes and time.time() - t0 > 60 * cfg.max_minutes):
+        if common.finished(step, cfg, t0):
             break
         b, g = batch.shape[:2]
         frames = (batch.flatten(0, 1).permute(0, 2, 3, 1) * 255).round().to(torch.uint8).to(d.device)
@@ -97,8 +97,7 @@ def train(cfg: ContextTrainConfig) -> Path:
         targets = flatten_targets(tokens)
         logits = teacher_forced_logits(net if d.world == 1 else net.module, tok.vq, tokens, grids)
         loss = F.cross_entropy(logits.transpose(1, 2), targets)
-        for grp in opt.param_groups:
-            grp["lr"] = common.lr_at(step, cfg.lr, cfg.warmup, cfg.steps)
+        common.set_lr(opt, step, cfg)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(ctx.parameters(), 1.0)

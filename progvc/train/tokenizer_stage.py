@@ -116,7 +116,7 @@ def train(cfg: TokenizerTrainConfig) -> Path:
     t0, step = time.time(), start
     pool: list[torch.Tensor] = []
     for batch in data:
-        if step >= cfg.steps or (cfg.max_minutes and time.time() - t0 > 60 * cfg.max_minutes):
+        if common.finished(step, cfg, t0):
             break
         x = batch[:, 0].to(d.device) * 2 - 1  # (B,3,crop,crop) in [-1,1]
         n_keep = None
@@ -130,8 +130,7 @@ def train(cfg: TokenizerTrainConfig) -> Path:
         gan_on = step >= cfg.disc_start and cfg.w_adv > 0
         if gan_on:
             loss = loss + cfg.w_adv * g_hinge(disc(x_hat))
-        for g in opt.param_groups:
-            g["lr"] = common.lr_at(step, cfg.lr, cfg.warmup, cfg.steps)
+        common.set_lr(opt, step, cfg)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(tok.parameters(), 1.0)
