@@ -53,3 +53,31 @@ def test_stages_train_resume_and_export_a_codec(tmp_path, monkeypatch):
     w = shipped.model.tokenizer.vq.codebook.weight
     assert w.dtype == torch.float32 and torch.equal(w, w.half().float())
     assert shipped.decode(shipped.encode(x)).shape == x.shape
+
+
+def test_warm_start_copies_the_layers_that_fit_into_a_deeper_tokenizer(tmp_path):
+    """Stride 4 -> stride 8: the encoder's early levels, the decoder's late levels and the
+    quantiser carry over; the new level keeps its fresh initialisation."""
+    import dataclasses
+
+    from progvc.config import tiny_config
+    from progvc.models.tokenizer import Tokenizer
+    from progvc.train.common import warm_start
+    from progvc.weights import save_weights
+
+    cfg = tiny_config()
+    torch.manual_seed(0)
+    old = Tokenizer(cfg.tokenizer)
+    for p in old.parameters():
+        p.data.normal_()
+    save_weights(tmp_path / "old.safetensors", {f"tokenizer.{k}": v for k, v in old.state_dict().items()}, cfg)
+    new = Tokenizer(dataclasses.replace(cfg.tokenizer, stride=8, channels=(16, 32, 48)))
+    before = {k: v.clone() for k, v in new.state_dict().items()}
+    copied = warm_start(new, str(tmp_path / "old.safetensors"))
+    src, dst = old.state_dict(), new.state_dict()
+    assert torch.equal(dst["g_a.net.0.weight"], src["g_a.net.0.weight"])  # full-resolution stem
+    assert torch.equal(dst["g_s.net.13.weight"], src["g_s.net.10.weight"])  # output conv, shifted by 3
+    assert torch.equal(dst["vq.codebook.weight"], src["vq.codebook.weight"])
+    assert torch.equal(dst["g_s.net.0.weight"], before["g_s.net.0.weight"])  # 8->48 input conv: fresh
+    changed = sum(not torch.equal(dst[k], before[k]) for k in dst)
+    assert 0 < copied == changed < len(dst)

@@ -114,6 +114,60 @@ def load_checkpoint(out: Path, modules: dict[str, Any], device: torch.device) ->
     return int(state["step"])
 
 
+def warm_start(model: torch.nn.Module, path: str) -> int:
+    """Copy what fits from another model's weights (``.safetensors`` or a ``last.pt`` checkpoint).
+
+    Parameters are grouped by module (``g_s.net.4``) under their parent (``g_s.net``); within a
+    parent, modules are matched from the front while their shapes agree, then from the back. So a stride-8 tokenizer takes the full-resolution layers
+    of a stride-16 one, the encoder's early levels and the decoder's late ones, and everything else
+    starts fresh. Returns the number of tensors copied.
+    """
+    if path.endswith(".pt"):
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+        src = next(v for k, v in raw.items() if k in ("tokenizer", "context"))
+        prefix = "tokenizer." if "tokenizer" in raw else "context."
+        src = {prefix + k: v for k, v in src.items()}
+    else:
+        from safetensors.torch import load_file
+
+        src = load_file(path)
+    dst = model.state_dict()
+    if not any(k in src for k in dst):  # a bare tokenizer state into the tokenizer module
+        src = {k.split(".", 1)[1]: v for k, v in src.items() if "." in k}
+
+    def modules(state: dict[str, torch.Tensor]) -> dict[str, dict[str, list[tuple[str, tuple[int, ...]]]]]:
+        """child -> module -> [(name, shape)]: ``g_s.net.4.body.0.weight`` is in module
+        ``g_s.net.4`` of child ``g_s.net`` (split at the first numeric part, else the last)."""
+        out: dict[str, dict[str, list[tuple[str, tuple[int, ...]]]]] = {}
+        for name, t in state.items():
+            parts = name.split(".")
+            cut = next((i for i, p in enumerate(parts[:-1]) if p.isdigit()), len(parts) - 2)
+            child, mod = ".".join(parts[:cut]), ".".join(parts[:cut + 1])
+            out.setdefault(child, {}).setdefault(mod, []).append((name, tuple(t.shape)))
+        return out
+
+    def in_order(mods: dict[str, list[tuple[str, tuple[int, ...]]]]) -> list[list[tuple[str, tuple[int, ...]]]]:
+        """Modules in layer order (``net.10`` after ``net.9``: safetensors sorts its keys)."""
+        def key(mod: str) -> list[tuple[int, str]]:
+            return [(int(p), "") if p.isdigit() else (-1, p) for p in mod.split(".")]
+        return [sorted(mods[m]) for m in sorted(mods, key=key)]
+
+    src_mods, copied = modules(src), 0
+    for child, mods in modules(dst).items():
+        new, old = in_order(mods), in_order(src_mods.get(child, {}))
+        pairs: dict[str, str] = {}
+        for order in (1, -1):
+            for a, b in zip(new[::order], old[::order], strict=False):
+                if [shape for _, shape in a] != [shape for _, shape in b]:
+                    break
+                pairs.update((dn, sn) for (dn, _), (sn, _) in zip(a, b, strict=True))
+        for dn, sn in pairs.items():
+            dst[dn] = src[sn].to(dst[dn].dtype)
+        copied += len(pairs)
+    model.load_state_dict(dst)
+    return copied
+
+
 def lr_at(step: int, base: float, warmup: int, total: int) -> float:
     """Linear warm-up then cosine decay to 10% of ``base``."""
     if step < warmup:

@@ -44,6 +44,7 @@ class ContextTrainConfig:
     log_every: int = 25
     save_every: int = 200
     max_minutes: float = 0.0
+    init_from: str = ""  # warm start: copy what fits from these weights (see common.warm_start)
     seed: int = 0
     device: str | None = None
     workers: int = 0
@@ -77,6 +78,8 @@ def train(cfg: ContextTrainConfig) -> Path:
     model.load_state_dict(tok_state, strict=False)
     tok, ctx = model.tokenizer.eval().requires_grad_(False), model.context
     opt = torch.optim.AdamW(ctx.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.05)
+    if cfg.init_from:
+        print(f"warm start: {common.warm_start(ctx, cfg.init_from)} tensors from {cfg.init_from}", flush=True)
     modules = {"context": ctx, "opt": opt}
     start = common.load_checkpoint(out, modules, d.device)
     if d.main:

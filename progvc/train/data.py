@@ -171,7 +171,10 @@ class ClipWindows(torch.utils.data.IterableDataset):
     consecutive frames; a temporal stride in ``1..max_stride`` that fits (faster apparent motion);
     a start frame; a random ``crop`` x ``crop`` square (frames smaller than the crop are
     reflection-padded at a random offset; clips whose short side is below ``min_side`` are left
-    out instead); then a horizontal flip and a time reversal, each with probability 1/2 (the
+    out instead); with probability ``zoom_out``, a ``2*crop`` square area-averaged down to
+    ``crop`` instead, where the frame is large enough (denser detail per pixel, as in video
+    shown smaller than it was shot: the cached clips are soft, pristine content is not); then a
+    horizontal flip and a time reversal, each with probability 1/2 (the
     codec must not prefer one direction of motion).
 
     Random streams come from ``np.random.default_rng([seed, worker_id])``, so every DataLoader
@@ -189,11 +192,13 @@ class ClipWindows(torch.utils.data.IterableDataset):
         max_stride: int = 2,
         weight_cap: int = 300,
         min_side: int = 0,
+        zoom_out: float = 0.0,
     ) -> None:
         super().__init__()
         if gop < 1 or crop < 1 or max_stride < 1 or weight_cap < 1:
             raise ConfigError("gop, crop, max_stride and weight_cap must all be >= 1")
         self.gop, self.crop, self.seed, self.max_stride = gop, crop, seed, max_stride
+        self.zoom_out = zoom_out
         self.clips: list[tuple[Path, list[tuple[int, int]]]] = []  # (file, runs that fit a window)
         for path in sorted(Path(cache_dir).glob("*.npy")):
             n, h, w = np.load(path, mmap_mode="r").shape[:3]  # reads the header only
@@ -229,8 +234,14 @@ class ClipWindows(torch.utils.data.IterableDataset):
         span = (self.gop - 1) * stride + 1
         t0 = start + rng.integers(length - span + 1)
         h, w = clip.shape[1:3]
-        y0, x0 = rng.integers(max(h - self.crop, 0) + 1), rng.integers(max(w - self.crop, 0) + 1)
-        window = np.asarray(clip[t0 : t0 + span : stride, y0 : y0 + self.crop, x0 : x0 + self.crop])  # (G,h,w,3)
+        zoom = 2 if self.zoom_out and min(h, w) >= 2 * self.crop and rng.random() < self.zoom_out else 1
+        size = zoom * self.crop
+        y0, x0 = rng.integers(max(h - size, 0) + 1), rng.integers(max(w - size, 0) + 1)
+        window = np.asarray(clip[t0 : t0 + span : stride, y0 : y0 + size, x0 : x0 + size])  # (G,h,w,3)
+        if zoom > 1:
+            g = window.shape[0]
+            blocks = window.reshape(g, self.crop, zoom, self.crop, zoom, 3).astype(np.float32)
+            window = blocks.mean(axis=(2, 4)).round().astype(np.uint8)
         pad_h, pad_w = self.crop - window.shape[1], self.crop - window.shape[2]
         if pad_h or pad_w:
             top, left = rng.integers(pad_h + 1), rng.integers(pad_w + 1)

@@ -41,10 +41,12 @@ class TokenizerTrainConfig:
     w_adv: float = 0.05
     disc_start: int = 2500
     drop_prob: float = 0.3
+    zoom_out: float = 0.0  # share of crops taken at 2x size and area-downscaled (ClipWindows)
     restart_every: int = 100
     log_every: int = 50
     save_every: int = 250
     max_minutes: float = 0.0
+    init_from: str = ""  # warm start: copy what fits from these weights (see common.warm_start)
     seed: int = 0
     device: str | None = None
     workers: int = 0
@@ -103,13 +105,16 @@ def train(cfg: TokenizerTrainConfig) -> Path:
     disc = PatchDiscriminator().to(d.device)
     opt = torch.optim.AdamW(tok.parameters(), lr=cfg.lr, betas=(0.5, 0.9), weight_decay=0.0)
     opt_d = torch.optim.AdamW(disc.parameters(), lr=cfg.lr, betas=(0.5, 0.9), weight_decay=0.0)
+    if cfg.init_from:
+        print(f"warm start: {common.warm_start(tok, cfg.init_from)} tensors from {cfg.init_from}", flush=True)
     modules = {"tokenizer": tok, "disc": disc, "opt": opt, "opt_d": opt_d}
     start = common.load_checkpoint(out, modules, d.device)
     if d.main:
         common.save_config(out, cfg)
     model = common.wrap(tok, d)
     data = torch.utils.data.DataLoader(
-        ClipWindows(cfg.cache, gop=1, crop=cfg.crop, seed=cfg.seed * 1000 + d.rank * 100 + start),
+        ClipWindows(cfg.cache, gop=1, crop=cfg.crop, seed=cfg.seed * 1000 + d.rank * 100 + start,
+                    zoom_out=cfg.zoom_out),
         batch_size=cfg.batch, num_workers=cfg.workers)
     usage = CodeUsage(codec_cfg.tokenizer.codebook_size, d.device)
     log = common.RunLog(out, cfg.steps, start, d.main)
