@@ -188,6 +188,8 @@ def encode_decode(
     """
     import av
 
+    from ..video_io import SWS_THREADS
+
     b = get_baseline(name)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ConfigError(f"frames must be (T,H,W,3) uint8, got {frames.shape} {frames.dtype}")
@@ -208,7 +210,7 @@ def encode_decode(
         enc.options = b.options(crf, gop, preset)
         packets = []
         for i, rgb in enumerate(src):
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p", threads=SWS_THREADS)
             frame.pts = i
             packets += enc.encode(frame)
         packets += enc.encode(None)
@@ -226,7 +228,7 @@ def encode_decode(
         for f in dec.decode(p):
             if f.key_frame:
                 keyframes.append(len(out))
-            out.append(f.to_ndarray(format="rgb24")[:h, :w])
+            out.append(f.to_ndarray(format="rgb24", threads=SWS_THREADS)[:h, :w])
     decode_s = time.perf_counter() - start
     if len(out) != t:
         raise ProgvcError(f"{name} at CRF {crf} decoded {len(out)} frames of {t}; report this PyAV/FFmpeg build")
