@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -57,12 +58,49 @@ def rd_points(doc: dict) -> str:
     return "\n".join(out)
 
 
+def at_rate(points: list[dict], bpp: float, key: str) -> float | None:
+    """A baseline's ``key`` at ``bpp``, linear in log(bpp) between its two nearest CRF points;
+    None outside the range it was measured over (no extrapolation)."""
+    pts = sorted((p["bpp"], p[key]) for p in points if p.get(key) is not None)
+    for (r0, q0), (r1, q1) in zip(pts, pts[1:], strict=False):
+        if r0 <= bpp <= r1:
+            w = 0.0 if r1 == r0 else (math.log(bpp) - math.log(r0)) / (math.log(r1) - math.log(r0))
+            return q0 + w * (q1 - q0)
+    return None
+
+
+def versus_baselines(doc: dict, baselines: tuple[str, ...] = ("x265", "svtav1")) -> str:
+    """progvc with every scale sent, against each baseline at the same bpp (interpolated over its
+    CRF sweep, same clip, frames and GOP): PSNR-RGB / MS-SSIM / VMAF."""
+    runs = {(r["codec"], r["clip"]): r for r in doc["runs"]}
+    keys = ("psnr_rgb", "ms_ssim", "vmaf")
+    out = ["| clip | progvc bpp | progvc PSNR / MS-SSIM / VMAF | "
+           + " | ".join(f"{b} at that bpp" for b in baselines) + " |",
+           "|---|---:|---|" + "---|" * len(baselines)]
+
+    def fmt(vals: list[float | None]) -> str:
+        if any(v is None for v in vals):
+            return "outside its range"
+        return f"{vals[0]:.2f} / {vals[1]:.3f} / {vals[2]:.1f}"
+
+    for (codec, clip), run in runs.items():
+        if codec != "progvc":
+            continue
+        full = max((p for p in run["points"] if not p["sample"]), key=lambda p: p["n_scales"])
+        cells = [fmt([at_rate(runs[(b, clip)]["points"], full["bpp"], k) if (b, clip) in runs else None
+                      for k in keys]) for b in baselines]
+        out.append(f"| {clip[:36]} | {full['bpp']:.4f} | {fmt([full[k] for k in keys])} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = argv if argv is not None else sys.argv[1:]
     ev = json.loads(Path(args[0]).read_text())
     print("## Floors\n\n" + floors(ev) + "\n\n## Per clip\n\n" + per_clip(ev))
     if len(args) > 1:
-        print("\n## Every n_scales, with and without sampling\n\n" + rd_points(json.loads(Path(args[1]).read_text())))
+        doc = json.loads(Path(args[1]).read_text())
+        print("\n## Every n_scales, with and without sampling\n\n" + rd_points(doc))
+        print("\n## Against x265 and SVT-AV1 at the same bitrate\n\n" + versus_baselines(doc))
     return 0
 
 

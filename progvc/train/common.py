@@ -118,9 +118,9 @@ def warm_start(model: torch.nn.Module, path: str) -> int:
     """Copy what fits from another model's weights (``.safetensors`` or a ``last.pt`` checkpoint).
 
     Parameters are grouped by module (``g_s.net.4``) under their parent (``g_s.net``); within a
-    parent, modules are matched from the front while their shapes agree, then from the back. So a stride-8 tokenizer takes the full-resolution layers
-    of a stride-16 one, the encoder's early levels and the decoder's late ones, and everything else
-    starts fresh. Returns the number of tensors copied.
+    parent, modules are matched from the front while their shapes agree, then from the back. So a
+    stride-8 tokenizer takes from a stride-16 one the encoder's early levels, the decoder's late
+    ones and the quantiser, and everything else starts fresh. Returns the number of tensors copied.
     """
     if path.endswith(".pt"):
         raw = torch.load(path, map_location="cpu", weights_only=True)
