@@ -168,6 +168,12 @@ def warm_start(model: torch.nn.Module, path: str) -> int:
     return copied
 
 
+def init_from(module: torch.nn.Module, cfg: Any, start: int) -> None:
+    """Apply ``cfg.init_from`` (:func:`warm_start`) to a fresh run; a resumed run keeps ``last.pt``."""
+    if cfg.init_from and start == 0:
+        print(f"warm start: {warm_start(module, cfg.init_from)} tensors from {cfg.init_from}", flush=True)
+
+
 def lr_at(step: int, base: float, warmup: int, total: int) -> float:
     """Linear warm-up then cosine decay to 10% of ``base``."""
     if step < warmup:

@@ -78,10 +78,9 @@ def train(cfg: ContextTrainConfig) -> Path:
     model.load_state_dict(tok_state, strict=False)
     tok, ctx = model.tokenizer.eval().requires_grad_(False), model.context
     opt = torch.optim.AdamW(ctx.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.05)
-    if cfg.init_from:
-        print(f"warm start: {common.warm_start(ctx, cfg.init_from)} tensors from {cfg.init_from}", flush=True)
     modules = {"context": ctx, "opt": opt}
     start = common.load_checkpoint(out, modules, d.device)
+    common.init_from(ctx, cfg, start)
     if d.main:
         common.save_config(out, cfg)
     net = common.wrap(ctx, d)

@@ -105,10 +105,9 @@ def train(cfg: TokenizerTrainConfig) -> Path:
     disc = PatchDiscriminator().to(d.device)
     opt = torch.optim.AdamW(tok.parameters(), lr=cfg.lr, betas=(0.5, 0.9), weight_decay=0.0)
     opt_d = torch.optim.AdamW(disc.parameters(), lr=cfg.lr, betas=(0.5, 0.9), weight_decay=0.0)
-    if cfg.init_from:
-        print(f"warm start: {common.warm_start(tok, cfg.init_from)} tensors from {cfg.init_from}", flush=True)
     modules = {"tokenizer": tok, "disc": disc, "opt": opt, "opt_d": opt_d}
     start = common.load_checkpoint(out, modules, d.device)
+    common.init_from(tok, cfg, start)
     if d.main:
         common.save_config(out, cfg)
     model = common.wrap(tok, d)
