@@ -7,8 +7,8 @@ pixel-format work (10-bit, grayscale, alpha, full/limited range, BT.601/709 from
 through ``frame.to_ndarray(format="rgb24")``, so the codec only ever sees 8-bit RGB.
 
 :func:`write_video` is the inverse: lossless for ``.mp4`` / ``.mkv`` (RGB H.264 at qp 0) and PNG
-patterns, and within one level for ``.y4m`` (16-bit 4:4:4 through FFmpeg's swscale, exact in most
-but not all runs: the conversion path varies within a process).
+patterns, and for ``.y4m`` (16-bit 4:4:4 through FFmpeg's swscale on one thread; threaded swscale
+was not deterministic, see ``SWS_THREADS``).
 Writes go to a temporary file that replaces the target only when complete.
 """
 
