@@ -54,11 +54,54 @@ def setup(device: str | None, seed: int, threads: int = 0) -> Dist:
     return Dist(rank, world, dev)
 
 
-def wrap(model: torch.nn.Module, d: Dist) -> torch.nn.Module:
+def teardown() -> None:
+    """End a torchrun process cleanly, after ``train`` has returned: wait for rank 0's save, free
+    the DDP wrappers, then close the process group. (A process that exits with the group or a
+    DDP reducer still alive can abort in gloo's threads, and torchrun reports the run failed.)"""
+    if dist.is_available() and dist.is_initialized():
+        import gc
+
+        gc.collect()
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def wrap(model: torch.nn.Module, d: Dist, *, unused_ok: bool = False) -> torch.nn.Module:
+    """DDP around ``model`` under torchrun, else ``model``. ``unused_ok``: some parameters may get
+    no gradient in a step (the tokenizer's last refinement when finer scales are dropped)."""
     if d.world == 1:
         return model
     ids = [d.device.index] if d.device.type == "cuda" else None
-    return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=unused_ok)
+
+
+def broadcast_(tensor: torch.Tensor, d: Dist) -> None:
+    """Overwrite ``tensor`` on every rank with rank 0's (for changes made outside the optimiser)."""
+    if d.world > 1:
+        dist.broadcast(tensor, src=0)
+
+
+def sum_(tensor: torch.Tensor, d: Dist) -> None:
+    """Sum ``tensor`` over all ranks, in place."""
+    if d.world > 1:
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+
+
+def check_replicas(module: torch.nn.Module, d: Dist) -> None:
+    """Raise if the DDP replicas of ``module`` are no longer bit-identical (run before saving).
+
+    DDP keeps them equal only if every update goes through synchronised gradients; a codebook
+    re-seed or a forward that bypasses the wrapper silently breaks that, and rank 0 would save a
+    model the other ranks never trained."""
+    if d.world == 1:
+        return
+    flat = torch.cat([p.detach().flatten().float() for p in module.parameters()])
+    high, low = flat.clone(), flat.clone()
+    dist.all_reduce(high, op=dist.ReduceOp.MAX)
+    dist.all_reduce(low, op=dist.ReduceOp.MIN)
+    if not torch.equal(high, low):
+        raise RuntimeError(f"DDP replicas of {type(module).__name__} diverged "
+                           f"(max difference {float((high - low).max()):.3g}); this is a training bug")
 
 
 class RunLog:
@@ -195,9 +238,19 @@ def parse_config(cls: type, argv: list[str] | None, doc: str | None) -> Any:
     return cls(**vars(p.parse_args(argv)))
 
 
-def finished(step: int, cfg: Any, t0: float) -> bool:
-    """True once ``cfg.steps`` are done or ``cfg.max_minutes`` (> 0) of wall time have passed."""
-    return step >= cfg.steps or bool(cfg.max_minutes and time.time() - t0 > 60 * cfg.max_minutes)
+def finished(step: int, cfg: Any, t0: float, d: Dist | None = None) -> bool:
+    """True once ``cfg.steps`` are done or ``cfg.max_minutes`` (> 0) of wall time have passed.
+
+    Under DDP the time limit is agreed on (any rank out of time stops all): a rank that stopped
+    alone would leave the others waiting forever in their next gradient all-reduce."""
+    if step >= cfg.steps:
+        return True
+    if not cfg.max_minutes:
+        return False
+    late = torch.tensor(float(time.time() - t0 > 60 * cfg.max_minutes), device=d.device if d else "cpu")
+    if d is not None and d.world > 1:
+        dist.all_reduce(late, op=dist.ReduceOp.MAX)
+    return bool(late.item())
 
 
 def set_lr(opt: torch.optim.Optimizer, step: int, cfg: Any) -> float:

@@ -62,6 +62,18 @@ def bits_per_scale(logits: torch.Tensor, targets: torch.Tensor, sizes: list[int]
     return out
 
 
+class TeacherForced(torch.nn.Module):
+    """The context model's training pass as one module call, so that DDP sees it and syncs the
+    gradients (calling ``teacher_forced_logits`` on the bare model would bypass the wrapper)."""
+
+    def __init__(self, context: torch.nn.Module, vq: torch.nn.Module) -> None:
+        super().__init__()
+        self.context, self.vq = context, vq  # vq is frozen: DDP only syncs the context model
+
+    def forward(self, tokens: list[torch.Tensor], grids: list[tuple[int, int]]) -> torch.Tensor:
+        return teacher_forced_logits(self.context, self.vq, tokens, grids)  # type: ignore[arg-type]
+
+
 def train(cfg: ContextTrainConfig) -> Path:
     from .data import ClipWindows
 
@@ -83,21 +95,21 @@ def train(cfg: ContextTrainConfig) -> Path:
     common.init_from(ctx, cfg, start)
     if d.main:
         common.save_config(out, cfg)
-    net = common.wrap(ctx, d)
+    net = common.wrap(TeacherForced(ctx, tok.vq), d)
     data = torch.utils.data.DataLoader(
         ClipWindows(cfg.cache, gop=cfg.gop, crop=cfg.crop, seed=cfg.seed * 1000 + d.rank * 100 + start + 7),
         batch_size=cfg.batch, num_workers=cfg.workers)
     log = common.RunLog(out, cfg.steps, start, d.main)
     t0, step = time.time(), start
     for batch in data:
-        if common.finished(step, cfg, t0):
+        if common.finished(step, cfg, t0, d):
             break
         b, g = batch.shape[:2]
         frames = (batch.flatten(0, 1).permute(0, 2, 3, 1) * 255).round().to(torch.uint8).to(d.device)
         grids = tok.grids(cfg.crop, cfg.crop)
         tokens = [r.view(b, g, *r.shape[1:]) for r in tok.tokenize(frames)]
         targets = flatten_targets(tokens)
-        logits = teacher_forced_logits(net if d.world == 1 else net.module, tok.vq, tokens, grids)
+        logits = net(tokens, grids)
         loss = F.cross_entropy(logits.transpose(1, 2), targets)
         common.set_lr(opt, step, cfg)
         opt.zero_grad(set_to_none=True)
@@ -116,6 +128,7 @@ def train(cfg: ContextTrainConfig) -> Path:
                     intra_loss_bits=F.cross_entropy(intra.transpose(1, 2), targets).item() / math.log(2))
         if d.main and step % cfg.save_every == 0:
             common.save_checkpoint(out, step, modules)
+    common.check_replicas(ctx, d)
     if d.main:
         common.save_checkpoint(out, step, modules)
         save_weights(out / "model.safetensors", model.state_dict(), codec_cfg)
@@ -128,3 +141,4 @@ def parse_args(argv: list[str] | None = None) -> ContextTrainConfig:
 
 if __name__ == "__main__":
     train(parse_args())
+    common.teardown()

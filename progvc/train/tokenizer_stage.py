@@ -1,6 +1,6 @@
 """Stage 1: train the tokenizer (autoencoder + multi-scale residual VQ) on single frames.
 
-Loss = L1 + w_msssim * (1 - MS-SSIM) + VQ (codebook + 0.25 commitment) + w_adv * hinge GAN, the GAN
+Loss = L1 + w_mse * MSE + w_msssim * (1 - MS-SSIM) + VQ (codebook + 0.25 commitment) + w_adv * hinge GAN, the GAN
 switched on after ``disc_start`` steps so the adversary meets a decoder that already reconstructs.
 With probability ``drop_prob`` a step keeps only a random prefix of scales, so every prefix
 decodes to a plausible picture. Codebook entries unused for ``restart_every`` steps are re-seeded
@@ -37,6 +37,7 @@ class TokenizerTrainConfig:
     crop: int = 128
     lr: float = 4e-4
     warmup: int = 200
+    w_mse: float = 0.0  # on [-1,1] pixels; weights PSNR directly (L1 alone favours sharp edges)
     w_msssim: float = 0.2
     w_adv: float = 0.05
     disc_start: int = 2500
@@ -110,7 +111,8 @@ def train(cfg: TokenizerTrainConfig) -> Path:
     common.init_from(tok, cfg, start)
     if d.main:
         common.save_config(out, cfg)
-    model = common.wrap(tok, d)
+    model = common.wrap(tok, d, unused_ok=True)  # dropped scales leave the last phi unused
+    disc_ddp = common.wrap(disc, d)
     data = torch.utils.data.DataLoader(
         ClipWindows(cfg.cache, gop=1, crop=cfg.crop, seed=cfg.seed * 1000 + d.rank * 100 + start,
                     zoom_out=cfg.zoom_out),
@@ -120,7 +122,7 @@ def train(cfg: TokenizerTrainConfig) -> Path:
     t0, step = time.time(), start
     pool: list[torch.Tensor] = []
     for batch in data:
-        if common.finished(step, cfg, t0):
+        if common.finished(step, cfg, t0, d):
             break
         x = batch[:, 0].to(d.device) * 2 - 1  # (B,3,crop,crop) in [-1,1]
         n_keep = None
@@ -130,7 +132,7 @@ def train(cfg: TokenizerTrainConfig) -> Path:
         x_hat, tokens, vq_loss = model(x, n_keep, collect)
         l1 = (x_hat - x).abs().mean()
         ms = msssim_loss(x_hat, x)
-        loss = l1 + cfg.w_msssim * ms + vq_loss
+        loss = l1 + cfg.w_mse * F.mse_loss(x_hat, x) + cfg.w_msssim * ms + vq_loss
         gan_on = step >= cfg.disc_start and cfg.w_adv > 0
         if gan_on:
             loss = loss + cfg.w_adv * g_hinge(disc(x_hat))
@@ -141,7 +143,8 @@ def train(cfg: TokenizerTrainConfig) -> Path:
         opt.step()
         if gan_on:
             opt_d.zero_grad(set_to_none=True)
-            d_loss = d_hinge(disc(x), disc(x_hat.detach()))
+            real, fake = disc_ddp(torch.cat([x, x_hat.detach()])).chunk(2)  # one forward: one DDP sync
+            d_loss = d_hinge(real, fake)
             d_loss.backward()
             opt_d.step()
         usage.add(tokens)
@@ -149,8 +152,10 @@ def train(cfg: TokenizerTrainConfig) -> Path:
         step += 1
         log.step()
         if step % cfg.restart_every == 0:
+            common.sum_(usage.counts, d)  # every rank re-seeds the same entries ...
             stats = usage.stats()
             restarted = usage.restart(tok.vq.codebook, torch.cat(pool))
+            common.broadcast_(tok.vq.codebook.weight.data, d)  # ... with rank 0's vectors
             if step % cfg.log_every == 0 or step == cfg.restart_every:
                 log.log(step, restarted=restarted, **stats)
         if step % cfg.log_every == 0:
@@ -159,6 +164,8 @@ def train(cfg: TokenizerTrainConfig) -> Path:
                     prefix_psnr=prefix_psnr(tok, x) if step % (cfg.log_every * 10) == 0 else None)
         if d.main and step % cfg.save_every == 0:
             common.save_checkpoint(out, step, modules)
+    common.check_replicas(tok, d)
+    common.check_replicas(disc, d)
     if d.main:
         common.save_checkpoint(out, step, modules)
         state = {f"tokenizer.{k}": v for k, v in tok.state_dict().items()}
@@ -186,3 +193,4 @@ def parse_args(argv: list[str] | None = None) -> TokenizerTrainConfig:
 
 if __name__ == "__main__":
     train(parse_args())
+    common.teardown()
