@@ -2,7 +2,8 @@
 
 For each clip (first ``--frames`` frames, long side scaled down to ``--max-side``):
 
-* tokenizer alone at full scales: PSNR-RGB and MS-SSIM of ``g_s(embed(tokenize(x)))``;
+* tokenizer alone at full scales: PSNR-RGB and MS-SSIM of ``g_s(embed(tokenize(x, refine)))``, with
+  the encoder-side refinement ``encode`` uses (``--refine``, 0 for the greedy tokenizer);
 * codebook usage: share of entries used over all clips, and perplexity;
 * coded bits per token at every scale, from the real chunk bytes of a real stream (``info``),
   against log2(codebook size);
@@ -29,6 +30,7 @@ import torch
 import progvc
 from progvc.bench.metrics import ms_ssim, psnr
 from progvc.codec import Codec
+from progvc.config import REFINE_STEPS
 from progvc.determinism import coding_mode
 from progvc.train.data import downscale
 from progvc.video_io import read_video
@@ -36,7 +38,7 @@ from progvc.video_io import read_video
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".ivf", ".264", ".265", ".h264", ".hevc", ".bit", ".266", ".y4m", ".yuv"}
 
 
-def tokenizer_only(codec: Codec, frames: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
+def tokenizer_only(codec: Codec, frames: np.ndarray, refine: int = 0) -> tuple[np.ndarray, torch.Tensor]:
     """Full-scale reconstruction of the tokenizer alone, and the token counts per code."""
     tok = codec.tokenizer
     h, w = frames.shape[1:3]
@@ -44,7 +46,7 @@ def tokenizer_only(codec: Codec, frames: np.ndarray) -> tuple[np.ndarray, torch.
     with coding_mode():
         for i in range(0, len(frames), 4):
             x = torch.from_numpy(np.ascontiguousarray(frames[i:i + 4])).to(codec.device)
-            maps = tok.tokenize(x)
+            maps = tok.tokenize(x, refine)
             for r in maps:
                 counts += torch.bincount(r.flatten().cpu(), minlength=len(counts))
             f_hat = tok.vq.embed(maps, tok.grids(h, w))
@@ -59,17 +61,17 @@ def bits_per_token(data: bytes) -> list[float]:
             for b, n in zip(info.bytes_per_scale, info.tokens_per_frame, strict=False)]
 
 
-def evaluate_clip(codec: Codec, path: Path, frames_n: int, max_side: int) -> dict:
+def evaluate_clip(codec: Codec, path: Path, frames_n: int, max_side: int, refine: int) -> dict:
     clip = read_video(path, max_frames=frames_n)
     frames = downscale(clip.frames, max_side)
     t, h, w = frames.shape[:3]
     row: dict = {"clip": path.name, "frames": t, "width": w, "height": h}
-    rec, counts = tokenizer_only(codec, frames)
+    rec, counts = tokenizer_only(codec, frames, refine)
     row["tokenizer_psnr"], row["tokenizer_ms_ssim"] = psnr(frames, rec), ms_ssim(frames, rec)
     t0 = time.perf_counter()
-    result = codec.encode_with_stats(frames, fps=clip.fps)
+    result = codec.encode_with_stats(frames, fps=clip.fps, refine=refine)
     row["encode_s"] = time.perf_counter() - t0
-    intra = codec.encode(frames, fps=clip.fps, temporal=False)
+    intra = codec.encode(frames, fps=clip.fps, temporal=False, refine=refine)
     row["bits_per_token"] = bits_per_token(result.bitstream)
     row["intra_bits_per_token"] = bits_per_token(intra)
     row["bytes"], row["intra_bytes"] = len(result.bitstream), len(intra)
@@ -107,12 +109,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frames", type=int, default=8)
     p.add_argument("--max-side", type=int, default=480)
     p.add_argument("--device", default=None)
+    p.add_argument("--refine", type=int, default=REFINE_STEPS, help="encoder refinement steps (0: greedy)")
     args = p.parse_args(argv)
     codec = Codec.from_file(args.weights, args.device) if args.weights else Codec.from_pretrained(device=args.device)
     paths = sorted(q for q in args.clips.iterdir() if q.suffix in VIDEO_SUFFIXES)
     rows = []
     for path in paths:
-        rows.append(evaluate_clip(codec, path, args.frames, args.max_side))
+        rows.append(evaluate_clip(codec, path, args.frames, args.max_side, args.refine))
         r = rows[-1]
         print(f"{path.name}: tokenizer {r['tokenizer_psnr']:.2f} dB / {r['tokenizer_ms_ssim']:.4f}, "
               f"{8 * r['bytes'] / (r['frames'] * r['width'] * r['height']):.4f} bpp, "
@@ -120,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr, flush=True)
     summary = summarize(rows, codec.config.tokenizer.codebook_size)
     doc = {"model": codec.config.name, "weights_sha256": codec.weights_sha256.hex(), "frames": args.frames,
-           "max_side": args.max_side, "command": "python -m benchmarks.eval_model " + " ".join(argv or sys.argv[1:]),
+           "max_side": args.max_side, "refine": args.refine,
+           "command": "python -m benchmarks.eval_model " + " ".join(argv or sys.argv[1:]),
            "summary": summary, "clips": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=1))

