@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from ..config import REFINE_STEPS
 from ..errors import ConfigError, ProgvcError
 
 DEFAULT_CODECS = ("progvc", "x264", "x265", "svtav1")
@@ -89,13 +90,16 @@ def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
 
 
 def _model_settings(codec: Any, gop: int, device: str | None) -> dict[str, Any]:
-    """What identifies a progvc encoding in the results file: model, weights, GOP, seed, device."""
+    """What identifies a progvc encoding in the results file: model, weights, GOP, seed, device and
+    the encoder's refinement steps (``encode``'s default)."""
+
     name = getattr(getattr(codec, "config", None), "name", None)
     weights = getattr(codec, "weights_sha256", None)
     weights = weights.hex() if isinstance(weights, bytes) else weights
     dev = device or getattr(codec, "device", None)
     return {"model": None if name is None else str(name), "weights": None if weights is None else str(weights),
-            "n_scales": int(codec.n_scales), "gop": gop, "seed": SEED, "device": None if dev is None else str(dev)}
+            "n_scales": int(codec.n_scales), "gop": gop, "seed": SEED, "device": None if dev is None else str(dev),
+            "refine": REFINE_STEPS}
 
 
 def _bench_progvc(codec: Any, frames: np.ndarray, ctx: _ClipContext) -> None:
