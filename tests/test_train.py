@@ -35,7 +35,7 @@ def test_stages_train_resume_and_export_a_codec(tmp_path, monkeypatch):
     context_stage.train(context_stage.parse_args([
         "--tokenizer", str(tok_out / "tokenizer.safetensors"), "--cache", str(cache), "--out", str(ctx_out),
         "--steps", "3", "--batch", "2", "--gop", "3", "--crop", "32", "--log-every", "1", "--device", "cpu",
-        "--name", "progvc-test"]))
+        "--name", "progvc-test", "--refine", "2"]))
     rows = [json.loads(line) for line in (ctx_out / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 3 and len(rows[0]["bits_per_scale"]) == 4 and "intra_bits_per_scale" in rows[0]
 

@@ -41,6 +41,7 @@ class ContextTrainConfig:
     crop: int = 192
     lr: float = 5e-4
     warmup: int = 100
+    refine: int = 0  # encoder refinement steps when tokenizing (train on the tokens encode will send)
     log_every: int = 25
     save_every: int = 200
     max_minutes: float = 0.0
@@ -107,7 +108,7 @@ def train(cfg: ContextTrainConfig) -> Path:
         b, g = batch.shape[:2]
         frames = (batch.flatten(0, 1).permute(0, 2, 3, 1) * 255).round().to(torch.uint8).to(d.device)
         grids = tok.grids(cfg.crop, cfg.crop)
-        tokens = [r.view(b, g, *r.shape[1:]) for r in tok.tokenize(frames)]
+        tokens = [r.view(b, g, *r.shape[1:]) for r in tok.tokenize(frames, cfg.refine)]
         targets = flatten_targets(tokens)
         logits = net(tokens, grids)
         loss = F.cross_entropy(logits.transpose(1, 2), targets)
