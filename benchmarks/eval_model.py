@@ -3,7 +3,7 @@
 For each clip (first ``--frames`` frames, long side scaled down to ``--max-side``):
 
 * tokenizer alone at full scales: PSNR-RGB and MS-SSIM of ``g_s(embed(tokenize(x, refine)))``, with
-  the encoder-side refinement ``encode`` uses (``--refine``, 0 for the greedy tokenizer);
+  the encoder-side refinement ``encode`` uses (``--refine``), and of the greedy tokenizer (refine 0);
 * codebook usage: share of entries used over all clips, and perplexity;
 * coded bits per token at every scale, from the real chunk bytes of a real stream (``info``),
   against log2(codebook size);
@@ -68,6 +68,8 @@ def evaluate_clip(codec: Codec, path: Path, frames_n: int, max_side: int, refine
     row: dict = {"clip": path.name, "frames": t, "width": w, "height": h}
     rec, counts = tokenizer_only(codec, frames, refine)
     row["tokenizer_psnr"], row["tokenizer_ms_ssim"] = psnr(frames, rec), ms_ssim(frames, rec)
+    greedy = tokenizer_only(codec, frames)[0] if refine else rec
+    row["greedy_tokenizer_psnr"], row["greedy_tokenizer_ms_ssim"] = psnr(frames, greedy), ms_ssim(frames, greedy)
     t0 = time.perf_counter()
     result = codec.encode_with_stats(frames, fps=clip.fps, refine=refine)
     row["encode_s"] = time.perf_counter() - t0
@@ -93,6 +95,8 @@ def summarize(rows: list[dict], codebook_size: int) -> dict:
     return {
         "tokenizer_psnr": float(np.mean([r["tokenizer_psnr"] for r in rows])),
         "tokenizer_ms_ssim": float(np.mean([r["tokenizer_ms_ssim"] for r in rows])),
+        "greedy_tokenizer_psnr": float(np.mean([r["greedy_tokenizer_psnr"] for r in rows])),
+        "greedy_tokenizer_ms_ssim": float(np.mean([r["greedy_tokenizer_ms_ssim"] for r in rows])),
         "codebook_used": float((counts > 0).double().mean()), "codebook_perplexity": math.exp(ent),
         "log2_codebook": math.log2(codebook_size),
         "full_scale_bits_per_token": float(np.mean(full)),
