@@ -109,17 +109,17 @@ def tiny_config(**overrides: object) -> CodecConfig:
 
 
 def small_config(**overrides: object) -> CodecConfig:
-    """The shipped default: stride 8, 10 scales, 4096 codes, a 4-layer 256-wide transformer.
+    """The shipped default: stride 8, 10 scales, 4096 codes, a 4-layer 192-wide transformer.
 
     Sized so that it trains on a CPU in hours and codes CIF on two cores: residual blocks at
     1/2 resolution and below, 32-channel stem at full resolution. Stride 8 rather than VAR's 16:
     12 bits per 16x16 patch cannot carry video detail (the stride-16 v1 capped at 18.5 dB on dev).
     """
     base = dict(
-        name="progvc-small-v2",
+        name="progvc-small-v3",
         tokenizer=TokenizerConfig(stride=8, channels=(32, 64, 128, 192), latent_channels=32,
                                   codebook_size=4096, n_scales=10, n_phi=4),
-        context=ContextConfig(dim=256, depth=4, heads=8, mlp_ratio=4.0, temporal_window=2),
+        context=ContextConfig(dim=192, depth=4, heads=6, mlp_ratio=4.0, temporal_window=2),
         gop_size=8,
     )
     base.update(overrides)
