@@ -1,6 +1,6 @@
 """Ship a trained model: copy it into ``weights/`` as float16 safetensors and record its sha256.
 
-    python -m progvc.train.export runs/ctx/model.safetensors --name progvc-small-v2 --default
+    python -m progvc.train.export runs/ctx/model.safetensors --name progvc-small-v3 --default
 
 The manifest (``weights/manifest.json``) maps model names to files and hashes; the loader refuses
 a file whose hash differs. Float16 halves the size; the model computes in float32 from exactly
