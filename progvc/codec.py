@@ -165,7 +165,7 @@ class Codec:
         _check_int("top_k", top_k, 0, (1 << 32) - 1)
         SamplingOptions(temperature, top_k, top_p)
         seed = _check_seed(seed)
-        refine = _check_int("refine", refine, 0, 1000)
+        refine = self._check_refine(refine)
         n_frames, height, width = frames.shape[:3]
         grids = self.tokenizer.grids(height, width)
         header = bs.StreamHeader(self.config.name, self.weights_sha256, width, height, n_frames,
@@ -270,7 +270,7 @@ class Codec:
 
         frames = read_video(video, **read_options).frames
         gop = self._check_gop(gop_size)
-        refine = _check_int("refine", refine, 0, 1000)
+        refine = self._check_refine(refine)
         with coding_mode():
             return [[r.cpu() for r in self.tokenizer.tokenize(x, refine)] for x in self._gops(frames, gop)]
 
@@ -298,6 +298,10 @@ class Codec:
 
     def _check_gop(self, gop_size: int | None) -> int:
         return _check_int("gop_size", self.gop_size if gop_size is None else gop_size, 1, bs.MAX_GOP)
+
+    @staticmethod
+    def _check_refine(refine: int) -> int:
+        return _check_int("refine", refine, 0, 1000)
 
     def _check_stream(self, h: bs.StreamHeader) -> None:
         if h.model_name != self.config.name or h.weights_sha256 != self.weights_sha256:

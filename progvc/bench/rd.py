@@ -92,7 +92,6 @@ def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
 def _model_settings(codec: Any, gop: int, device: str | None) -> dict[str, Any]:
     """What identifies a progvc encoding in the results file: model, weights, GOP, seed, device and
     the encoder's refinement steps (``encode``'s default)."""
-
     name = getattr(getattr(codec, "config", None), "name", None)
     weights = getattr(codec, "weights_sha256", None)
     weights = weights.hex() if isinstance(weights, bytes) else weights

@@ -247,10 +247,12 @@ def finished(step: int, cfg: Any, t0: float, d: Dist | None = None) -> bool:
         return True
     if not cfg.max_minutes:
         return False
-    late = torch.tensor(float(time.time() - t0 > 60 * cfg.max_minutes), device=d.device if d else "cpu")
+    late = time.time() - t0 > 60 * cfg.max_minutes
     if d is not None and d.world > 1:
-        dist.all_reduce(late, op=dist.ReduceOp.MAX)
-    return bool(late.item())
+        flag = torch.tensor(float(late), device=d.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        late = bool(flag.item())
+    return late
 
 
 def set_lr(opt: torch.optim.Optimizer, step: int, cfg: Any) -> float:
