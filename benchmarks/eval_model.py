@@ -79,7 +79,7 @@ def evaluate_clip(codec: Codec, path: Path, frames_n: int, max_side: int, refine
     row["bytes"], row["intra_bytes"] = len(result.bitstream), len(intra)
     row["estimated_bytes"] = sum(result.estimated_bits) / 8
     t0 = time.perf_counter()
-    out = codec.decode(result.bitstream, sample=False)
+    out = codec.decode(result.bitstream, fill="none")
     row["decode_s"] = time.perf_counter() - t0
     row["full_psnr"], row["full_ms_ssim"] = psnr(frames, out), ms_ssim(frames, out)
     row["bpp"] = 8 * len(result.bitstream) / (t * h * w)

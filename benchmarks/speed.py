@@ -180,9 +180,9 @@ def measure(codec: Any, size: str, device: str, frames: int, warmup: int, runs: 
     k = codec.n_scales
     data = codec.encode(video)
     enc_s = median_seconds(lambda: codec.encode(video), warmup=warmup, runs=runs)
-    dec_s = median_seconds(lambda: codec.decode(data, sample=False), warmup=warmup, runs=runs)
+    dec_s = median_seconds(lambda: codec.decode(data, fill="none"), warmup=warmup, runs=runs)
     half = max(1, k // 2)
-    samp_s = median_seconds(lambda: codec.decode(data, n_scales=half, sample=True, seed=0), warmup=warmup,
+    samp_s = median_seconds(lambda: codec.decode(data, n_scales=half), warmup=warmup,
                             runs=runs)
     encode_rc, decode_rc = range_coder_workloads(codec.config.tokenizer.codebook_size)
     return {
@@ -191,7 +191,7 @@ def measure(codec: Any, size: str, device: str, frames: int, warmup: int, runs: 
         "encode_fps": frames / enc_s, "decode_fps": frames / dec_s, "decode_sampled_fps": frames / samp_s,
         "sampled_from_scale": half + 1,
         "encode_peak_mb": peak_memory_mb(lambda: codec.encode(video), device),
-        "decode_peak_mb": peak_memory_mb(lambda: codec.decode(data, sample=False), device),
+        "decode_peak_mb": peak_memory_mb(lambda: codec.decode(data, fill="none"), device),
         "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "context_tokens_per_s": items_per_second(context_model_workload(codec, video), warmup=warmup, runs=runs),
         "range_encode_symbols_per_s": items_per_second(encode_rc, warmup=warmup, runs=runs),

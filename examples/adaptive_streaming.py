@@ -10,7 +10,7 @@ whatever earlier GOPs left unspent (a sender buffer; an overdraft is paid back l
 sends the largest prefix of its chunks that fits, but at least its first chunk: progvc's coarse
 to fine chunk order makes this a byte operation, no re-encode (``progvc.truncate`` does the same
 for a whole-stream budget). The receiver feeds the packets to a :class:`progvc.Decoder`, which
-samples the scales that were not sent, and we measure PSNR per GOP.
+fills the scales that were not sent, and we measure PSNR per GOP.
 
 ``--trace`` lists ``time_s:kbit_s`` steps (piecewise constant). Without it the trace steps through
 fractions of the full-quality stream's own bit rate, so it suits any model and frame size.
@@ -56,7 +56,7 @@ def rate_at(trace: list[tuple[float, float]], t: float) -> float:
 
 def gop_costs(chunks: tuple[bs.Chunk, ...]) -> list[int]:
     """Bytes of a GOP unit that keeps its first n chunks, n = 1..len(chunks) (see docs/FORMAT.md)."""
-    return [1 + 4 * n + 4 + sum(c.size for c in chunks[:n]) for n in range(1, len(chunks) + 1)]
+    return [bs.gop_index_size(n) + sum(c.size for c in chunks[:n]) for n in range(1, len(chunks) + 1)]
 
 
 def adapt(data: bytes, trace: list[tuple[float, float]]) -> tuple[bytes, list[int], list[float]]:
@@ -72,7 +72,7 @@ def adapt(data: bytes, trace: list[tuple[float, float]]) -> tuple[bytes, list[in
         carry += budget - costs[n - 1]
         kept.append(chunks[:n])
         budgets.append(budget)
-    small = bs.Stream(replace(h, coded_scales=max(len(k) for k in kept)), tuple(kept))
+    small = bs.Stream(replace(h, coded_scales=max(len(k) for k in kept)), tuple(kept), rd_lambdas=stream.rd_lambdas)
     return bs.pack(small), [len(k) for k in kept], budgets
 
 
@@ -99,7 +99,7 @@ def plot(path: str, times: np.ndarray, dur: np.ndarray, budgets: list[float], se
     mid = times + dur / 2
     bottom.hlines(full, times, times + dur, colors="tab:gray", linestyles="--", label=f"all {n_scales} scales")
     bottom.hlines(quality, times, times + dur, colors="tab:blue")
-    bottom.plot(mid, quality, "o", color="tab:blue", label="received (missing scales sampled)")
+    bottom.plot(mid, quality, "o", color="tab:blue", label="received (missing scales filled)")
     for t, q, n in zip(mid, quality, kept, strict=True):
         bottom.annotate(str(n), (t, q), textcoords="offset points", xytext=(0, 6), fontsize=8, ha="center")
     bottom.set_xlabel("time (s); numbers = scales sent")

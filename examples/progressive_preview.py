@@ -105,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for n in range(1, codec.n_scales + 1):
         small = progvc.truncate(data, n_scales=n)
-        coarse = codec.decode(small, sample=False)[args.frame]
-        sampled = codec.decode(small, sample=True, seed=args.seed)[args.frame]
+        coarse = codec.decode(small, fill="none")[args.frame]
+        sampled = codec.decode(small, fill="sample", seed=args.seed)[args.frame]
         rows.append([coarse, sampled, original])
         print(f"{n:>7} {len(small):>8} {8 * len(small) / (t * h * w):>8.4f} {psnr(coarse, original):>12.2f} dB"
               f" {psnr(sampled, original):>10.2f} dB")

@@ -40,8 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     print(" scales      bytes      bpp   PSNR sent-only   PSNR sampled")
     for n in range(1, codec.n_scales + 1):
         small = progvc.truncate(data, n_scales=n)
-        coarse = codec.decode(small, sample=False)
-        sampled = codec.decode(small, sample=True, seed=0)
+        coarse = codec.decode(small, fill="none")
+        sampled = codec.decode(small, fill="mean")
         print(f"{n:>7} {len(small):>10} {8 * len(small) / (t * h * w):>8.4f} {psnr(frames, coarse):>13.2f} dB"
               f" {psnr(frames, sampled):>11.2f} dB")
     return 0

@@ -4,7 +4,7 @@
 
     import progvc
     data = progvc.encode("clip.mp4", n_scales=6)   # bytes
-    frames = progvc.decode(data)                   # (T,H,W,3) uint8; scales not sent are sampled
+    frames = progvc.decode(data)                   # (T,H,W,3) uint8; scales not sent are filled
     small = progvc.truncate(data, n_scales=3)      # a valid smaller stream, no re-encode
     progvc.info(small)                             # StreamInfo
 
@@ -53,13 +53,14 @@ def encode(video: Any, n_scales: int | None = None, **options: Any) -> bytes:
     return _codec(device).encode(video, n_scales, **options)
 
 
-def decode(bitstream: bytes, n_scales: int | None = None, sample: bool = True, seed: int | None = None,
+def decode(bitstream: bytes, n_scales: int | None = None, fill: str | None = None, seed: int | None = None,
            **options: Any) -> np.ndarray:
-    """Decode a stream to (T,H,W,3) uint8 frames with the model that made it. See ``Codec.decode``."""
+    """Decode a stream to (T,H,W,3) uint8 frames with the model that made it. See ``Codec.decode``;
+    ``fill`` ("mean", the default, "sample" or "none") makes the scales the stream does not carry."""
     from .bitstream import parse_header
 
     device = options.pop("device", None)
-    return _codec(device, parse_header(bitstream).model_name).decode(bitstream, n_scales, sample, seed, **options)
+    return _codec(device, parse_header(bitstream).model_name).decode(bitstream, n_scales, fill, seed, **options)
 
 
 def __getattr__(name: str) -> Any:

@@ -7,12 +7,15 @@ Layout (all integers little-endian; the full description lives in ``docs/FORMAT.
     body     = name_len:u8 name sha256[32] width:u32 height:u32 frames:u32 fps_num:u32 fps_den:u32
                gop_size:u16 n_scales:u8 coded_scales:u8 seed:u64 temperature:f32 top_k:u32 top_p:f32
                flags:u8 (rows:u16 cols:u16) * n_scales       flags bit 0: no temporal context
-    gop      = n_chunks:u8 (payload_len:u32) * n_chunks crc32(n_chunks..lengths):u32 chunk*
+    gop      = n_chunks:u8 rd_lambda:f32 (payload_len:u32) * n_chunks crc32(n_chunks..lengths):u32 chunk*
     chunk    = crc32(tokens):u32 crc32(crc32(tokens) payload):u32 payload
 
 Chunk ``k`` of a GOP holds the tokens of scale ``k`` of every frame of that GOP, so chunks run
 coarse to fine and truncation is a byte operation: keep the first ``n`` chunks of each GOP and
-rewrite the small per-GOP indexes. Every count and length is bounded before anything is
+rewrite the small per-GOP indexes. ``rd_lambda`` is the rate-distortion multiplier the encoder
+chose the GOP's tokens with (:mod:`progvc.rd`); the context model is told it, so it is part of
+every GOP's probabilities (and a rate-controlled stream may give each GOP its own).
+Every count and length is bounded before anything is
 allocated, and every byte is covered by a CRC, so a flipped byte raises :class:`BitstreamError`.
 """
 
@@ -26,18 +29,21 @@ from fractions import Fraction
 from .errors import BitstreamError, ConfigError
 
 MAGIC = b"PGVC"
-VERSION = 1
+VERSION = 2
+OLD_VERSIONS = {1: "progvc 0.1 (models progvc-small-v1..v3)"}
 MAX_SIDE = 8192
 MAX_FRAMES = 1 << 20
 MAX_GOP = 256
 MAX_SCALES = 32
 MAX_SEED = (1 << 64) - 1
 MAX_NAME = 64
+MAX_LAMBDA = 1e6
 
 _HEAD = struct.Struct("<4sBH")
 _FIXED = struct.Struct("<IIIIIHBBQfIfB")  # width .. flags
 FLAG_INTRA = 1
 _CHUNK = struct.Struct("<II")
+_GOP_HEAD = struct.Struct("<Bf")  # n_chunks, rd_lambda
 
 
 @dataclass(frozen=True)
@@ -86,9 +92,16 @@ class Chunk:
 
 @dataclass(frozen=True)
 class Stream:
+    """A parsed stream: ``gops[g]`` is GOP g's chunks, coarse first; ``rd_lambdas[g]`` the
+    encoder's lambda for GOP g (empty: 0.0 for every GOP)."""
+
     header: StreamHeader
     gops: tuple[tuple[Chunk, ...], ...]
     complete: bool = True
+    rd_lambdas: tuple[float, ...] = ()
+
+    def rd_lambda(self, g: int) -> float:
+        return self.rd_lambdas[g] if self.rd_lambdas else 0.0
 
 
 def _chunk_crc(crc_tokens: int, payload: bytes) -> int:
@@ -117,7 +130,8 @@ def _validate_header(h: StreamHeader) -> None:
         _check(1 <= r <= MAX_SIDE and 1 <= c <= MAX_SIDE, f"scale grid {r}x{c} out of range")
 
 
-def _pack_header(h: StreamHeader) -> bytes:
+def pack_header(h: StreamHeader) -> bytes:
+    """The header's bytes (magic to CRC), validated."""
     _validate_header(h)
     name = h.model_name.encode("ascii")
     body = bytes([len(name)]) + name + h.weights_sha256 + _FIXED.pack(
@@ -146,6 +160,10 @@ def _unpack_header(data: bytes | memoryview) -> tuple[StreamHeader, int]:
     magic, version, body_len = _HEAD.unpack_from(data, 0)
     if magic != MAGIC:
         raise BitstreamError("not a progvc stream (bad magic bytes); pass a file written by progvc.encode")
+    if version in OLD_VERSIONS:
+        raise BitstreamError(f"stream format version {version} was written by {OLD_VERSIONS[version]}; this "
+                             f"progvc reads version {VERSION} only: re-encode the source video, or decode "
+                             "the stream with the progvc release that made it")
     if version != VERSION:
         raise BitstreamError(f"stream format version {version} is not supported by this progvc "
                              f"(reads version {VERSION}); upgrade progvc")
@@ -176,11 +194,16 @@ def pack(stream: Stream) -> bytes:
     _validate_header(h)
     if len(stream.gops) != h.n_gops:
         raise ValueError(f"{len(stream.gops)} GOPs given, header says {h.n_gops}")
-    out = [_pack_header(h)]
-    for chunks in stream.gops:
+    if stream.rd_lambdas and len(stream.rd_lambdas) != len(stream.gops):
+        raise ValueError(f"{len(stream.rd_lambdas)} lambdas given for {len(stream.gops)} GOPs")
+    out = [pack_header(h)]
+    for g, chunks in enumerate(stream.gops):
         if not 1 <= len(chunks) <= h.coded_scales:
             raise ValueError(f"a GOP has {len(chunks)} chunks, expected 1..{h.coded_scales}")
-        index = bytes([len(chunks)]) + b"".join(struct.pack("<I", len(c.payload)) for c in chunks)
+        lam = stream.rd_lambda(g)
+        if not 0 <= lam <= MAX_LAMBDA:
+            raise ValueError(f"rd_lambda {lam} of GOP {g} outside 0..{MAX_LAMBDA}")
+        index = _GOP_HEAD.pack(len(chunks), lam) + b"".join(struct.pack("<I", len(c.payload)) for c in chunks)
         out += [index, struct.pack("<I", zlib.crc32(index))]
         out += [_CHUNK.pack(c.crc_tokens, _chunk_crc(c.crc_tokens, c.payload)) + c.payload for c in chunks]
     return b"".join(out)
@@ -195,27 +218,32 @@ def unpack(data: bytes | bytearray | memoryview, *, partial: bool = False) -> St
     """
     view = _as_bytes(data)
     header, pos = _unpack_header(view)
-    min_gop = 1 + 4 + 4 + _CHUNK.size  # one chunk with an empty payload
+    min_gop = _GOP_HEAD.size + 4 + 4 + _CHUNK.size  # one chunk with an empty payload
     _check(partial or header.n_gops * min_gop <= len(view) - pos,
            f"header promises {header.n_gops} GOPs but only {len(view) - pos} bytes follow")
     gops: list[tuple[Chunk, ...]] = []
+    lambdas: list[float] = []
     complete = True
     for _ in range(header.n_gops):
-        chunks, pos, ok = _unpack_gop(view, pos, header, partial)
+        chunks, lam, pos, ok = _unpack_gop(view, pos, header, partial)
         if chunks:
             gops.append(chunks)
+            lambdas.append(lam)
         if not ok:
             complete = False
             break
     _check(pos == len(view) or not complete, f"{len(view) - pos} unexpected bytes after the last GOP")
-    return Stream(header, tuple(gops), complete)
+    return Stream(header, tuple(gops), complete, tuple(lambdas) if any(lambdas) else ())  # () is all zeros
 
 
-def _unpack_gop(view, pos: int, header: StreamHeader, partial: bool) -> tuple[tuple[Chunk, ...], int, bool]:
-    """Parse one GOP unit at ``pos``; returns (chunks, new position, whether the GOP was whole)."""
-    def short(what: str) -> tuple[tuple[Chunk, ...], int, bool]:
+def _unpack_gop(view, pos: int, header: StreamHeader, partial: bool
+                ) -> tuple[tuple[Chunk, ...], float, int, bool]:
+    """Parse one GOP unit at ``pos``; returns (chunks, rd_lambda, new position, whether the GOP was whole)."""
+    lam = 0.0
+
+    def short(what: str) -> tuple[tuple[Chunk, ...], float, int, bool]:
         if partial:
-            return tuple(chunks), pos, False
+            return tuple(chunks), lam, pos, False
         raise BitstreamError(f"stream is cut short inside {what}; use progvc.truncate to make smaller "
                              "streams, or decode with partial=True")
 
@@ -224,11 +252,13 @@ def _unpack_gop(view, pos: int, header: StreamHeader, partial: bool) -> tuple[tu
         return short("a GOP index")
     n = view[pos]
     _check(1 <= n <= header.coded_scales, f"GOP has {n} chunks, header allows 1..{header.coded_scales}")
-    end = pos + 1 + 4 * n
+    end = pos + _GOP_HEAD.size + 4 * n
     if end + 4 > len(view):
         return short("a GOP index")
     _check(struct.unpack_from("<I", view, end)[0] == zlib.crc32(view[pos:end]), "GOP index checksum mismatch")
-    lengths = struct.unpack_from(f"<{n}I", view, pos + 1)
+    lam = _GOP_HEAD.unpack_from(view, pos)[1]
+    _check(0 <= lam <= MAX_LAMBDA, f"GOP rd_lambda {lam} outside 0..{MAX_LAMBDA}")
+    lengths = struct.unpack_from(f"<{n}I", view, pos + _GOP_HEAD.size)
     pos = end + 4
     for length in lengths:
         stop = pos + _CHUNK.size + length
@@ -241,7 +271,20 @@ def _unpack_gop(view, pos: int, header: StreamHeader, partial: bool) -> tuple[tu
         _check(_chunk_crc(crc_tokens, payload) == crc_payload, "chunk payload checksum mismatch")
         chunks.append(Chunk(crc_tokens, payload))
         pos = stop
-    return tuple(chunks), pos, True
+    return tuple(chunks), lam, pos, True
+
+
+def gop_index_size(n_chunks: int) -> int:
+    """Bytes of a GOP index with ``n_chunks`` chunks: n_chunks, rd_lambda, lengths and CRC."""
+    return _GOP_HEAD.size + 4 * n_chunks + 4
+
+
+MAX_GOP_INDEX = gop_index_size(255)
+
+
+def gop_index_fields(index: bytes) -> tuple[float, tuple[int, ...]]:
+    """(rd_lambda, chunk payload lengths) of a GOP index (validate it with :func:`unpack` first)."""
+    return _GOP_HEAD.unpack_from(index)[1], struct.unpack_from(f"<{index[0]}I", index, _GOP_HEAD.size)
 
 
 def header_size(data: bytes) -> int:
@@ -292,7 +335,7 @@ def truncate(data: bytes, n_scales: int | None = None, max_bytes: int | None = N
 
 def _gop_costs(chunks: tuple[Chunk, ...]) -> list[int]:
     """Bytes of a GOP unit that keeps its first n chunks, for n = 1..len(chunks) (increasing)."""
-    costs, total = [], 1 + 4  # n_chunks and the index CRC
+    costs, total = [], _GOP_HEAD.size + 4  # n_chunks, rd_lambda and the index CRC
     for c in chunks:
         total += 4 + c.size  # its length in the index, then the chunk itself
         costs.append(total)
@@ -342,4 +385,4 @@ def _keep(stream: Stream, n: int | list[int]) -> Stream:
     if len(counts) != len(stream.gops):
         raise ConfigError(f"{len(counts)} chunk counts given for {len(stream.gops)} GOPs")
     gops = tuple(chunks[:c] for chunks, c in zip(stream.gops, counts, strict=True))
-    return Stream(replace(h, coded_scales=max(len(chunks) for chunks in gops)), gops)
+    return Stream(replace(h, coded_scales=max(len(chunks) for chunks in gops)), gops, rd_lambdas=stream.rd_lambdas)

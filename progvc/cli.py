@@ -30,8 +30,8 @@ from typing import Any
 
 from . import __version__
 from . import bitstream as bs
-from .config import REFINE_STEPS
 from .errors import BitstreamError, ConfigError, DeviceError, ProgvcError, VideoError, WeightsError
+from .options import DEFAULT_FILL, DEFAULT_PRESET, DEFAULT_QUALITY, FILL_MODES, PRESETS
 from .stream_info import info
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INPUT, EXIT_STREAM, EXIT_WEIGHTS, EXIT_EXISTS, EXIT_DEVICE = range(8)
@@ -60,14 +60,16 @@ _EXAMPLES = {
     "encode": """examples:
   progvc encode clip.mp4 clip.pvc
   progvc encode clip.mp4 clip.pvc --scales 6 --frames 32 --device cuda
-  progvc encode clip.mp4 clip.pvc --bpp 0.05                 per-GOP scales under a bit budget
+  progvc encode clip.mp4 clip.pvc --quality 50              smaller stream (0..100, default 60)
+  progvc encode clip.mp4 clip.pvc --preset slow              slower encoder, better compression
+  progvc encode clip.mp4 clip.pvc --bpp 0.05                 per-GOP quality under a bit budget
   progvc encode seq_352x288.yuv seq.pvc --size 352x288 --fps 30
   progvc encode clip.mp4 clip.pvc --weights run/final.safetensors""",
     "decode": """examples:
   progvc decode clip.pvc out.mp4                 lossless RGB H.264 (.mkv the same)
-  progvc decode clip.pvc out.y4m --scales 3      decode 3 scales, sample the rest
-  progvc decode clip.pvc frames/out_%04d.png --no-sample
-  progvc decode clip.pvc out.mp4 --seed 7 --temperature 0.8 --top-k 50""",
+  progvc decode clip.pvc out.y4m --scales 3      decode 3 scales, fill the rest (mean)
+  progvc decode clip.pvc frames/out_%04d.png --fill none
+  progvc decode clip.pvc out.mp4 --scales 8 --fill sample --seed 7 --temperature 0.8 --top-k 50""",
     "truncate": """examples:
   progvc truncate clip.pvc small.pvc --scales 4
   progvc truncate clip.pvc small.pvc --max-bytes 20000     budget shared among GOPs by frame count
@@ -130,20 +132,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output", help="the .pvc stream to write")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--scales", type=int, metavar="N", help="code the first N scales (default: all)")
-    g.add_argument("--bpp", type=float, metavar="R", help="fit R bits per pixel; scales are picked per GOP")
+    g.add_argument("--bpp", type=float, metavar="R", help="fit R bits per pixel; quality (and if it must, scales) "
+                   "picked per GOP")
+    p.add_argument("--quality", type=float, metavar="Q", help=f"rate-distortion trade-off, 0..100, higher is "
+                   f"better and larger (default {DEFAULT_QUALITY:g}; not with --bpp)")
+    p.add_argument("--preset", choices=tuple(PRESETS), default=DEFAULT_PRESET,
+                   help=f"encoder effort: {', '.join(f'{p.name} (refine {p.refine})' for p in PRESETS.values())} "
+                   f"(default {DEFAULT_PRESET})")
     p.add_argument("--gop", type=int, metavar="G", help="frames per GOP (default: the model's)")
     p.add_argument("--frames", type=int, metavar="N", help="encode only the first N frames")
     p.add_argument("--size", type=_size, metavar="WxH", help="frame size of a raw .yuv file")
     p.add_argument("--fps", type=float, help="frame rate to record (default: the input's)")
-    p.add_argument("--refine", type=int, metavar="S", default=REFINE_STEPS,
-                   help=f"encoder-side refinement steps per frame (default {REFINE_STEPS}; 0: fastest)")
+    p.add_argument("--refine", type=int, metavar="S",
+                   help="encoder-side refinement steps per frame (default: the preset's; 0: fastest)")
     model_options(p, "the default one")
 
     p = verb("decode", "decode a .pvc stream to a video or PNG frames")
     p.add_argument("input", help="the .pvc stream")
     p.add_argument("output", help="out.mp4 / out.mkv (lossless RGB), out.y4m, or a pattern like out_%%04d.png")
     p.add_argument("--scales", type=int, metavar="N", help="range-decode only the first N scales")
-    p.add_argument("--no-sample", action="store_true", help="do not sample the scales that were not decoded")
+    p.add_argument("--fill", choices=FILL_MODES, default=DEFAULT_FILL,
+                   help="make the scales not decoded: mean (expected embedding, the sharpest on average), "
+                   f"sample (a seeded draw) or none (sent scales only); default {DEFAULT_FILL}")
     p.add_argument("--seed", type=_seed, help="sampling seed (default: the one in the stream)")
     p.add_argument("--temperature", type=float, metavar="T", help="sampling temperature (default: the stream's)")
     p.add_argument("--top-k", type=int, metavar="K", help="sample among the K likeliest tokens (0: all)")
@@ -273,7 +283,8 @@ def _encode(args: argparse.Namespace) -> None:
     codec = _codec(args)
     clip = read_video(args.input, size=args.size, fps=args.fps, max_frames=args.frames)
     result = codec.encode_with_stats(clip.frames, args.scales, bpp=args.bpp, gop_size=args.gop, fps=clip.fps,
-                                     refine=args.refine, progress=sys.stderr.isatty())
+                                     quality=args.quality, preset=args.preset, refine=args.refine,
+                                     progress=sys.stderr.isatty())
     write_bytes_atomic(out, result.bitstream)
     counts = sorted({len(chunks) for chunks in bs.unpack(result.bitstream).gops})
     t, h, w = clip.frames.shape[:3]
@@ -286,7 +297,7 @@ def _decode(args: argparse.Namespace) -> None:
     header = bs.parse_header(data)
     _video_targets(args.output, header.n_frames, args.force)
     codec = _codec(args, header.model_name)
-    frames = codec.decode(data, args.scales, not args.no_sample, args.seed, temperature=args.temperature,
+    frames = codec.decode(data, args.scales, args.fill, args.seed, temperature=args.temperature,
                           top_k=args.top_k, top_p=args.top_p, partial=args.partial, progress=sys.stderr.isatty())
     _write_frames(args.output, frames, header.fps)
     t, h, w = frames.shape[:3]

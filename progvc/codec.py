@@ -2,20 +2,19 @@
 
 ::
 
-    video ─► read_video ─► GOPs of T frames ─► Tokenizer.tokenize ─► K token maps (T,h_k,w_k)
-      ─► GopState.run (known tokens) ─► quantised tables ─► ChunkEncoder per scale ─► pack
+    video ─► read_video ─► GOPs of T frames ─► GopEncoder: latent (g_a + refinement of the preset)
+      ─► rate-distortion token choice at the quality's lambda ─► one range-coded chunk per scale ─► pack
 
-    bytes ─► unpack ─► per GOP: GopState.run (range-decode scales < n, sample the rest)
-      ─► f_hat ─► Tokenizer.synthesise ─► frames (T,H,W,3) uint8
+    bytes ─► unpack ─► per GOP: GopDecoder: range-decode scales 1..n, fill the rest (mean/sample/none)
+      ─► f_hat ─► Tokenizer.synthesise (told how many scales were sent) ─► frames (T,H,W,3) uint8
 """
 
 from __future__ import annotations
 
 import time
-import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -25,15 +24,16 @@ import torch
 from torch import nn
 
 from . import bitstream as bs
-from .coding import GopState
-from .config import REFINE_STEPS, CodecConfig
+from .config import CodecConfig
 from .determinism import coding_mode
 from .devices import resolve_device
-from .entropy import ChunkDecoder, ChunkEncoder, cross_entropy_bits, probability_table
 from .errors import BitstreamError, ConfigError, WeightsError
+from .fill import DEFAULT_SAMPLING, FillOptions, SamplingOptions
+from .gop_coding import EncodedGop, GopDecoder, GopEncoder
 from .models.context import ContextModel
 from .models.tokenizer import Tokenizer
-from .sampling import SamplingOptions, gop_generator, sample_tokens
+from .options import DEFAULT_PRESET, DEFAULT_QUALITY, get_preset, quality_of, rd_lambda
+from .rate_control import budget_bytes, search_quality
 from .weights import load_named, parse_weights, serialize, sha256_hex
 
 
@@ -48,7 +48,9 @@ class CodecModel(nn.Module):
 
 @dataclass(frozen=True)
 class EncodeResult:
-    """A stream and what it cost: ``estimated_bits[k]`` is the model's -sum log2 p for scale k."""
+    """A stream and what it cost, by the model's own estimate (-sum log2 p of the tokens sent):
+    ``estimated_bits[k]`` for scale k over all frames, ``frame_bits[t]`` for frame t over the
+    scales it sent. ``qualities[g]`` is the quality GOP g was coded at."""
 
     bitstream: bytes
     estimated_bits: tuple[float, ...]
@@ -56,18 +58,21 @@ class EncodeResult:
     width: int
     height: int
     seconds: float
+    frame_bits: tuple[float, ...] = ()
+    qualities: tuple[float, ...] = ()
 
     @property
     def bpp(self) -> float:
         return 8 * len(self.bitstream) / (self.n_frames * self.width * self.height)
 
-
-def tokens_crc(maps: list[torch.Tensor]) -> int:
-    """CRC32 of a chunk's tokens (frame after frame, row-major) as little-endian uint16."""
-    crc = 0
-    for r in maps:
-        crc = zlib.crc32(r.to("cpu").numpy().astype("<u2").tobytes(), crc)
-    return crc
+    @classmethod
+    def of(cls, data: bytes, coded: list[EncodedGop], header: bs.StreamHeader, seconds: float) -> EncodeResult:
+        per_scale = np.zeros(header.coded_scales)
+        for c in coded:
+            per_scale[:c.bits.shape[1]] += c.bits.sum(0)
+        frame_bits = np.concatenate([c.bits.sum(1) for c in coded])
+        return cls(data, tuple(per_scale.tolist()), header.n_frames, header.width, header.height, seconds,
+                   tuple(frame_bits.tolist()), tuple(quality_of(c.rd_lambda) for c in coded))
 
 
 class Codec:
@@ -135,144 +140,108 @@ class Codec:
                **options: Any) -> bytes:
         """Encode ``video`` (path or (T,H,W,3) uint8 array) to a stream of ``n_scales`` scales.
 
-        ``bpp`` instead of ``n_scales``: encode every scale, then ``truncate(..., bpp=bpp)``, so
-        each GOP keeps as many scales as its share of the budget allows (ConfigError if both).
-        Options: gop_size, fps, size (W,H) for raw .yuv, seed / temperature / top_k / top_p
-        (the decoder's sampling defaults, stored in the stream), temporal (False codes every frame
-        without temporal context), refine (encoder-side latent refinement steps per frame, default
-        ``REFINE_STEPS``; 0 is the fast greedy tokenizer, same stream format), progress.
+        ``quality`` (0..100, default ``DEFAULT_QUALITY``) sets the rate-distortion trade-off of the
+        token choice; ``preset`` ("fast", "medium", "slow") the encoder's effort. ``bpp`` instead of
+        ``n_scales``/``quality``: each GOP searches the quality (and, below the lowest rate of all
+        scales, the scale count) that fills its share of the budget without exceeding it. Other
+        options: gop_size, fps, size (W,H) for raw .yuv, seed / temperature / top_k / top_p (the
+        decoder's sampling defaults, stored in the stream), temporal (False codes every frame
+        without temporal context), refine (overrides the preset's refinement steps), progress.
         """
         return self.encode_with_stats(video, n_scales, bpp=bpp, **options).bitstream
 
-    def encode_with_stats(self, video: Any, n_scales: int | None = None, *, gop_size: int | None = None,
-                          fps: float | Fraction | None = None, size: tuple[int, int] | None = None,
-                          seed: int = 0, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-                          temporal: bool = True, progress: bool = False, bpp: float | None = None,
-                          refine: int = REFINE_STEPS) -> EncodeResult:
-        """``encode`` that also reports the model's estimated bits per scale and the time taken.
-
-        With ``bpp``, ``estimated_bits`` counts only the chunks the budget kept.
-        """
+    def encode_with_stats(self, video: Any, n_scales: int | None = None, *, quality: float | None = None,
+                          preset: str = DEFAULT_PRESET, refine: int | None = None, bpp: float | None = None,
+                          gop_size: int | None = None, fps: float | Fraction | None = None,
+                          size: tuple[int, int] | None = None, seed: int = 0,
+                          temperature: float = DEFAULT_SAMPLING.temperature, top_k: int = DEFAULT_SAMPLING.top_k,
+                          top_p: float = DEFAULT_SAMPLING.top_p, temporal: bool = True,
+                          progress: bool = False) -> EncodeResult:
+        """``encode`` that also reports the model's estimated bits and the time taken."""
         from .video_io import read_video
 
-        if bpp is not None and n_scales is not None:
-            raise ConfigError("give n_scales or bpp, not both")
+        if bpp is not None and (n_scales is not None or quality is not None):
+            raise ConfigError("give bpp, or n_scales and/or quality, not both: bpp searches the quality itself")
         start = time.perf_counter()
-        clip = read_video(video, size=size, fps=fps)
-        frames = clip.frames
         n = self._check_scales(n_scales)
+        lam = rd_lambda(DEFAULT_QUALITY if quality is None else quality)
+        refine = self._check_refine(get_preset(preset).refine if refine is None else refine)
         gop = self._check_gop(gop_size)
         _check_int("top_k", top_k, 0, (1 << 32) - 1)
         SamplingOptions(temperature, top_k, top_p)
         seed = _check_seed(seed)
-        refine = self._check_refine(refine)
+        if bpp is not None and (isinstance(bpp, bool) or not isinstance(bpp, (int, float)) or not 0 < bpp < 1e6):
+            raise ConfigError(f"bpp must be a positive number of bits per pixel, got {bpp!r}")
+        clip = read_video(video, size=size, fps=fps)
+        frames = clip.frames
         n_frames, height, width = frames.shape[:3]
         grids = self.tokenizer.grids(height, width)
         header = bs.StreamHeader(self.config.name, self.weights_sha256, width, height, n_frames,
                                  Fraction(clip.fps).limit_denominator(1 << 20), gop, tuple(grids), n, seed,
                                  temperature, top_k, top_p, temporal)
-        gop_bits, gops = [], []
+        encoder = GopEncoder(self.tokenizer, self.context, grids, temporal=temporal)
         with coding_mode():
-            for gop_frames in _progress(self._gops(frames, gop), progress, "encode", header.n_gops):
-                chunks, bits = self._encode_gop(gop_frames, grids, n, temporal, refine)
-                gops.append(chunks)
-                gop_bits.append(bits)
-        data = bs.pack(bs.Stream(header, tuple(gops)))
-        kept = [n] * len(gops)
-        if bpp is not None:
-            data = bs.truncate(data, bpp=bpp)
-            kept = [len(chunks) for chunks in bs.unpack(data).gops]
-        est = np.zeros(max(kept))
-        for bits, k in zip(gop_bits, kept, strict=True):
-            est[:k] += bits[:k]
-        return EncodeResult(data, tuple(est.tolist()), n_frames, width, height, time.perf_counter() - start)
-
-    def _encode_gop(self, frames: torch.Tensor, grids: list, n: int, temporal: bool, refine: int
-                    ) -> tuple[tuple[bs.Chunk, ...], np.ndarray]:
-        maps = self.tokenizer.tokenize(frames, refine)  # K x (T, h_k, w_k)
-        coders = [ChunkEncoder() for _ in range(n)]
-        bits = np.zeros(n)
-
-        def pick(t: int, k: int, logits: torch.Tensor) -> np.ndarray:
-            tokens = maps[k][t].flatten().cpu().numpy()
-            coders[k].add(tokens, probability_table(logits))
-            bits[k] += cross_entropy_bits(logits, tokens)
-            return tokens
-
-        state = GopState(self.context, self.tokenizer.vq, grids, frames.shape[0], temporal=temporal)
-        state.run(range(n), pick)
-        chunks = tuple(bs.Chunk(tokens_crc(list(maps[k])), coders[k].finish()) for k in range(n))
-        return chunks, bits
+            latents = (encoder.latent(x, refine) for x in self._gops(frames, gop))
+            if bpp is None:
+                coded = [encoder.code(f, lam, n) for f in _progress(latents, progress, "encode", header.n_gops)]
+            else:
+                kept = list(_progress(latents, progress, "analyse", header.n_gops))  # reused by every probe
+                coded = search_quality(lambda lam: [encoder.code(f, lam, n) for f in kept], header,
+                                       budget_bytes(bpp, header))
+        header = replace(header, coded_scales=max(len(c.chunks) for c in coded))
+        data = bs.pack(bs.Stream(header, tuple(c.chunks for c in coded), rd_lambdas=tuple(c.rd_lambda for c in coded)))
+        if bpp is not None and len(data) > budget_bytes(bpp, header):  # quality 0 is too dear: drop scales
+            try:
+                data = bs.truncate(data, bpp=bpp)
+            except ConfigError as exc:
+                raise ConfigError(f"bpp={bpp:g} is below the smallest stream this video makes (one scale per "
+                                  f"GOP at quality 0): {exc}") from exc
+            coded = [EncodedGop(c.chunks[:len(k)], c.bits[:, :len(k)], c.rd_lambda)
+                     for c, k in zip(coded, bs.unpack(data).gops, strict=True)]
+        return EncodeResult.of(data, coded, header, time.perf_counter() - start)
 
     # -- decoding ------------------------------------------------------------------------------
-    def decode(self, bitstream: bytes, n_scales: int | None = None, sample: bool = True,
+    def decode(self, bitstream: bytes, n_scales: int | None = None, fill: str | None = None,
                seed: int | None = None, *, temperature: float | None = None, top_k: int | None = None,
-               top_p: float | None = None, partial: bool = False,
-               progress: bool = False) -> np.ndarray:
+               top_p: float | None = None, partial: bool = False, progress: bool = False) -> np.ndarray:
         """Decode to frames (T,H,W,3) uint8.
 
-        Scales 1..n are range-decoded (n = ``n_scales`` or every coded scale); with ``sample``
-        the remaining scales are drawn from the context model with ``seed`` (default: the
-        stream's seed) and the stream's temperature / top-k / top-p unless overridden.
-        ``partial=True`` accepts a stream cut short and decodes the GOPs it holds.
+        Scales 1..n are range-decoded (n = ``n_scales`` or every coded scale); ``fill`` says how
+        the remaining scales are made (:mod:`progvc.fill`: "mean", the default, "sample" with
+        ``seed`` (default: the stream's) and the stream's temperature / top-k / top-p unless
+        overridden, or "none"). ``partial=True`` accepts a stream cut short and decodes the GOPs
+        it holds.
         """
         stream = bs.unpack(bitstream, partial=partial)
         h = stream.header
         self._check_stream(h)
         n_req = h.coded_scales if n_scales is None else self._check_scales(n_scales)
-        opts = SamplingOptions(h.temperature if temperature is None else temperature,
-                               h.top_k if top_k is None else top_k, h.top_p if top_p is None else top_p)
-        seed = h.seed if seed is None else _check_seed(seed)
+        opts = FillOptions.resolve(h, fill, seed, temperature, top_k, top_p)
         if not stream.gops:
             raise BitstreamError("the stream holds no complete chunk to decode; wait for more bytes")
         out = _frames_buffer(h, len(stream.gops))
         with coding_mode():
             for g in _progress(range(len(stream.gops)), progress, "decode"):
-                chunks = stream.gops[g][:n_req]
-                rng = gop_generator(seed, g) if sample else None
-                out[g * h.gop_size:g * h.gop_size + h.gop_frames(g)] = self._decode_gop(chunks, h, h.gop_frames(g),
-                                                                                        rng, opts)
+                with _allocation_errors(h, h.gop_frames(g)):
+                    decoder = self.gop_decoder(h, g, stream.rd_lambda(g), opts)
+                    for chunk in stream.gops[g][:n_req]:
+                        decoder.add(chunk)
+                    out[g * h.gop_size:g * h.gop_size + h.gop_frames(g)] = decoder.frames()
         return out
 
-    def _decode_gop(self, chunks: tuple[bs.Chunk, ...], h: bs.StreamHeader, n_frames: int,
-                    rng: np.random.Generator | None, opts: SamplingOptions) -> np.ndarray:
-        with _allocation_errors(h, n_frames):
-            state = self._decode_gop_tokens(chunks, h, n_frames, rng, opts)
-            return self.tokenizer.synthesise(state.f_hat, h.height, h.width).cpu().numpy()
-
-    def _decode_gop_tokens(self, chunks: tuple[bs.Chunk, ...], h: bs.StreamHeader, n_frames: int,
-                           rng: np.random.Generator | None, opts: SamplingOptions) -> GopState:
-        grids = list(h.grids)
-        decoders = [ChunkDecoder(c.payload) for c in chunks]
-
-        def pick(t: int, k: int, logits: torch.Tensor) -> np.ndarray:
-            if k < len(decoders):
-                return decoders[k].take(probability_table(logits))
-            return sample_tokens(logits, opts, rng)  # type: ignore[arg-type]
-
-        state = GopState(self.context, self.tokenizer.vq, grids, n_frames, temporal=h.temporal)
-        for k, chunk in enumerate(chunks):
-            state.run(range(k, k + 1), pick)
-            if tokens_crc(state.tokens[k]) != chunk.crc_tokens:
-                raise BitstreamError(f"scale {k + 1} decoded to tokens that fail their checksum: the stream "
-                                     "is corrupt, or was encoded on another kind of device or dtype whose "
-                                     "probabilities differ; decode it where it was encoded")
-        if rng is not None:
-            state.run(range(len(chunks), len(grids)), pick)
-        return state
+    def gop_decoder(self, header: bs.StreamHeader, gop: int, rd_lambda: float, fill: FillOptions) -> GopDecoder:
+        """A :class:`~progvc.gop_coding.GopDecoder` for GOP ``gop`` of a stream with this header."""
+        return GopDecoder(self.tokenizer, self.context, header, gop, rd_lambda, fill)
 
     # -- token level ---------------------------------------------------------------------------
-    def tokenize(self, video: Any, *, gop_size: int | None = None, refine: int = REFINE_STEPS,
+    def tokenize(self, video: Any, *, gop_size: int | None = None, quality: float | None = None,
+                 preset: str = DEFAULT_PRESET, refine: int | None = None, temporal: bool = True,
                  **read_options: Any) -> list[list[torch.Tensor]]:
-        """Token pyramids of a video as ``encode`` makes them, per GOP: ``[gop][k]`` is
+        """The tokens ``encode`` sends for a video (same options), per GOP: ``[gop][k]`` is
         (T_gop, h_k, w_k) int64 on the CPU."""
-        from .video_io import read_video
-
-        frames = read_video(video, **read_options).frames
-        gop = self._check_gop(gop_size)
-        refine = self._check_refine(refine)
-        with coding_mode():
-            return [[r.cpu() for r in self.tokenizer.tokenize(x, refine)] for x in self._gops(frames, gop)]
+        data = self.encode(video, gop_size=gop_size, quality=quality, preset=preset, refine=refine,
+                           temporal=temporal, **read_options)
+        return self.decode_tokens(data)
 
     def _gops(self, frames: np.ndarray, gop: int) -> Iterator[torch.Tensor]:
         """(T,H,W,3) uint8 -> one (T_gop,H,W,3) uint8 tensor on the codec's device per GOP."""
@@ -288,8 +257,10 @@ class Codec:
         with coding_mode():
             for g, chunks in enumerate(stream.gops):
                 with _allocation_errors(h, h.gop_frames(g)):
-                    state = self._decode_gop_tokens(chunks[:n], h, h.gop_frames(g), None, SamplingOptions())
-                out.append([r.cpu() for r in state.token_maps()])
+                    decoder = self.gop_decoder(h, g, stream.rd_lambda(g), FillOptions("none"))
+                    for chunk in chunks[:n]:
+                        decoder.add(chunk)
+                out.append([r.cpu() for r in decoder.token_maps()])
         return out
 
     # -- checks --------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ and hence the quantised tables, are bitwise equal on the same device and dtype.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 
 import numpy as np
@@ -24,48 +25,36 @@ from .determinism import pinned_threads
 from .models.context import ContextModel
 from .models.quantizer import Grid, MultiScaleResidualVQ
 
-KV = tuple[torch.Tensor, torch.Tensor]
-Pick = Callable[[int, int, torch.Tensor], np.ndarray]
+Pick = Callable[[int, int, torch.Tensor], np.ndarray | None]
 
 
 class GopState:
-    """Running reconstruction and attention caches of one GOP during coding.
+    """Running reconstruction and attention cache of one GOP during coding.
 
-    f_hat: (T,C,h,w) cumulative latent per frame. own_kv[t][k][b]: keys/values of block b for the
-    query elements of (t,k). mem[t][k]: memory elements (1,n_k,D); mem_kv[t][k][lag-1][b]: their
-    keys/values for a query frame ``lag`` frames later.
+    f_hat: (T,C,h,w) cumulative latent per frame. tokens[k][t]: (h_k, w_k) int64 tokens of (t,k)
+    (for a scale filled with expected embeddings, the likeliest token: the copy gate's reference).
+    mem[t][k]: memory elements (1,n_k,D). ``cache`` holds the attention keys (see
+    :class:`~progvc.models.cached_attention.KVCache`). ``lam`` is the encoder's rate-distortion
+    multiplier, which a model with ``rd_conditioning`` is told.
     """
 
     def __init__(self, context: ContextModel, vq: MultiScaleResidualVQ, grids: list[Grid],
-                 n_frames: int, *, temporal: bool = True) -> None:
+                 n_frames: int, *, temporal: bool = True, lam: float = 0.0) -> None:
         self.ctx, self.vq, self.grids, self.n_frames = context, vq, grids, n_frames
         self.window = context.cfg.temporal_window if temporal else 0
         dev = context.sos.device
         self.f_hat = torch.zeros(n_frames, vq.cfg.latent_channels, *grids[-1], device=dev)
         self.tokens: list[list[torch.Tensor]] = [[] for _ in grids]  # tokens[k][t]: (h_k, w_k)
-        self.own_kv: list[list[list[KV]]] = [[] for _ in range(n_frames)]
         self.mem: list[list[torch.Tensor]] = [[] for _ in range(n_frames)]
-        self.mem_kv: list[list[list[list[KV]]]] = [[] for _ in range(n_frames)]
+        self.cache = context.new_cache(grids, n_frames, self.window)
+        self.rd = context.rd_embedding(lam)
 
     def logits(self, t: int, k: int) -> torch.Tensor:
         """Logits of the tokens of (frame t, scale k), (n_k, V) float32."""
         grid = self.grids[k]
         prev_mem = self.mem[t - 1][k] if t > 0 and self.window > 0 else None
-        x = self.ctx.query_input(self.f_hat[t:t + 1] if k > 0 else None, k, grid, prev_mem)
-        visible = [(t - lag, lag) for lag in range(1, self.window + 1) if t - lag >= 0]
-        new_kv: list[KV] = []
-        for b, blk in enumerate(self.ctx.blocks):
-            q, key, val = blk.query_kv(x)
-            new_kv.append((key, val))
-            keys = [kv[b][0] for kv in self.own_kv[t]] + [key]
-            vals = [kv[b][1] for kv in self.own_kv[t]] + [val]
-            for frame, lag in visible:
-                for j in range(k + 1):
-                    mk, mv = self.mem_kv[frame][j][lag - 1][b]
-                    keys.append(mk)
-                    vals.append(mv)
-            x = blk.finish(x, q, torch.cat(keys, dim=2), torch.cat(vals, dim=2))
-        self.own_kv[t].append(new_kv)
+        x = self.ctx.query_input(self.f_hat[t:t + 1] if k > 0 else None, k, grid, prev_mem, self.rd)
+        x = self.ctx.step(x, self.cache, t, k)
         prev = self.tokens[k][t - 1].reshape(1, -1) if t > 0 and self.window > 0 else None
         return self.ctx.logits(x, prev)[0]
 
@@ -74,27 +63,48 @@ class GopState:
         grid = self.grids[k]
         r = torch.as_tensor(tokens, device=self.f_hat.device, dtype=torch.long).view(1, *grid)
         self.f_hat[t:t + 1] += self.vq.embed_scale(r, k, self.grids)
+        self._remember(t, k, r, None)
+
+    def commit_expected(self, t: int, k: int, probs: torch.Tensor) -> None:
+        """Fill (t,k) with its expected embedding under probabilities (n_k, V): sum_v p_v e_v goes
+        through the scale's upsampling and phi (both linear, so this is the expected contribution)
+        into f_hat and into the memory; the likeliest token stands in for the copy gate."""
+        grid = self.grids[k]
+        e = probs.to(self.f_hat.dtype) @ self.vq.codebook.weight  # (n_k, C)
+        self.f_hat[t:t + 1] += self.vq.embed_vectors(e.t().reshape(1, -1, *grid), k, self.grids)
+        self._remember(t, k, probs.argmax(1).view(1, *grid), e[None])
+
+    def _remember(self, t: int, k: int, r: torch.Tensor, embedded: torch.Tensor | None) -> None:
         self.tokens[k].append(r[0])
         if self.window == 0:
             return
-        m = self.ctx.memory_input(r, self.f_hat[t:t + 1], k, grid, self.vq.codebook)
+        m = self.ctx.memory_input(r, self.f_hat[t:t + 1], k, self.grids[k], self.vq.codebook, embedded)
         self.mem[t].append(m)
-        lag_kv = []
-        for lag in range(1, self.window + 1):
-            if t + lag < self.n_frames:
-                lag_kv.append([blk.memory_kv(m + self.ctx.lag_emb[lag - 1]) for blk in self.ctx.blocks])
-        self.mem_kv[t].append(lag_kv)
+        self.ctx.add_memory(self.cache, t, m)
 
     def run(self, scales: range, pick: Pick) -> None:
         """Code the given scales (they must continue where the state stands) for every frame.
 
-        On CPU this runs on one thread, so the logits are the same whatever the machine's core
-        count (see :func:`progvc.determinism.pinned_threads`).
+        ``pick(t, k, logits)`` returns the tokens (n_k,) of (t,k), or None when it has filled
+        (t,k) itself (``commit_expected``). On CPU this runs on one thread, so the logits are the
+        same whatever the machine's core count (see :func:`progvc.determinism.pinned_threads`).
         """
         with pinned_threads(self.f_hat.device):
             for k in scales:
                 for t in range(self.n_frames):
-                    self.commit(t, k, pick(t, k, self.logits(t, k)))
+                    tokens = pick(t, k, self.logits(t, k))
+                    if tokens is not None:
+                        self.commit(t, k, tokens)
+
+    def fork(self) -> GopState:
+        """A copy that can run further scales without changing this one: the lists and f_hat are
+        copied, the cached key/value tensors (never modified in place) are shared."""
+        new = copy.copy(self)
+        new.f_hat = self.f_hat.clone()
+        new.tokens = [list(ts) for ts in self.tokens]
+        new.mem = [list(ms) for ms in self.mem]
+        new.cache = self.cache.fork()
+        return new
 
     def token_maps(self) -> list[torch.Tensor]:
         """Coded tokens so far, one (T,h_k,w_k) int64 map per scale."""
@@ -102,15 +112,18 @@ class GopState:
 
 
 def teacher_forced_logits(context: ContextModel, vq: MultiScaleResidualVQ, tokens: list[torch.Tensor],
-                          grids: list[Grid], *, temporal: bool = True) -> torch.Tensor:
+                          grids: list[Grid], *, temporal: bool = True,
+                          lam: float | torch.Tensor = 0.0) -> torch.Tensor:
     """Logits of a whole batch of GOP windows in one pass (training), (B, T*L, V).
 
-    tokens[k]: (B,T,h_k,w_k) int64. Builds the same query and memory elements as :class:`GopState`
+    tokens[k]: (B,T,h_k,w_k) int64; lam: the encoder's lambda (float, or (B,) per window).
+    Builds the same query and memory elements as :class:`GopState`
     and runs :meth:`ContextModel.forward` under the block mask, so training sees the inference
     dependencies exactly. Targets in the same order: ``flatten_targets(tokens)``.
     """
     b, n_frames = tokens[0].shape[:2]
     window = context.cfg.temporal_window if temporal else 0
+    rd = context.rd_embedding(lam)
     contrib = [vq.embed_scale(r.flatten(0, 1), k, grids) for k, r in enumerate(tokens)]  # (B*T,C,h,w)
     upto = torch.stack(contrib).cumsum(0)  # (K, B*T, C, h, w): f_hat_{<=k}
     mem = [context.memory_input(r.flatten(0, 1), upto[k], k, grids[k], vq.codebook)
@@ -122,12 +135,12 @@ def teacher_forced_logits(context: ContextModel, vq: MultiScaleResidualVQ, token
         for k, grid in enumerate(grids):
             prev = upto[k - 1].unflatten(0, (b, n_frames))[:, t] if k > 0 else None
             prev_mem = mem[k][:, t - 1] if t > 0 and window > 0 else None
-            x = context.query_input(prev, k, grid, prev_mem)
+            x = context.query_input(prev, k, grid, prev_mem, rd)
             row.append(x.expand(b, -1, -1))
         queries.append(row)
         memory.append([m[:, t] for m in mem])
     prev_tokens = flatten_targets(tokens).view(b, n_frames, -1)
-    return context(queries, memory, window=window, prev_tokens=prev_tokens)
+    return context(queries, memory, window=window, prev_tokens=prev_tokens, grids=grids)
 
 
 def flatten_targets(tokens: list[torch.Tensor]) -> torch.Tensor:

@@ -24,6 +24,8 @@ class TokenizerConfig:
     ``latent_channels`` channels on a ``(H/stride, W/stride)`` grid. ``n_scales`` token maps go from
     1x1 to the full latent grid (see :mod:`progvc.scales`), all drawing from one shared codebook of
     ``codebook_size`` entries. ``n_phi`` refinement convolutions are shared across scales.
+``prefix_film``: the synthesis is told how many octaves of scales a truncated stream lacks
+(:class:`progvc.models.autoencoder.SynthesisTransform`).
     """
 
     stride: int = 16
@@ -33,6 +35,7 @@ class TokenizerConfig:
     n_scales: int = 10
     n_phi: int = 4
     phi_mix: float = 0.5
+    prefix_film: bool = False
 
     def __post_init__(self) -> None:
         if self.stride < 1 or self.stride & (self.stride - 1):
@@ -50,7 +53,11 @@ class ContextConfig:
     """Context transformer that predicts p(r_{t,k} | coarser scales, earlier frames).
 
     ``temporal_window`` earlier frames of the GOP are visible through the sparse block mask
-    (0 disables temporal context: every frame is coded as if it opened a GOP).
+    (0 disables temporal context: every frame is coded as if it opened a GOP). From scale
+    ``local_from`` on (0: never) attention is local: tiles of ``local_tile`` cells see keys within
+    ``local_halo`` cells (:mod:`progvc.models.local_attention`). ``rd_conditioning``: the queries
+    are told the encoder's rate-distortion trade-off (the stream's quality), so that the model's
+    confidence follows how the tokens were chosen.
     """
 
     dim: int = 256
@@ -58,6 +65,10 @@ class ContextConfig:
     heads: int = 4
     mlp_ratio: float = 4.0
     temporal_window: int = 2
+    local_from: int = 0
+    local_tile: int = 8
+    local_halo: int = 4
+    rd_conditioning: bool = False
 
     def __post_init__(self) -> None:
         if self.dim % self.heads:
@@ -114,12 +125,15 @@ def small_config(**overrides: object) -> CodecConfig:
     Sized so that it trains on a CPU in hours and codes CIF on two cores: residual blocks at
     1/2 resolution and below, 32-channel stem at full resolution. Stride 8 rather than VAR's 16:
     12 bits per 16x16 patch cannot carry video detail (the stride-16 v1 capped at 18.5 dB on dev).
+    v4 adds the synthesis' prefix conditioning, local attention from the 7th scale on and the
+    context model's rate-distortion conditioning (see weights/README.md).
     """
     base = dict(
-        name="progvc-small-v3",
+        name="progvc-small-v4",
         tokenizer=TokenizerConfig(stride=8, channels=(32, 64, 128, 192), latent_channels=32,
-                                  codebook_size=4096, n_scales=10, n_phi=4),
-        context=ContextConfig(dim=192, depth=4, heads=6, mlp_ratio=4.0, temporal_window=2),
+                                  codebook_size=4096, n_scales=10, n_phi=4, prefix_film=True),
+        context=ContextConfig(dim=192, depth=4, heads=6, mlp_ratio=4.0, temporal_window=2,
+                              local_from=6, local_tile=8, local_halo=4, rd_conditioning=True),
         gop_size=8,
     )
     base.update(overrides)

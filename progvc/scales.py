@@ -32,3 +32,11 @@ def scale_grids(h: int, w: int, n_scales: int) -> list[tuple[int, int]]:
 def tokens_per_scale(h: int, w: int, n_scales: int) -> list[int]:
     """Number of tokens of each scale for one frame."""
     return [a * b for a, b in scale_grids(h, w, n_scales)]
+
+
+def missing_octaves(grids: list[tuple[int, int]], n_sent: int) -> float:
+    """How much of the pyramid a decoder lacks when only the first ``n_sent`` scales arrived:
+    ``log2(long side of the finest grid / long side of grid n_sent)``, 0.0 for a full stream."""
+    if not 1 <= n_sent <= len(grids):
+        raise ValueError(f"n_sent={n_sent} outside 1..{len(grids)}")
+    return math.log2(max(grids[-1]) / max(grids[n_sent - 1]))

@@ -3,19 +3,19 @@
 ::
 
     bytes ─► feed() ─► header? ─► GOP index? ─► chunk k of GOP g complete?
-                                                   │  GopState.run(scale k)          (kept between chunks)
-                                                   ├─► preview: fork the state, sample scales k+1..K,
+                                                   │  GopDecoder.add(chunk k)        (kept between chunks)
+                                                   ├─► preview: fill scales k+1..K on a fork,
                                                    │            synthesise  ─► GopUpdate(g, k+1, final=False)
-                                                   └─► last chunk: sample in place ─► GopUpdate(g, n, final=True)
+                                                   └─► last chunk: fill in place ─► GopUpdate(g, n, final=True)
 
 A player shows a coarse GOP as soon as its first chunk (scale 1, a few bytes) is in and sharpens
 it as the finer chunks arrive. The coded scales of a GOP are range-decoded once, incrementally,
-with one :class:`~progvc.coding.GopState`; each preview samples the missing scales on a *fork* of
-that state with a fresh ``gop_generator(seed, g)``, so
+with the same :class:`~progvc.gop_coding.GopDecoder` that ``Codec.decode`` uses; each preview fills
+the missing scales on a *fork* of its state (a sample with a fresh ``gop_generator(seed, g)``), so
 
-- the update with ``scales = n`` equals ``codec.decode(data, n_scales=n, sample, seed)`` on that
+- the update with ``scales = n`` equals ``codec.decode(data, n_scales=n, fill, seed)`` on that
   GOP, bit for bit (the stream truncated to n scales decodes to the same frames), and
-- the ``final`` update equals ``codec.decode(data, n_scales, sample, seed)`` on that GOP.
+- the ``final`` update equals ``codec.decode(data, n_scales, fill, seed)`` on that GOP.
 
 Framing is parsed here incrementally (only lengths are read); every byte is validated by the
 reference parser :func:`progvc.bitstream.unpack` before it is used, so a corrupt stream raises
@@ -27,22 +27,19 @@ API: push style (``feed`` / ``close`` return lists of updates) or pull style
 
 from __future__ import annotations
 
-import copy
 import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from fractions import Fraction
 
 import numpy as np
-import torch
 
 from . import bitstream as bs
-from .codec import Codec, tokens_crc
-from .coding import GopState
+from .codec import Codec
 from .determinism import coding_mode
-from .entropy import ChunkDecoder, probability_table
-from .errors import BitstreamError, ConfigError
-from .sampling import SamplingOptions, gop_generator, sample_tokens
+from .errors import BitstreamError
+from .fill import FillOptions
+from .gop_coding import GopDecoder
 
 
 @dataclass(frozen=True)
@@ -50,7 +47,7 @@ class GopUpdate:
     """Frames of one GOP after ``scales`` of its chunks were decoded from the bytes received.
 
     ``frames`` (T,H,W,3) uint8 covers stream frames ``first_frame .. first_frame + T - 1``; the
-    scales not received are sampled when the decoder samples. ``final`` marks the last update of
+    scales not received are filled as the decoder's ``fill`` says. ``final`` marks the last update of
     the GOP (every chunk it will use has arrived): it replaces every earlier update of that GOP.
     """
 
@@ -64,23 +61,22 @@ class GopUpdate:
 class Decoder:
     """Decode a progvc stream from pieces of bytes of any size, emitting :class:`GopUpdate` s.
 
-    ``n_scales`` caps the chunks used per GOP (like ``Codec.decode``); ``sample`` draws the scales
-    not used with ``seed`` (default: the stream's) and the stream's temperature / top-k / top-p
-    unless overridden. ``previews=False`` emits only the final update of each GOP (no preview
+    ``n_scales`` caps the chunks used per GOP (like ``Codec.decode``); ``fill`` makes the scales
+    not used ("mean", "sample" with ``seed`` (default: the stream's) and the stream's temperature /
+    top-k / top-p unless overridden, or "none"; see :mod:`progvc.fill`). ``previews=False`` emits only
+    the final update of each GOP (no preview
     cost). ``partial=True`` lets :meth:`close` accept a stream cut short: the GOP in progress then
     ends with its last preview marked final (equal to ``decode(prefix, partial=True)``).
     """
 
-    def __init__(self, codec: Codec, *, n_scales: int | None = None, sample: bool = True,
+    def __init__(self, codec: Codec, *, n_scales: int | None = None, fill: str | None = None,
                  seed: int | None = None, temperature: float | None = None, top_k: int | None = None,
                  top_p: float | None = None, previews: bool = True, partial: bool = False) -> None:
         self.codec = codec
         self.n_req = None if n_scales is None else codec._check_scales(n_scales)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
-                                 or not 0 <= seed <= bs.MAX_SEED):
-            raise ConfigError(f"seed must be an integer in 0..2**64-1, got {seed!r}")
-        self.sample, self.previews, self.partial = sample, previews, partial
-        self._seed_arg, self._overrides = seed, (temperature, top_k, top_p)
+        self._fill_args = (fill, seed, temperature, top_k, top_p)
+        FillOptions.resolve(_ANY_HEADER, *self._fill_args)  # bad options fail here, not at the first byte
+        self.previews, self.partial = previews, partial
         self.header: bs.StreamHeader | None = None
         self.bytes_received = 0
         self._head = b""  # the header's bytes: prefixed to a GOP's bytes for validation by unpack
@@ -89,7 +85,8 @@ class Decoder:
         self._gop = 0  # index of the GOP being received
         self._lengths: tuple[int, ...] | None = None  # its chunk payload lengths, once its index is in
         self._chunks: list[bs.Chunk] = []  # its chunks validated so far
-        self._state: GopState | None = None
+        self._gop_decoder: GopDecoder | None = None
+        self._rd_lambda = 0.0
         self._coded = 0  # its scales range-decoded so far
         self._last: GopUpdate | None = None  # latest update of the GOP in progress
         self._closed = False
@@ -154,10 +151,7 @@ class Decoder:
         self._head = bytes(buf[:size])
         h = bs.parse_header(self._head)
         self.codec._check_stream(h)
-        t, k, p = self._overrides
-        self._opts = SamplingOptions(h.temperature if t is None else t, h.top_k if k is None else k,
-                                     h.top_p if p is None else p)
-        self._seed = h.seed if self._seed_arg is None else self._seed_arg
+        self._fill = FillOptions.resolve(h, *self._fill_args)
         self.header = h
         del buf[:size]
         return True
@@ -167,16 +161,16 @@ class Decoder:
         h, start = self.header, self._pos
         assert h is not None
         if self._lengths is None:
-            index = bytes(self._buf[start:start + 1 + 4 * 255 + 4])  # at most one whole GOP index
+            index = bytes(self._buf[start:start + bs.MAX_GOP_INDEX])  # at most one whole GOP index
             if not index:
                 return False
-            index_end = 1 + 4 * index[0] + 4
+            index_end = bs.gop_index_size(index[0])
             # the reference parser checks the chunk count at once, and the index CRC once it is in
             bs.unpack(self._head + index[:index_end], partial=True)
             if len(index) < index_end:
                 return False
-            self._lengths = struct.unpack_from(f"<{index[0]}I", index, 1)
-        ends = np.cumsum([1 + 4 * len(self._lengths) + 4] + [8 + n for n in self._lengths])[1:]
+            self._rd_lambda, self._lengths = bs.gop_index_fields(index)
+        ends = np.cumsum([bs.gop_index_size(len(self._lengths))] + [8 + n for n in self._lengths])[1:]
         have = int(np.searchsorted(ends, len(self._buf) - start, side="right"))  # chunks whose bytes are all in
         if have > len(self._chunks):
             unit = bytes(self._buf[start:start + int(ends[have - 1])])
@@ -188,60 +182,31 @@ class Decoder:
             return False
         self._pos += int(ends[-1])
         self._gop += 1
-        self._lengths, self._chunks, self._state, self._coded, self._last = None, [], None, 0, None
+        self._lengths, self._chunks, self._gop_decoder, self._coded, self._last = None, [], None, 0, None
         return True
 
     # -- decoding ------------------------------------------------------------------------------
     def _decode_next(self, updates: list[GopUpdate], final: bool) -> None:
-        """Range-decode the next coded scale into the GOP's state; emit its update."""
+        """Range-decode the next coded scale into the GOP's decoder; emit its update."""
         h = self.header
         assert h is not None
         with coding_mode():
-            if self._state is None:
-                self._state = GopState(self.codec.context, self.codec.tokenizer.vq, list(h.grids),
-                                       h.gop_frames(self._gop), temporal=h.temporal)
-            k = self._coded
-            decoder = ChunkDecoder(self._chunks[k].payload)
-            self._state.run(range(k, k + 1), lambda t, k, logits: decoder.take(probability_table(logits)))
-            if tokens_crc(self._state.tokens[k]) != self._chunks[k].crc_tokens:
-                raise BitstreamError(f"scale {k + 1} of GOP {self._gop + 1} decoded to tokens that fail their "
-                                     "checksum: the stream is corrupt, or was encoded on another kind of device "
-                                     "or dtype whose probabilities differ; decode it where it was encoded")
+            if self._gop_decoder is None:
+                self._gop_decoder = self.codec.gop_decoder(h, self._gop, self._rd_lambda, self._fill)
+            self._gop_decoder.add(self._chunks[self._coded])
             self._coded += 1
         if final or self.previews:
-            update = GopUpdate(self._gop, self._gop * h.gop_size, k + 1, final, self._frames(final))
+            update = GopUpdate(self._gop, self._gop * h.gop_size, self._coded, final, self._frames(final))
             self._last = update
             updates.append(update)
 
     def _frames(self, final: bool) -> np.ndarray:
-        """(T,H,W,3) uint8 of the GOP so far: missing scales sampled on a fork of the state
-        (or on the state itself when no chunk will follow), exactly as ``Codec.decode`` does."""
-        h, state = self.header, self._state
-        assert h is not None and state is not None
+        """(T,H,W,3) uint8 of the GOP so far, exactly as ``Codec.decode`` makes them (the missing
+        scales are filled on a fork of the state unless no chunk will follow)."""
+        assert self._gop_decoder is not None
         with coding_mode():
-            done = self._coded
-            if self.sample and done < h.n_scales:
-                state = state if final else _fork(state)
-                rng = gop_generator(self._seed, self._gop)
-                state.run(range(done, h.n_scales), lambda t, k, logits: sample_tokens(logits, self._opts, rng))
-            return self.codec.tokenizer.synthesise(state.f_hat, h.height, h.width).cpu().numpy()
+            return self._gop_decoder.frames(final=final)
 
 
-def _fork(state: GopState) -> GopState:
-    """A copy of ``state`` that can run further scales without touching the original.
-
-    ``GopState`` only appends to its (nested) lists and adds into ``f_hat`` in place, so copying
-    the lists (not the cached key/value tensors inside them) and cloning top-level tensors is
-    enough; the cached tensors are shared read-only.
-    """
-    new = copy.copy(state)
-    for name, value in vars(state).items():
-        if isinstance(value, torch.Tensor):
-            setattr(new, name, value.clone())
-        elif isinstance(value, list):
-            setattr(new, name, _copy_lists(value))
-    return new
-
-
-def _copy_lists(x: list[Any]) -> list[Any]:
-    return [_copy_lists(v) if isinstance(v, list) else v for v in x]
+_ANY_HEADER = bs.StreamHeader("check", bytes(32), 1, 1, 1, Fraction(1), 1, ((1, 1),), 1)
+"""A header whose defaults stand in for a stream's when the options are checked before any byte."""

@@ -96,10 +96,13 @@ def parse_weights(data: bytes, origin: str) -> tuple[CodecConfig, dict[str, torc
     return config, tensors
 
 
+_ZERO_OK = frozenset({"temporal_window", "local_from"})  # integer fields for which 0 means "off"
+
+
 def _check_config(config: CodecConfig) -> None:
     """Refuse values no model can be built from, so a damaged weights file raises WeightsError here
     rather than an error from inside torch: every field keeps the type of its default, sizes are
-    >= 1 (``temporal_window`` >= 0) and floats are finite and >= 0."""
+    >= 1 (``_ZERO_OK`` fields >= 0), floats are finite and >= 0, flags are booleans."""
     for part in (config, config.tokenizer, config.context):
         for f in dataclasses.fields(part):
             value = getattr(part, f.name)
@@ -108,10 +111,12 @@ def _check_config(config: CodecConfig) -> None:
                 continue  # checked as its own part / by CodecConfig itself
             items = value if isinstance(default, tuple) and isinstance(value, tuple) and value else (value,)
             for v in items:
-                if isinstance(default, float):
+                if isinstance(default, bool):
+                    ok = isinstance(v, bool)
+                elif isinstance(default, float):
                     ok = isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < math.inf
                 else:
-                    ok = isinstance(v, int) and not isinstance(v, bool) and v >= (f.name != "temporal_window")
+                    ok = isinstance(v, int) and not isinstance(v, bool) and v >= (f.name not in _ZERO_OK)
                 if not ok:
                     raise ConfigError(f"config field {f.name}={value!r} is not a valid value; rebuild the weights file")
 

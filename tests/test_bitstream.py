@@ -88,7 +88,7 @@ def test_header_fields_are_bounded(field, value):
 def test_huge_frame_count_with_few_bytes_is_refused_before_allocating():
     stream = make_stream(n_frames=1, gop=1, scales=1)
     data = bytearray(bs.pack(stream))
-    hdr = bs._pack_header(replace(stream.header, n_frames=bs.MAX_FRAMES))
+    hdr = bs.pack_header(replace(stream.header, n_frames=bs.MAX_FRAMES))
     with pytest.raises(progvc.BitstreamError, match="GOPs"):
         bs.unpack(hdr + bytes(data[len(hdr):]))
 

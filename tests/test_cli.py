@@ -59,9 +59,9 @@ def test_encode_matches_the_library_and_decode_writes_exact_frames(files, codec,
     assert "6 frames of 28x20" in out
     back = read_video(tmp_path / "out.y4m")
     assert np.array_equal(back.frames, codec.decode(data, seed=4)) and back.fps == 12
-    run(["decode", files / "clip.pvc", tmp_path / "f_%03d.png", *_w(files), "--scales", 2, "--no-sample"], capsys)
+    run(["decode", files / "clip.pvc", tmp_path / "f_%03d.png", *_w(files), "--scales", 2, "--fill", "none"], capsys)
     pngs = read_video(tmp_path / "f_%03d.png").frames
-    assert np.array_equal(pngs, codec.decode(data, 2, sample=False))
+    assert np.array_equal(pngs, codec.decode(data, 2, fill="none"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f_001.png", "f_002.png", "f_003.png", "f_004.png",
                                                           "f_005.png", "f_006.png", "out.y4m"]
 

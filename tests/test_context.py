@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -10,12 +12,17 @@ from progvc.config import tiny_config
 from progvc.models.context import ContextModel, block_mask
 from progvc.models.tokenizer import Tokenizer
 
+LOCAL = {"local_from": 2, "local_tile": 2, "local_halo": 1}  # the tiny latent is 5x9: tiles matter
+
 
 @pytest.mark.parametrize("temporal", [True, False])
 @pytest.mark.parametrize("n_frames", [1, 2, 4])
-def test_training_pass_matches_incremental_coding(temporal, n_frames):
+@pytest.mark.parametrize("context", [{}, LOCAL, {**LOCAL, "rd_conditioning": True}])
+def test_training_pass_matches_incremental_coding(temporal, n_frames, context):
     torch.manual_seed(0)
     cfg = tiny_config()
+    cfg = dataclasses.replace(cfg, context=dataclasses.replace(cfg.context, **context))
+    lam = 2.5
     tok, ctx = Tokenizer(cfg.tokenizer).eval(), ContextModel(cfg.context, cfg.tokenizer).eval()
     with torch.no_grad():
         for p in ctx.parameters():  # make every embedding and bias matter
@@ -25,9 +32,9 @@ def test_training_pass_matches_incremental_coding(temporal, n_frames):
     maps = tok.tokenize(frames)
     batched = [r.view(2, n_frames, *r.shape[1:]) for r in maps]
     with torch.no_grad():
-        tf = teacher_forced_logits(ctx, tok.vq, batched, grids, temporal=temporal)  # (2, T*L, V)
+        tf = teacher_forced_logits(ctx, tok.vq, batched, grids, temporal=temporal, lam=lam)  # (2, T*L, V)
         for b in range(2):
-            state = GopState(ctx, tok.vq, grids, n_frames, temporal=temporal)
+            state = GopState(ctx, tok.vq, grids, n_frames, temporal=temporal, lam=lam)
             got = {}
 
             def pick(t, k, logits, b=b, got=got):

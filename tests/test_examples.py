@@ -65,7 +65,7 @@ def test_progressive_preview_grid_is_exact(weights, tmp_path):
 def test_adaptive_streaming(weights, tmp_path, capsys):
     out = tmp_path / "trace.png"
     args = ["--weights", str(weights), "--device", "cpu", "--frames", "10", "--size", "40x24", "--out", str(out),
-            "--trace", "0:20,0.16:0.5,0.32:20"]
+            "--trace", "0:8,0.16:0.05,0.32:8"]
     assert load("adaptive_streaming").main(args) == 0
     assert png_shape(out)[0] == 1 and not [p for p in tmp_path.iterdir() if p.name != "trace.png"]
     rows = [line.split() for line in capsys.readouterr().out.splitlines() if line[:5].strip().isdigit()]

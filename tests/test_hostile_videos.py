@@ -40,7 +40,7 @@ def encode_or_refuse(codec, video, expect_shape: tuple[int, ...] | None = None, 
         data = codec.encode(video, **options)
     except ProgvcError:
         return None
-    frames = codec.decode(data, sample=False)
+    frames = codec.decode(data, fill="none")
     assert frames.dtype == np.uint8 and frames.ndim == 4 and frames.shape[3] == 3
     if expect_shape is not None:
         assert frames.shape == expect_shape

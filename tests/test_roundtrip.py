@@ -34,10 +34,10 @@ def test_truncate_equals_decoding_fewer_scales(tiny_codec, clip_factory):
         small = progvc.truncate(data, n_scales=n)
         sizes.append(len(small))
         assert progvc.info(small).coded_scales == n
-        for sample in (True, False):
-            a = tiny_codec.decode(small, sample=sample, seed=11)
-            b = tiny_codec.decode(data, n_scales=n, sample=sample, seed=11)
-            assert np.array_equal(a, b), (n, sample)
+        for fill in ("mean", "sample", "none"):
+            a = tiny_codec.decode(small, fill=fill, seed=11)
+            b = tiny_codec.decode(data, n_scales=n, fill=fill, seed=11)
+            assert np.array_equal(a, b), (n, fill)
         got = tiny_codec.decode_tokens(small)
         full = tiny_codec.decode_tokens(data)
         for g in range(len(got)):
@@ -52,11 +52,13 @@ def test_same_input_same_bytes_and_same_seed_same_frames(tiny_codec, clip_factor
     data = tiny_codec.encode(x)
     assert tiny_codec.encode(x) == data
     small = progvc.truncate(data, n_scales=2)
-    a, b = tiny_codec.decode(small, seed=5), tiny_codec.decode(small, seed=5)
+    a, b = tiny_codec.decode(small, fill="sample", seed=5), tiny_codec.decode(small, fill="sample", seed=5)
     assert np.array_equal(a, b)
-    assert not np.array_equal(a, tiny_codec.decode(small, seed=6)), "the seed must change sampled scales"
-    unsampled = tiny_codec.decode(small, sample=False)
-    assert np.array_equal(unsampled, tiny_codec.decode(small, sample=False, seed=99))
+    assert not np.array_equal(a, tiny_codec.decode(small, fill="sample", seed=6)), "the seed must change samples"
+    mean = tiny_codec.decode(small, fill="mean", seed=5)
+    assert np.array_equal(mean, tiny_codec.decode(small, fill="mean", seed=6)), "the mean needs no seed"
+    unsampled = tiny_codec.decode(small, fill="none")
+    assert np.array_equal(unsampled, tiny_codec.decode(small, fill="none", seed=99))
 
 
 def test_encoder_and_decoder_probability_tables_are_bitwise_equal(tiny_codec, clip_factory, monkeypatch):
@@ -68,10 +70,10 @@ def test_encoder_and_decoder_probability_tables_are_bitwise_equal(tiny_codec, cl
         tables.append(t)
         return t
 
-    monkeypatch.setattr("progvc.codec.probability_table", spy)
+    monkeypatch.setattr("progvc.gop_coding.probability_table", spy)
     data = tiny_codec.encode(clip_factory(5, 24, 40, seed=3))
     enc, tables[:] = list(tables), []
-    tiny_codec.decode(data, sample=False)
+    tiny_codec.decode(data, fill="none")
     assert len(enc) == len(tables) > 0
     for a, b in zip(enc, tables, strict=True):
         assert a.dtype == b.dtype == np.int64 and np.array_equal(a, b)
@@ -79,7 +81,7 @@ def test_encoder_and_decoder_probability_tables_are_bitwise_equal(tiny_codec, cl
 
 def test_coded_size_is_within_one_percent_of_cross_entropy(tiny_codec, clip_factory):
     x = clip_factory(8, 96, 128, seed=4)
-    result = tiny_codec.encode_with_stats(x)
+    result = tiny_codec.encode_with_stats(x, quality=100)  # nearest codewords: the most symbols
     info = progvc.info(result.bitstream)
     chunks = info.n_gops * info.coded_scales
     # Framing: header, per-GOP index, an 8-byte checksum trailer per chunk, and up to one 32-bit

@@ -29,41 +29,41 @@ def pieces(data: bytes, seed: int, most: int):
         pos += n
 
 
-def check_updates(codec, data, updates, n_scales=None, sample=True, seed=None):
+def check_updates(codec, data, updates, n_scales=None, fill=None, seed=None):
     """Updates come GOP by GOP, coarse to fine, each equal to decode with that many scales."""
     h, stream = bs.parse_header(data), bs.unpack(data)
     expect = [(g, k + 1) for g, chunks in enumerate(stream.gops) for k in range(min(len(chunks), n_scales or 99))]
     assert [(u.gop, u.scales) for u in updates] == expect
     assert [u.final for u in updates] == [i + 1 == len(expect) or expect[i + 1][0] != g
                                           for i, (g, _) in enumerate(expect)]
-    refs = {n: codec.decode(data, n, sample=sample, seed=seed) for n in {u.scales for u in updates}}
+    refs = {n: codec.decode(data, n, fill=fill, seed=seed) for n in {u.scales for u in updates}}
     for u in updates:
         assert isinstance(u, GopUpdate) and u.frames.dtype == np.uint8
         assert u.first_frame == u.gop * h.gop_size and len(u.frames) == h.gop_frames(u.gop)
         ref = refs[u.scales][u.first_frame:u.first_frame + len(u.frames)]
         assert np.array_equal(u.frames, ref), (u.gop, u.scales)
     final = np.concatenate([u.frames for u in updates if u.final])
-    assert np.array_equal(final, codec.decode(data, n_scales, sample=sample, seed=seed))
+    assert np.array_equal(final, codec.decode(data, n_scales, fill=fill, seed=seed))
 
 
-@pytest.mark.parametrize("sample", [True, False])
-def test_random_pieces_decode_exactly(tiny_codec, stream, sample):
-    dec = Decoder(tiny_codec, sample=sample, seed=9)
+@pytest.mark.parametrize("fill", ["mean", "sample", "none"])
+def test_random_pieces_decode_exactly(tiny_codec, stream, fill):
+    dec = Decoder(tiny_codec, fill=fill, seed=9)
     updates = [u for piece in pieces(stream, seed=1, most=60) for u in dec.feed(piece)] + dec.close()
     assert dec.done and dec.bytes_received == len(stream)
-    check_updates(tiny_codec, stream, updates, sample=sample, seed=9)
+    check_updates(tiny_codec, stream, updates, fill=fill, seed=9)
 
 
 def test_one_byte_pieces_emit_each_chunk_as_soon_as_it_is_complete(tiny_codec, clip_factory):
     data = tiny_codec.encode(clip_factory(3, 8, 12, seed=2), gop_size=2)
-    dec = Decoder(tiny_codec, sample=False)
+    dec = Decoder(tiny_codec, fill="none")
     updates, when = [], []
     for i in range(len(data)):
         got = dec.feed(data[i:i + 1])
         updates += got
         when += [i + 1] * len(got)
     assert dec.close() == []
-    check_updates(tiny_codec, data, updates, sample=False)
+    check_updates(tiny_codec, data, updates, fill="none")
     for u, n in zip(updates, when, strict=True):  # the byte that completed the chunk, not one later
         held = bs.unpack(data[:n], partial=True).gops
         assert len(held) == u.gop + 1 and len(held[u.gop]) == u.scales
@@ -74,7 +74,7 @@ def test_one_byte_pieces_emit_each_chunk_as_soon_as_it_is_complete(tiny_codec, c
 def test_scale_cap_previews_off_and_uneven_gops(tiny_codec, stream):
     dec = Decoder(tiny_codec, n_scales=2, seed=3)
     check_updates(tiny_codec, stream, list(dec.run(pieces(stream, 2, 100))), n_scales=2, seed=3)
-    dec = Decoder(tiny_codec, previews=False, sample=False)
+    dec = Decoder(tiny_codec, previews=False, fill="none")
     finals = list(dec.run([stream]))
     assert [(u.gop, u.scales, u.final) for u in finals] == [(0, 4, True), (1, 4, True)]
     budgets = (progvc.truncate(stream, max_bytes=b) for b in range(len(stream) // 2, len(stream)))
@@ -87,7 +87,7 @@ def test_coded_scales_are_decoded_once(tiny_codec, stream, monkeypatch):
     calls = []
     original = GopState.logits
     monkeypatch.setattr(GopState, "logits", lambda self, t, k: calls.append((t, k)) or original(self, t, k))
-    list(Decoder(tiny_codec, sample=False).run(pieces(stream, 4, 30)))
+    list(Decoder(tiny_codec, fill="none").run(pieces(stream, 4, 30)))
     assert len(calls) == 6 * tiny_codec.n_scales and len(set(calls)) == 4 * tiny_codec.n_scales
 
 
@@ -112,12 +112,12 @@ def test_corrupt_bytes_raise(tiny_codec, stream):
         Decoder(tiny_codec).feed(b"PGX")
     bad = bytearray(stream)
     bad[-20] ^= 1
-    dec = Decoder(tiny_codec, sample=False)
+    dec = Decoder(tiny_codec, fill="none")
     with pytest.raises(progvc.BitstreamError, match="checksum"):
         for piece in pieces(bytes(bad), 5, 50):
             dec.feed(piece)
     with pytest.raises(progvc.BitstreamError, match="unexpected bytes"):
-        Decoder(tiny_codec, sample=False, previews=False).feed(stream + b"\0")
+        Decoder(tiny_codec, fill="none", previews=False).feed(stream + b"\0")
 
 
 def test_stream_of_other_weights_is_refused_at_the_header(stream):

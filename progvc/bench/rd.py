@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from ..config import REFINE_STEPS
 from ..errors import ConfigError, ProgvcError
+from ..options import DEFAULT_PRESET, get_preset
 
 DEFAULT_CODECS = ("progvc", "x264", "x265", "svtav1")
 DEFAULT_GOP = 8  # progvc's default GOP, used when progvc itself is not benchmarked
@@ -98,7 +98,7 @@ def _model_settings(codec: Any, gop: int, device: str | None) -> dict[str, Any]:
     dev = device or getattr(codec, "device", None)
     return {"model": None if name is None else str(name), "weights": None if weights is None else str(weights),
             "n_scales": int(codec.n_scales), "gop": gop, "seed": SEED, "device": None if dev is None else str(dev),
-            "refine": REFINE_STEPS}
+            "refine": get_preset(DEFAULT_PRESET).refine}
 
 
 def _bench_progvc(codec: Any, frames: np.ndarray, ctx: _ClipContext) -> None:
@@ -119,7 +119,7 @@ def _bench_progvc(codec: Any, frames: np.ndarray, ctx: _ClipContext) -> None:
     for n, sample in todo:
         part = progvc.truncate(data, n_scales=n)
         rec, decode_s = _timed(lambda part=part, n=n, sample=sample:
-                               codec.decode(part, n_scales=n, sample=sample, seed=SEED))
+                               codec.decode(part, n_scales=n, fill="sample" if sample else "none", seed=SEED))
         rec = np.asarray(rec)
         if rec.shape != frames.shape or rec.dtype != np.uint8:
             raise ProgvcError(f"progvc decoded {rec.shape} {rec.dtype}, expected {frames.shape} uint8")

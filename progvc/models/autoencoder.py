@@ -3,10 +3,17 @@
 ::
 
     x (B,3,H,W) in [-1,1] ──g_a──► f (B,C,H/s,W/s) ──(quantise)──► f_hat ──g_s──► x_hat (B,3,H,W)
+                                                     missing octaves m ──FiLM──┘
 
 ``H`` and ``W`` must be multiples of the stride ``s``; :class:`progvc.models.tokenizer.Tokenizer`
 pads. Full-resolution levels only carry a stem convolution (residual blocks there would dominate
 the cost on CPU for little gain); residual blocks sit at 1/2 resolution and below.
+
+A truncated stream gives ``g_s`` a latent that lacks its finest scales. With ``prefix_film`` the
+synthesis is told how much is missing, ``m = log2(finest grid side / last decoded grid side)``
+(0 for a full stream), and every residual block modulates its normalised activations with a
+scale and shift computed from ``m`` (FiLM). The modulation starts at zero (the unconditioned
+network), so a model warm-started from one without it decodes the same until trained.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..config import TokenizerConfig
@@ -24,7 +32,11 @@ def _norm(ch: int) -> nn.GroupNorm:
 
 
 class ResBlock(nn.Module):
-    """Pre-activation residual block: x + conv(silu(norm(conv(silu(norm(x))))))."""
+    """Pre-activation residual block: x + conv(silu(norm(conv(silu(norm(x)))))).
+
+    ``film`` (B, 4*ch) = (gamma1, beta1, gamma2, beta2) modulates each normalised activation as
+    ``norm(x) * (1 + gamma) + beta``.
+    """
 
     def __init__(self, ch: int) -> None:
         super().__init__()
@@ -33,8 +45,13 @@ class ResBlock(nn.Module):
         nn.init.zeros_(self.body[-1].weight)
         nn.init.zeros_(self.body[-1].bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
+    def forward(self, x: torch.Tensor, film: torch.Tensor | None = None) -> torch.Tensor:
+        if film is None:
+            return x + self.body(x)
+        g1, b1, g2, b2 = film[:, :, None, None].chunk(4, dim=1)  # each (B, ch, 1, 1)
+        n1, _, c1, n2, _, c2 = self.body
+        h = c1(F.silu(n1(x) * (1 + g1) + b1))
+        return x + c2(F.silu(n2(h) * (1 + g2) + b2))
 
 
 def _level_channels(cfg: TokenizerConfig) -> list[int]:
@@ -62,8 +79,30 @@ class AnalysisTransform(nn.Module):
         return self.net(x)
 
 
+class PrefixFilm(nn.Module):
+    """Missing octaves m (B,) -> FiLM parameters (B, sum of 4*ch over the residual blocks).
+
+    Features (m, sqrt(m), [m > 0]) through a small MLP whose last layer starts at zero.
+    """
+
+    def __init__(self, block_channels: list[int], hidden: int = 64) -> None:
+        super().__init__()
+        self.sizes = [4 * ch for ch in block_channels]
+        self.mlp = nn.Sequential(nn.Linear(3, hidden), nn.SiLU(), nn.Linear(hidden, sum(self.sizes)))
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
+
+    def forward(self, m: torch.Tensor) -> list[torch.Tensor]:
+        feats = torch.stack([m, m.clamp(min=0).sqrt(), (m > 0).to(m.dtype)], dim=1)  # (B, 3)
+        return list(self.mlp(feats).split(self.sizes, dim=1))
+
+
 class SynthesisTransform(nn.Module):
-    """``g_s``: latent (B,C,h,w) -> (B,3,h*s,w*s), unbounded (clamp to [-1,1] when displaying)."""
+    """``g_s``: latent (B,C,h,w) -> (B,3,h*s,w*s), unbounded (clamp to [-1,1] when displaying).
+
+    ``missing`` (float or (B,) tensor): octaves of scales missing from the latent (see the module
+    docstring); used only when the config has ``prefix_film``.
+    """
 
     def __init__(self, cfg: TokenizerConfig) -> None:
         super().__init__()
@@ -76,6 +115,14 @@ class SynthesisTransform(nn.Module):
                 layers.append(ResBlock(ch[i - 1]))
         layers += [_norm(ch[0]), nn.SiLU(), nn.Conv2d(ch[0], 3, 3, padding=1)]
         self.net = nn.Sequential(*layers)
+        blocks = [m.body[0].num_channels for m in self.net if isinstance(m, ResBlock)]
+        self.film = PrefixFilm(blocks) if cfg.prefix_film else None
 
-    def forward(self, y: torch.Tensor) -> torch.Tensor:
-        return self.net(y)
+    def forward(self, y: torch.Tensor, missing: float | torch.Tensor = 0.0) -> torch.Tensor:
+        if self.film is None:
+            return self.net(y)
+        m = torch.as_tensor(missing, dtype=y.dtype, device=y.device).expand(y.shape[0])
+        films = iter(self.film(m))
+        for layer in self.net:
+            y = layer(y, next(films)) if isinstance(layer, ResBlock) else layer(y)
+        return y

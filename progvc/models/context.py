@@ -14,14 +14,21 @@ has at the same place and scale: in video 15-45% of fine-scale tokens repeat, an
 small model price a repeat at a bit or two from its first steps.
 
 The sparse block mask (:func:`block_mask`) lets query (t,k) see queries (t,j<=k) and memory
-(t-l, j<=k) for l in 1..W. Nothing depends on a finer scale (DESIGN.md rule 2), so any prefix of
-scales decodes exactly. Training runs the whole GOP at once with that mask (``forward``); coding
-runs one (t,k) block at a time with a KV cache (:class:`progvc.coding.ContextState`) and needs
-no mask at all: the cache holds exactly the visible keys.
+(t-l, j<=k) for l in 1..W; from scale ``local_from`` on it is further restricted to a spatial
+neighbourhood (:mod:`progvc.models.local_attention`). Nothing depends on a finer scale
+(DESIGN.md rule 2), so any prefix of scales decodes exactly. Training runs the whole GOP at once
+with that mask (``forward``); coding runs one (t,k) block at a time (``step``) with a
+:class:`~progvc.models.cached_attention.KVCache` that holds exactly the visible keys.
+
+With ``rd_conditioning`` every query also gets an embedding of the encoder's rate-distortion
+multiplier lambda (stored in the stream): the encoder picks cheaper tokens as lambda grows (more
+repeats of the previous frame, more of the likeliest codes), and a model told lambda can be as
+confident as the tokens deserve.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -30,11 +37,20 @@ from timm.layers import Mlp, trunc_normal_
 from torch import nn
 
 from ..config import ContextConfig, TokenizerConfig
+from .cached_attention import KVCache, attend_cached
+from .local_attention import local_visibility
 from .quantizer import Grid, resize
 
 
 def grid_positions(grid: Grid, dim: int, device: torch.device) -> torch.Tensor:
-    """2-D sin/cos embedding of normalised cell centres, (h*w, dim): the same for any frame size."""
+    """2-D sin/cos embedding of normalised cell centres, (h*w, dim): the same for any frame size.
+    Cached per (grid, dim, device): coding and training ask for the same few grids many times."""
+    return _grid_positions(tuple(grid), dim, str(device))
+
+
+@functools.lru_cache(maxsize=256)
+@torch.inference_mode(False)  # a cached tensor may be used later by training, under autograd
+def _grid_positions(grid: Grid, dim: int, device: str) -> torch.Tensor:
     h, w = grid
     ys = (torch.arange(h, device=device, dtype=torch.float32) + 0.5) / h
     xs = (torch.arange(w, device=device, dtype=torch.float32) + 0.5) / w
@@ -76,10 +92,8 @@ class Block(nn.Module):
         k, v = self.kv(self.ln_mem(m)).chunk(2, dim=-1)
         return self.split(k), self.split(v)
 
-    def finish(self, x: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-               mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Attend (q over k, v; mask (N, M) True = visible) and apply the MLP."""
-        a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, heads, N, D/heads)
+    def finish(self, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """Add the attention output a (B,heads,N,D/heads) to x (B,N,D) and apply the MLP."""
         x = x + self.proj(a.transpose(1, 2).flatten(2))
         return x + self.mlp(self.ln2(x))
 
@@ -100,12 +114,15 @@ class ContextModel(nn.Module):
         self.norm = nn.LayerNorm(d)
         self.head = nn.Linear(d, tok.codebook_size)
         self.copy_gate = nn.Linear(d, 1)
+        self.rd_proj = nn.Linear(3, d) if cfg.rd_conditioning else None
         for p in (self.sos, self.scale_emb, self.lag_emb, self.intra):
             trunc_normal_(p, std=0.02)
         self.apply(self._init)
         # Prior for the copy gate: with ~30% repeats among V codes a repeat deserves a logit boost
         # of about log(0.3 V / 0.7) (~7 for 4096); Adam would need thousands of steps to get there.
         nn.init.constant_(self.copy_gate.bias, 4.0)
+        if self.rd_proj is not None:  # starts as the unconditioned model (a warm start keeps its bits)
+            nn.init.zeros_(self.rd_proj.weight)
 
     @staticmethod
     def _init(m: nn.Module) -> None:
@@ -114,12 +131,22 @@ class ContextModel(nn.Module):
             nn.init.zeros_(m.bias)
 
     # -- element construction (shared by training and coding) ---------------------------------
+    def rd_embedding(self, lam: float | torch.Tensor) -> torch.Tensor | None:
+        """Embedding (B, 1, D) of the encoder's lambda (float or (B,) tensor), None without
+        ``rd_conditioning``. Features: a = log2(1 + lambda) / 8, a^2 and [lambda > 0]."""
+        if self.rd_proj is None:
+            return None
+        lam = torch.as_tensor(lam, dtype=torch.float32, device=self.sos.device).reshape(-1)
+        a = torch.log2(1 + lam) / 8
+        return self.rd_proj(torch.stack([a, a * a, (lam > 0).float()], dim=1))[:, None, :]
+
     def query_input(self, f_hat_prev: torch.Tensor | None, k: int, grid: Grid,
-                    prev_mem: torch.Tensor | None) -> torch.Tensor:
+                    prev_mem: torch.Tensor | None, rd: torch.Tensor | None = None) -> torch.Tensor:
         """Query elements of one (t,k) block, (B, n_k, D).
 
         f_hat_prev: f_hat_{t,<k} (B,C,h,w), None for k=0. prev_mem: memory m_{t-1,k} (B,n_k,D)
         of the previous frame on the same grid, None when frame t opens the temporal context.
+        rd: :meth:`rd_embedding` of the stream's lambda, (B or 1, 1, D), or None.
         """
         dev = self.sos.device
         if k == 0 or f_hat_prev is None:
@@ -129,12 +156,17 @@ class ContextModel(nn.Module):
         else:
             x = self.in_proj(resize(f_hat_prev, grid).flatten(2).transpose(1, 2))
         x = x + self.scale_emb[k] + grid_positions(grid, self.cfg.dim, dev)
-        return x + (self.intra if prev_mem is None else self.prev_proj(prev_mem))
+        x = x + (self.intra if prev_mem is None else self.prev_proj(prev_mem))
+        return x if rd is None else x + rd
 
-    def memory_input(self, tokens: torch.Tensor, f_hat_upto: torch.Tensor, k: int, grid: Grid,
-                     codebook: nn.Embedding) -> torch.Tensor:
-        """Memory elements m_{t,k} (B,n_k,D) from tokens (B,h_k,w_k) and f_hat_{t,<=k} (B,C,h,w)."""
-        e = codebook(tokens).flatten(1, 2)  # (B, n_k, C)
+    def memory_input(self, tokens: torch.Tensor | None, f_hat_upto: torch.Tensor, k: int, grid: Grid,
+                     codebook: nn.Embedding, embedded: torch.Tensor | None = None) -> torch.Tensor:
+        """Memory elements m_{t,k} (B,n_k,D) from tokens (B,h_k,w_k) and f_hat_{t,<=k} (B,C,h,w).
+
+        ``embedded`` (B,n_k,C) replaces ``codebook(tokens)`` for a scale that was filled with
+        expected embeddings rather than tokens (a decoder's ``fill="mean"``).
+        """
+        e = codebook(tokens).flatten(1, 2) if embedded is None else embedded  # (B, n_k, C)
         rec = resize(f_hat_upto, grid).flatten(2).transpose(1, 2)
         m = self.mem_proj(torch.cat([e, rec], dim=-1))
         return m + self.scale_emb[k] + grid_positions(grid, self.cfg.dim, self.sos.device)
@@ -153,13 +185,41 @@ class ContextModel(nn.Module):
         gate = self.copy_gate(h) if copy is None else self.copy_gate(h) * copy
         return out.scatter_add(-1, prev_tokens[..., None], gate)
 
+    # -- coding: one (t,k) block at a time -------------------------------------------------------
+    def step(self, x: torch.Tensor, cache: KVCache, t: int, k: int) -> torch.Tensor:
+        """Run the blocks on the queries x (1,n_k,D) of (frame t, scale k); returns (1,n_k,D).
+
+        Reads the keys of frame t's coarser scales and of the memory of earlier frames from
+        ``cache`` and adds this block's own keys to it. Blocks must be stepped in coding order.
+        """
+        new = []
+        for b, blk in enumerate(self.blocks):
+            q, key, val = blk.query_kv(x)
+            new.append((key, val))
+            x = blk.finish(x, attend_cached(q, (key, val), cache, b, t, k))
+        cache.own[t].append(new)
+        return x
+
+    def add_memory(self, cache: KVCache, t: int, m: torch.Tensor) -> None:
+        """Store the keys and values of memory m_{t,k} (1,n_k,D), k = the next scale of frame t,
+        for the frames that will read it (lags 1..W within the GOP)."""
+        lag_kv = [[blk.memory_kv(m + self.lag_emb[lag - 1]) for blk in self.blocks]
+                  for lag in range(1, cache.window + 1) if t + lag < cache.n_frames]
+        cache.mem[t].append(lag_kv)
+
+    def new_cache(self, grids: list[Grid], n_frames: int, window: int) -> KVCache:
+        cfg = self.cfg
+        return KVCache(grids, n_frames, window, cfg.local_from, cfg.local_tile, cfg.local_halo)
+
     # -- training: the whole GOP at once under the block mask --------------------------------
     def forward(self, queries: list[list[torch.Tensor]], memory: list[list[torch.Tensor]],
-                window: int | None = None, prev_tokens: torch.Tensor | None = None) -> torch.Tensor:
+                window: int | None = None, prev_tokens: torch.Tensor | None = None,
+                grids: list[Grid] | None = None) -> torch.Tensor:
         """Teacher-forced logits for a GOP window.
 
         queries[t][k], memory[t][k]: (B, n_k, D) from ``query_input`` / ``memory_input``;
-        prev_tokens (B, T, L): each frame's tokens, for the copy gate (used when window > 0).
+        prev_tokens (B, T, L): each frame's tokens, for the copy gate (used when window > 0);
+        grids: the K token grids (needed for local attention).
         Returns logits (B, T*L, V) ordered (t, k, row, col), L = sum_k n_k.
 
         The block mask is applied frame by frame: frames go to the batch dimension and each
@@ -175,6 +235,11 @@ class ContextModel(nn.Module):
         shifted = [torch.cat([m[:, :1].expand(-1, lag, -1, -1), m[:, :-lag]], dim=1) + self.lag_emb[lag - 1]
                    for lag in lags]  # memory of frame t-lag seen from frame t (frames < lag are masked)
         mask = block_mask(n_frames, sizes, window, x.device)  # (T, L, L*(1+W'))
+        if self.cfg.local_from > 0:
+            if grids is None:
+                raise ValueError("local attention needs the token grids")
+            near = local_visibility(grids, self.cfg.local_from, self.cfg.local_tile, self.cfg.local_halo)
+            mask = mask & near.to(x.device).repeat(1, mask.shape[2] // length)[None]
         mask = mask[None].expand(b, -1, -1, -1).reshape(b * n_frames, 1, length, -1)
         x = x.reshape(b * n_frames, length, -1)
         shifted = [s_.reshape(b * n_frames, length, -1) for s_ in shifted]
@@ -183,7 +248,7 @@ class ContextModel(nn.Module):
             for mem in shifted:
                 mk, mv = blk.memory_kv(mem)
                 k, v = torch.cat([k, mk], dim=2), torch.cat([v, mv], dim=2)
-            x = blk.finish(x, q, k, v, mask)
+            x = blk.finish(x, F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
         if prev_tokens is None or window == 0 or n_frames == 1:
             return self.logits(x).reshape(b, n_frames * length, -1)
         prev = torch.cat([prev_tokens[:, :1], prev_tokens[:, :-1]], dim=1)  # frame t-1's tokens at frame t

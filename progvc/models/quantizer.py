@@ -50,7 +50,9 @@ class MultiScaleResidualVQ(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.codebook = nn.Embedding(cfg.codebook_size, cfg.latent_channels)
-        nn.init.uniform_(self.codebook.weight, -1 / cfg.codebook_size, 1 / cfg.codebook_size)
+        # codewords start on the scale of a freshly initialised encoder's latent (std about 0.35), so that
+        # an untrained model's nearest codes and rate-distortion choices already depend on the input
+        nn.init.normal_(self.codebook.weight, std=0.35)
         self.phis = nn.ModuleList(Phi(cfg.latent_channels, cfg.phi_mix) for _ in range(cfg.n_phi))
 
     def phi(self, k: int, n_scales: int) -> Phi:
@@ -67,7 +69,11 @@ class MultiScaleResidualVQ(nn.Module):
 
     def embed_scale(self, tokens: torch.Tensor, k: int, grids: list[Grid]) -> torch.Tensor:
         """Contribution h_k of scale k. tokens (B,h_k,w_k) -> (B,C,h,w) on the full latent grid."""
-        q = self.codebook(tokens).permute(0, 3, 1, 2)  # (B, C, h_k, w_k)
+        return self.embed_vectors(self.codebook(tokens).permute(0, 3, 1, 2), k, grids)
+
+    def embed_vectors(self, q: torch.Tensor, k: int, grids: list[Grid]) -> torch.Tensor:
+        """Contribution of any vectors q (B,C,h_k,w_k) placed on grid k (codewords, or their
+        expectation): phi_k(up(q)), (B,C,h,w). Linear in q."""
         return self.phi(k, len(grids))(resize(q, grids[-1]))
 
     def embed(self, tokens: list[torch.Tensor], grids: list[Grid]) -> torch.Tensor:

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import TokenizerConfig
-from ..scales import scale_grids
+from ..scales import missing_octaves, scale_grids
 from .autoencoder import AnalysisTransform, SynthesisTransform
 from .quantizer import Grid, MultiScaleResidualVQ
 
@@ -59,17 +59,21 @@ class Tokenizer(nn.Module):
         return self.g_a(self.pad(to_unit(frames)))
 
     @torch.no_grad()
-    def tokenize(self, frames: torch.Tensor, refine: int = 0) -> list[torch.Tensor]:
-        """uint8 (T,H,W,3) -> K token maps (T,h_k,w_k) int64.
+    def encode_latent(self, frames: torch.Tensor, refine: int = 0) -> torch.Tensor:
+        """uint8 (T,H,W,3) -> the latent (T,C,h,w) the encoder quantises.
 
-        ``refine`` > 0 runs that many steps of :meth:`refine_latent` on each frame first.
+        ``refine`` > 0 runs that many steps of :meth:`refine_latent` on each frame.
         """
-        grids = self.grids(frames.shape[1], frames.shape[2])
         f = self.analyse(frames)
         if refine > 0:
             n = max(1, REFINE_CHUNK_PIXELS // (frames.shape[1] * frames.shape[2]))
             f = torch.cat([self.refine_latent(frames[i:i + n], f[i:i + n], refine) for i in range(0, len(f), n)])
-        return self.vq.quantize(f, grids)
+        return f
+
+    @torch.no_grad()
+    def tokenize(self, frames: torch.Tensor, refine: int = 0) -> list[torch.Tensor]:
+        """uint8 (T,H,W,3) -> K token maps (T,h_k,w_k) int64: nearest-codeword tokens (lambda = 0)."""
+        return self.vq.quantize(self.encode_latent(frames, refine), self.grids(frames.shape[1], frames.shape[2]))
 
     def refine_latent(self, frames: torch.Tensor, f: torch.Tensor, steps: int, lr: float = 0.1) -> torch.Tensor:
         """Encoder-side search: move the latent so that its *quantised* reconstruction fits the frames.
@@ -103,9 +107,12 @@ class Tokenizer(nn.Module):
         return torch.where(better[:, None, None, None], y, f)
 
     @torch.no_grad()
-    def synthesise(self, f_hat: torch.Tensor, height: int, width: int) -> torch.Tensor:
-        """f_hat (T,C,h,w) -> uint8 frames (T,H,W,3) cropped to the original size."""
-        return to_uint8(self.g_s(f_hat)[..., :height, :width])
+    def synthesise(self, f_hat: torch.Tensor, height: int, width: int, missing: float = 0.0) -> torch.Tensor:
+        """f_hat (T,C,h,w) -> uint8 frames (T,H,W,3) cropped to the original size.
+
+        ``missing``: octaves of scales the latent lacks (:func:`progvc.scales.missing_octaves`).
+        """
+        return to_uint8(self.g_s(f_hat, missing)[..., :height, :width])
 
     def forward(self, x: torch.Tensor, n_keep: int | None = None, collect: list[torch.Tensor] | None = None
                 ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
@@ -114,5 +121,6 @@ class Tokenizer(nn.Module):
         Returns (x_hat (B,3,H,W), tokens, vq_loss); see ``MultiScaleResidualVQ.forward``.
         """
         f = self.g_a(x)
-        f_hat, tokens, vq_loss = self.vq(f, self.grids(x.shape[-2], x.shape[-1]), n_keep, collect)
-        return self.g_s(f_hat), tokens, vq_loss
+        grids = self.grids(x.shape[-2], x.shape[-1])
+        f_hat, tokens, vq_loss = self.vq(f, grids, n_keep, collect)
+        return self.g_s(f_hat, missing_octaves(grids, n_keep or len(grids))), tokens, vq_loss

@@ -5,6 +5,11 @@ whole window under the same sparse block mask that coding uses (``teacher_forced
 bits measured here are the bits the range coder will spend. Logged: bits per token per scale, and
 on the same batch without temporal context (every frame coded as if it opened a GOP).
 
+The tokens are the ones the encoder sends: with ``quality_min < 100`` every window draws a quality
+uniformly in [quality_min, quality_max] and its tokens are chosen rate-distortion-wise
+(:mod:`progvc.rd`) by the model being trained (on-policy: as the model grows surer of repeats,
+the encoder picks them more often), and the model is told that window's lambda.
+
     python -m progvc.train.context_stage --tokenizer runs/tok/tokenizer.safetensors --out runs/ctx
 """
 
@@ -21,6 +26,8 @@ import torch.nn.functional as F
 
 from ..codec import CodecModel
 from ..coding import flatten_targets, teacher_forced_logits
+from ..config import PRESETS
+from ..options import quality_of
 from ..weights import parse_weights, save_weights
 from . import common
 
@@ -31,6 +38,7 @@ class ContextTrainConfig:
     cache: str = "cache/train"
     out: str = "runs/context"
     name: str = ""
+    context_preset: str = ""  # take the context model's config from this preset (else from --tokenizer's file)
     dim: int = 0  # > 0 overrides the preset's context width / depth / heads / temporal window
     depth: int = 0
     heads: int = 0
@@ -42,6 +50,9 @@ class ContextTrainConfig:
     lr: float = 5e-4
     warmup: int = 100
     refine: int = 0  # encoder refinement steps when tokenizing (train on the tokens encode will send)
+    refine_share: float = 1.0  # share of windows refined (the others use the plain encoder latent)
+    quality_min: float = 100.0  # < 100: rate-distortion tokens at a quality drawn per window
+    quality_max: float = 100.0
     log_every: int = 25
     save_every: int = 200
     max_minutes: float = 0.0
@@ -71,8 +82,34 @@ class TeacherForced(torch.nn.Module):
         super().__init__()
         self.context, self.vq = context, vq  # vq is frozen: DDP only syncs the context model
 
-    def forward(self, tokens: list[torch.Tensor], grids: list[tuple[int, int]]) -> torch.Tensor:
-        return teacher_forced_logits(self.context, self.vq, tokens, grids)  # type: ignore[arg-type]
+    def forward(self, tokens: list[torch.Tensor], grids: list[tuple[int, int]], lam: torch.Tensor) -> torch.Tensor:
+        return teacher_forced_logits(self.context, self.vq, tokens, grids, lam=lam)  # type: ignore[arg-type]
+
+
+def window_tokens(model: CodecModel, frames: torch.Tensor, b: int, cfg: ContextTrainConfig,
+                  gen: torch.Generator) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Tokens (K maps (B,G,h_k,w_k)) of B windows of G frames ``frames`` (B*G,H,W,3) uint8, as the
+    encoder would send them, and each window's lambda (B,)."""
+    from ..gop_coding import GopEncoder
+    from ..options import rd_lambda
+
+    tok = model.tokenizer
+    grids = tok.grids(frames.shape[1], frames.shape[2])
+    g = frames.shape[0] // b
+    u = torch.rand(b, generator=gen)
+    refine = [cfg.refine if r < cfg.refine_share else 0 for r in torch.rand(b, generator=gen).tolist()]
+    lams = [rd_lambda(cfg.quality_min + float(x) * (cfg.quality_max - cfg.quality_min)) for x in u]
+    encoder = GopEncoder(tok, model.context, grids)
+    maps = []
+    was_training = model.context.training
+    model.context.eval()
+    with torch.no_grad():
+        for i in range(b):
+            f = encoder.latent(frames[i * g:(i + 1) * g], refine[i])
+            maps.append(encoder.choose_tokens(f, lams[i]))
+    model.context.train(was_training)
+    tokens = [torch.stack([m[k] for m in maps]) for k in range(len(grids))]  # (B, G, h_k, w_k)
+    return tokens, torch.tensor(lams, dtype=torch.float32, device=frames.device)
 
 
 def train(cfg: ContextTrainConfig) -> Path:
@@ -83,6 +120,8 @@ def train(cfg: ContextTrainConfig) -> Path:
     codec_cfg, tok_state = parse_weights(Path(cfg.tokenizer).read_bytes(), cfg.tokenizer)
     if cfg.name:
         codec_cfg = dataclasses.replace(codec_cfg, name=cfg.name)
+    if cfg.context_preset:
+        codec_cfg = dataclasses.replace(codec_cfg, context=PRESETS[cfg.context_preset]().context)
     overrides = {k: v for k, v in (("dim", cfg.dim), ("depth", cfg.depth), ("heads", cfg.heads)) if v > 0}
     if cfg.window >= 0:
         overrides["temporal_window"] = cfg.window
@@ -100,6 +139,7 @@ def train(cfg: ContextTrainConfig) -> Path:
     data = torch.utils.data.DataLoader(
         ClipWindows(cfg.cache, gop=cfg.gop, crop=cfg.crop, seed=cfg.seed * 1000 + d.rank * 100 + start + 7),
         batch_size=cfg.batch, num_workers=cfg.workers)
+    gen = torch.Generator().manual_seed(cfg.seed * 7919 + d.rank * 31 + start)
     log = common.RunLog(out, cfg.steps, start, d.main)
     t0, step = time.time(), start
     for batch in data:
@@ -108,9 +148,9 @@ def train(cfg: ContextTrainConfig) -> Path:
         b, g = batch.shape[:2]
         frames = (batch.flatten(0, 1).permute(0, 2, 3, 1) * 255).round().to(torch.uint8).to(d.device)
         grids = tok.grids(cfg.crop, cfg.crop)
-        tokens = [r.view(b, g, *r.shape[1:]) for r in tok.tokenize(frames, cfg.refine)]
+        tokens, lam = window_tokens(model, frames, b, cfg, gen)
         targets = flatten_targets(tokens)
-        logits = net(tokens, grids)
+        logits = net(tokens, grids, lam)
         loss = F.cross_entropy(logits.transpose(1, 2), targets)
         common.set_lr(opt, step, cfg)
         opt.zero_grad(set_to_none=True)
@@ -122,11 +162,12 @@ def train(cfg: ContextTrainConfig) -> Path:
         if step % cfg.log_every == 0:
             sizes = [h * w for h, w in grids]
             with torch.no_grad():
-                intra = teacher_forced_logits(ctx, tok.vq, tokens, grids, temporal=False)
+                intra = teacher_forced_logits(ctx, tok.vq, tokens, grids, temporal=False, lam=lam)
             log.log(step, loss_bits=loss.item() / math.log(2), lr=opt.param_groups[0]["lr"],
                     bits_per_scale=bits_per_scale(logits.detach(), targets, sizes, g),
                     intra_bits_per_scale=bits_per_scale(intra, targets, sizes, g),
-                    intra_loss_bits=F.cross_entropy(intra.transpose(1, 2), targets).item() / math.log(2))
+                    intra_loss_bits=F.cross_entropy(intra.transpose(1, 2), targets).item() / math.log(2),
+                    quality=[round(quality_of(float(x)), 1) for x in lam])
         if d.main and step % cfg.save_every == 0:
             common.save_checkpoint(out, step, modules)
     common.check_replicas(ctx, d)

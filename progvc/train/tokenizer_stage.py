@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from ..config import PRESETS
 from ..models.tokenizer import Tokenizer
+from ..scales import missing_octaves
 from ..weights import save_weights
 from . import common
 from .discriminator import PatchDiscriminator, d_hinge, g_hinge
@@ -183,7 +184,7 @@ def prefix_psnr(tok: Tokenizer, x: torch.Tensor) -> dict[str, float]:
     out = {}
     for k, r in enumerate(tokens):
         f_hat = f_hat + tok.vq.embed_scale(r, k, grids)
-        out[str(k + 1)] = round(psnr(tok.g_s(f_hat), x), 2)
+        out[str(k + 1)] = round(psnr(tok.g_s(f_hat, missing_octaves(grids, k + 1)), x), 2)
     return out
 
 

@@ -129,10 +129,11 @@ def header_valid(f: dict[str, Any]) -> bool:
 
 
 def gop_bytes(payloads: Sequence[bytes], tokens: Sequence[int] | None = None, n_chunks: int | None = None,
-              lengths: Sequence[int] | None = None) -> bytes:
+              lengths: Sequence[int] | None = None, rd_lambda: float = 0.0) -> bytes:
     """One GOP unit with correct index and chunk CRCs; ``n_chunks`` / ``lengths`` override the index."""
     lengths = [len(p) for p in payloads] if lengths is None else list(lengths)
-    index = bytes([len(lengths) if n_chunks is None else n_chunks]) + struct.pack(f"<{len(lengths)}I", *lengths)
+    index = struct.pack("<Bf", len(lengths) if n_chunks is None else n_chunks, rd_lambda)
+    index += struct.pack(f"<{len(lengths)}I", *lengths)
     out = [index, struct.pack("<I", zlib.crc32(index))]
     for i, p in enumerate(payloads):
         t = tokens[i] if tokens else i
@@ -154,11 +155,11 @@ def reseal(data: bytes) -> bytes:
     struct.pack_into("<I", out, pos, zlib.crc32(out[:pos]))
     pos += 4
     while pos < len(out):
-        n, end = out[pos], pos + 1 + 4 * out[pos]
+        n, end = out[pos], pos + 5 + 4 * out[pos]  # n_chunks u8, rd_lambda f32, lengths
         if end + 4 > len(out):
             break
         struct.pack_into("<I", out, end, zlib.crc32(out[pos:end]))
-        lengths = struct.unpack_from(f"<{n}I", out, pos + 1)
+        lengths = struct.unpack_from(f"<{n}I", out, pos + 5)
         pos = end + 4
         for length in lengths:
             if pos + 8 + length > len(out):
@@ -404,11 +405,11 @@ def check_decoder(codec: Any, d: Draws, data: bytes, ref: Reference, partial: bo
     import numpy as np
     import torch
 
-    from progvc.codec import tokens_crc
+    from progvc.gop_coding import tokens_crc
 
     if partial:
         try:
-            frames = codec.decode(data, partial=True, sample=bool(d.integer(0, 1)))
+            frames = codec.decode(data, partial=True, fill=("mean", "sample", "none")[d.integer(0, 2)])
         except BitstreamError:
             return "rejected"
         stream = bs.unpack(data, partial=True)
@@ -432,7 +433,8 @@ def check_decoder(codec: Any, d: Draws, data: bytes, ref: Reference, partial: bo
                 assert torch.equal(r, ref.tokens[g][k]), f"tokens ({g},{k}) differ from the encoder's"
     if d.integer(0, 3) == 0:
         try:
-            frames = codec.decode(data, n, sample=bool(d.integer(0, 1)), seed=d.integer(0, (1 << 64) - 1))
+            fill = ("mean", "sample", "none")[d.integer(0, 2)]
+            frames = codec.decode(data, n, fill=fill, seed=d.integer(0, (1 << 64) - 1))
         except BitstreamError as exc:
             raise AssertionError(f"decode refused what decode_tokens accepted: {exc}") from exc
         assert frames.shape == (h.n_frames, h.height, h.width, 3) and frames.dtype == np.uint8

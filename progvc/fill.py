@@ -1,0 +1,115 @@
+"""How a decoder makes the scales that were not sent: ``fill="mean" | "sample" | "none"``.
+
+::
+
+    scales 1..n sent                    scales n+1..K not sent, in coding order (k, then t)
+    ─────────────────                   ───────────────────────────────────────────────────
+    range-decoded tokens     "none":    nothing: f_hat is the sum of the sent scales
+                             "mean":    the expected embedding sum_v p(v) e_v (GopState.commit_expected),
+                                        the latent estimate with the least squared error under the model,
+                                        carried on as the next scale's context
+                             "sample":  a seeded draw from p (temperature, top-k, top-p)
+
+Sampling works on the same float32 logits the coder uses, in float64 on the host with a NumPy
+PCG64 generator, so a (stream, seed) pair gives the same frames wherever the logits agree. Each
+GOP gets its own generator, ``default_rng([seed, gop_index])``, so GOPs decode independently.
+The synthesis is told how many octaves of scales were *sent* (:func:`progvc.scales.missing_octaves`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from . import bitstream as bs
+from .coding import GopState
+from .entropy import PROB_BITS
+from .errors import ConfigError
+from .options import DEFAULT_FILL, FILL_MODES
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    """temperature > 0; top_k = 0 keeps every token; top_p = 1 disables nucleus filtering."""
+
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.temperature <= 100:
+            raise ConfigError(f"temperature must be in (0, 100], got {self.temperature}")
+        if isinstance(self.top_k, bool) or not isinstance(self.top_k, (int, np.integer)) or self.top_k < 0:
+            raise ConfigError(f"top_k must be an integer >= 0, got {self.top_k!r}")
+        if not 0 < self.top_p <= 1:
+            raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
+
+
+DEFAULT_SAMPLING = SamplingOptions()
+"""The sampling parameters ``encode`` stores in a stream unless told otherwise."""
+
+
+@dataclass(frozen=True)
+class FillOptions:
+    """A decoder's fill mode, sampling parameters and seed (the stream's unless overridden)."""
+
+    mode: str = DEFAULT_FILL
+    sampling: SamplingOptions = SamplingOptions()
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.mode not in FILL_MODES:
+            hint = " (sample=True/False became fill='sample'/'none')" if isinstance(self.mode, bool) else ""
+            raise ConfigError(f"fill must be one of {', '.join(map(repr, FILL_MODES))}, got {self.mode!r}{hint}")
+
+    @classmethod
+    def resolve(cls, header: bs.StreamHeader, fill: str | None = None, seed: int | None = None,
+                temperature: float | None = None, top_k: int | None = None, top_p: float | None = None
+                ) -> FillOptions:
+        """The stream's defaults (sampling parameters, seed) with the caller's overrides on top."""
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
+                                 or not 0 <= seed <= bs.MAX_SEED):
+            raise ConfigError(f"seed must be an integer in 0..2**64-1, got {seed!r}")
+        sampling = SamplingOptions(header.temperature if temperature is None else temperature,
+                                   header.top_k if top_k is None else top_k, header.top_p if top_p is None else top_p)
+        return cls(DEFAULT_FILL if fill is None else fill, sampling, header.seed if seed is None else int(seed))
+
+
+def gop_generator(seed: int, gop: int) -> np.random.Generator:
+    return np.random.default_rng([seed, gop])
+
+
+def sample_tokens(logits: torch.Tensor, opts: SamplingOptions, rng: np.random.Generator) -> np.ndarray:
+    """Draw one token per row. logits (n,V) -> int64 (n,)."""
+    z = logits.detach().to(device="cpu", dtype=torch.float32).numpy().astype(np.float64) / opts.temperature
+    if 0 < opts.top_k < z.shape[1]:
+        kth = np.partition(z, -opts.top_k, axis=1)[:, -opts.top_k, None]
+        z = np.where(z < kth, -np.inf, z)
+    z -= z.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    p /= p.sum(axis=1, keepdims=True)
+    if opts.top_p < 1:
+        order = np.argsort(-p, axis=1, kind="stable")
+        sorted_p = np.take_along_axis(p, order, axis=1)
+        drop_sorted = np.cumsum(sorted_p, axis=1) - sorted_p >= opts.top_p  # mass before it already enough
+        drop = np.zeros_like(drop_sorted)
+        np.put_along_axis(drop, order, drop_sorted, axis=1)
+        p = np.where(drop, 0.0, p)
+    counts = np.floor(p * float(1 << PROB_BITS)).astype(np.int64)
+    counts[np.arange(len(counts)), p.argmax(axis=1)] += 1  # never an all-zero row
+    cum = np.cumsum(counts, axis=1)
+    u = np.floor(rng.random(len(counts)) * cum[:, -1]).astype(np.int64)
+    return (cum <= u[:, None]).sum(axis=1).astype(np.int64)
+
+
+def fill_pick(state: GopState, opts: FillOptions, gop: int) -> Callable[[int, int, torch.Tensor], np.ndarray | None]:
+    """The ``pick`` that fills the scales not sent, for :meth:`GopState.run` (None for "none")."""
+    if opts.mode == "mean":
+        def mean(t: int, k: int, logits: torch.Tensor) -> None:
+            state.commit_expected(t, k, torch.softmax(logits.float(), dim=-1))
+        return mean
+    rng = gop_generator(opts.seed, gop)
+    return lambda t, k, logits: sample_tokens(logits, opts.sampling, rng)

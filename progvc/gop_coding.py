@@ -1,0 +1,121 @@
+"""One GOP to chunks and back: the encoder and decoder that ``Codec`` and ``Decoder`` share.
+
+::
+
+    GopEncoder:  frames ─► latent (g_a, optional refinement) ─► GopState.run(TokenChooser(lambda))
+                            ─► one range-coded chunk per scale (+ CRC of its tokens)
+    GopDecoder:  chunk k ─► GopState.run(scale k, range-decode) ─► CRC check      (chunks arrive one by one)
+                 frames() ─► fill the scales not sent (progvc.fill) ─► g_s ─► (T,H,W,3) uint8
+
+``Codec.decode`` feeds a GOP's chunks at once; the streaming ``Decoder`` feeds them as their bytes
+arrive and asks for frames in between (``final=False`` fills a fork of the state, so later chunks
+continue from the coded scales only). Both therefore decode every fill mode identically.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from . import bitstream as bs
+from .coding import GopState
+from .entropy import ChunkDecoder, ChunkEncoder, probability_table
+from .errors import BitstreamError
+from .fill import FillOptions, fill_pick
+from .models.context import ContextModel
+from .models.quantizer import Grid
+from .models.tokenizer import Tokenizer
+from .rd import TokenChooser
+from .scales import missing_octaves
+
+
+def tokens_crc(maps: list[torch.Tensor]) -> int:
+    """CRC32 of a chunk's tokens (frame after frame, row-major) as little-endian uint16."""
+    crc = 0
+    for r in maps:
+        crc = zlib.crc32(r.to("cpu").numpy().astype("<u2").tobytes(), crc)
+    return crc
+
+
+@dataclass(frozen=True)
+class EncodedGop:
+    """A GOP's chunks (coarse first) and the model's estimate of their cost: ``bits[t, k]`` is
+    -sum log2 p of the tokens of frame t at scale k."""
+
+    chunks: tuple[bs.Chunk, ...]
+    bits: np.ndarray
+    rd_lambda: float
+
+
+class GopEncoder:
+    """Encodes the GOPs of one frame size: ``latent`` once, then ``code`` at any lambda."""
+
+    def __init__(self, tokenizer: Tokenizer, context: ContextModel, grids: list[Grid], *, temporal: bool = True
+                 ) -> None:
+        self.tok, self.ctx, self.grids, self.temporal = tokenizer, context, grids, temporal
+
+    def latent(self, frames: torch.Tensor, refine: int) -> torch.Tensor:
+        """uint8 (T,H,W,3) -> the latent f (T,C,h,w) to quantise, refined by ``refine`` steps."""
+        return self.tok.encode_latent(frames, refine)
+
+    def choose_tokens(self, f: torch.Tensor, lam: float) -> list[torch.Tensor]:
+        """The tokens ``code`` would send for latent f (T,C,h,w) at every scale, without range
+        coding (training the context model on what the encoder sends): K maps (T,h_k,w_k) int64."""
+        state = GopState(self.ctx, self.tok.vq, self.grids, f.shape[0], temporal=self.temporal, lam=lam)
+        state.run(range(len(self.grids)), TokenChooser(self.tok.vq, self.grids, f, lam, state.f_hat))
+        return state.token_maps()
+
+    def code(self, f: torch.Tensor, lam: float, n_scales: int) -> EncodedGop:
+        """Choose the tokens of the first ``n_scales`` scales at multiplier ``lam`` and range-code them."""
+        state = GopState(self.ctx, self.tok.vq, self.grids, f.shape[0], temporal=self.temporal, lam=lam)
+        chooser = TokenChooser(self.tok.vq, self.grids, f, lam, state.f_hat)
+        coders = [ChunkEncoder() for _ in range(n_scales)]
+
+        def pick(t: int, k: int, logits: torch.Tensor) -> np.ndarray:
+            tokens = chooser(t, k, logits)
+            coders[k].add(tokens, probability_table(logits))
+            return tokens
+
+        state.run(range(n_scales), pick)
+        chunks = tuple(bs.Chunk(tokens_crc(state.tokens[k]), coders[k].finish()) for k in range(n_scales))
+        return EncodedGop(chunks, chooser.bits[:, :n_scales], lam)
+
+
+class GopDecoder:
+    """Decodes GOP ``gop`` of a stream: ``add`` its chunks in order, then ``frames``."""
+
+    def __init__(self, tokenizer: Tokenizer, context: ContextModel, header: bs.StreamHeader, gop: int,
+                 rd_lambda: float, fill: FillOptions) -> None:
+        self.tok, self.header, self.gop, self.fill = tokenizer, header, gop, fill
+        self.state = GopState(context, tokenizer.vq, list(header.grids), header.gop_frames(gop),
+                              temporal=header.temporal, lam=rd_lambda)
+        self.coded = 0
+
+    def add(self, chunk: bs.Chunk) -> None:
+        """Range-decode the next scale from ``chunk``; BitstreamError if its tokens fail their CRC."""
+        k, decoder = self.coded, ChunkDecoder(chunk.payload)
+        self.state.run(range(k, k + 1), lambda t, k, logits: decoder.take(probability_table(logits)))
+        if tokens_crc(self.state.tokens[k]) != chunk.crc_tokens:
+            raise BitstreamError(f"scale {k + 1} of GOP {self.gop + 1} decoded to tokens that fail their checksum: "
+                                 "the stream is corrupt, or was encoded on another kind of device or dtype whose "
+                                 "probabilities differ; decode it where it was encoded")
+        self.coded += 1
+
+    def frames(self, *, final: bool = True) -> np.ndarray:
+        """(T,H,W,3) uint8 from the scales decoded so far, the rest filled. ``final=False`` fills
+        a fork of the state, so that more chunks can still be added."""
+        if self.coded == 0:
+            raise BitstreamError(f"GOP {self.gop + 1} has no decoded scale yet")
+        h, grids = self.header, list(self.header.grids)
+        state = self.state if final else self.state.fork()
+        if self.fill.mode != "none" and self.coded < len(grids):
+            state.run(range(self.coded, len(grids)), fill_pick(state, self.fill, self.gop))
+        missing = missing_octaves(grids, self.coded)
+        return self.tok.synthesise(state.f_hat, h.height, h.width, missing).cpu().numpy()
+
+    def token_maps(self) -> list[torch.Tensor]:
+        """The decoded tokens, one (T,h_k,w_k) int64 map per decoded scale."""
+        return self.state.token_maps()[:self.coded]

@@ -1,0 +1,68 @@
+"""The user's knobs, importable without torch: ``quality`` and ``preset`` (encoder), ``fill`` (decoder).
+
+``quality`` in [0, 100], higher is better, sets the Lagrange multiplier lambda with which the
+encoder chooses tokens (:mod:`progvc.rd`)::
+
+    lambda = 2 ** ((QUALITY_AT_LAMBDA_1 - quality) / QUALITY_PER_OCTAVE),   quality 100 -> lambda = 0
+
+so 8 quality points double or halve lambda. Rate falls as lambda grows; between two scale counts
+the quality knob fills the gap that truncation leaves. Each GOP of a stream records its lambda.
+
+Presets trade encoder time for compression, as in x264. They differ in how the encoder finds
+the latent it quantises (``refine``: Adam steps per frame on the quantised reconstruction's error,
+:meth:`progvc.models.tokenizer.Tokenizer.refine_latent`); the decoder and the stream format do
+not depend on the preset.
+
+``fill`` says how a decoder makes the scales a stream does not carry (:mod:`progvc.fill`).
+This module imports neither torch nor constriction (the CLI validates options before loading a model).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .errors import ConfigError
+
+QUALITY_AT_LAMBDA_1 = 60.0
+QUALITY_PER_OCTAVE = 8.0
+MAX_QUALITY = 100.0
+DEFAULT_QUALITY = 60.0
+
+
+def rd_lambda(quality: float) -> float:
+    """The Lagrange multiplier of a quality in [0, 100] (100: nearest codeword, lambda = 0)."""
+    if isinstance(quality, bool) or not isinstance(quality, (int, float)) or not 0 <= quality <= MAX_QUALITY:
+        raise ConfigError(f"quality must be a number in 0..100 (higher is better), got {quality!r}")
+    if quality >= MAX_QUALITY:
+        return 0.0
+    return 2.0 ** ((QUALITY_AT_LAMBDA_1 - float(quality)) / QUALITY_PER_OCTAVE)
+
+
+def quality_of(lam: float) -> float:
+    """The inverse of :func:`rd_lambda`, for reporting a stream's lambda as a quality."""
+    if lam <= 0:
+        return MAX_QUALITY
+    return max(0.0, min(MAX_QUALITY, QUALITY_AT_LAMBDA_1 - QUALITY_PER_OCTAVE * math.log2(lam)))
+
+
+@dataclass(frozen=True)
+class Preset:
+    """How hard the encoder works: ``refine`` latent-refinement steps per frame."""
+
+    name: str
+    refine: int
+
+
+PRESETS = {p.name: p for p in (Preset("fast", 0), Preset("medium", 3), Preset("slow", 10))}
+DEFAULT_PRESET = "medium"
+
+
+def get_preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise ConfigError(f"preset must be one of {', '.join(PRESETS)}, got {name!r}")
+    return PRESETS[name]
+
+
+FILL_MODES = ("mean", "sample", "none")
+DEFAULT_FILL = "mean"

@@ -1,0 +1,62 @@
+"""Encoding to a bit budget: search the one quality at which the stream fills ``bpp``.
+
+::
+
+    budget = floor(bpp * W * H * frames / 8) bytes
+      1. quality 100 fits?                      -> keep it (nothing better to spend on)
+      2. quality 0 too dear?                    -> quality 0, truncated per GOP to the budget
+                                                   (progvc.truncate: the only case that drops scales)
+      3. bisection on quality                   -> the dearest stream that still fits
+
+One quality for every GOP is the rate-distortion-optimal split of a budget (every GOP then trades
+bits for distortion at the same slope lambda), and it lands on the budget however unevenly the
+GOPs' costs grow. Rate falls as lambda grows (the encoder picks cheaper tokens), so the search is a
+bisection; each probe codes every GOP again from latents computed once (the refinement of the
+preset runs once per GOP), at most ``2 + SEARCH_STEPS`` codings in all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from . import bitstream as bs
+from .gop_coding import EncodedGop
+from .options import MAX_QUALITY, rd_lambda
+
+SEARCH_STEPS = 7  # quality resolution 100 / 2**7 < 1 point (about 9% in lambda)
+GOOD_ENOUGH = 0.97  # stop once a fitting stream spends this share of the budget
+
+
+def budget_bytes(bpp: float, header: bs.StreamHeader) -> int:
+    """The stream size ``bpp`` allows, header included (the same rounding as ``truncate``)."""
+    return int(bpp * header.width * header.height * header.n_frames / 8 * (1 + 1e-12))
+
+
+def stream_bytes(header: bs.StreamHeader, coded: list[EncodedGop]) -> int:
+    """Size of the stream these GOPs make (header, indexes and chunk headers included)."""
+    return len(bs.pack_header(header)) + sum(
+        bs.gop_index_size(len(c.chunks)) + sum(ch.size for ch in c.chunks) for c in coded)
+
+
+def search_quality(code_all: Callable[[float], list[EncodedGop]], header: bs.StreamHeader, budget: int
+                   ) -> list[EncodedGop]:
+    """The GOPs at the highest quality whose stream fits ``budget`` bytes; quality 0 if none does
+    (the caller then truncates). ``code_all(lam)`` codes every GOP at multiplier lam."""
+    best = code_all(rd_lambda(MAX_QUALITY))
+    if stream_bytes(header, best) <= budget:
+        return best
+    fit = code_all(rd_lambda(0.0))
+    if stream_bytes(header, fit) > budget:
+        return fit
+    lo, hi = 0.0, MAX_QUALITY
+    for _ in range(SEARCH_STEPS):
+        mid = (lo + hi) / 2
+        probe = code_all(rd_lambda(mid))
+        size = stream_bytes(header, probe)
+        if size <= budget:
+            lo, fit = mid, probe
+            if size >= GOOD_ENOUGH * budget:
+                break
+        else:
+            hi = mid
+    return fit
