@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from progvc.bench import bdrate, results
+from progvc.bench import bdrate, metrics, results
 from progvc.bench.bdrate import BDRateError, bd_quality, bd_rate
 from progvc.errors import ConfigError, WeightsError
 
@@ -151,6 +151,20 @@ def test_sequence_metrics_identical_frames_and_small_frame_notes():
     tiny = SequenceMetrics(_clip(2, 16, 16))
     assert tiny(_clip(2, 16, 16))["vmaf"] is None
     assert any(n.startswith("vmaf: NaN") for n in tiny.notes)
+
+
+def test_detail_ratio_is_one_for_the_source_below_for_a_blur_above_for_noise():
+    rng = np.random.default_rng(0)
+    ref = rng.integers(0, 256, (2, 32, 40, 3)).astype(np.uint8)
+    blur = ((ref.astype(np.float32) + np.roll(ref, 1, 1) + np.roll(ref, 1, 2) + np.roll(ref, (1, 1), (1, 2))) / 4)
+    noisy = np.clip(ref + rng.normal(0, 40, ref.shape), 0, 255)
+    assert metrics.detail_ratio(ref, ref) == pytest.approx(1.0)
+    assert metrics.detail_ratio(ref, blur.round().astype(np.uint8)) < 0.7
+    smooth = np.full_like(ref, 128) + np.arange(40, dtype=np.uint8)[None, None, :, None]
+    assert metrics.detail_ratio(smooth, noisy.astype(np.uint8)) > 10
+    assert math.isnan(metrics.detail_ratio(np.full_like(ref, 7), ref))
+    scores = metrics.SequenceMetrics(ref)(ref)
+    assert scores["detail"] == pytest.approx(1.0)
 
 
 def test_ms_ssim_five_levels_is_pytorch_msssim_and_vmaf_split_equals_one_call():

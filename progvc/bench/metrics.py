@@ -1,4 +1,4 @@
-"""Full-reference quality metrics for whole sequences: PSNR (RGB and Y), MS-SSIM and VMAF.
+"""Full-reference quality metrics for whole sequences: PSNR (RGB and Y), MS-SSIM, VMAF and detail.
 
 Every function takes the reference and the distorted sequence as ``(T, H, W, 3)`` uint8 RGB numpy
 arrays of the same shape and returns one number for the sequence. :class:`SequenceMetrics` holds a
@@ -25,6 +25,10 @@ Conventions (chosen so that numbers match what video-coding papers report):
   per-frame features and are computed in chunks of frames to bound memory. This is exactly the
   whole-sequence call split where it is separable (a test checks the equality). Frames smaller than
   about 24 pixels (VMAF's four-level pyramid) give NaN and a note.
+- **Detail** (:func:`detail_ratio`) is not a fidelity score: it says how much fine texture a decode
+  has compared with its source (1.0 = as much; a blur is below 1, noise above), so what sampling
+  adds can be seen without the ImageNet backbones LPIPS / DISTS need. It is reported beside the
+  others and never used for BD-rates.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ PSNR_MAX_DB = 100.0
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 MS_SSIM_WIN = 11
 BASE_METRICS = ("psnr_rgb", "psnr_y", "ms_ssim", "vmaf")
+DETAIL = "detail"
 _CHUNK = 8  # frames per batch for MS-SSIM and the per-frame VMAF features
 
 
@@ -77,6 +82,26 @@ def psnr_y(ref: np.ndarray, dist: np.ndarray) -> float:
     """Mean per-frame PSNR in dB of the BT.601 luma of two ``(T,H,W,3)`` uint8 sequences."""
     _check_pair(ref, dist)
     return float(np.mean(psnr_per_frame(rgb_to_y(ref), rgb_to_y(dist))))
+
+
+def _high_pass_energy(y: np.ndarray) -> float:
+    """Mean squared response of the 4-neighbour Laplacian over ``(T,H,W)`` luma (interior pixels)."""
+    f = y.astype(np.float32)
+    lap = 4 * f[:, 1:-1, 1:-1] - f[:, :-2, 1:-1] - f[:, 2:, 1:-1] - f[:, 1:-1, :-2] - f[:, 1:-1, 2:]
+    return float(np.mean(np.square(lap))) if lap.size else math.nan
+
+
+def detail_ratio(ref: np.ndarray, dist: np.ndarray) -> float:
+    """RMS Laplacian (high-frequency energy) of ``dist``'s luma over ``ref``'s, for ``(T,H,W,3)`` uint8.
+
+    1.0: the decode has as much fine detail as the source; a blurred decode scores below 1, added
+    noise above. The square root makes it an amplitude ratio. NaN for a flat reference.
+    """
+    _check_pair(ref, dist)
+    ref_e = _high_pass_energy(rgb_to_y(ref))
+    if not ref_e > 0:
+        return math.nan
+    return math.sqrt(_high_pass_energy(rgb_to_y(dist)) / ref_e)
 
 
 def ms_ssim_levels(height: int, width: int) -> int:
@@ -183,6 +208,7 @@ class SequenceMetrics:
             raise ValueError(f"reference must be (T,H,W,3) uint8, got {ref.shape} {ref.dtype}")
         self.ref = ref
         self.ref_y = rgb_to_y(ref)
+        self._ref_detail = _high_pass_energy(self.ref_y)
         self.perceptual = perceptual
         self.notes: list[str] = []
         _, h, w, _ = ref.shape
@@ -208,7 +234,7 @@ class SequenceMetrics:
     def names(self) -> tuple[str, ...]:
         """The metric keys :meth:`__call__` returns, in table order."""
         extra = self.perceptual.names if self.perceptual is not None else ()
-        return BASE_METRICS + tuple(extra)
+        return BASE_METRICS + (DETAIL,) + tuple(extra)
 
     def __call__(self, dist: np.ndarray) -> dict[str, float | None]:
         """Every metric of ``dist`` ((T,H,W,3) uint8) against the reference; None where NaN."""
@@ -219,6 +245,7 @@ class SequenceMetrics:
             "psnr_y": float(np.mean(psnr_per_frame(self.ref_y, dist_y))),
             "ms_ssim": ms_ssim(self.ref, dist),
             "vmaf": math.nan,
+            DETAIL: math.sqrt(_high_pass_energy(dist_y) / self._ref_detail) if self._ref_detail > 0 else math.nan,
         }
         if self._vmaf is not None:
             try:

@@ -42,6 +42,7 @@ from ..errors import ProgvcError
 SCHEMA = "progvc-bench/1"
 REQUIRED_METRICS = ("psnr_rgb", "psnr_y", "ms_ssim", "vmaf")
 OPTIONAL_METRICS = ("lpips", "dists", "fid_vgg", "kid_vgg")
+DESCRIPTIVE = ("detail",)  # reported beside the metrics, never a BD-rate axis (metrics.detail_ratio)
 HIGHER_IS_BETTER = {"psnr_rgb": True, "psnr_y": True, "ms_ssim": True, "vmaf": True,
                     "lpips": False, "dists": False, "fid_vgg": False, "kid_vgg": False}
 _POINT_KEYS = {"bpp", "bytes", "n_scales", "crf", "sample", "encode_s", "decode_s", "estimated_bits",
@@ -75,7 +76,7 @@ def validate_point(p: Any, where: str, frames: int, width: int, height: int, pro
     if not isinstance(p, dict):
         raise ResultsError(f"{where}: a point must be an object")
     missing = _POINT_KEYS - p.keys()
-    unknown = p.keys() - _POINT_KEYS - set(OPTIONAL_METRICS)
+    unknown = p.keys() - _POINT_KEYS - set(OPTIONAL_METRICS) - set(DESCRIPTIVE)
     if missing or unknown:
         raise ResultsError(f"{where}: missing keys {sorted(missing)}, unknown keys {sorted(unknown)}")
     if not _is_int(p["bytes"]) or p["bytes"] < 0 or not _is_num(p["bpp"]) or p["bpp"] < 0:
@@ -83,7 +84,7 @@ def validate_point(p: Any, where: str, frames: int, width: int, height: int, pro
     expect = 8.0 * p["bytes"] / (frames * width * height)
     if not math.isclose(p["bpp"], expect, rel_tol=1e-9, abs_tol=1e-12):
         raise ResultsError(f"{where}: bpp {p['bpp']} != 8*bytes/(T*H*W) = {expect}")
-    for k in (*REQUIRED_METRICS, *OPTIONAL_METRICS, "estimated_bits"):
+    for k in (*REQUIRED_METRICS, *OPTIONAL_METRICS, *DESCRIPTIVE, "estimated_bits"):
         if k in p and p[k] is not None and not _is_num(p[k]):
             raise ResultsError(f"{where}: {k} must be a finite number or null, got {p[k]!r}")
     for k in ("encode_s", "decode_s"):

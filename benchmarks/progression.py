@@ -1,0 +1,276 @@
+"""What a model does with every prefix of its stream, and what inter frames cost, on a folder of clips.
+
+::
+
+    python -m benchmarks.progression ../shared/clips/dev --out benchmarks/results/progression_v4.json
+    python -m benchmarks.progression --report benchmarks/results/progression_v4.json \\
+        --anchor benchmarks/results/dev/results.json > table.md
+
+For each clip (first ``--frames`` frames, area-downscaled until the long side is at most
+``--max-side``: the setting of ``benchmarks/results/dev``), one GOP per ``--gop`` frames:
+
+- **encode** once at ``--quality`` / ``--preset`` with every scale; record bytes and the model's
+  own bits per frame (``EncodeResult.frame_bits``), from which inter / intra cost ratios come;
+- **truncate** that stream to n = ``--scales-from`` .. K scales (a byte operation) and decode each
+  prefix in every ``--fills`` mode (``sample`` only at ``--sample-scales``); score PSNR, MS-SSIM,
+  VMAF and the detail ratio (:mod:`progvc.bench.metrics`);
+- **sweep** ``--qualities`` at every scale (the quality knob's own curve, fill irrelevant);
+- **static** (``--static``): the clip's first frame repeated ``--frames`` times with Gaussian noise
+  of sigma 2 levels (seeded), against that frame coded alone: how cheap an unchanging scene is.
+
+The results file is rewritten after every clip and a rerun skips clips already there. ``--report``
+prints markdown tables; with ``--anchor`` (a ``progvc bench`` results.json of an older model) it
+adds that model's sent-only and sampled points and BD-rates against it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+STATIC_SIGMA = 2.0
+SEED = 0
+
+
+def _load(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.exists() else {"settings": None, "clips": {}}
+
+
+def _save(doc: dict[str, Any], path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=1))
+    os.replace(tmp, path)
+
+
+def _scores(metrics: Any, rec: np.ndarray, nbytes: int) -> dict[str, Any]:
+    t, h, w, _ = rec.shape
+    return {"bytes": nbytes, "bpp": 8.0 * nbytes / (t * h * w), **metrics(rec)}
+
+
+def _inter_intra(frame_bits: Sequence[float], gop: int) -> float:
+    """Mean over GOPs of (mean bits of the GOP's later frames) / (bits of its first frame)."""
+    ratios = [float(np.mean(frame_bits[g + 1:g + gop])) / frame_bits[g]
+              for g in range(0, len(frame_bits), gop) if len(frame_bits[g:g + gop]) > 1]
+    return float(np.mean(ratios)) if ratios else math.nan
+
+
+def bench_clip(codec: Any, video: np.ndarray, args: argparse.Namespace) -> dict[str, Any]:
+    """Every measurement of one clip; see the module docstring."""
+    import progvc
+    from progvc.bench.metrics import SequenceMetrics, psnr
+
+    metrics = SequenceMetrics(video)
+    out: dict[str, Any] = {"frames": int(video.shape[0]), "width": int(video.shape[2]),
+                           "height": int(video.shape[1])}
+    start = time.perf_counter()
+    res = codec.encode_with_stats(video, quality=args.quality, preset=args.preset, gop_size=args.gop)
+    out["encode"] = {"seconds": time.perf_counter() - start, "bytes": len(res.bitstream), "bpp": res.bpp,
+                     "frame_bits": list(res.frame_bits), "inter_intra": _inter_intra(res.frame_bits, args.gop)}
+    k = int(codec.n_scales)
+    points = []
+    for n in range(args.scales_from, k + 1):
+        part = progvc.truncate(res.bitstream, n_scales=n)
+        fills = ["none"] if n == k else [f for f in args.fills if f != "sample" or n in args.sample_scales]
+        for fill in fills:
+            start = time.perf_counter()
+            rec = codec.decode(part, n_scales=n, fill=fill, seed=SEED)
+            points.append({"n_scales": n, "fill": fill, "decode_s": time.perf_counter() - start,
+                           **_scores(metrics, rec, len(part))})
+            print(f"  n={n} {fill}: {points[-1]['bpp']:.4f} bpp {points[-1]['psnr_rgb']:.2f} dB", flush=True)
+    out["points"] = points
+    sweep = []
+    for q in args.qualities:
+        r = res if q == args.quality else codec.encode_with_stats(video, quality=q, preset=args.preset,
+                                                                    gop_size=args.gop)
+        rec = codec.decode(r.bitstream)
+        sweep.append({"quality": q, "inter_intra": _inter_intra(r.frame_bits, args.gop),
+                      **_scores(metrics, rec, len(r.bitstream))})
+        print(f"  q={q:g}: {sweep[-1]['bpp']:.4f} bpp {sweep[-1]['psnr_rgb']:.2f} dB", flush=True)
+    out["sweep"] = sweep
+    if args.static:
+        rng = np.random.default_rng(SEED)
+        first = video[:1].astype(np.float32)
+        noisy = np.clip(np.rint(first + rng.normal(0, STATIC_SIGMA, video.shape)), 0, 255).astype(np.uint8)
+        alone = codec.encode_with_stats(video[:1], quality=args.quality, preset=args.preset)
+        rep = codec.encode_with_stats(noisy, quality=args.quality, preset=args.preset, gop_size=args.gop)
+        out["static"] = {"sigma": STATIC_SIGMA, "alone_bits": alone.frame_bits[0],
+                         "alone_psnr": psnr(video[:1], codec.decode(alone.bitstream)),
+                         "frame_bits": list(rep.frame_bits), "inter_intra": _inter_intra(rep.frame_bits, args.gop),
+                         "psnr": psnr(noisy, codec.decode(rep.bitstream)),
+                         "psnr_vs_clean": psnr(np.repeat(video[:1], len(noisy), 0), codec.decode(rep.bitstream))}
+        print(f"  static: inter/intra {out['static']['inter_intra']:.3f}", flush=True)
+    return out
+
+
+def run(args: argparse.Namespace) -> None:
+    import torch
+
+    import progvc
+    from progvc.bench.rd import downscale_area, find_clips, read_clip
+
+    torch.manual_seed(SEED)
+    codec = (progvc.Codec.from_file(args.model_file, device="cpu") if args.model_file
+             else progvc.Codec.from_pretrained(name=args.model, device="cpu"))
+    out = Path(args.out)
+    doc = _load(out)
+    settings = {"model": codec.config.name, "quality": args.quality, "preset": args.preset, "gop": args.gop,
+                "frames": args.frames, "max_side": args.max_side, "fills": args.fills,
+                "sample_scales": args.sample_scales, "scales_from": args.scales_from,
+                "qualities": args.qualities, "static": args.static}
+    if doc["settings"] not in (None, settings):
+        raise SystemExit(f"{out} holds results of other settings {doc['settings']}; use another --out")
+    doc["settings"] = settings
+    for path in find_clips(args.clips):
+        if path.name in doc["clips"]:
+            continue
+        video, _ = read_clip(path, args.frames)
+        factor = max(1, -(-max(video.shape[1:3]) // args.max_side))
+        video = downscale_area(video[:args.frames], factor)
+        print(path.name, video.shape, flush=True)
+        doc["clips"][path.name] = bench_clip(codec, video, args)
+        _save(doc, out)
+
+
+# -- report ----------------------------------------------------------------------------------------
+
+METRICS = ("psnr_rgb", "ms_ssim", "vmaf")
+
+
+def _anchor_points(anchor: dict[str, Any], clip: str, sample: bool, scales: range) -> list[dict[str, Any]]:
+    for r in anchor["runs"]:
+        if r["codec"] == "progvc" and r["clip"] == clip:
+            return sorted((p for p in r["points"] if p["sample"] is sample and p["n_scales"] in scales),
+                          key=lambda p: p["n_scales"])
+    return []
+
+
+def _bd(anchor: list[dict[str, Any]], test: list[dict[str, Any]], metric: str) -> float | None:
+    from progvc.bench.bdrate import BDRateError, bd_rate
+
+    try:
+        return bd_rate([p["bpp"] for p in anchor], [p[metric] for p in anchor],
+                       [p["bpp"] for p in test], [p[metric] for p in test])
+    except (BDRateError, TypeError):
+        return None
+
+
+def _fmt(x: float | None, spec: str = ".1f") -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
+
+
+def report(doc: dict[str, Any], anchor: dict[str, Any] | None, default_fill: str) -> str:
+    """Markdown tables of a results file (see the module docstring)."""
+    s, clips = doc["settings"], doc["clips"]
+    lines = [f"Model {s['model']}, quality {s['quality']}, preset {s['preset']}, {s['frames']} frames, "
+             f"long side <= {s['max_side']}, GOP {s['gop']}; {len(clips)} clips.", ""]
+    lines += ["| clip | bpp | inter / intra bits | " + " | ".join(f"q={q:g} bpp / dB / inter:intra"
+                                                             for q in s["qualities"]) + " |",
+              "|---|---:|---:|" + "---:|" * len(s["qualities"])]
+    for name, c in clips.items():
+        sweep = " | ".join(f"{p['bpp']:.4f} / {p['psnr_rgb']:.2f} / {p['inter_intra']:.3f}" for p in c["sweep"])
+        lines.append(f"| {name[:40]} | {c['encode']['bpp']:.4f} | {c['encode']['inter_intra']:.3f} | {sweep} |")
+    mean_ratio = float(np.mean([c["encode"]["inter_intra"] for c in clips.values()]))
+    lines += [f"| mean | | **{mean_ratio:.3f}** |" + " |" * len(s["qualities"]), ""]
+    if any("static" in c for c in clips.values()):
+        lines += ["Static scene (first frame x8, Gaussian noise sigma 2):", "",
+                  "| clip | inter / intra bits | PSNR vs noisy source | PSNR of the frame coded alone |",
+                  "|---|---:|---:|---:|"]
+        for name, c in clips.items():
+            if st := c.get("static"):
+                lines.append(f"| {name[:40]} | {st['inter_intra']:.3f} | {st['psnr']:.2f} | {st['alone_psnr']:.2f} |")
+        lines.append("")
+    scales = range(s["scales_from"], 1 + max(p["n_scales"] for c in clips.values() for p in c["points"]))
+    curves: list[tuple[str, Any]] = [(f"{s['model']} fill={f}", (lambda c, f=f: [
+        p for p in c["points"] if p["fill"] == f or (p["n_scales"] == scales[-1] and p["fill"] == "none")]))
+        for f in s["fills"]]
+    if anchor is not None:
+        curves += [(f"anchor {mode}", (lambda c, name, smp=smp: _anchor_points(anchor, name, smp, scales)))
+                   for mode, smp in (("sent only", False), ("sampled", True))]
+    lines += ["Mean over clips at each n_scales (bpp / PSNR-RGB / MS-SSIM / VMAF / detail):", "",
+              "| curve | " + " | ".join(f"n={n}" for n in scales) + " |", "|---|" + "---:|" * len(scales)]
+    for label, pick in curves:
+        cells = []
+        for n in scales:
+            pts = [p for name, c in clips.items()
+                   for p in (pick(c, name) if label.startswith("anchor") else pick(c)) if p["n_scales"] == n]
+            if len(pts) != len(clips):
+                cells.append("")
+                continue
+            m = {k: float(np.mean([p[k] if p.get(k) is not None else np.nan for p in pts]))
+                 for k in ("bpp", *METRICS, "detail")}
+            cells.append(f"{m['bpp']:.4f} / {m['psnr_rgb']:.2f} / {m['ms_ssim']:.3f} / {m['vmaf']:.1f} / "
+                         f"{_fmt(m['detail'], '.2f')}")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines.append("")
+    if anchor is not None:
+        lines += [f"BD-rate (%) of {s['model']} against the anchor at its better decode mode per clip and "
+                  f"metric (n_scales {scales[0]}..{scales[-1]}; negative = fewer bits). 'prefix': the "
+                  f"default-quality stream truncated, fill={default_fill}; 'quality': the quality sweep "
+                  "at every scale.", "",
+                  "| clip | " + " | ".join(f"prefix {m} | quality {m}" for m in METRICS) + " |",
+                  "|---|" + "---:|---:|" * len(METRICS)]
+        sums: dict[str, list[float]] = {}
+        for name, c in clips.items():
+            prefix = [p for p in c["points"] if p["fill"] == default_fill
+                      or (p["n_scales"] == scales[-1] and p["fill"] == "none")]
+            cells = []
+            for m in METRICS:
+                for key, test in (("prefix", prefix), ("quality", c["sweep"])):
+                    bds = [_bd(_anchor_points(anchor, name, smp, scales), test, m) for smp in (False, True)]
+                    bds = [b for b in bds if b is not None]
+                    worst = max(bds) if bds else None  # the anchor's better mode gives the larger BD
+                    if worst is not None:
+                        sums.setdefault(f"{key} {m}", []).append(worst)
+                    cells.append(_fmt(worst))
+            lines.append(f"| {name[:40]} | " + " | ".join(cells) + " |")
+        lines.append("| mean | " + " | ".join(
+            f"**{_fmt(float(np.mean(sums[k])) if sums.get(k) else None)}** ({len(sums.get(k, []))})"
+            for m in METRICS for k in (f"prefix {m}", f"quality {m}")) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("clips", nargs="?")
+    p.add_argument("--out", default="progression.json")
+    p.add_argument("--model", default=None, help="shipped model name (default: the default model)")
+    p.add_argument("--model-file", default=None, help="a .safetensors model file instead")
+    p.add_argument("--quality", type=float, default=None, help="encode quality (default: the codec's)")
+    p.add_argument("--preset", default="medium")
+    p.add_argument("--gop", type=int, default=8)
+    p.add_argument("--frames", type=int, default=8)
+    p.add_argument("--max-side", type=int, default=480)
+    p.add_argument("--fills", default="none,mean,sample", type=lambda v: v.split(","))
+    p.add_argument("--sample-scales", default="6,8", type=lambda v: [int(x) for x in v.split(",")])
+    p.add_argument("--scales-from", type=int, default=5)
+    p.add_argument("--qualities", default="30,45,60,75,90", type=lambda v: [float(x) for x in v.split(",") if x])
+    p.add_argument("--static", action="store_true", help="also the repeated-noisy-frame measurement")
+    p.add_argument("--report", default=None, metavar="RESULTS", help="print tables of a results file")
+    p.add_argument("--anchor", default=None, metavar="BENCH_JSON", help="an older model's progvc bench results")
+    p.add_argument("--default-fill", default="mean")
+    args = p.parse_args(argv)
+    if args.report:
+        anchor = json.loads(Path(args.anchor).read_text()) if args.anchor else None
+        print(report(json.loads(Path(args.report).read_text()), anchor, args.default_fill))
+        return 0
+    if args.quality is None:
+        from progvc.options import DEFAULT_QUALITY
+
+        args.quality = DEFAULT_QUALITY
+    if not args.clips:
+        p.error("give a folder of clips, or --report RESULTS")
+    run(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
