@@ -59,3 +59,31 @@ def test_mask_never_looks_at_finer_scales_or_later_frames():
             if part > 0 and t < part:  # memory from before the GOP start
                 allowed = torch.zeros_like(allowed)
             assert torch.equal(block, allowed)
+
+
+def test_local_rule_sees_the_tile_and_its_halo_and_the_coding_layout_agrees():
+    """A fine query sees every coarse (global) key, and of the local scales exactly the cells whose
+    centre lies within its tile widened by the halo; the coding path's tile gathers list the same
+    keys as the training mask, for every tile and source scale."""
+    from progvc.models.local_attention import local_visibility, tile_layout
+
+    grids, local_from, tile, halo = [(1, 1), (2, 3), (5, 9), (10, 18)], 2, 4, 1
+    sizes = [h * w for h, w in grids]
+    offsets = [sum(sizes[:k]) for k in range(len(grids))]
+    keep = local_visibility(grids, local_from, tile, halo)
+    assert keep[:, : offsets[local_from]].all(), "coarse scales stay global"
+    assert keep[: offsets[local_from]].all(), "coarse queries attend densely"
+    q = offsets[3] + 5 * 18 + 9  # grid 3, row 5, col 9: tile rows 4..8, cols 8..12
+    seen = {(r, c) for r in range(10) for c in range(18) if keep[q, offsets[3] + r * 18 + c]}
+    assert seen == {(r, c) for r in range(3, 9) for c in range(7, 13)}
+    seen2 = {(r, c) for r in range(5) for c in range(9) if keep[q, offsets[2] + r * 9 + c]}
+    assert seen2 == {(r, c) for r in range(1, 4) for c in range(3, 6)}  # centres 2i+1 in [3, 9) and [7, 13)
+    for k in (2, 3):
+        layout = tile_layout(grids, k, local_from, tile, halo)
+        for i in range(layout.queries.shape[0]):
+            rows = offsets[k] + layout.queries[i][layout.query_ok[i]]
+            for j, (keys, ok) in enumerate(zip(layout.keys, layout.key_ok, strict=True), start=local_from):
+                listed = set((offsets[j] + keys[i][ok[i]]).tolist())
+                for row in rows.tolist():
+                    visible = keep[row, offsets[j]:offsets[j] + sizes[j]].nonzero().flatten() + offsets[j]
+                    assert set(visible.tolist()) == listed

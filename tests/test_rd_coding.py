@@ -1,0 +1,84 @@
+"""Rate-distortion coding: the token decision, the quality knob, presets and old streams."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import progvc
+from progvc import bitstream as bs
+from progvc.options import DEFAULT_QUALITY, get_preset, quality_of, rd_lambda
+from progvc.rd import TokenChooser
+
+
+def _chooser(codec, lam: float, seed: int = 0):
+    """A TokenChooser over a random latent of the tiny model's 8x8 grid, with nothing coded yet."""
+    gen = torch.Generator().manual_seed(seed)
+    grids = codec.tokenizer.grids(32, 32)
+    c = codec.config.tokenizer.latent_channels
+    f = torch.randn(1, c, *grids[-1], generator=gen)
+    return TokenChooser(codec.tokenizer.vq, grids, f, lam, torch.zeros_like(f)), grids
+
+
+@pytest.mark.parametrize("k", [0, 3])
+def test_token_decision_minimises_distortion_plus_lambda_bits(tiny_codec, k):
+    """lambda = 0 is the nearest codeword, a huge lambda the model's likeliest code, and any lambda
+    the exact minimiser of D + lambda * bits, row by row; the recorded bits are the chosen codes'."""
+    gen = torch.Generator().manual_seed(1)
+    chooser0, grids = _chooser(tiny_codec, 0.0)
+    n_k, vocab = grids[k][0] * grids[k][1], tiny_codec.config.tokenizer.codebook_size
+    logits = 3 * torch.randn(n_k, vocab, generator=gen)
+    dist = chooser0.distortion(0, k)
+    assert np.array_equal(chooser0(0, k, logits), dist.argmin(1).numpy())
+    bits = -torch.log_softmax(logits, -1) / math.log(2)
+    big, _ = _chooser(tiny_codec, 1e9)
+    assert np.array_equal(big(0, k, logits), logits.argmax(1).numpy())
+    for lam in (0.3, 3.0):
+        chooser, _ = _chooser(tiny_codec, lam)
+        picked = torch.from_numpy(chooser(0, k, logits))
+        score = dist + lam * bits
+        assert torch.equal(score.gather(1, picked[:, None])[:, 0], score.min(1).values)
+        assert chooser.bits[0, k] == pytest.approx(float(bits.gather(1, picked[:, None]).sum()), rel=1e-5)
+
+
+def test_lower_quality_never_costs_more(tiny_codec, clip_factory):
+    """Rate falls monotonically as quality falls (that the knob spans a scale step needs a trained
+    model: tests/test_shipped_model.py)."""
+    x = clip_factory(4, 48, 64, seed=3)
+    sizes = [len(tiny_codec.encode(x, quality=q, preset="medium")) for q in (100, 80, 60, 40, 20, 0)]
+    assert sizes == sorted(sizes, reverse=True) and sizes[-1] < sizes[0], sizes
+
+
+def test_quality_maps_to_lambda_and_back_and_presets_differ():
+    assert rd_lambda(100) == 0.0 and quality_of(0.0) == 100
+    for q in (0, 17.5, DEFAULT_QUALITY, 99):
+        assert quality_of(rd_lambda(q)) == pytest.approx(q)
+    lams = [rd_lambda(q) for q in range(0, 101, 10)]
+    assert lams == sorted(lams, reverse=True)
+    assert get_preset("fast").refine < get_preset("medium").refine < get_preset("slow").refine
+    with pytest.raises(progvc.ProgvcError, match="preset"):
+        get_preset("placebo")
+
+
+def test_every_gop_records_the_lambda_its_tokens_were_chosen_with(tiny_codec, clip_factory):
+    """Every preset chooses tokens rate-distortion-wise (presets differ in refinement only) and the
+    stream carries that lambda, which the decoder's context model is conditioned on."""
+    x = clip_factory(6, 48, 64, seed=4)
+    for preset in ("fast", "medium"):
+        result = tiny_codec.encode_with_stats(x, quality=30, preset=preset, gop_size=4)
+        assert bs.unpack(result.bitstream).rd_lambdas == pytest.approx((rd_lambda(30),) * 2, rel=1e-6)
+        assert result.qualities == pytest.approx((30.0, 30.0), abs=1e-3)
+        assert np.array_equal(tiny_codec.decode(result.bitstream, fill="none").shape, x.shape)
+    assert bs.unpack(tiny_codec.encode(x, quality=100, preset="fast")).rd_lambdas in ((), (0.0, 0.0))
+
+
+def test_streams_of_format_version_1_are_refused_with_what_to_do(tiny_codec, clip_factory):
+    data = tiny_codec.encode(clip_factory(2, 32, 32), preset="fast")
+    old = data[:4] + b"\x01" + data[5:]
+    with pytest.raises(progvc.BitstreamError, match=r"version 1 was written by progvc 0\.1.*re-encode"):
+        tiny_codec.decode(old)
+    with pytest.raises(progvc.BitstreamError, match="version 1"):
+        progvc.info(old)
