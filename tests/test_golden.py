@@ -1,0 +1,68 @@
+"""Golden streams: any change of the stream format, of the coding path or of a model's bytes shows
+up here, and in review as a changed file under tests/golden/.
+
+When such a change is intended, regenerate and commit the new files with the change::
+
+    PROGVC_REGENERATE_GOLDEN=1 python -m pytest tests/test_golden.py
+
+Each case encodes a fixed clip with fixed options, and stores the stream (``NAME.pvc``) and the
+sha256 of its decodes (``golden.json``: every scale with fill "none", one scale fewer with fill
+"mean"). The test checks that encoding gives the same bytes and that decoding the stored stream
+gives the same frames.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import progvc
+
+from .conftest import smooth_clip
+
+GOLDEN = Path(__file__).parent / "golden"
+REGENERATE = os.environ.get("PROGVC_REGENERATE_GOLDEN") == "1"
+HINT = "if the change is intended: PROGVC_REGENERATE_GOLDEN=1 python -m pytest tests/test_golden.py, and commit"
+
+
+def _digest(frames: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(frames).tobytes()).hexdigest()
+
+
+def _decodes(codec, data: bytes) -> dict[str, str]:
+    k = progvc.info(data).coded_scales
+    return {"none": _digest(codec.decode(data, fill="none")),
+            "mean_cut_1": _digest(codec.decode(progvc.truncate(data, n_scales=k - 1), fill="mean"))}
+
+
+def _check(name: str, codec, clip: np.ndarray, **options) -> None:
+    data = codec.encode(clip, **options)
+    index_path = GOLDEN / "golden.json"
+    index = json.loads(index_path.read_text()) if index_path.exists() else {}
+    if REGENERATE:
+        (GOLDEN / f"{name}.pvc").write_bytes(data)
+        index[name] = {"options": options, "bytes": len(data), "decodes": _decodes(codec, data)}
+        index_path.write_text(json.dumps(index, indent=1, sort_keys=True) + "\n")
+        pytest.skip(f"regenerated tests/golden/{name}.pvc")
+    stored = (GOLDEN / f"{name}.pvc").read_bytes()
+    assert index[name]["options"] == options
+    assert data == stored, f"{name}: encoding changed ({len(data)} bytes, golden {len(stored)}); {HINT}"
+    assert _decodes(codec, stored) == index[name]["decodes"], f"{name}: decoding changed; {HINT}"
+
+
+@pytest.mark.parametrize("preset", ["fast", "medium"])
+def test_tiny_model_streams_are_golden(tiny_codec, preset):
+    _check(f"tiny-{preset}", tiny_codec, smooth_clip(3, 24, 40, seed=7), quality=50, preset=preset, gop_size=2)
+
+
+@pytest.mark.weights
+def test_shipped_model_stream_is_golden():
+    from progvc.samples import sample_clip
+
+    codec = progvc.Codec.from_pretrained(device="cpu")
+    _check(codec.config.name, codec, sample_clip(2, 48, 64, seed=1).frames, preset="fast")
