@@ -26,7 +26,7 @@ def coding_mode() -> Iterator[None]:
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False
     try:
-        with torch.inference_mode(), sdpa_kernel(SDPBackend.MATH):
+        with torch.inference_mode(), sdpa_kernel(SDPBackend.FLASH_ATTENTION):
             yield
     finally:
         (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
