@@ -56,7 +56,7 @@ def rate_at(trace: list[tuple[float, float]], t: float) -> float:
 
 def gop_costs(chunks: tuple[bs.Chunk, ...]) -> list[int]:
     """Bytes of a GOP unit that keeps its first n chunks, n = 1..len(chunks) (see docs/FORMAT.md)."""
-    return [1 + 4 * n + 4 + sum(c.size for c in chunks[:n]) for n in range(1, len(chunks) + 1)]
+    return [bs.index_size(n) + sum(c.size for c in chunks[:n]) for n in range(1, len(chunks) + 1)]
 
 
 def adapt(data: bytes, trace: list[tuple[float, float]]) -> tuple[bytes, list[int], list[float]]:

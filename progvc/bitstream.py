@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
 
@@ -91,6 +92,11 @@ class Stream:
     complete: bool = True
 
 
+def index_size(n_chunks: int) -> int:
+    """Bytes of a GOP index that lists ``n_chunks`` chunks: count, lengths, CRC."""
+    return 1 + 4 * n_chunks + 4
+
+
 def _chunk_crc(crc_tokens: int, payload: bytes) -> int:
     """CRC of a chunk's token checksum and payload: every byte of a chunk is covered."""
     return zlib.crc32(payload, zlib.crc32(struct.pack("<I", crc_tokens)))
@@ -139,17 +145,30 @@ def _as_bytes(data: object) -> bytes | memoryview:
         raise BitstreamError(f"a progvc stream is bytes, got {type(data).__name__}{hint}") from exc
 
 
+def header_length(prefix: bytes | bytearray | memoryview) -> int | None:
+    """Bytes the header takes (magic to header CRC), read from any prefix of a stream.
+
+    None while the prefix is too short to tell (fewer than 7 bytes). Bad magic bytes raise
+    :class:`BitstreamError` as soon as the prefix shows them, a foreign version once it is in;
+    nothing else is checked (:func:`parse_header` does that once the whole header is in).
+    """
+    view = _as_bytes(prefix)
+    if bytes(view[:len(MAGIC)]) != MAGIC[:min(len(view), len(MAGIC))]:
+        raise BitstreamError("not a progvc stream (bad magic bytes); pass a file written by progvc.encode")
+    if len(view) < _HEAD.size:
+        return None
+    _, version, body_len = _HEAD.unpack_from(view, 0)
+    if version != VERSION:
+        raise BitstreamError(f"stream format version {version} is not supported by this progvc "
+                             f"(reads version {VERSION}); upgrade progvc")
+    return _HEAD.size + body_len + 4
+
+
 def _unpack_header(data: bytes | memoryview) -> tuple[StreamHeader, int]:
     data = _as_bytes(data)
     if len(data) < _HEAD.size:
         raise BitstreamError(f"not a progvc stream: only {len(data)} bytes; pass a complete .pvc file")
-    magic, version, body_len = _HEAD.unpack_from(data, 0)
-    if magic != MAGIC:
-        raise BitstreamError("not a progvc stream (bad magic bytes); pass a file written by progvc.encode")
-    if version != VERSION:
-        raise BitstreamError(f"stream format version {version} is not supported by this progvc "
-                             f"(reads version {VERSION}); upgrade progvc")
-    end = _HEAD.size + body_len
+    end = header_length(data) - 4  # type: ignore[operator]  # not None: 7 bytes are in
     _check(len(data) >= end + 4, "header is cut short")
     _check(struct.unpack_from("<I", data, end)[0] == zlib.crc32(data[:end]), "header checksum mismatch")
     body = bytes(data[_HEAD.size:end])
@@ -195,13 +214,13 @@ def unpack(data: bytes | bytearray | memoryview, *, partial: bool = False) -> St
     """
     view = _as_bytes(data)
     header, pos = _unpack_header(view)
-    min_gop = 1 + 4 + 4 + _CHUNK.size  # one chunk with an empty payload
+    min_gop = index_size(1) + _CHUNK.size  # one chunk with an empty payload
     _check(partial or header.n_gops * min_gop <= len(view) - pos,
            f"header promises {header.n_gops} GOPs but only {len(view) - pos} bytes follow")
     gops: list[tuple[Chunk, ...]] = []
     complete = True
     for _ in range(header.n_gops):
-        chunks, pos, ok = _unpack_gop(view, pos, header, partial)
+        chunks, pos, ok = read_gop(view, header, pos, partial=partial)
         if chunks:
             gops.append(chunks)
         if not ok:
@@ -211,25 +230,56 @@ def unpack(data: bytes | bytearray | memoryview, *, partial: bool = False) -> St
     return Stream(header, tuple(gops), complete)
 
 
-def _unpack_gop(view, pos: int, header: StreamHeader, partial: bool) -> tuple[tuple[Chunk, ...], int, bool]:
-    """Parse one GOP unit at ``pos``; returns (chunks, new position, whether the GOP was whole)."""
+def gop_index(prefix: bytes | bytearray | memoryview, header: StreamHeader, pos: int = 0
+              ) -> tuple[int, ...] | None:
+    """Payload lengths of the chunks listed by the GOP index at ``prefix[pos:]``.
+
+    None while the index is incomplete. The chunk count is checked against ``header`` as soon as
+    its byte is in, the index CRC once the whole index is; both raise :class:`BitstreamError`.
+    The chunks themselves are not looked at (:func:`read_gop` does that).
+    """
+    view = _as_bytes(prefix)
+    if pos >= len(view):
+        return None
+    n = view[pos]
+    _check(1 <= n <= header.coded_scales, f"GOP has {n} chunks, header allows 1..{header.coded_scales}")
+    end = pos + index_size(n) - 4
+    if end + 4 > len(view):
+        return None
+    _check(struct.unpack_from("<I", view, end)[0] == zlib.crc32(view[pos:end]), "GOP index checksum mismatch")
+    return struct.unpack_from(f"<{n}I", view, pos + 1)
+
+
+def chunk_ends(lengths: Sequence[int]) -> list[int]:
+    """Where each chunk of a GOP unit ends, in bytes from the start of the unit (index included),
+    given the payload lengths of its index."""
+    ends, pos = [], index_size(len(lengths))
+    for length in lengths:
+        pos += _CHUNK.size + length
+        ends.append(pos)
+    return ends
+
+
+def read_gop(data: bytes | bytearray | memoryview, header: StreamHeader, pos: int = 0, *,
+             partial: bool = False) -> tuple[tuple[Chunk, ...], int, bool]:
+    """Parse and validate the GOP unit at ``data[pos:]``: (chunks, position after them, whole?).
+
+    With ``partial=True`` a unit cut short returns the chunks that are complete and ``False``;
+    without it, it raises :class:`BitstreamError`, as does any failed check.
+    """
+    view = _as_bytes(data)
+    chunks: list[Chunk] = []
+
     def short(what: str) -> tuple[tuple[Chunk, ...], int, bool]:
         if partial:
             return tuple(chunks), pos, False
         raise BitstreamError(f"stream is cut short inside {what}; use progvc.truncate to make smaller "
                              "streams, or decode with partial=True")
 
-    chunks: list[Chunk] = []
-    if pos >= len(view):
+    lengths = gop_index(view, header, pos)
+    if lengths is None:
         return short("a GOP index")
-    n = view[pos]
-    _check(1 <= n <= header.coded_scales, f"GOP has {n} chunks, header allows 1..{header.coded_scales}")
-    end = pos + 1 + 4 * n
-    if end + 4 > len(view):
-        return short("a GOP index")
-    _check(struct.unpack_from("<I", view, end)[0] == zlib.crc32(view[pos:end]), "GOP index checksum mismatch")
-    lengths = struct.unpack_from(f"<{n}I", view, pos + 1)
-    pos = end + 4
+    pos += index_size(len(lengths))
     for length in lengths:
         stop = pos + _CHUNK.size + length
         if stop > len(view):
@@ -292,7 +342,7 @@ def truncate(data: bytes, n_scales: int | None = None, max_bytes: int | None = N
 
 def _gop_costs(chunks: tuple[Chunk, ...]) -> list[int]:
     """Bytes of a GOP unit that keeps its first n chunks, for n = 1..len(chunks) (increasing)."""
-    costs, total = [], 1 + 4  # n_chunks and the index CRC
+    costs, total = [], index_size(0)  # n_chunks and the index CRC
     for c in chunks:
         total += 4 + c.size  # its length in the index, then the chunk itself
         costs.append(total)
