@@ -19,22 +19,25 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import shutil
 import sys
 import tempfile
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from . import __version__
 from . import bitstream as bs
 from .config import REFINE_STEPS
-from .errors import BitstreamError, ConfigError, DeviceError, ProgvcError, VideoError, WeightsError
+from .errors import BitstreamError, ConfigError, DeviceError, LimitError, ProgvcError, VideoError, WeightsError
+from .limits import Limits
 from .stream_info import info
 
-EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INPUT, EXIT_STREAM, EXIT_WEIGHTS, EXIT_EXISTS, EXIT_DEVICE = range(8)
+(EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INPUT, EXIT_STREAM, EXIT_WEIGHTS, EXIT_EXISTS, EXIT_DEVICE,
+ EXIT_LIMIT) = range(9)
 EXIT_INTERRUPTED = 130
 _MEANING = {
     EXIT_OK: "success",
@@ -45,6 +48,7 @@ _MEANING = {
     EXIT_WEIGHTS: "model weights missing, damaged or not matching their config",
     EXIT_EXISTS: "the output exists (pass -f to overwrite)",
     EXIT_DEVICE: "the requested device is not available",
+    EXIT_LIMIT: "the job exceeds a resource limit (raise it with --max-frame-pixels / --max-pixels)",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C); no partial output is left behind",
 }
 EXIT_CODES = "exit codes:\n" + "\n".join(f"  {code:>3}  {text}" for code, text in _MEANING.items())
@@ -52,7 +56,7 @@ __doc__ = (__doc__ or "") + "\n" + EXIT_CODES.split("\n", 1)[1] + "\n"
 
 _ERROR_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (ConfigError, EXIT_USAGE), (VideoError, EXIT_INPUT), (BitstreamError, EXIT_STREAM),
-    (WeightsError, EXIT_WEIGHTS), (DeviceError, EXIT_DEVICE), (ProgvcError, EXIT_INTERNAL),
+    (WeightsError, EXIT_WEIGHTS), (DeviceError, EXIT_DEVICE), (LimitError, EXIT_LIMIT), (ProgvcError, EXIT_INTERNAL),
     (OSError, EXIT_INPUT),
 )
 _VIDEO_SUFFIXES = (".mp4", ".mkv", ".y4m")
@@ -67,7 +71,8 @@ _EXAMPLES = {
   progvc decode clip.pvc out.mp4                 lossless RGB H.264 (.mkv the same)
   progvc decode clip.pvc out.y4m --scales 3      decode 3 scales, sample the rest
   progvc decode clip.pvc frames/out_%04d.png --no-sample
-  progvc decode clip.pvc out.mp4 --seed 7 --temperature 0.8 --top-k 50""",
+  progvc decode clip.pvc out.mp4 --seed 7 --temperature 0.8 --top-k 50
+  progvc decode big.pvc out.mp4 --max-frame-pixels 4096x2160 --max-pixels 1e10""",
     "truncate": """examples:
   progvc truncate clip.pvc small.pvc --scales 4
   progvc truncate clip.pvc small.pvc --max-bytes 20000     budget shared among GOPs by frame count
@@ -106,6 +111,26 @@ def _seed(text: str) -> int:
     return value
 
 
+def _pixels(text: str) -> int:
+    """A pixel count: 8847360, 1e10 or a frame size like 4096x2160 (its area)."""
+    try:
+        value = math.prod(_size(text)) if "x" in text.lower() else float(text)
+    except (ValueError, argparse.ArgumentTypeError):
+        value = 0
+    if not 1 <= value < float("inf") or value != int(value):
+        raise argparse.ArgumentTypeError(f"a pixel count looks like 8847360, 1e10 or 4096x2160, got {text!r}")
+    return int(value)
+
+
+def _limit_options(p: argparse.ArgumentParser, total: bool) -> None:
+    defaults = Limits()
+    p.add_argument("--max-frame-pixels", type=_pixels, metavar="N", default=defaults.max_frame_pixels,
+                   help=f"refuse frames larger than N pixels, or WxH (default {defaults.max_frame_pixels})")
+    if total:
+        p.add_argument("--max-pixels", type=_pixels, metavar="N", default=defaults.max_pixels,
+                       help=f"refuse streams that decode to more than N pixels in all (default {defaults.max_pixels})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     raw = argparse.RawDescriptionHelpFormatter
     top = _Parser(prog="progvc", description="Progressive generative video compression: encode, decode, truncate "
@@ -137,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=float, help="frame rate to record (default: the input's)")
     p.add_argument("--refine", type=int, metavar="S", default=REFINE_STEPS,
                    help=f"encoder-side refinement steps per frame (default {REFINE_STEPS}; 0: fastest)")
+    _limit_options(p, total=False)
     model_options(p, "the default one")
 
     p = verb("decode", "decode a .pvc stream to a video or PNG frames")
@@ -149,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, metavar="K", help="sample among the K likeliest tokens (0: all)")
     p.add_argument("--top-p", type=float, metavar="P", help="nucleus sampling mass in (0, 1]")
     p.add_argument("--partial", action="store_true", help="accept a stream cut short and decode what it holds")
+    _limit_options(p, total=True)
     model_options(p, "the one named in the stream")
 
     p = verb("truncate", "keep fewer scales of a stream, without re-encoding")
@@ -230,21 +257,22 @@ def _video_targets(output: str, n_frames: int, force: bool) -> list[Path]:
     return [_check_output(out.parent / (out.name % (i + 1)), force) for i in range(n_frames)]
 
 
-def _write_frames(output: str, frames: Any, fps: Any) -> None:
-    """Write (T,H,W,3) uint8 frames; a PNG pattern is written into a temporary folder first."""
+def _write_frames(output: str, chunks: Iterable[Any], fps: Any) -> int:
+    """Write (T,H,W,3) uint8 chunks as they come; a PNG pattern goes into a temporary folder first.
+    Returns the number of frames written."""
     from . import video_io
 
     out = Path(output)
     if "%" not in out.name:
         with atomic_path(out) as tmp:
-            video_io.write_video(tmp, frames, fps)
-        return
+            return video_io.write_frames(tmp, chunks, fps)
     folder = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name.split('%')[0]}progvc-"))
     try:
-        video_io.write_video(folder / out.name, frames, fps)
-        for i in range(len(frames)):
+        n = video_io.write_frames(folder / out.name, chunks, fps)
+        for i in range(n):
             os.chmod(folder / (out.name % (i + 1)), _file_mode())
             os.replace(folder / (out.name % (i + 1)), out.parent / (out.name % (i + 1)))
+        return n
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -265,32 +293,33 @@ def _codec(args: argparse.Namespace, name: str | None = None) -> Any:
 
 # -- verbs -------------------------------------------------------------------------------------
 def _encode(args: argparse.Namespace) -> None:
-    from .video_io import read_video
-
     out = _check_output(args.output, args.force)
     if "%" not in Path(args.input).name and not Path(args.input).is_file():
         raise CliError(EXIT_INPUT, f"input file {args.input!r} not found; check the path")
+    limits = Limits(max_frame_pixels=args.max_frame_pixels)
     codec = _codec(args)
-    clip = read_video(args.input, size=args.size, fps=args.fps, max_frames=args.frames)
-    result = codec.encode_with_stats(clip.frames, args.scales, bpp=args.bpp, gop_size=args.gop, fps=clip.fps,
-                                     refine=args.refine, progress=sys.stderr.isatty())
+    result = codec.encode_with_stats(args.input, args.scales, bpp=args.bpp, gop_size=args.gop, size=args.size,
+                                     fps=args.fps, max_frames=args.frames, refine=args.refine, limits=limits,
+                                     progress=sys.stderr.isatty())
     write_bytes_atomic(out, result.bitstream)
     counts = sorted({len(chunks) for chunks in bs.unpack(result.bitstream).gops})
-    t, h, w = clip.frames.shape[:3]
-    print(f"{out}: {len(result.bitstream)} bytes, {result.bpp:.4f} bpp, {t} frames of {w}x{h}, "
-          f"{'-'.join(map(str, counts))} of {codec.n_scales} scales per GOP, {result.seconds:.1f} s")
+    print(f"{out}: {len(result.bitstream)} bytes, {result.bpp:.4f} bpp, {result.n_frames} frames of "
+          f"{result.width}x{result.height}, {'-'.join(map(str, counts))} of {codec.n_scales} scales per GOP, "
+          f"{result.seconds:.1f} s")
 
 
 def _decode(args: argparse.Namespace) -> None:
     data = _read_input(args.input)
     header = bs.parse_header(data)
+    limits = Limits(max_frame_pixels=args.max_frame_pixels, max_pixels=args.max_pixels)
+    limits.check_stream(header)  # before naming a million PNG files or loading a model
     _video_targets(args.output, header.n_frames, args.force)
     codec = _codec(args, header.model_name)
-    frames = codec.decode(data, args.scales, not args.no_sample, args.seed, temperature=args.temperature,
-                          top_k=args.top_k, top_p=args.top_p, partial=args.partial, progress=sys.stderr.isatty())
-    _write_frames(args.output, frames, header.fps)
-    t, h, w = frames.shape[:3]
-    print(f"{args.output}: {t} frames of {w}x{h} at {float(header.fps):.3f} fps")
+    gops = codec.iter_decode(data, args.scales, not args.no_sample, args.seed, temperature=args.temperature,
+                             top_k=args.top_k, top_p=args.top_p, partial=args.partial, limits=limits,
+                             progress=sys.stderr.isatty())
+    n = _write_frames(args.output, gops, header.fps)
+    print(f"{args.output}: {n} frames of {header.width}x{header.height} at {float(header.fps):.3f} fps")
 
 
 def _truncate(args: argparse.Namespace) -> None:

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 import zlib
 from collections.abc import Iterable, Iterator
@@ -30,7 +31,9 @@ from .config import REFINE_STEPS, CodecConfig
 from .determinism import coding_mode
 from .devices import resolve_device
 from .entropy import ChunkDecoder, ChunkEncoder, cross_entropy_bits, probability_table
-from .errors import BitstreamError, ConfigError, WeightsError
+from .errors import BitstreamError, ConfigError, VideoError, WeightsError
+from .gops import DecodedGops
+from .limits import Limits, as_limits
 from .models.context import ContextModel
 from .models.tokenizer import Tokenizer
 from .sampling import SamplingOptions, gop_generator, sample_tokens
@@ -140,7 +143,8 @@ class Codec:
         Options: gop_size, fps, size (W,H) for raw .yuv, seed / temperature / top_k / top_p
         (the decoder's sampling defaults, stored in the stream), temporal (False codes every frame
         without temporal context), refine (encoder-side latent refinement steps per frame, default
-        ``REFINE_STEPS``; 0 is the fast greedy tokenizer, same stream format), progress.
+        ``REFINE_STEPS``; 0 is the fast greedy tokenizer, same stream format), progress,
+        max_frames (only the first frames of a path), limits (a :class:`~progvc.limits.Limits`).
         """
         return self.encode_with_stats(video, n_scales, bpp=bpp, **options).bitstream
 
@@ -148,35 +152,46 @@ class Codec:
                           fps: float | Fraction | None = None, size: tuple[int, int] | None = None,
                           seed: int = 0, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
                           temporal: bool = True, progress: bool = False, bpp: float | None = None,
-                          refine: int = REFINE_STEPS) -> EncodeResult:
+                          refine: int = REFINE_STEPS, max_frames: int | None = None,
+                          limits: Limits | None = None) -> EncodeResult:
         """``encode`` that also reports the model's estimated bits per scale and the time taken.
 
-        With ``bpp``, ``estimated_bits`` counts only the chunks the budget kept.
+        With ``bpp``, ``estimated_bits`` counts only the chunks the budget kept. A path is read
+        one GOP at a time (``max_frames``: only its first frames), so memory does not grow with
+        the video's length; frames above ``limits.max_frame_pixels`` raise LimitError before any
+        model work.
         """
-        from .video_io import read_video
+        from .video_io import open_video
 
         if bpp is not None and n_scales is not None:
             raise ConfigError("give n_scales or bpp, not both")
         start = time.perf_counter()
-        clip = read_video(video, size=size, fps=fps)
-        frames = clip.frames
         n = self._check_scales(n_scales)
         gop = self._check_gop(gop_size)
         _check_int("top_k", top_k, 0, (1 << 32) - 1)
         SamplingOptions(temperature, top_k, top_p)
         seed = _check_seed(seed)
         refine = self._check_refine(refine)
-        n_frames, height, width = frames.shape[:3]
+        limits = as_limits(limits)
+        clip = open_video(video, size=size, fps=fps, max_frames=max_frames)
+        batches = self._gops(clip.frames, gop)
+        first = next(batches, None)
+        if first is None:
+            raise VideoError("the video contains no decodable frames; check that it plays")
+        height, width = first.shape[1:3]
+        limits.check_frame(width, height, "the video")
         grids = self.tokenizer.grids(height, width)
-        header = bs.StreamHeader(self.config.name, self.weights_sha256, width, height, n_frames,
-                                 Fraction(clip.fps).limit_denominator(1 << 20), gop, tuple(grids), n, seed,
-                                 temperature, top_k, top_p, temporal)
-        gop_bits, gops = [], []
+        gop_bits, gops, n_frames = [], [], 0
+        total = -(-len(clip.frames) // gop) if isinstance(clip.frames, np.ndarray) else None
         with coding_mode():
-            for gop_frames in _progress(self._gops(frames, gop), progress, "encode", header.n_gops):
+            for gop_frames in _progress(itertools.chain([first], batches), progress, "encode", total):
                 chunks, bits = self._encode_gop(gop_frames, grids, n, temporal, refine)
                 gops.append(chunks)
                 gop_bits.append(bits)
+                n_frames += len(gop_frames)
+        header = bs.StreamHeader(self.config.name, self.weights_sha256, width, height, n_frames,
+                                 Fraction(clip.fps).limit_denominator(1 << 20), gop, tuple(grids), n, seed,
+                                 temperature, top_k, top_p, temporal)
         data = bs.pack(bs.Stream(header, tuple(gops)))
         kept = [n] * len(gops)
         if bpp is not None:
@@ -206,33 +221,59 @@ class Codec:
 
     # -- decoding ------------------------------------------------------------------------------
     def decode(self, bitstream: bytes, n_scales: int | None = None, sample: bool = True,
-               seed: int | None = None, *, temperature: float | None = None, top_k: int | None = None,
-               top_p: float | None = None, partial: bool = False,
-               progress: bool = False) -> np.ndarray:
-        """Decode to frames (T,H,W,3) uint8.
+               seed: int | None = None, **options: Any) -> np.ndarray:
+        """Decode to frames (T,H,W,3) uint8: :meth:`iter_decode` gathered into one array.
+
+        Same arguments as :meth:`iter_decode` (``limits`` among them). The array is allocated
+        once, before the first GOP is decoded; for videos too long to hold, use ``iter_decode``.
+        """
+        gops = self.iter_decode(bitstream, n_scales, sample, seed, **options)
+        out = _frames_buffer(gops.header, gops.n_frames)
+        done = 0
+        for frames in gops:
+            out[done:done + len(frames)] = frames
+            done += len(frames)
+        return out
+
+    def iter_decode(self, bitstream: bytes, n_scales: int | None = None, sample: bool = True,
+                    seed: int | None = None, *, temperature: float | None = None, top_k: int | None = None,
+                    top_p: float | None = None, partial: bool = False, progress: bool = False,
+                    limits: Limits | None = None) -> DecodedGops:
+        """Decode GOP by GOP: an iterator of (T_g,H,W,3) uint8 arrays, one per GOP, in order.
 
         Scales 1..n are range-decoded (n = ``n_scales`` or every coded scale); with ``sample``
         the remaining scales are drawn from the context model with ``seed`` (default: the
         stream's seed) and the stream's temperature / top-k / top-p unless overridden.
         ``partial=True`` accepts a stream cut short and decodes the GOPs it holds.
+
+        Everything is checked here, before the first GOP is decoded: the header against
+        ``limits`` (default :class:`~progvc.limits.Limits`: LimitError), the model, the options and
+        every byte of the container. A GOP is decoded only when the iterator is asked for it,
+        so memory holds one GOP whatever the video's length.
         """
-        stream = bs.unpack(bitstream, partial=partial)
-        h = stream.header
+        h = bs.parse_header(bitstream)
         self._check_stream(h)
+        as_limits(limits).check_stream(h)
+        stream = bs.unpack(bitstream, partial=partial)
         n_req = h.coded_scales if n_scales is None else self._check_scales(n_scales)
         opts = SamplingOptions(h.temperature if temperature is None else temperature,
                                h.top_k if top_k is None else top_k, h.top_p if top_p is None else top_p)
         seed = h.seed if seed is None else _check_seed(seed)
         if not stream.gops:
             raise BitstreamError("the stream holds no complete chunk to decode; wait for more bytes")
-        out = _frames_buffer(h, len(stream.gops))
-        with coding_mode():
-            for g in _progress(range(len(stream.gops)), progress, "decode"):
-                chunks = stream.gops[g][:n_req]
-                rng = gop_generator(seed, g) if sample else None
-                out[g * h.gop_size:g * h.gop_size + h.gop_frames(g)] = self._decode_gop(chunks, h, h.gop_frames(g),
-                                                                                        rng, opts)
-        return out
+        n_frames = sum(h.gop_frames(g) for g in range(len(stream.gops)))
+        return DecodedGops(h, n_frames, self._decoded_gops(stream, n_req, sample, seed, opts, progress))
+
+    def _decoded_gops(self, stream: bs.Stream, n_req: int, sample: bool, seed: int, opts: SamplingOptions,
+                      progress: bool) -> Iterator[np.ndarray]:
+        """The frames of each GOP, decoded when asked for. Coding mode is entered per GOP and left
+        before each ``yield``: the caller's code between GOPs runs under its own torch settings."""
+        h = stream.header
+        for g in _progress(range(len(stream.gops)), progress, "decode"):
+            rng = gop_generator(seed, g) if sample else None
+            with coding_mode():
+                frames = self._decode_gop(stream.gops[g][:n_req], h, h.gop_frames(g), rng, opts)
+            yield frames
 
     def _decode_gop(self, chunks: tuple[bs.Chunk, ...], h: bs.StreamHeader, n_frames: int,
                     rng: np.random.Generator | None, opts: SamplingOptions) -> np.ndarray:
@@ -266,23 +307,30 @@ class Codec:
                  **read_options: Any) -> list[list[torch.Tensor]]:
         """Token pyramids of a video as ``encode`` makes them, per GOP: ``[gop][k]`` is
         (T_gop, h_k, w_k) int64 on the CPU."""
-        from .video_io import read_video
+        from .video_io import open_video
 
-        frames = read_video(video, **read_options).frames
+        frames = open_video(video, **read_options).frames
         gop = self._check_gop(gop_size)
         refine = self._check_refine(refine)
         with coding_mode():
             return [[r.cpu() for r in self.tokenizer.tokenize(x, refine)] for x in self._gops(frames, gop)]
 
-    def _gops(self, frames: np.ndarray, gop: int) -> Iterator[torch.Tensor]:
-        """(T,H,W,3) uint8 -> one (T_gop,H,W,3) uint8 tensor on the codec's device per GOP."""
-        for i in range(0, len(frames), gop):
-            yield torch.from_numpy(np.ascontiguousarray(frames[i:i + gop])).to(self.device)
+    def _gops(self, frames: np.ndarray | Iterable[np.ndarray], gop: int) -> Iterator[torch.Tensor]:
+        """One (T_gop,H,W,3) uint8 tensor on the codec's device per GOP, from a (T,H,W,3) array or
+        an iterable of (H,W,3) frames (read one GOP at a time; see ``video_io.batches``)."""
+        from .video_io import batches
 
-    def decode_tokens(self, bitstream: bytes, n_scales: int | None = None) -> list[list[torch.Tensor]]:
-        """The coded tokens of a stream, per GOP: ``[gop][k]`` is (T_gop, h_k, w_k) int64 on the CPU."""
+        for x in batches(frames, gop):
+            yield torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
+
+    def decode_tokens(self, bitstream: bytes, n_scales: int | None = None, *, limits: Limits | None = None
+                      ) -> list[list[torch.Tensor]]:
+        """The coded tokens of a stream, per GOP: ``[gop][k]`` is (T_gop, h_k, w_k) int64 on the CPU.
+        ``limits`` as in :meth:`iter_decode`."""
+        h = bs.parse_header(bitstream)
+        self._check_stream(h)
+        as_limits(limits).check_stream(h)
         stream = bs.unpack(bitstream)
-        self._check_stream(stream.header)
         n = stream.header.coded_scales if n_scales is None else self._check_scales(n_scales)
         h, out = stream.header, []
         with coding_mode():
@@ -337,18 +385,17 @@ def _check_seed(seed: Any) -> int:
     return _check_int("seed", seed, 0, bs.MAX_SEED)
 
 
-def _frames_buffer(h: bs.StreamHeader, n_gops: int) -> np.ndarray:
-    """The (T,H,W,3) uint8 output of ``decode`` for its first ``n_gops`` GOPs, allocated before any
-    GOP is decoded: a stream that claims more frames than memory can hold fails at once (and the
-    result is not copied once more by a final concatenation)."""
-    n_frames = min(h.n_frames, n_gops * h.gop_size)
+def _frames_buffer(h: bs.StreamHeader, n_frames: int) -> np.ndarray:
+    """The (T,H,W,3) uint8 output of ``decode``, allocated before any GOP is decoded: a stream that
+    claims more frames than memory can hold fails at once, even with raised limits (and the result
+    is not copied once more by a final concatenation)."""
     try:
         return np.empty((n_frames, h.height, h.width, 3), np.uint8)
     except MemoryError as exc:
         gib = n_frames * h.height * h.width * 3 / 2**30
         raise BitstreamError(f"the stream decodes to {n_frames} frames of {h.width}x{h.height} ({gib:.1f} GiB), "
                              "more memory than this machine can give; decode it GOP by GOP with "
-                             "progvc.Decoder") from exc
+                             "Codec.iter_decode or progvc.Decoder") from exc
 
 
 @contextmanager

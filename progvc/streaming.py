@@ -27,8 +27,8 @@ API: push style (``feed`` / ``close`` return lists of updates) or pull style
 
 from __future__ import annotations
 
+import bisect
 import copy
-import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +42,7 @@ from .coding import GopState
 from .determinism import coding_mode
 from .entropy import ChunkDecoder, probability_table
 from .errors import BitstreamError, ConfigError
+from .limits import Limits, as_limits
 from .sampling import SamplingOptions, gop_generator, sample_tokens
 
 
@@ -69,12 +70,16 @@ class Decoder:
     unless overridden. ``previews=False`` emits only the final update of each GOP (no preview
     cost). ``partial=True`` lets :meth:`close` accept a stream cut short: the GOP in progress then
     ends with its last preview marked final (equal to ``decode(prefix, partial=True)``).
+    ``limits`` (default :class:`~progvc.limits.Limits`) are checked once the header is in: a stream
+    that asks for more raises LimitError before any GOP is set up.
     """
 
     def __init__(self, codec: Codec, *, n_scales: int | None = None, sample: bool = True,
                  seed: int | None = None, temperature: float | None = None, top_k: int | None = None,
-                 top_p: float | None = None, previews: bool = True, partial: bool = False) -> None:
+                 top_p: float | None = None, previews: bool = True, partial: bool = False,
+                 limits: Limits | None = None) -> None:
         self.codec = codec
+        self.limits = as_limits(limits)
         self.n_req = None if n_scales is None else codec._check_scales(n_scales)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
                                  or not 0 <= seed <= bs.MAX_SEED):
@@ -83,7 +88,6 @@ class Decoder:
         self._seed_arg, self._overrides = seed, (temperature, top_k, top_p)
         self.header: bs.StreamHeader | None = None
         self.bytes_received = 0
-        self._head = b""  # the header's bytes: prefixed to a GOP's bytes for validation by unpack
         self._buf = bytearray()  # bytes received and not dropped yet
         self._pos = 0  # where the current GOP unit starts in _buf (dropped once per feed, not per GOP)
         self._gop = 0  # index of the GOP being received
@@ -143,23 +147,18 @@ class Decoder:
     # -- framing -------------------------------------------------------------------------------
     def _read_header(self) -> bool:
         """Parse the header once its bytes are in; False while it is incomplete."""
-        buf = self._buf
-        if buf[:4] != bs.MAGIC[:len(buf[:4])]:
-            raise BitstreamError("not a progvc stream (bad magic bytes); pass a file written by progvc.encode")
-        if len(buf) < 7:
+        size = bs.header_length(self._buf)
+        if size is None or len(self._buf) < size:
             return False
-        size = 7 + struct.unpack_from("<H", buf, 5)[0] + 4  # magic, version, body_len, body, crc
-        if len(buf) < size:
-            return False
-        self._head = bytes(buf[:size])
-        h = bs.parse_header(self._head)
+        h = bs.parse_header(bytes(self._buf[:size]))
         self.codec._check_stream(h)
+        self.limits.check_stream(h)
         t, k, p = self._overrides
         self._opts = SamplingOptions(h.temperature if t is None else t, h.top_k if k is None else k,
                                      h.top_p if p is None else p)
         self._seed = h.seed if self._seed_arg is None else self._seed_arg
         self.header = h
-        del buf[:size]
+        del self._buf[:size]
         return True
 
     def _advance(self, updates: list[GopUpdate]) -> bool:
@@ -167,26 +166,21 @@ class Decoder:
         h, start = self.header, self._pos
         assert h is not None
         if self._lengths is None:
-            index = bytes(self._buf[start:start + 1 + 4 * 255 + 4])  # at most one whole GOP index
-            if not index:
+            self._lengths = bs.gop_index(self._buf, h, start)  # validated as soon as its bytes are in
+            if self._lengths is None:
                 return False
-            index_end = 1 + 4 * index[0] + 4
-            # the reference parser checks the chunk count at once, and the index CRC once it is in
-            bs.unpack(self._head + index[:index_end], partial=True)
-            if len(index) < index_end:
-                return False
-            self._lengths = struct.unpack_from(f"<{index[0]}I", index, 1)
-        ends = np.cumsum([1 + 4 * len(self._lengths) + 4] + [8 + n for n in self._lengths])[1:]
-        have = int(np.searchsorted(ends, len(self._buf) - start, side="right"))  # chunks whose bytes are all in
+        ends = bs.chunk_ends(self._lengths)
+        have = bisect.bisect_right(ends, len(self._buf) - start)  # chunks whose bytes are all in
         if have > len(self._chunks):
-            unit = bytes(self._buf[start:start + int(ends[have - 1])])
-            self._chunks = list(bs.unpack(self._head + unit, partial=True).gops[0])
+            unit = memoryview(self._buf)[start:start + ends[have - 1]]
+            self._chunks = list(bs.read_gop(unit, h, partial=True)[0])
+            unit.release()  # a live view would stop the bytearray from shrinking in feed()
         n_use = len(self._lengths) if self.n_req is None else min(len(self._lengths), self.n_req)
         while self._coded < min(have, n_use):
             self._decode_next(updates, final=self._coded + 1 == n_use)
         if have < len(self._lengths):
             return False
-        self._pos += int(ends[-1])
+        self._pos += ends[-1]
         self._gop += 1
         self._lengths, self._chunks, self._state, self._coded, self._last = None, [], None, 0, None
         return True

@@ -15,13 +15,14 @@ Writes go to a temporary file that replaces the target only when complete.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import av
 import numpy as np
@@ -39,6 +40,7 @@ DEFAULT_FPS = Fraction(25)
 _MAX_FPS = 1000
 _MAX_CONSECUTIVE_ERRORS = 64  # demux/decode failures in a row before giving up on a damaged file
 _AV_ERRORS = (av.error.FFmpegError, ValueError)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: arrays have no truth value; compare .frames yourself
@@ -90,6 +92,40 @@ def iter_frames(source: Any, **options: Any) -> Iterator[np.ndarray]:
     clips can be streamed. An empty container yields nothing instead of raising.
     """
     yield from _open(source, **options)[1]
+
+
+@dataclass(frozen=True, eq=False)
+class VideoSource:
+    """A video opened for one pass, without reading it whole.
+
+    ``frames`` is the ``(T, H, W, 3)`` uint8 array of an array source (not copied), or a one-pass
+    iterator of ``(H, W, 3)`` uint8 frames for a file, decoded as they are consumed; ``fps`` is exact.
+    """
+
+    frames: np.ndarray | Iterator[np.ndarray]
+    fps: Fraction
+
+
+def open_video(source: Any, **options: Any) -> VideoSource:
+    """Open ``source`` for one pass: same arguments and errors as :func:`read_video`, but a file is
+    decoded only as its frames are consumed, so memory does not grow with its length."""
+    rate, frames = _open(source, **options)
+    return VideoSource(frames if isinstance(frames, np.ndarray) else iter(frames), rate)
+
+
+def batches(frames: np.ndarray | Iterable[np.ndarray], n: int) -> Iterator[np.ndarray]:
+    """``(n, H, W, 3)`` arrays of consecutive frames (the last one may be shorter).
+
+    ``frames``: a ``(T, H, W, 3)`` array (sliced, not copied) or an iterable of ``(H, W, 3)`` frames,
+    of which only one batch is held at a time.
+    """
+    if isinstance(frames, np.ndarray):
+        for i in range(0, len(frames), n):
+            yield frames[i:i + n]
+        return
+    it = iter(frames)
+    while batch := list(itertools.islice(it, n)):
+        yield np.stack(batch)
 
 
 def _open(
@@ -283,55 +319,105 @@ def write_video(
 
     Each file appears only when complete (temporary file + ``os.replace``). Raises VideoError.
     """
-    data, rate, target = _as_frames(frames), _as_fraction(fps), Path(path)
+    write_frames(path, [frames], fps, pix_fmt=pix_fmt)
+
+
+def write_frames(
+    path: str | os.PathLike[str], chunks: Iterable[Any], fps: float | Fraction = DEFAULT_FPS, *,
+    pix_fmt: str | None = None
+) -> int:
+    """Write frames that arrive in ``chunks`` (each ``(T,H,W,3)`` uint8 RGB, numpy or torch), encoding
+    each chunk as it comes, so memory holds one chunk whatever the length (a decoder's GOPs).
+
+    Formats and guarantees as :func:`write_video`; every chunk must have the first one's frame size.
+    An error raised by ``chunks`` itself (the producer) passes through unchanged, and no file is
+    left behind. Returns the number of frames written.
+    """
+    rate, target = _as_fraction(fps), Path(path)
     if not target.parent.is_dir():
         raise VideoError(f"directory {str(target.parent)!r} does not exist; create it first")
     suffix = target.suffix.lower()
+    data = _checked_chunks(chunks)
     try:
         if "%" in target.name and suffix == ".png":
-            for i, frame in enumerate(data):
-                _atomic(target.parent / (target.name % (i + 1)), lambda tmp, f=frame: _write_png(tmp, f))
-        elif suffix == ".y4m":
+            n = 0
+            for frame in (f for chunk in data for f in chunk):
+                n += 1
+                _atomic(target.parent / (target.name % n), lambda tmp, f=frame: _write_png(tmp, f))
+            return n
+        if suffix == ".y4m":
             fmt = pix_fmt or "yuv444p16le"
-            _atomic(target, lambda tmp: _write_container(tmp, "yuv4mpegpipe", "rawvideo", fmt, data, rate))
-        elif suffix in (".mp4", ".mkv"):
+            return _atomic(target, lambda tmp: _write_container(tmp, "yuv4mpegpipe", "rawvideo", fmt, data, rate))
+        if suffix in (".mp4", ".mkv"):
             fmt = pix_fmt or "rgb24"
             codec = "libx264rgb" if fmt == "rgb24" else "libx264"
             if codec not in av.codec.codecs_available:
                 codec, fmt = "libx264", "yuv444p"  # an FFmpeg without libx264rgb: near-lossless
             muxer = "mp4" if suffix == ".mp4" else "matroska"
-            _atomic(target, lambda tmp: _write_container(tmp, muxer, codec, fmt, data, rate))
-        else:
-            raise VideoError(f"cannot write {target.name}: use .y4m, .mp4, .mkv or a %05d.png pattern")
+            return _atomic(target, lambda tmp: _write_container(tmp, muxer, codec, fmt, data, rate))
+        raise VideoError(f"cannot write {target.name}: use .y4m, .mp4, .mkv or a %05d.png pattern")
+    except _ProducerError as e:
+        raise e.__cause__ from None  # type: ignore[misc]
     except (*_AV_ERRORS, OSError, TypeError) as e:
         raise VideoError(f"writing {str(target)!r} failed ({e}); check the path and pix_fmt") from e
 
 
-def _atomic(target: Path, write: Callable[[str], None]) -> None:
+class _ProducerError(Exception):
+    """Wraps an error raised by the iterable of chunks given to :func:`write_frames`, so that it is
+    not mistaken for a writing error (a ValueError of the producer is not an FFmpeg failure)."""
+
+
+def _checked_chunks(chunks: Iterable[Any]) -> Iterator[np.ndarray]:
+    """``(T,H,W,3)`` uint8 arrays of ``chunks``, all of the first one's size; producer errors wrapped."""
+    it, size = iter(chunks), None
+    while True:
+        try:
+            chunk = next(it)
+        except StopIteration:
+            break
+        except Exception as e:
+            raise _ProducerError() from e
+        data = _as_frames(chunk)
+        size = size or data.shape[1:3]
+        if data.shape[1:3] != size:
+            raise VideoError(f"frames of {data.shape[2]}x{data.shape[1]} follow frames of {size[1]}x{size[0]}; "
+                             "every frame of one video must have the same size")
+        yield data
+    if size is None:
+        raise VideoError("no frames to write; give at least one frame")
+
+
+def _atomic(target: Path, write: Callable[[str], T]) -> T:
     """Call ``write(tmp_path)`` on a temporary file beside ``target``, then move it into place."""
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     os.close(fd)
     try:
-        write(tmp)
+        result = write(tmp)
         os.replace(tmp, target)
+        return result
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
 
 
-def _write_container(tmp: str, muxer: str, codec: str, pix_fmt: str, data: np.ndarray, rate: Fraction) -> None:
-    """Encode ``data`` ``(T,H,W,3)`` uint8 with ``codec`` into a ``muxer`` file at ``tmp``."""
+def _write_container(tmp: str, muxer: str, codec: str, pix_fmt: str, chunks: Iterator[np.ndarray],
+                     rate: Fraction) -> int:
+    """Encode the ``(T,H,W,3)`` uint8 ``chunks`` with ``codec`` into a ``muxer`` file at ``tmp``."""
+    first = next(chunks)
     options = {"qp": "0", "preset": "veryfast"} if codec.startswith("libx264") else {}
     # y4m calls its 16-bit variants "unofficial"; FFmpeg wants strict=-1 to write them.
+    n = 0
     with av.open(tmp, mode="w", format=muxer, options={"strict": "-1"}) as container:
         stream = container.add_stream(codec, rate=rate, options=options)
-        stream.width, stream.height, stream.pix_fmt = data.shape[2], data.shape[1], pix_fmt
-        for i, rgb in enumerate(data):
+        stream.width, stream.height, stream.pix_fmt = first.shape[2], first.shape[1], pix_fmt
+        for rgb in (f for chunk in itertools.chain([first], chunks) for f in chunk):
             frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
             frame = frame if pix_fmt == "rgb24" else frame.reformat(format=pix_fmt, threads=SWS_THREADS)
-            frame.pts = i
+            frame.pts = n
+            n += 1
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
+    return n
 
 
 def _write_png(tmp: str, rgb: np.ndarray) -> None:

@@ -190,12 +190,12 @@ def test_device_error(files, tmp_path, capsys):
 def test_failed_or_interrupted_writes_leave_no_output(files, tmp_path, capsys, monkeypatch):
     import progvc.video_io as video_io
 
-    def broken(path, frames, fps=25, **kw):
+    def broken(path, chunks, fps=25, **kw):
         with open(path, "wb") as f:
             f.write(b"half a video")
         raise progvc.VideoError("disk on fire")
 
-    monkeypatch.setattr(video_io, "write_video", broken)
+    monkeypatch.setattr(video_io, "write_frames", broken)
     for out in ("o.mp4", "o_%02d.png"):
         _, err = run(["decode", files / "clip.pvc", tmp_path / out, *_w(files)], capsys, code=cli.EXIT_INPUT)
         assert "disk on fire" in err
@@ -211,6 +211,44 @@ def test_failed_or_interrupted_writes_leave_no_output(files, tmp_path, capsys, m
                  code=cli.EXIT_INTERNAL)
     assert "internal error (ZeroDivisionError" in err
     assert not list(tmp_path.iterdir())
+
+
+def test_a_gop_that_fails_after_others_were_written_leaves_no_output(files, tmp_path, capsys):
+    """Frames are written GOP by GOP as they are decoded; a later GOP's failure is reported as
+    what it is (a corrupt stream, not a writing error) and removes what was written."""
+    from dataclasses import replace
+
+    from progvc import bitstream as bs
+
+    stream = bs.unpack((files / "clip.pvc").read_bytes())
+    first, second = stream.gops
+    bad = (second[0], replace(second[1], crc_tokens=second[1].crc_tokens ^ 1), *second[2:])
+    (tmp_path / "bad.pvc").write_bytes(bs.pack(replace(stream, gops=(first, bad))))
+    for out in ("o.mkv", "o_%02d.png"):
+        _, err = run(["decode", tmp_path / "bad.pvc", tmp_path / out, *_w(files)], capsys, code=cli.EXIT_STREAM)
+        assert "scale 2 of GOP 2" in err or "scale 2 decoded" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.pvc"]
+
+
+def test_limits_are_checked_before_work_and_can_be_raised(files, tmp_path, capsys, monkeypatch):
+    _, err = run(["decode", files / "clip.pvc", tmp_path / "o.y4m", "--max-frame-pixels", 559, *_w(files)], capsys,
+                 code=cli.EXIT_LIMIT)
+    assert "max_frame_pixels=559" in err and "--max-frame-pixels 28x20" in err
+    _, err = run(["decode", files / "clip.pvc", tmp_path / "o.y4m", "--max-pixels", "3e3", *_w(files)], capsys,
+                 code=cli.EXIT_LIMIT)
+    assert "--max-pixels 3360" in err
+    _, err = run(["encode", files / "clip.y4m", tmp_path / "o.pvc", "--max-frame-pixels", "27x20", *_w(files)],
+                 capsys, code=cli.EXIT_LIMIT)
+    assert "the video has frames of 28x20" in err and not list(tmp_path.iterdir())
+    for bad in ("0", "-5", "1.5", "axb", "inf", "nan"):
+        run(["decode", files / "clip.pvc", tmp_path / "o.y4m", "--max-pixels", bad, *_w(files)], capsys,
+            code=cli.EXIT_USAGE)
+    monkeypatch.setattr(Codec, "from_file", None)  # a refused stream loads no model
+    run(["decode", files / "clip.pvc", tmp_path / "o.y4m", "--max-pixels", 3359, *_w(files)], capsys,
+        code=cli.EXIT_LIMIT)
+    monkeypatch.undo()
+    run(["decode", files / "clip.pvc", tmp_path / "o.y4m", "--max-frame-pixels", "28x20", "--max-pixels", 3360,
+         *_w(files)], capsys)
 
 
 def test_atomic_path_removes_the_temporary_file_on_error(tmp_path):

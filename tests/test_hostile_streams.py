@@ -174,14 +174,16 @@ def test_sizes_past_the_end_fail_fast_without_allocating(case):
 
 
 def test_huge_claims_fail_fast_in_the_decoder_too(tiny_codec):
+    """Limits lifted, so that the container checks must catch these (tests/test_limits.py has the rest)."""
     h = tiny_codec.tokenizer.grids(8192, 8192)
     huge = dict(fz.VALID, name=b"progvc-tiny", sha=tiny_codec.weights_sha256, width=8192, height=8192,
                 frames=1 << 20, gop=1, coded=4, grids=tuple(h))
+    lifted = progvc.Limits.unlimited()
     for tail in (bytes(30), fz.gop_bytes([bytes(8)] * 4, lengths=[(1 << 32) - 1] * 4) * 2):
         data = fz.header_bytes(huge) + tail
-        small_and_fast(lambda d=data: tiny_codec.decode(d))
-        small_and_fast(lambda d=data: tiny_codec.decode(d, partial=True))
-        small_and_fast(lambda d=data: tiny_codec.decode_tokens(d))
+        small_and_fast(lambda d=data: tiny_codec.decode(d, limits=lifted))
+        small_and_fast(lambda d=data: tiny_codec.decode(d, partial=True, limits=lifted))
+        small_and_fast(lambda d=data: tiny_codec.decode_tokens(d, limits=lifted))
 
 
 def test_module_level_decode_refuses_garbage_and_unknown_models(weights_dir):
@@ -293,8 +295,8 @@ def test_decoder_refuses_an_output_it_cannot_hold_before_allocating(tiny_codec, 
     data = huge_tiny_stream(tiny_codec)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB; tracemalloc counts the refused request
     t0 = time.perf_counter()
-    with pytest.raises(BitstreamError, match=r"GiB.*progvc\.Decoder"):
-        tiny_codec.decode(data)
+    with pytest.raises(BitstreamError, match=r"GiB.*iter_decode"):  # limits lifted: the allocation fails
+        tiny_codec.decode(data, limits=progvc.Limits.unlimited())
     assert time.perf_counter() - t0 < 1.0
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss < 64 << 10
 
