@@ -17,9 +17,12 @@ from ..config import TokenizerConfig
 from ..scales import scale_grids
 from .autoencoder import AnalysisTransform, SynthesisTransform
 from .quantizer import Grid, MultiScaleResidualVQ
+from .tiling import TILE_PIXELS, bounded
 
 REFINE_CHUNK_PIXELS = 1 << 20
-"""Frames refined together in one batch, in pixels: bounds the memory of the backward pass."""
+"""Frames refined together in one batch, in pixels: bounds the memory of the backward pass. A
+frame larger than this is not refined (it keeps the greedy latent): the backward pass through
+``g_s`` is not tiled and needs about 1.8 kB per pixel (1.7 GB at 720p, measured; 3.7 GB at 1080p)."""
 
 
 def to_unit(frames: torch.Tensor) -> torch.Tensor:
@@ -39,6 +42,7 @@ class Tokenizer(nn.Module):
         self.g_a = AnalysisTransform(cfg)
         self.g_s = SynthesisTransform(cfg)
         self.vq = MultiScaleResidualVQ(cfg)
+        self.tile_pixels = TILE_PIXELS  # pieces of g_a / g_s work (frames or tiles); see tiling.bounded
 
     def latent_grid(self, height: int, width: int) -> Grid:
         s = self.cfg.stride
@@ -55,18 +59,23 @@ class Tokenizer(nn.Module):
         return F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
 
     def analyse(self, frames: torch.Tensor) -> torch.Tensor:
-        """uint8 (T,H,W,3) -> latent f (T,C,h,w)."""
-        return self.g_a(self.pad(to_unit(frames)))
+        """uint8 (T,H,W,3) -> latent f (T,C,h,w), a few frames or one frame's tiles at a time
+        (:func:`~progvc.models.tiling.bounded`), so memory does not grow with T or H x W."""
+        n = max(1, self.tile_pixels // (frames.shape[1] * frames.shape[2]))  # frames per batch, as bounded does
+        pieces = [bounded(self.g_a, self.pad(to_unit(frames[i:i + n])), scale=1 / self.cfg.stride, norms=self.g_a,
+                          max_pixels=self.tile_pixels) for i in range(0, len(frames), n)]
+        return pieces[0] if len(pieces) == 1 else torch.cat(pieces)
 
     @torch.no_grad()
     def tokenize(self, frames: torch.Tensor, refine: int = 0) -> list[torch.Tensor]:
         """uint8 (T,H,W,3) -> K token maps (T,h_k,w_k) int64.
 
-        ``refine`` > 0 runs that many steps of :meth:`refine_latent` on each frame first.
+        ``refine`` > 0 runs that many steps of :meth:`refine_latent` on each frame first, for
+        frames of at most ``REFINE_CHUNK_PIXELS`` (larger ones keep the greedy latent).
         """
         grids = self.grids(frames.shape[1], frames.shape[2])
         f = self.analyse(frames)
-        if refine > 0:
+        if refine > 0 and frames.shape[1] * frames.shape[2] <= REFINE_CHUNK_PIXELS:
             n = max(1, REFINE_CHUNK_PIXELS // (frames.shape[1] * frames.shape[2]))
             f = torch.cat([self.refine_latent(frames[i:i + n], f[i:i + n], refine) for i in range(0, len(f), n)])
         return self.vq.quantize(f, grids)
@@ -104,8 +113,10 @@ class Tokenizer(nn.Module):
 
     @torch.no_grad()
     def synthesise(self, f_hat: torch.Tensor, height: int, width: int) -> torch.Tensor:
-        """f_hat (T,C,h,w) -> uint8 frames (T,H,W,3) cropped to the original size."""
-        return to_uint8(self.g_s(f_hat)[..., :height, :width])
+        """f_hat (T,C,h,w) -> uint8 frames (T,H,W,3) cropped to the original size, a few frames or
+        one frame's tiles at a time (:func:`~progvc.models.tiling.bounded`)."""
+        return bounded(self.g_s, f_hat, scale=self.cfg.stride, norms=self.g_s, max_pixels=self.tile_pixels,
+                       then=lambda x: to_uint8(x[..., :height, :width]))
 
     def forward(self, x: torch.Tensor, n_keep: int | None = None, collect: list[torch.Tensor] | None = None
                 ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
