@@ -37,10 +37,10 @@ import numpy as np
 import torch
 
 from . import bitstream as bs
-from .codec import Codec, tokens_crc
+from .codec import Codec, range_decode, tokens_crc
 from .coding import GopState
 from .determinism import coding_mode
-from .entropy import ChunkDecoder, probability_table
+from .entropy import ChunkDecoder
 from .errors import BitstreamError, ConfigError
 from .limits import Limits, as_limits
 from .sampling import SamplingOptions, gop_generator, sample_tokens
@@ -196,7 +196,7 @@ class Decoder:
                                        h.gop_frames(self._gop), temporal=h.temporal)
             k = self._coded
             decoder = ChunkDecoder(self._chunks[k].payload)
-            self._state.run(range(k, k + 1), lambda t, k, logits: decoder.take(probability_table(logits)))
+            self._state.run(range(k, k + 1), lambda t, k, logits: range_decode(decoder, logits))
             if tokens_crc(self._state.tokens[k]) != self._chunks[k].crc_tokens:
                 raise BitstreamError(f"scale {k + 1} of GOP {self._gop + 1} decoded to tokens that fail their "
                                      "checksum: the stream is corrupt, or was encoded on another kind of device "
