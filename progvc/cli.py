@@ -48,7 +48,7 @@ _MEANING = {
     EXIT_WEIGHTS: "model weights missing, damaged or not matching their config",
     EXIT_EXISTS: "the output exists (pass -f to overwrite)",
     EXIT_DEVICE: "the requested device is not available",
-    EXIT_LIMIT: "the job exceeds a resource limit (raise it with --max-frame-pixels / --max-pixels)",
+    EXIT_LIMIT: "the job exceeds a resource limit (raise it with --max-frame-pixels, --max-pixels, --max-memory)",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C); no partial output is left behind",
 }
 EXIT_CODES = "exit codes:\n" + "\n".join(f"  {code:>3}  {text}" for code, text in _MEANING.items())
@@ -72,7 +72,7 @@ _EXAMPLES = {
   progvc decode clip.pvc out.y4m --scales 3      decode 3 scales, sample the rest
   progvc decode clip.pvc frames/out_%04d.png --no-sample
   progvc decode clip.pvc out.mp4 --seed 7 --temperature 0.8 --top-k 50
-  progvc decode big.pvc out.mp4 --max-frame-pixels 4096x2160 --max-pixels 1e10""",
+  progvc decode big.pvc out.mp4 --max-frame-pixels 4096x2160 --max-pixels 1e10 --max-memory 6G""",
     "truncate": """examples:
   progvc truncate clip.pvc small.pvc --scales 4
   progvc truncate clip.pvc small.pvc --max-bytes 20000     budget shared among GOPs by frame count
@@ -122,6 +122,19 @@ def _pixels(text: str) -> int:
     return int(value)
 
 
+def _bytes(text: str) -> int:
+    """A byte count: 3000000000, 3G, 512M (binary units K, M, G, T)."""
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+    scale = units.get(text[-1:].lower(), 1)
+    try:
+        value = float(text[:-1] if scale > 1 else text) * scale
+    except ValueError:
+        value = 0
+    if not 1 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"a memory size looks like 3G, 512M or 3000000000, got {text!r}")
+    return int(value)
+
+
 def _limit_options(p: argparse.ArgumentParser, total: bool) -> None:
     defaults = Limits()
     p.add_argument("--max-frame-pixels", type=_pixels, metavar="N", default=defaults.max_frame_pixels,
@@ -129,6 +142,13 @@ def _limit_options(p: argparse.ArgumentParser, total: bool) -> None:
     if total:
         p.add_argument("--max-pixels", type=_pixels, metavar="N", default=defaults.max_pixels,
                        help=f"refuse streams that decode to more than N pixels in all (default {defaults.max_pixels})")
+    p.add_argument("--max-memory", type=_bytes, metavar="B",
+                   help="refuse a job whose estimated memory exceeds B bytes, e.g. 3G (default: what is available)")
+
+
+def _limits(args: argparse.Namespace) -> Limits:
+    return Limits(max_frame_pixels=args.max_frame_pixels, max_pixels=getattr(args, "max_pixels", Limits().max_pixels),
+                  max_memory=args.max_memory)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -296,7 +316,7 @@ def _encode(args: argparse.Namespace) -> None:
     out = _check_output(args.output, args.force)
     if "%" not in Path(args.input).name and not Path(args.input).is_file():
         raise CliError(EXIT_INPUT, f"input file {args.input!r} not found; check the path")
-    limits = Limits(max_frame_pixels=args.max_frame_pixels)
+    limits = _limits(args)
     codec = _codec(args)
     result = codec.encode_with_stats(args.input, args.scales, bpp=args.bpp, gop_size=args.gop, size=args.size,
                                      fps=args.fps, max_frames=args.frames, refine=args.refine, limits=limits,
@@ -311,7 +331,7 @@ def _encode(args: argparse.Namespace) -> None:
 def _decode(args: argparse.Namespace) -> None:
     data = _read_input(args.input)
     header = bs.parse_header(data)
-    limits = Limits(max_frame_pixels=args.max_frame_pixels, max_pixels=args.max_pixels)
+    limits = _limits(args)
     limits.check_stream(header)  # before naming a million PNG files or loading a model
     _video_targets(args.output, header.n_frames, args.force)
     codec = _codec(args, header.model_name)

@@ -34,6 +34,7 @@ from .entropy import ChunkDecoder, ChunkEncoder, cross_entropy_bits, probability
 from .errors import BitstreamError, ConfigError, VideoError, WeightsError
 from .gops import DecodedGops
 from .limits import Limits, as_limits
+from .memory import MemoryEstimate, estimate
 from .models.context import ContextModel
 from .models.tokenizer import Tokenizer
 from .sampling import SamplingOptions, gop_generator, sample_tokens
@@ -88,6 +89,12 @@ def range_encode(coder: ChunkEncoder, tokens: np.ndarray, logits: torch.Tensor) 
 def range_decode(decoder: ChunkDecoder, logits: torch.Tensor) -> np.ndarray:
     """Tokens (n,) int64 decoded under logits (n, V), a slice of rows at a time (ENTROPY_ENTRIES)."""
     return np.concatenate([decoder.take(probability_table(logits[rows])) for rows in _row_slices(logits)])
+
+
+def sample_rows(logits: torch.Tensor, opts: SamplingOptions, rng: np.random.Generator) -> np.ndarray:
+    """``sample_tokens`` a slice of rows at a time: rows are drawn independently, in order, from one
+    generator, so the tokens are the same, with about 50 bytes per logit entry held per slice."""
+    return np.concatenate([sample_tokens(logits[rows], opts, rng) for rows in _row_slices(logits)])
 
 
 def tokens_crc(maps: list[torch.Tensor]) -> int:
@@ -205,6 +212,8 @@ class Codec:
             raise VideoError("the video contains no decodable frames; check that it plays")
         height, width = first.shape[1:3]
         limits.check_frame(width, height, "the video")
+        limits.check_memory(estimate(self.config, width, height, gop, n, temporal=temporal, encode=True,
+                                     refine=refine > 0), "encoding")
         grids = self.tokenizer.grids(height, width)
         gop_bits, gops, n_frames = [], [], 0
         total = -(-len(clip.frames) // gop) if isinstance(clip.frames, np.ndarray) else None
@@ -252,6 +261,8 @@ class Codec:
         once, before the first GOP is decoded; for videos too long to hold, use ``iter_decode``.
         """
         gops = self.iter_decode(bitstream, n_scales, sample, seed, **options)
+        need = self._gop_memory(gops.header, gops.scales, output_frames=gops.n_frames)  # + the array below
+        as_limits(options.get("limits")).check_memory(need, "decoding into one array")
         out = _frames_buffer(gops.header, gops.n_frames)
         done = 0
         for frames in gops:
@@ -277,16 +288,19 @@ class Codec:
         """
         h = bs.parse_header(bitstream)
         self._check_stream(h)
-        as_limits(limits).check_stream(h)
-        stream = bs.unpack(bitstream, partial=partial)
+        limits = as_limits(limits)
+        limits.check_stream(h)
         n_req = h.coded_scales if n_scales is None else self._check_scales(n_scales)
+        scales = h.n_scales if sample else min(n_req, h.coded_scales)  # sampling runs every scale
+        limits.check_memory(self._gop_memory(h, scales), "decoding")
+        stream = bs.unpack(bitstream, partial=partial)
         opts = SamplingOptions(h.temperature if temperature is None else temperature,
                                h.top_k if top_k is None else top_k, h.top_p if top_p is None else top_p)
         seed = h.seed if seed is None else _check_seed(seed)
         if not stream.gops:
             raise BitstreamError("the stream holds no complete chunk to decode; wait for more bytes")
         n_frames = sum(h.gop_frames(g) for g in range(len(stream.gops)))
-        return DecodedGops(h, n_frames, self._decoded_gops(stream, n_req, sample, seed, opts, progress))
+        return DecodedGops(h, n_frames, self._decoded_gops(stream, n_req, sample, seed, opts, progress), scales)
 
     def _decoded_gops(self, stream: bs.Stream, n_req: int, sample: bool, seed: int, opts: SamplingOptions,
                       progress: bool) -> Iterator[np.ndarray]:
@@ -313,7 +327,7 @@ class Codec:
         def pick(t: int, k: int, logits: torch.Tensor) -> np.ndarray:
             if k < len(decoders):
                 return range_decode(decoders[k], logits)
-            return sample_tokens(logits, opts, rng)  # type: ignore[arg-type]
+            return sample_rows(logits, opts, rng)  # type: ignore[arg-type]
 
         state = GopState(self.context, self.tokenizer.vq, grids, n_frames, temporal=h.temporal)
         for k, chunk in enumerate(chunks):
@@ -365,6 +379,11 @@ class Codec:
         return out
 
     # -- checks --------------------------------------------------------------------------------
+    def _gop_memory(self, h: bs.StreamHeader, scales: int, output_frames: int = 0) -> MemoryEstimate:
+        """Estimated peak bytes to decode one GOP of ``h`` through ``scales`` scales (progvc.memory)."""
+        return estimate(self.config, h.width, h.height, min(h.gop_size, h.n_frames), scales, temporal=h.temporal,
+                        output_frames=output_frames)
+
     def _check_scales(self, n_scales: int | None) -> int:
         return _check_int("n_scales", self.n_scales if n_scales is None else n_scales, 1, self.n_scales)
 

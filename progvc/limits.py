@@ -28,6 +28,7 @@ from dataclasses import dataclass, fields
 
 from .bitstream import StreamHeader
 from .errors import ConfigError, LimitError
+from .memory import MemoryEstimate, available
 
 DEFAULT_MAX_FRAME_PIXELS = 1 << 22
 """Largest frame area (width x height) decoded or encoded by default: 4,194,304 pixels."""
@@ -41,23 +42,39 @@ class Limits:
 
     ``max_frame_pixels``: width x height of one frame. ``max_pixels``: frames x width x height that
     one decode call produces (``decode``, ``iter_decode``, ``decode_tokens``, a ``Decoder``).
-    Raise either by passing your own ``Limits``; ``Limits.unlimited()`` lifts both (for trusted
-    streams only: a hostile one can then ask for terabytes).
+    ``max_memory``: bytes a job may need by :mod:`progvc.memory`'s estimate (default None: what
+    the machine has available when it starts). Raise any by passing your own ``Limits``;
+    ``Limits.unlimited()`` lifts them all (for trusted streams only: a hostile one can then ask
+    for terabytes).
     """
 
     max_frame_pixels: int = DEFAULT_MAX_FRAME_PIXELS
     max_pixels: int = DEFAULT_MAX_PIXELS
+    max_memory: int | None = None
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
+            if value is None and f.name == "max_memory":
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"Limits.{f.name} must be a positive integer, got {value!r}")
 
     @classmethod
     def unlimited(cls) -> Limits:
-        """Limits no valid stream can exceed (8192x8192 frames, 2^20 of them)."""
-        return cls(max_frame_pixels=1 << 26, max_pixels=1 << 46)
+        """Limits no valid stream can exceed (8192x8192 frames, 2^20 of them), and no memory check."""
+        return cls(max_frame_pixels=1 << 26, max_pixels=1 << 46, max_memory=1 << 62)
+
+    def check_memory(self, need: MemoryEstimate, job: str) -> None:
+        """Refuse a job whose estimated peak exceeds ``max_memory`` (None: what the machine has
+        available when the job starts; not checked where that is unknown)."""
+        limit = available() if self.max_memory is None else self.max_memory
+        if limit is not None and need.total > limit:
+            where = "available on this machine" if self.max_memory is None else f"of max_memory={self.max_memory}"
+            raise LimitError(f"{job} needs about {need}, more than the {limit / 2**30:.1f} GiB {where}; code "
+                             "fewer frames per GOP (--gop) or fewer scales, or, if you know it fits, raise the "
+                             f"limit: limits=progvc.Limits(max_memory={need.total}) in Python, --max-memory "
+                             f"{-(-need.total // 2**30)}G on the command line")
 
     def check_frame(self, width: int, height: int, what: str = "the stream") -> None:
         """Refuse frames of more than ``max_frame_pixels`` (LimitError naming the way out)."""

@@ -37,13 +37,13 @@ import numpy as np
 import torch
 
 from . import bitstream as bs
-from .codec import Codec, range_decode, tokens_crc
+from .codec import Codec, range_decode, sample_rows, tokens_crc
 from .coding import GopState
 from .determinism import coding_mode
 from .entropy import ChunkDecoder
 from .errors import BitstreamError, ConfigError
 from .limits import Limits, as_limits
-from .sampling import SamplingOptions, gop_generator, sample_tokens
+from .sampling import SamplingOptions, gop_generator
 
 
 @dataclass(frozen=True)
@@ -153,6 +153,8 @@ class Decoder:
         h = bs.parse_header(bytes(self._buf[:size]))
         self.codec._check_stream(h)
         self.limits.check_stream(h)
+        scales = h.n_scales if self.sample else min(h.coded_scales, self.n_req or h.coded_scales)
+        self.limits.check_memory(self.codec._gop_memory(h, scales), "decoding")
         t, k, p = self._overrides
         self._opts = SamplingOptions(h.temperature if t is None else t, h.top_k if k is None else k,
                                      h.top_p if p is None else p)
@@ -217,7 +219,7 @@ class Decoder:
             if self.sample and done < h.n_scales:
                 state = state if final else _fork(state)
                 rng = gop_generator(self._seed, self._gop)
-                state.run(range(done, h.n_scales), lambda t, k, logits: sample_tokens(logits, self._opts, rng))
+                state.run(range(done, h.n_scales), lambda t, k, logits: sample_rows(logits, self._opts, rng))
             return self.codec.tokenizer.synthesise(state.f_hat, h.height, h.width).cpu().numpy()
 
 

@@ -243,6 +243,14 @@ def test_limits_are_checked_before_work_and_can_be_raised(files, tmp_path, capsy
     for bad in ("0", "-5", "1.5", "axb", "inf", "nan"):
         run(["decode", files / "clip.pvc", tmp_path / "o.y4m", "--max-pixels", bad, *_w(files)], capsys,
             code=cli.EXIT_USAGE)
+    for bad in ("0", "1.5X", "G", "nanM"):
+        run(["decode", files / "clip.pvc", tmp_path / "o.y4m", "--max-memory", bad, *_w(files)], capsys,
+            code=cli.EXIT_USAGE)
+    _, err = run(["decode", files / "clip.pvc", tmp_path / "o.y4m", "--max-memory", "1K", *_w(files)], capsys,
+                 code=cli.EXIT_LIMIT)
+    assert "needs about" in err and "--max-memory 1G" in err
+    run(["encode", files / "clip.y4m", tmp_path / "o.pvc", "--max-memory", "0.001M", *_w(files)], capsys,
+        code=cli.EXIT_LIMIT)
     monkeypatch.setattr(Codec, "from_file", None)  # a refused stream loads no model
     run(["decode", files / "clip.pvc", tmp_path / "o.y4m", "--max-pixels", 3359, *_w(files)], capsys,
         code=cli.EXIT_LIMIT)

@@ -173,9 +173,79 @@ def test_probability_tables_made_in_slices_give_the_same_bytes(tiny_codec, monke
     clip = smooth_clip(3, 20, 28, seed=6)
     data = tiny_codec.encode(clip)
     frames = tiny_codec.decode(data, seed=1)
+    sampled = tiny_codec.decode(data, n_scales=2, seed=1)  # scales 3, 4 drawn, in slices below
     monkeypatch.setattr("progvc.codec.ENTROPY_ENTRIES", 3 * tiny_codec.config.tokenizer.codebook_size)
     assert len(progvc.codec._row_slices(torch.zeros(7, tiny_codec.config.tokenizer.codebook_size))) == 3
     assert tiny_codec.encode(clip) == data
     assert np.array_equal(tiny_codec.decode(data, seed=1), frames)
+    assert np.array_equal(tiny_codec.decode(data, n_scales=2, seed=1), sampled)
     updates = Decoder(tiny_codec, seed=1, previews=False).feed(data)
     assert np.array_equal(np.concatenate([u.frames for u in updates]), frames)
+
+
+# -- memory estimate -----------------------------------------------------------------------------
+
+def held_bytes(obj, seen: set) -> int:
+    """Bytes of the distinct tensor storages reachable through lists, tuples and dicts."""
+    if isinstance(obj, torch.Tensor):
+        storage = obj.untyped_storage()
+        if storage.data_ptr() in seen:
+            return 0
+        seen.add(storage.data_ptr())
+        return storage.nbytes()
+    if isinstance(obj, (list, tuple)):
+        return sum(held_bytes(x, seen) for x in obj)
+    if isinstance(obj, dict):
+        return sum(held_bytes(x, seen) for x in obj.values())
+    return 0
+
+
+@pytest.mark.parametrize("temporal", [True, False])
+def test_the_context_estimate_is_what_a_gop_state_holds(tiny_codec, temporal):
+    """The estimate's largest part, checked against the tensors a real GOP keeps: when the coding
+    path changes what it caches, this fails until progvc.memory follows."""
+    from progvc.memory import estimate
+
+    data = tiny_codec.encode(smooth_clip(4, 20, 28, seed=7), gop_size=4, temporal=temporal)
+    states = []
+    real = progvc.codec.GopState
+
+    def spy(*args, **kwargs):
+        states.append(real(*args, **kwargs))
+        return states[-1]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("progvc.codec.GopState", spy)
+        tiny_codec.decode(data, sample=False)
+    (state,) = states
+    need = estimate(tiny_codec.config, 28, 20, 4, tiny_codec.n_scales, temporal=temporal)
+    assert held_bytes(vars(state), set()) == need.context
+
+
+def test_a_job_that_will_not_fit_is_refused_with_the_estimate(tiny_codec, monkeypatch):
+    data = tiny_codec.encode(smooth_clip(4, 20, 28, seed=8), gop_size=4)
+    tight = Limits(max_memory=1 << 20)
+    monkeypatch.setattr("progvc.codec.GopState", None)
+    monkeypatch.setattr("progvc.streaming.GopState", None)
+    for call in (lambda: tiny_codec.decode(data, limits=tight), lambda: tiny_codec.iter_decode(data, limits=tight),
+                 lambda: Decoder(tiny_codec, limits=tight).feed(data),
+                 lambda: tiny_codec.encode(smooth_clip(4, 20, 28), limits=tight)):
+        with pytest.raises(LimitError, match=r"needs about .*context caches .*max_memory=1048576.*--max-memory"):
+            call()
+    monkeypatch.setattr("progvc.memory.available", lambda: 1 << 20)
+    monkeypatch.setattr("progvc.limits.available", lambda: 1 << 20)
+    with pytest.raises(LimitError, match="available on this machine"):
+        tiny_codec.iter_decode(data)
+
+
+def test_memory_estimate_of_the_shipped_architecture_matches_the_measured_table():
+    """The numbers benchmarks/README.md quotes, so that a change to the estimate shows there."""
+    from progvc.config import small_config
+    from progvc.memory import available, estimate
+
+    cfg = small_config()
+    gib = {name: estimate(cfg, w, h, 8, 10).total / 2**30 for name, (w, h) in
+           {"cif": (352, 288), "720p": (1280, 720), "1080p": (1920, 1080)}.items()}
+    assert 0.5 < gib["cif"] < 2 and 3 < gib["720p"] < 6 and 7 < gib["1080p"] < 11, gib
+    assert "context caches" in str(estimate(cfg, 1920, 1080, 8, 10))
+    assert available() is None or available() > 0

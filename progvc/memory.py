@@ -1,0 +1,116 @@
+"""What a coding job will hold in memory, estimated before it starts, so that a job that cannot fit
+is refused with the estimate instead of being discovered by the kernel (thrashing, OOM killer).
+
+::
+
+    need = estimate(codec.config, width=1920, height=1080, gop_frames=8, scales=10)
+    need.total, str(need)    # bytes; "9.6 GiB: context caches 6.3 GiB, logits 1.0 GiB, ..."
+
+One GOP is coded at a time, so the estimate is per GOP and does not grow with the video's length
+(except the array that ``Codec.decode`` returns, which ``iter_decode`` does not build). Its parts:
+
+- **context caches**: :class:`progvc.coding.GopState` keeps, for every frame of the GOP and every
+  token of every scale coded so far, its keys and values in each block, its memory element and
+  that element's keys and values for each later frame of the window: about 4 bytes x dim x
+  (2 depth + 1 + 2 depth W) per token. With the shipped model that is up to 18 kB per token,
+  6.3 GiB for a GOP of 8 frames of 1080p. A test checks this against the tensors a real
+  ``GopState`` holds: when coding changes what it keeps, update :func:`_context_bytes` with it.
+- **logits** of the largest scale (float32, and the copy gate's out-of-place copy) plus one slice
+  of probability tables (``codec.ENTROPY_ENTRIES`` x 50 bytes).
+- **synthesis / analysis**: one piece of ``g_s`` / ``g_a`` work (``tiling.TILE_PIXELS`` pixels,
+  more for a tile's halo) at ``TRANSFORM_BYTES_PER_PIXEL``; encoder refinement adds
+  ``REFINE_BYTES_PER_PIXEL`` for frames it refines.
+- **frames**: the GOP's uint8 frames, in and out.
+
+Measured numbers (benchmarks/README.md) sit within about 25% of the estimate plus the process's
+floor (torch and the model, 0.9 GB on CPU). This module imports neither torch nor numpy.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+from .config import CodecConfig
+from .scales import tokens_per_scale
+
+TRANSFORM_BYTES_PER_PIXEL = 850
+"""Peak bytes per pixel of one piece of ``g_s`` (measured: 1.7 GB above the floor for one 1080p frame)."""
+REFINE_BYTES_PER_PIXEL = 1850
+"""Peak bytes per pixel of encoder refinement's backward pass (measured: 1.7 GB for one 720p frame)."""
+TILE_PIXELS = 1 << 21  # = progvc.models.tiling.TILE_PIXELS, restated to keep torch out of this module
+ENTROPY_ENTRIES = 1 << 22  # = progvc.codec.ENTROPY_ENTRIES, likewise
+REFINE_PIXELS = 1 << 20  # = progvc.models.tokenizer.REFINE_CHUNK_PIXELS, likewise
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Bytes one GOP needs, by part (see the module docstring); ``total`` is their sum."""
+
+    context: int
+    logits: int
+    transform: int
+    frames: int
+    output: int = 0
+
+    @property
+    def total(self) -> int:
+        return sum(getattr(self, f.name) for f in fields(self))
+
+    def __str__(self) -> str:
+        names = {"context": "context caches", "logits": "logits and tables", "transform": "g_s/g_a",
+                 "frames": "frames", "output": "output array"}
+        parts = ", ".join(f"{names[f.name]} {_gib(getattr(self, f.name))}" for f in fields(self)
+                          if getattr(self, f.name))
+        return f"{_gib(self.total)} ({parts})"
+
+
+def estimate(config: CodecConfig, width: int, height: int, gop_frames: int, scales: int, *,
+             temporal: bool = True, encode: bool = False, refine: bool = False, output_frames: int = 0
+             ) -> MemoryEstimate:
+    """Peak bytes to code one GOP of ``gop_frames`` frames of ``width`` x ``height`` through its
+    first ``scales`` scales (decoding with sampling runs every scale). ``encode`` adds the input
+    frames, ``refine`` the refinement's backward pass; ``output_frames`` counts frames of an
+    output array held beside the GOP (``Codec.decode``)."""
+    tok = config.tokenizer
+    h, w = -(-height // tok.stride), -(-width // tok.stride)
+    tokens = tokens_per_scale(h, w, tok.n_scales)[:scales]
+    context = _context_bytes(config, sum(tokens), gop_frames, temporal) + 4 * gop_frames * tok.latent_channels * h * w
+    logits = 2 * 4 * max(tokens) * tok.codebook_size + 50 * ENTROPY_ENTRIES
+    area = width * height
+    piece = min(gop_frames * area, TILE_PIXELS) if area <= TILE_PIXELS else int(1.3 * TILE_PIXELS)
+    transform = TRANSFORM_BYTES_PER_PIXEL * piece
+    if refine and area <= REFINE_PIXELS:
+        transform = max(transform, REFINE_BYTES_PER_PIXEL * min(gop_frames * area, REFINE_PIXELS))
+    frames = 3 * area * gop_frames * (2 if encode else 1)
+    return MemoryEstimate(context, logits, transform, frames, 3 * area * output_frames)
+
+
+def _context_bytes(config: CodecConfig, tokens: int, gop_frames: int, temporal: bool) -> int:
+    """Bytes ``GopState`` holds for ``tokens`` tokens per frame in a GOP of ``gop_frames`` frames,
+    besides ``f_hat``: per block and token its keys and values (2 dim floats); with temporal context
+    also each token's memory element (dim) and its keys and values for each later frame within the
+    window that will read it; and the token itself (int64)."""
+    ctx = config.context
+    window = ctx.temporal_window if temporal else 0
+    per_frame = 2 * ctx.depth * ctx.dim * gop_frames
+    if window:
+        readers = sum(min(window, gop_frames - 1 - t) for t in range(gop_frames))  # (frame, lag) pairs
+        per_frame += ctx.dim * gop_frames + 2 * ctx.depth * ctx.dim * readers
+    return (4 * per_frame + 8 * gop_frames) * tokens
+
+
+def available() -> int | None:
+    """Memory this machine can give a new job now (Linux ``MemAvailable``), or None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 / 10 else f"{math.ceil(n / 2**20)} MiB"
