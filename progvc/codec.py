@@ -34,7 +34,7 @@ from .entropy import ChunkDecoder, ChunkEncoder, cross_entropy_bits, probability
 from .errors import BitstreamError, ConfigError, VideoError, WeightsError
 from .gops import DecodedGops
 from .limits import Limits, as_limits
-from .memory import MemoryEstimate, estimate
+from .memory import ENTROPY_ENTRIES, MemoryEstimate, estimate
 from .models.context import ContextModel
 from .models.tokenizer import Tokenizer
 from .sampling import SamplingOptions, gop_generator, sample_tokens
@@ -64,12 +64,6 @@ class EncodeResult:
     @property
     def bpp(self) -> float:
         return 8 * len(self.bitstream) / (self.n_frames * self.width * self.height)
-
-
-ENTROPY_ENTRIES = 1 << 22
-"""Logit entries (rows x V) made into probability tables at once. The float64 softmax and int64
-tables take about 40 bytes per entry: 5.3 GB for the finest scale of one 1080p frame in one go,
-170 MB in slices of 4M entries. The range coder codes rows in order either way: the same bytes."""
 
 
 def _row_slices(logits: torch.Tensor) -> list[slice]:

@@ -16,8 +16,8 @@ One GOP is coded at a time, so the estimate is per GOP and does not grow with th
   6.3 GiB for a GOP of 8 frames of 1080p. A test checks this against the tensors a real
   ``GopState`` holds: when coding changes what it keeps, update :func:`_context_bytes` with it.
 - **logits** of the largest scale (float32, and the copy gate's out-of-place copy) plus one slice
-  of probability tables (``codec.ENTROPY_ENTRIES`` x 50 bytes).
-- **synthesis / analysis**: one piece of ``g_s`` / ``g_a`` work (``tiling.TILE_PIXELS`` pixels,
+  of probability tables (``ENTROPY_ENTRIES`` x 50 bytes).
+- **synthesis / analysis**: one piece of ``g_s`` / ``g_a`` work (``TILE_PIXELS`` pixels,
   more for a tile's halo) at ``TRANSFORM_BYTES_PER_PIXEL``; encoder refinement adds
   ``REFINE_BYTES_PER_PIXEL`` for frames it refines.
 - **frames**: the GOP's uint8 frames, in and out.
@@ -38,9 +38,21 @@ TRANSFORM_BYTES_PER_PIXEL = 850
 """Peak bytes per pixel of one piece of ``g_s`` (measured: 1.7 GB above the floor for one 1080p frame)."""
 REFINE_BYTES_PER_PIXEL = 1850
 """Peak bytes per pixel of encoder refinement's backward pass (measured: 1.7 GB for one 720p frame)."""
-TILE_PIXELS = 1 << 21  # = progvc.models.tiling.TILE_PIXELS, restated to keep torch out of this module
-ENTROPY_ENTRIES = 1 << 22  # = progvc.codec.ENTROPY_ENTRIES, likewise
-REFINE_PIXELS = 1 << 20  # = progvc.models.tokenizer.REFINE_CHUNK_PIXELS, likewise
+
+# -- the budgets that bound each piece of work: their one home (used by tiling, tokenizer, codec) --
+TILE_PIXELS = 1 << 21
+"""Pixels (of the larger side of a transform: output of ``g_s``, input of ``g_a``) per piece of
+work: a batch of whole frames, or the core of one tile (:mod:`progvc.models.tiling`). 2^21 keeps
+1080p whole (2,073,600 pixels, about 1.7 GB through ``g_s``) and tiles larger frames."""
+ENTROPY_ENTRIES = 1 << 22
+"""Logit entries (rows x V) made into probability tables, or sampled, at once. The float64 softmax
+and int64 tables take about 40-50 bytes per entry: 5.3 GB for the finest scale of one 1080p frame
+in one go, 170 MB in slices of 4M entries. Rows are coded (and drawn) in order either way: the same
+bytes and the same tokens."""
+REFINE_CHUNK_PIXELS = 1 << 20
+"""Frames refined together in one batch, in pixels: bounds the memory of the backward pass. A
+frame larger than this is not refined (it keeps the greedy latent): the backward pass through
+``g_s`` is not tiled and needs about 1.8 kB per pixel (1.7 GB at 720p, measured; 3.7 GB at 1080p)."""
 
 
 @dataclass(frozen=True)
@@ -80,8 +92,8 @@ def estimate(config: CodecConfig, width: int, height: int, gop_frames: int, scal
     area = width * height
     piece = min(gop_frames * area, TILE_PIXELS) if area <= TILE_PIXELS else int(1.3 * TILE_PIXELS)
     transform = TRANSFORM_BYTES_PER_PIXEL * piece
-    if refine and area <= REFINE_PIXELS:
-        transform = max(transform, REFINE_BYTES_PER_PIXEL * min(gop_frames * area, REFINE_PIXELS))
+    if refine and area <= REFINE_CHUNK_PIXELS:
+        transform = max(transform, REFINE_BYTES_PER_PIXEL * min(gop_frames * area, REFINE_CHUNK_PIXELS))
     frames = 3 * area * gop_frames * (2 if encode else 1)
     return MemoryEstimate(context, logits, transform, frames, 3 * area * output_frames)
 

@@ -174,9 +174,8 @@ class Decoder:
         ends = bs.chunk_ends(self._lengths)
         have = bisect.bisect_right(ends, len(self._buf) - start)  # chunks whose bytes are all in
         if have > len(self._chunks):
-            unit = memoryview(self._buf)[start:start + ends[have - 1]]
+            unit = bytes(self._buf[start:start + ends[have - 1]])  # a copy: a view would pin the bytearray
             self._chunks = list(bs.read_gop(unit, h, partial=True)[0])
-            unit.release()  # a live view would stop the bytearray from shrinking in feed()
         n_use = len(self._lengths) if self.n_req is None else min(len(self._lengths), self.n_req)
         while self._coded < min(have, n_use):
             self._decode_next(updates, final=self._coded + 1 == n_use)

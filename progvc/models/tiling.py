@@ -18,11 +18,13 @@ and show seams). :func:`tiled` therefore finds the statistics first, one GroupNo
     last pass       every tile runs fn with all norms fixed; the cores are stitched
 
 Each pass stops at its norm, so N passes cost what the prefixes up to each norm cost (about 4.4
-whole-image runs of ``g_s``, whose norms sit mostly at low resolution) plus the halo. The result
-equals ``fn(x)`` up to float rounding (statistics are merged in float64; a uint8 frame differs by
-at most 1 on a few pixels) and depends only on the shapes, so the same stream always decodes to the
-same frames. ``fn`` must be local apart from GroupNorm (no attention, no global pooling); a test
-checks the shipped transforms. ``fn`` is any callable, so ``lambda y: g_s(y, cond)`` works too.
+whole-image runs of ``g_s``, whose norms sit mostly at low resolution) plus the halo: measured, 5.7
+times the whole-image time for a 1080p frame in two tiles, 8.8 times in six. The result equals
+``fn(x)`` up to float rounding (statistics merged in float64, convolutions on other shapes): a real
+1080p frame forced into tiles had 2.6% of its uint8 values 1 apart, none more (64 dB). It depends
+only on the shapes, so the same stream always decodes to the same frames. ``fn`` must be local
+apart from GroupNorm (no attention, no global pooling); a test checks the shipped transforms.
+``fn`` is any callable, so ``lambda y: g_s(y, cond)`` works too.
 """
 
 from __future__ import annotations
@@ -36,13 +38,11 @@ from fractions import Fraction
 import torch
 from torch import nn
 
+from ..memory import TILE_PIXELS
+
 Transform = Callable[[torch.Tensor], torch.Tensor]
 Box = tuple[int, int, int, int]  # y0, y1, x0, x1 in input units
 
-TILE_PIXELS = 1 << 21
-"""Pixels (of the larger side of a transform: output of ``g_s``, input of ``g_a``) per piece of
-work: a batch of whole frames, or the core of one tile. 2^21 keeps 1080p whole (2,073,600 pixels,
-about 1.7 GB through ``g_s``) and tiles larger frames, at about 0.8 kB per pixel of tile."""
 
 
 def bounded(fn: Transform, x: torch.Tensor, *, scale: float, norms: nn.Module | None,

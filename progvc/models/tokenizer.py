@@ -14,15 +14,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import TokenizerConfig
+from ..memory import REFINE_CHUNK_PIXELS, TILE_PIXELS
 from ..scales import scale_grids
 from .autoencoder import AnalysisTransform, SynthesisTransform
 from .quantizer import Grid, MultiScaleResidualVQ
-from .tiling import TILE_PIXELS, bounded
-
-REFINE_CHUNK_PIXELS = 1 << 20
-"""Frames refined together in one batch, in pixels: bounds the memory of the backward pass. A
-frame larger than this is not refined (it keeps the greedy latent): the backward pass through
-``g_s`` is not tiled and needs about 1.8 kB per pixel (1.7 GB at 720p, measured; 3.7 GB at 1080p)."""
+from .tiling import bounded
 
 
 def to_unit(frames: torch.Tensor) -> torch.Tensor:
