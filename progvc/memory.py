@@ -17,8 +17,8 @@ One GOP is coded at a time, so the estimate is per GOP and does not grow with th
   ``GopState`` holds: when coding changes what it keeps, update :func:`_context_bytes` with it.
 - **logits** of the largest scale (float32, and the copy gate's out-of-place copy) plus one slice
   of probability tables (``ENTROPY_ENTRIES`` x 50 bytes).
-- **synthesis / analysis**: one piece of ``g_s`` / ``g_a`` work (``TILE_PIXELS`` pixels,
-  more for a tile's halo) at ``TRANSFORM_BYTES_PER_PIXEL``; encoder refinement adds
+- **synthesis / analysis**: one piece of ``g_s`` / ``g_a`` work (at most ``TILE_PIXELS`` pixels,
+  a tile's halo included) at ``TRANSFORM_BYTES_PER_PIXEL``; encoder refinement adds
   ``REFINE_BYTES_PER_PIXEL`` for frames it refines.
 - **frames**: the GOP's uint8 frames, in and out.
 
@@ -42,7 +42,7 @@ REFINE_BYTES_PER_PIXEL = 1850
 # -- the budgets that bound each piece of work: their one home (used by tiling, tokenizer, codec) --
 TILE_PIXELS = 1 << 21
 """Pixels (of the larger side of a transform: output of ``g_s``, input of ``g_a``) per piece of
-work: a batch of whole frames, or the core of one tile (:mod:`progvc.models.tiling`). 2^21 keeps
+work: a batch of whole frames, or one tile with its halo (:mod:`progvc.models.tiling`). 2^21 keeps
 1080p whole (2,073,600 pixels, about 1.7 GB through ``g_s``) and tiles larger frames."""
 ENTROPY_ENTRIES = 1 << 22
 """Logit entries (rows x V) made into probability tables, or sampled, at once. The float64 softmax
@@ -90,7 +90,7 @@ def estimate(config: CodecConfig, width: int, height: int, gop_frames: int, scal
     context = _context_bytes(config, sum(tokens), gop_frames, temporal) + 4 * gop_frames * tok.latent_channels * h * w
     logits = 2 * 4 * max(tokens) * tok.codebook_size + 50 * ENTROPY_ENTRIES
     area = width * height
-    piece = min(gop_frames * area, TILE_PIXELS) if area <= TILE_PIXELS else int(1.3 * TILE_PIXELS)
+    piece = min(gop_frames * area, TILE_PIXELS)  # a batch of frames, or one tile with its halo
     transform = TRANSFORM_BYTES_PER_PIXEL * piece
     if refine and area <= REFINE_CHUNK_PIXELS:
         transform = max(transform, REFINE_BYTES_PER_PIXEL * min(gop_frames * area, REFINE_CHUNK_PIXELS))

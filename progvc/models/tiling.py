@@ -67,7 +67,8 @@ def bounded(fn: Transform, x: torch.Tensor, *, scale: float, norms: nn.Module | 
 
 def tiled(fn: Transform, x: torch.Tensor, *, scale: float, norms: nn.Module | None,
           max_pixels: int = TILE_PIXELS, halo: int | None = None) -> torch.Tensor:
-    """``fn(x)`` computed in tiles whose cores have about ``max_pixels`` pixels (of the larger side).
+    """``fn(x)`` computed in tiles of at most about ``max_pixels`` pixels (of the larger side) with
+    their halo: cores of half that, so the halo cannot push a tile above the budget.
 
     GroupNorm statistics are computed over the whole image first (module docstring). ``halo``
     (input units on each side of a core) defaults to the receptive field of ``fn`` measured by
@@ -79,7 +80,7 @@ def tiled(fn: Transform, x: torch.Tensor, *, scale: float, norms: nn.Module | No
     if halo is None:
         halo = _cached_radius(fn, x.shape[1], ratio, norms, x.device)
     halo = -(-halo // align) * align
-    side = int(math.sqrt(max_pixels) / max(1, ratio)) // align * align or align  # core side, input units
+    side = int(math.sqrt(max_pixels / 2) / max(1, ratio)) // align * align or align  # core side, input units
     boxes = [(y0, y1, x0, x1) for y0, y1 in _spans(x.shape[-2], side, align)
              for x0, x1 in _spans(x.shape[-1], side, align)]
     group_norms = [] if norms is None else [m for m in norms.modules() if isinstance(m, nn.GroupNorm)]
