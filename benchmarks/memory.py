@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,8 @@ ROWS = [
     Row("cif-30", "mobile-calendar", (352, 288), 30),
     Row("cif-300", "mobile-calendar", (352, 288), 300, notes="the 30 frames looped back and forth"),
     Row("720p-8", "park-path-walkers", (1280, 720), 8),
+    Row("720p-8-gop2", "park-path-walkers", (1280, 720), 8, encode_args=("--gop", "2"),
+        notes="GOPs of 2 frames: the context caches hold 2 frames, not 8"),
     Row("1080p-8", "street-drive", (1920, 1080), 8),
     Row("4k-1", "street-drive", (4096, 2160), 1, scales=8, decode_args=FOUR_K,
         encode_args=("--max-frame-pixels", "4096x2160"), notes="a 1080p frame upscaled; 8 of 10 scales sent, "
@@ -157,12 +159,14 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.memory", description=__doc__.splitlines()[0])
     p.add_argument("--only", nargs="*", help=f"rows to run (default: all): {', '.join(r.name for r in ROWS)}")
     p.add_argument("--tiles", action="store_true", help="only the tiled-vs-whole comparison")
+    p.add_argument("--encode-only", action="store_true", help="measure encoding only")
     p.add_argument("--json", help="append one JSON line per row to this file")
     args = p.parse_args(argv)
     if args.tiles:
         print(json.dumps(tiles_vs_whole()))
         return 0
     rows = [r for r in ROWS if not args.only or r.name in args.only]
+    rows = [replace(r, steps=("encode",)) for r in rows] if args.encode_only else rows
     with tempfile.TemporaryDirectory(prefix="progvc-memory-") as tmp:
         for job in [model_floor] + [lambda r=r: measure(r, Path(tmp)) for r in rows]:
             res = job()

@@ -18,7 +18,8 @@ One GOP is coded at a time, so the estimate is per GOP and does not grow with th
 - **logits** of the largest scale (float32, and the copy gate's out-of-place copy) plus one slice
   of probability tables (``ENTROPY_ENTRIES`` x 50 bytes).
 - **synthesis / analysis**: one piece of ``g_s`` / ``g_a`` work (at most ``TILE_PIXELS`` pixels,
-  a tile's halo included) at ``TRANSFORM_BYTES_PER_PIXEL``; encoder refinement adds
+  a tile's halo included) at ``TRANSFORM_BYTES_PER_PIXEL``; when encoding, the quantiser's
+  distance slices (``LOOKUP_ENTRIES``) beside them; encoder refinement adds
   ``REFINE_BYTES_PER_PIXEL`` for frames it refines.
 - **frames**: the GOP's uint8 frames, in and out.
 
@@ -49,6 +50,10 @@ ENTROPY_ENTRIES = 1 << 22
 and int64 tables take about 40-50 bytes per entry: 5.3 GB for the finest scale of one 1080p frame
 in one go, 170 MB in slices of 4M entries. Rows are coded (and drawn) in order either way: the same
 bytes and the same tokens."""
+LOOKUP_ENTRIES = 1 << 24
+"""Distances (rows x V) computed at once by the quantiser's nearest-codebook lookup. The finest
+scale of a 4K frame is 138,240 rows x 4,096 codes: 2.3 GB per float32 temporary, three of them at
+once before this bound. 2^24 (64 MB) leaves CIF frames in one slice."""
 REFINE_CHUNK_PIXELS = 1 << 20
 """Frames refined together in one batch, in pixels: bounds the memory of the backward pass. A
 frame larger than this is not refined (it keeps the greedy latent): the backward pass through
@@ -94,6 +99,8 @@ def estimate(config: CodecConfig, width: int, height: int, gop_frames: int, scal
     transform = TRANSFORM_BYTES_PER_PIXEL * piece
     if refine and area <= REFINE_CHUNK_PIXELS:
         transform = max(transform, REFINE_BYTES_PER_PIXEL * min(gop_frames * area, REFINE_CHUNK_PIXELS))
+    if encode:  # the quantiser's distance slices, beside the analysis pieces
+        transform += 3 * 4 * min(LOOKUP_ENTRIES, gop_frames * h * w * tok.codebook_size)
     frames = 3 * area * gop_frames * (2 if encode else 1)
     return MemoryEstimate(context, logits, transform, frames, 3 * area * output_frames)
 

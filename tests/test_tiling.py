@@ -111,3 +111,12 @@ def test_tokenizer_frames_barely_change_when_tiled(tok):
     torch.testing.assert_close(f_tiled, f, rtol=0, atol=2e-5)
     diff = np.abs(got.numpy().astype(int) - whole.numpy().astype(int))
     assert diff.max() <= 1 and (diff > 0).mean() < 1e-3
+
+
+def test_codebook_lookup_in_slices_picks_the_same_codes(tok, monkeypatch):
+    """The quantiser's nearest-code search runs a slice of rows at a time (memory.LOOKUP_ENTRIES)."""
+    z = torch.randn(2, 8, 30, 41, generator=torch.Generator().manual_seed(9))
+    with torch.no_grad():
+        whole = tok.vq.lookup(z)
+        monkeypatch.setattr("progvc.models.quantizer.LOOKUP_ENTRIES", 100 * tok.cfg.codebook_size)
+        assert torch.equal(tok.vq.lookup(z), whole)
