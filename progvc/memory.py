@@ -4,7 +4,7 @@ is refused with the estimate instead of being discovered by the kernel (thrashin
 ::
 
     need = estimate(codec.config, width=1920, height=1080, gop_frames=8, scales=10)
-    need.total, str(need)    # bytes; "9.6 GiB: context caches 6.3 GiB, logits 1.0 GiB, ..."
+    need.total, str(need)    # bytes; "7.5 GiB at peak (context caches 5.8 GiB, logits and tables ...)"
 
 One GOP is coded at a time, so the estimate is per GOP and does not grow with the video's length
 (except the array that ``Codec.decode`` returns, which ``iter_decode`` does not build). Its parts:
@@ -13,7 +13,7 @@ One GOP is coded at a time, so the estimate is per GOP and does not grow with th
   token of every scale coded so far, its keys and values in each block, its memory element and
   that element's keys and values for each later frame of the window: about 4 bytes x dim x
   (2 depth + 1 + 2 depth W) per token. With the shipped model that is up to 18 kB per token,
-  6.3 GiB for a GOP of 8 frames of 1080p. A test checks this against the tensors a real
+  5.8 GiB for a GOP of 8 frames of 1080p. A test checks this against the tensors a real
   ``GopState`` holds: when coding changes what it keeps, update :func:`_context_bytes` with it.
 - **logits** of the largest scale (float32, and the copy gate's out-of-place copy) plus one slice
   of probability tables (``ENTROPY_ENTRIES`` x 50 bytes).
@@ -23,14 +23,17 @@ One GOP is coded at a time, so the estimate is per GOP and does not grow with th
   ``REFINE_BYTES_PER_PIXEL`` for frames it refines.
 - **frames**: the GOP's uint8 frames, in and out.
 
-Measured numbers (benchmarks/README.md) sit within about 25% of the estimate plus the process's
-floor (torch and the model, 0.9 GB on CPU). This module imports neither torch nor numpy.
+The peak adds the parts alive at once: when decoding, the caches with the larger of the logits
+and ``g_s``; when encoding, the larger of tokenizing and coding. The process's own floor (torch
+and the model, 0.9 GB on CPU) is not part of the estimate: it is already resident when a job is
+checked against what is available. Measured peaks: benchmarks/README.md, "Memory". This module
+imports neither torch nor numpy.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 from .config import CodecConfig
 from .scales import tokens_per_scale
@@ -62,24 +65,32 @@ frame larger than this is not refined (it keeps the greedy latent): the backward
 
 @dataclass(frozen=True)
 class MemoryEstimate:
-    """Bytes one GOP needs, by part (see the module docstring); ``total`` is their sum."""
+    """Bytes one GOP needs, by part (see the module docstring); ``total`` is the peak, the parts
+    alive at the same time added (``encode``: the job encodes, so tokenizing and coding do not
+    overlap)."""
 
     context: int
     logits: int
     transform: int
     frames: int
     output: int = 0
+    encode: bool = False
 
     @property
     def total(self) -> int:
-        return sum(getattr(self, f.name) for f in fields(self))
+        """The peak: parts that are alive at the same time, added."""
+        if self.encode:  # tokenize (g_a, the lookup, refinement) is done before the caches exist
+            work = max(self.transform, self.context + self.logits)
+        else:  # the caches live until the GOP is synthesised; the logits are gone by then
+            work = self.context + max(self.logits, self.transform)
+        return work + self.frames + self.output
 
     def __str__(self) -> str:
         names = {"context": "context caches", "logits": "logits and tables", "transform": "g_s/g_a",
                  "frames": "frames", "output": "output array"}
-        parts = ", ".join(f"{names[f.name]} {_gib(getattr(self, f.name))}" for f in fields(self)
-                          if getattr(self, f.name))
-        return f"{_gib(self.total)} ({parts})"
+        parts = ", ".join(f"{text} {_gib(getattr(self, name))}" for name, text in names.items()
+                          if getattr(self, name))
+        return f"{_gib(self.total)} at peak ({parts})"
 
 
 def estimate(config: CodecConfig, width: int, height: int, gop_frames: int, scales: int, *,
@@ -102,7 +113,7 @@ def estimate(config: CodecConfig, width: int, height: int, gop_frames: int, scal
     if encode:  # the quantiser's distance slices, beside the analysis pieces
         transform += 3 * 4 * min(LOOKUP_ENTRIES, gop_frames * h * w * tok.codebook_size)
     frames = 3 * area * gop_frames * (2 if encode else 1)
-    return MemoryEstimate(context, logits, transform, frames, 3 * area * output_frames)
+    return MemoryEstimate(context, logits, transform, frames, 3 * area * output_frames, encode)
 
 
 def _context_bytes(config: CodecConfig, tokens: int, gop_frames: int, temporal: bool) -> int:
