@@ -17,19 +17,19 @@ Errors are one line on stderr (``progvc: error: ...``) with these exit codes:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
 import sys
 import tempfile
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from . import __version__
 from . import bitstream as bs
+from .atomic import atomic_path, file_mode, write_bytes_atomic
 from .config import REFINE_STEPS
 from .errors import BitstreamError, ConfigError, DeviceError, ProgvcError, VideoError, WeightsError
 from .stream_info import info
@@ -186,33 +186,6 @@ def _check_output(path: str | Path, force: bool) -> Path:
     return out
 
 
-@contextlib.contextmanager
-def atomic_path(target: Path) -> Iterator[Path]:
-    """A temporary file beside ``target`` with the same suffix, moved onto ``target`` only if the
-    ``with`` block completes; removed on any error or interrupt."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part" + target.suffix)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, _file_mode())
-        os.replace(tmp, target)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-
-
-def _file_mode() -> int:
-    """Permissions of a new file under the current umask (mkstemp would leave 0600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def write_bytes_atomic(target: Path, data: bytes) -> None:
-    with atomic_path(target) as tmp:
-        tmp.write_bytes(data)
-
-
 def _video_targets(output: str, n_frames: int, force: bool) -> list[Path]:
     """The files a decode will write (one, or one per frame for a PNG pattern), checked."""
     out = Path(output)
@@ -243,7 +216,7 @@ def _write_frames(output: str, frames: Any, fps: Any) -> None:
     try:
         video_io.write_video(folder / out.name, frames, fps)
         for i in range(len(frames)):
-            os.chmod(folder / (out.name % (i + 1)), _file_mode())
+            os.chmod(folder / (out.name % (i + 1)), file_mode())
             os.replace(folder / (out.name % (i + 1)), out.parent / (out.name % (i + 1)))
     finally:
         shutil.rmtree(folder, ignore_errors=True)

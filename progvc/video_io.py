@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -27,6 +26,7 @@ import av
 import numpy as np
 
 from . import raw_yuv
+from .atomic import atomic_path
 from .errors import ConfigError, VideoError
 
 MAX_SIDE = 8192
@@ -309,14 +309,8 @@ def write_video(
 
 def _atomic(target: Path, write: Callable[[str], None]) -> None:
     """Call ``write(tmp_path)`` on a temporary file beside ``target``, then move it into place."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    with atomic_path(target) as tmp:
+        write(str(tmp))
 
 
 def _write_container(tmp: str, muxer: str, codec: str, pix_fmt: str, data: np.ndarray, rate: Fraction) -> None:

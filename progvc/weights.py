@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from .atomic import write_bytes_atomic
 from .config import CodecConfig
 from .errors import ConfigError, WeightsError
 
@@ -66,10 +67,7 @@ def save_weights(path: str | Path, state: dict[str, torch.Tensor], config: Codec
                  dtype: torch.dtype | None = None) -> str:
     """Write a weights file atomically; returns its sha256 (hex) for the manifest."""
     data = serialize(state, config, dtype)
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    write_bytes_atomic(path, data)
     return sha256_hex(data)
 
 

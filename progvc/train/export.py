@@ -12,11 +12,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 from pathlib import Path
 
 import torch
 
+from ..atomic import write_text_atomic
 from ..weights import parse_weights, save_weights
 
 
@@ -30,9 +30,7 @@ def export(src: Path, name: str, out_dir: Path, make_default: bool) -> str:
     manifest["models"][name] = {"file": f"{name}.safetensors", "sha256": digest}
     if make_default or "default" not in manifest:
         manifest["default"] = name
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return digest
 
 
