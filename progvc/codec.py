@@ -26,7 +26,7 @@ from torch import nn
 
 from . import bitstream as bs
 from .coding import GopState
-from .config import REFINE_STEPS, CodecConfig
+from .config import MAX_REFINE_STEPS, REFINE_STEPS, CodecConfig
 from .determinism import coding_mode
 from .devices import resolve_device
 from .entropy import ChunkDecoder, ChunkEncoder, cross_entropy_bits, probability_table
@@ -301,7 +301,7 @@ class Codec:
 
     @staticmethod
     def _check_refine(refine: int) -> int:
-        return _check_int("refine", refine, 0, 1000)
+        return _check_int("refine", refine, 0, MAX_REFINE_STEPS)
 
     def _check_stream(self, h: bs.StreamHeader) -> None:
         if h.model_name != self.config.name or h.weights_sha256 != self.weights_sha256:

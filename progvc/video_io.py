@@ -27,16 +27,16 @@ import numpy as np
 
 from . import raw_yuv
 from .atomic import atomic_path
+from .bitstream import MAX_SIDE  # the stream's limit is the reader's: larger frames could not be coded
 from .errors import ConfigError, VideoError
 
-MAX_SIDE = 8192
-"""Largest accepted frame width or height in pixels (checked before decoding)."""
 MAX_FRAMES = 100_000
 """Most frames read from one source; a longer one raises unless ``max_frames`` asks for a prefix."""
 DEFAULT_FPS = Fraction(25)
 """Frame rate of arrays, raw ``.yuv`` files and streams that state no usable one."""
+MAX_FPS = 1000
+"""Highest accepted frame rate; a stream or file name stating more falls back to ``DEFAULT_FPS``."""
 
-_MAX_FPS = 1000
 _MAX_CONSECUTIVE_ERRORS = 64  # demux/decode failures in a row before giving up on a damaged file
 _AV_ERRORS = (av.error.FFmpegError, ValueError)
 
@@ -117,7 +117,8 @@ def _open(
     if "%" not in path.name and not path.is_file():
         raise VideoError(f"video file {str(path)!r} not found; check the path")
     if path.suffix.lower() in raw_yuv.RAW_EXTENSIONS:
-        wh, name_fps = raw_yuv.raw_size(path, size, DEFAULT_FPS)
+        wh, name_fps = raw_yuv.raw_size(path, size)
+        name_fps = name_fps if name_fps is not None and name_fps <= MAX_FPS else DEFAULT_FPS
         _check_side(*wh, path)
         n = raw_yuv.raw_frame_count(path, wh, pix_fmt_in)
         _check_count(n, limit, strict, path)
@@ -205,7 +206,7 @@ def _to_rgb(frame: Any, wh: tuple[int, int]) -> np.ndarray:
 def _stream_rate(stream: Any) -> Fraction:
     """The stream's rate: FFmpeg's guess first (average_rate is 1000 for some VFR webm)."""
     for rate in (stream.guessed_rate, stream.average_rate):
-        if rate is not None and 0 < rate <= _MAX_FPS:
+        if rate is not None and 0 < rate <= MAX_FPS:
             return Fraction(rate)
     return DEFAULT_FPS
 
@@ -265,8 +266,8 @@ def _as_fraction(fps: float | Fraction) -> Fraction:
         rate = Fraction(fps).limit_denominator(1001)
     except (TypeError, ValueError, OverflowError) as e:
         raise ConfigError(f"fps must be a positive number, got {fps!r}") from e
-    if not 0 < rate <= _MAX_FPS:
-        raise ConfigError(f"fps must be in (0, {_MAX_FPS}], got {fps!r}")
+    if not 0 < rate <= MAX_FPS:
+        raise ConfigError(f"fps must be in (0, {MAX_FPS}], got {fps!r}")
     return rate
 
 
