@@ -98,7 +98,8 @@ class Codec:
 
     @classmethod
     def from_pretrained(cls, name: str | None = None, device: str | torch.device | None = None) -> Codec:
-        """Load a shipped model from ``weights/`` (the default when ``name`` is None), hash-checked."""
+        """Load a shipped model from ``progvc/weights/`` or ``$PROGVC_WEIGHTS_DIR`` (the manifest's
+        default when ``name`` is None), hash-checked."""
         config, state, digest = load_named(name)
         return cls(config, _checked_shapes(config, state, name or "default"), device=device,
                    weights_sha256=digest)

@@ -7,7 +7,7 @@ Conventions for the README's authors:
   ``progvc.encode("clip.mp4")`` works as written. Files a block writes land there.
 - A block that needs the shipped weights (it calls ``progvc.encode``/``progvc.decode``,
   ``from_pretrained``, or the HTML comment ``<!-- readme-test: weights -->`` stands on the line
-  before its fence) is marked ``weights`` and skipped while ``weights/manifest.json`` is absent.
+  before its fence) is marked ``weights`` and skipped while ``progvc/weights/manifest.json`` is absent.
 - ``<!-- readme-test: skip -->`` on the line before a fence skips that block (a GPU-only or
   pseudo-code snippet); say why in the comment.
 """
@@ -62,7 +62,7 @@ def _cases() -> list:
         if "readme-test: skip" in before:
             marks.append(pytest.mark.skip(reason=f"README.md:{line} is marked <!-- readme-test: skip -->"))
         elif _NEEDS_WEIGHTS.search(code) or "readme-test: weights" in before:
-            reason = "needs the shipped weights (weights/manifest.json)"
+            reason = "needs the shipped weights (progvc/weights/manifest.json)"
             marks += [pytest.mark.weights, pytest.mark.skipif(not _shipped_weights(), reason=reason)]
         cases.append(pytest.param((line, code), marks=marks, id=f"README.md:{line}"))
     return cases

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.weights
 @pytest.fixture(scope="module")
 def shipped():
     if not (weights_dir() / "manifest.json").exists():
-        pytest.skip("weights/manifest.json is absent")
+        pytest.skip("progvc/weights/manifest.json is absent")
     return progvc.Codec.from_pretrained(device="cpu")
 
 
