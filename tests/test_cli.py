@@ -13,12 +13,12 @@ import torch
 import progvc
 from progvc import cli
 from progvc.atomic import file_mode
-from progvc.codec import Codec, CodecModel
+from progvc.codec import Codec
 from progvc.config import tiny_config
 from progvc.video_io import read_video, write_video
 from progvc.weights import save_weights
 
-from .conftest import smooth_clip
+from .conftest import random_weights, smooth_clip
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def files(tmp_path_factory):
     """A tiny weights file, a 6-frame clip (2 GOPs) and its stream, in a fresh folder."""
     root = tmp_path_factory.mktemp("cli")
     cfg = tiny_config()
-    save_weights(root / "tiny.safetensors", CodecModel(cfg).state_dict(), cfg)
+    save_weights(root / "tiny.safetensors", random_weights(cfg), cfg)
     clip = smooth_clip(6, 20, 28, seed=3)
     write_video(root / "clip.y4m", clip, fps=12)
     assert cli.main(["encode", str(root / "clip.y4m"), str(root / "clip.pvc"), *_w(root)]) == 0
@@ -138,7 +138,7 @@ def test_corrupt_stream(files, tmp_path, capsys):
 
 def test_stream_of_other_weights_is_refused(files, tmp_path, capsys):
     cfg = tiny_config(name="other")
-    save_weights(tmp_path / "other.safetensors", CodecModel(cfg).state_dict(), cfg)
+    save_weights(tmp_path / "other.safetensors", random_weights(cfg), cfg)
     _, err = run(["decode", files / "clip.pvc", tmp_path / "o.y4m", "--weights", tmp_path / "other.safetensors",
                   "--device", "cpu"], capsys, code=cli.EXIT_STREAM)
     assert "progvc-tiny" in err

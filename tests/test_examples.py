@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 import progvc
-from progvc.codec import Codec, CodecModel
+from progvc.codec import Codec
 from progvc.config import tiny_config
 from progvc.video_io import read_video, write_video
 from progvc.weights import save_weights
 
-from .conftest import ship_tiny_model, smooth_clip
+from .conftest import random_weights, ship_tiny_model, smooth_clip
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -32,7 +32,7 @@ def load(name: str):
 def weights(tmp_path_factory):
     path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
     cfg = tiny_config()
-    save_weights(path, CodecModel(cfg).state_dict(), cfg)
+    save_weights(path, random_weights(cfg), cfg)
     return path
 
 

@@ -63,7 +63,7 @@ def _cases() -> list:
             marks.append(pytest.mark.skip(reason=f"README.md:{line} is marked <!-- readme-test: skip -->"))
         elif _NEEDS_WEIGHTS.search(code) or "readme-test: weights" in before:
             reason = "needs the shipped weights (progvc/weights/manifest.json)"
-            marks += [pytest.mark.weights, pytest.mark.skipif(not _shipped_weights(), reason=reason)]
+            marks += [pytest.mark.weights, pytest.mark.slow, pytest.mark.skipif(not _shipped_weights(), reason=reason)]
         cases.append(pytest.param((line, code), marks=marks, id=f"README.md:{line}"))
     return cases
 

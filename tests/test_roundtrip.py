@@ -10,7 +10,8 @@ import progvc
 from progvc import entropy
 
 
-@pytest.mark.parametrize("shape", [(1, 1, 1), (1, 17, 33), (6, 17, 33), (2, 144, 176)])
+@pytest.mark.parametrize("shape", [(1, 1, 1), (1, 17, 33), (6, 17, 33),
+                                   pytest.param((2, 144, 176), marks=pytest.mark.slow)])
 def test_decoded_tokens_equal_encoded_tokens(tiny_codec, clip_factory, shape):
     """Token-exact round trip for odd sizes, T=1 and T longer than one GOP (gop_size=4)."""
     x = clip_factory(*shape)
@@ -26,6 +27,7 @@ def test_decoded_tokens_equal_encoded_tokens(tiny_codec, clip_factory, shape):
     assert frames.shape == x.shape and frames.dtype == np.uint8
 
 
+@pytest.mark.slow
 def test_truncate_equals_decoding_fewer_scales(tiny_codec, clip_factory):
     x = clip_factory(5, 40, 56, seed=1)
     data = tiny_codec.encode(x)
@@ -77,6 +79,7 @@ def test_encoder_and_decoder_probability_tables_are_bitwise_equal(tiny_codec, cl
         assert a.dtype == b.dtype == np.int64 and np.array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_coded_size_is_within_one_percent_of_cross_entropy(tiny_codec, clip_factory):
     x = clip_factory(8, 96, 128, seed=4)
     result = tiny_codec.encode_with_stats(x)

@@ -97,7 +97,7 @@ def test_gray_replicates_and_rgba_drops_alpha() -> None:
 
 
 def test_torch_tensor() -> None:
-    x = torch.randint(0, 256, (2, 9, 11, 3), dtype=torch.uint8)
+    x = torch.randint(0, 256, (2, 9, 11, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     assert np.array_equal(read_video(x).frames, x.numpy())
     assert read_video(x[0]).frames.shape == (1, 9, 11, 3)
 

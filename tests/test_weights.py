@@ -7,9 +7,11 @@ import json
 import pytest
 
 import progvc
-from progvc.codec import Codec, CodecModel
+from progvc.codec import Codec
 from progvc.config import tiny_config
 from progvc.weights import load_named, save_weights
+
+from .conftest import random_weights
 
 
 def test_named_model_loads_and_its_hash_is_the_stream_identity(weights_dir, clip_factory):
@@ -52,7 +54,7 @@ def test_unreadable_file_with_matching_hash_is_refused(weights_dir):
 
 def test_config_that_does_not_match_the_tensors_is_refused(tmp_path):
     cfg = tiny_config(name="tiny-shipped")
-    state = CodecModel(cfg).state_dict()
+    state = random_weights(cfg)
     bigger = tiny_config(name="tiny-shipped", gop_size=5)
     bigger = type(bigger)(name=bigger.name, tokenizer=type(cfg.tokenizer)(
         stride=4, channels=(16, 32), latent_channels=8, codebook_size=128, n_scales=4, n_phi=2), context=cfg.context)
@@ -99,7 +101,7 @@ def test_the_package_folder_is_the_default_and_export_writes_there(tmp_path, mon
     assert str(weights_dir()) == str(shipped_dir()) and shipped_dir().name == "weights"
     assert (shipped_dir().parent / "__init__.py").is_file()  # progvc/weights/, inside the package
     cfg = tiny_config()
-    save_weights(tmp_path / "run.safetensors", CodecModel(cfg).state_dict(), cfg)
+    save_weights(tmp_path / "run.safetensors", random_weights(cfg), cfg)
     folder = tmp_path / "pkg"
     monkeypatch.setattr(export, "shipped_dir", lambda: folder)
     digest = export.export(tmp_path / "run.safetensors", "tiny-exported")
