@@ -142,6 +142,9 @@ class Codec:
         (the decoder's sampling defaults, stored in the stream), temporal (False codes every frame
         without temporal context), refine (encoder-side latent refinement steps per frame, default
         ``REFINE_STEPS``; 0 is the fast greedy tokenizer, same stream format), progress.
+        Reading options (passed to :func:`progvc.video_io.read_video`): ``max_frames`` (code only the
+        first N frames; a long file is not read whole), ``max_side`` (shrink by a whole factor until
+        the long side fits), ``downscale`` (a whole factor), ``pix_fmt_in`` (raw .yuv layout).
         """
         return self.encode_with_stats(video, n_scales, bpp=bpp, **options).bitstream
 
@@ -149,7 +152,8 @@ class Codec:
                           fps: float | Fraction | None = None, size: tuple[int, int] | None = None,
                           seed: int = 0, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
                           temporal: bool = True, progress: bool = False, bpp: float | None = None,
-                          refine: int = REFINE_STEPS) -> EncodeResult:
+                          refine: int = REFINE_STEPS, max_frames: int | None = None, max_side: int | None = None,
+                          downscale: int = 1, pix_fmt_in: str = "yuv420p") -> EncodeResult:
         """``encode`` that also reports the model's estimated bits per scale and the time taken.
 
         With ``bpp``, ``estimated_bits`` counts only the chunks the budget kept.
@@ -159,7 +163,8 @@ class Codec:
         if bpp is not None and n_scales is not None:
             raise ConfigError("give n_scales or bpp, not both")
         start = time.perf_counter()
-        clip = read_video(video, size=size, fps=fps)
+        clip = read_video(video, size=size, fps=fps, max_frames=max_frames, max_side=max_side, downscale=downscale,
+                          pix_fmt_in=pix_fmt_in)
         frames = clip.frames
         n = self._check_scales(n_scales)
         gop = self._check_gop(gop_size)

@@ -8,7 +8,8 @@ through ``frame.to_ndarray(format="rgb24")``, so the codec only ever sees 8-bit 
 
 :func:`write_video` is the inverse: lossless for ``.mp4`` / ``.mkv`` (RGB H.264 at qp 0) and PNG
 patterns, and for ``.y4m`` (16-bit 4:4:4 through FFmpeg's swscale on one thread; threaded swscale
-was not deterministic, see ``SWS_THREADS``).
+was not deterministic, see ``SWS_THREADS``); with ``player=True`` it writes the 8-bit 4:2:0 that
+players open instead (what ``progvc decode`` writes unless ``--exact``).
 Writes go to a temporary file that replaces the target only when complete.
 """
 
@@ -28,6 +29,8 @@ import numpy as np
 from . import raw_yuv
 from .atomic import atomic_path
 from .bitstream import MAX_SIDE  # the stream's limit is the reader's: larger frames could not be coded
+from .downscale import check_options as check_downscale
+from .downscale import downscale_frames
 from .errors import ConfigError, VideoError
 
 MAX_FRAMES = 100_000
@@ -37,6 +40,8 @@ DEFAULT_FPS = Fraction(25)
 MAX_FPS = 1000
 """Highest accepted frame rate; a stream or file name stating more falls back to ``DEFAULT_FPS``."""
 
+PLAYER_CRF = 12
+"""x264 quality of ``write_video(player=True)``: far below visible loss on progvc's output."""
 _MAX_CONSECUTIVE_ERRORS = 64  # demux/decode failures in a row before giving up on a damaged file
 _AV_ERRORS = (av.error.FFmpegError, ValueError)
 
@@ -60,6 +65,8 @@ def read_video(
     fps: float | Fraction | None = None,
     max_frames: int | None = None,
     pix_fmt_in: str = "yuv420p",
+    downscale: int = 1,
+    max_side: int | None = None,
 ) -> Video:
     """Read a whole video (or its first ``max_frames`` frames) into memory.
 
@@ -71,9 +78,13 @@ def read_video(
     its name (``clip__320x240_30f.i420.yuv``); for other sources ``size`` is only checked. ``fps``
     overrides the stated rate (no frame is dropped or repeated; variable-rate streams keep every
     frame in order). Frames that change size mid-stream are rescaled to the first frame's size.
+    ``downscale`` (a whole factor) and ``max_side`` (pixels; the factor grows until the long side
+    fits) shrink every frame by averaging blocks (:mod:`progvc.downscale`), frame by frame as it
+    is read, so a large file never sits in memory at full size.
     Raises :class:`VideoError`, or :class:`ConfigError` for out-of-range options.
     """
-    rate, frames = _open(source, size=size, fps=fps, max_frames=max_frames, pix_fmt_in=pix_fmt_in)
+    rate, frames = _open(source, size=size, fps=fps, max_frames=max_frames, pix_fmt_in=pix_fmt_in,
+                         downscale=downscale, max_side=max_side)
     if isinstance(frames, np.ndarray):  # an array source: no copy
         return Video(frames=frames, fps=rate)
     stack = list(frames)
@@ -92,7 +103,15 @@ def iter_frames(source: Any, **options: Any) -> Iterator[np.ndarray]:
     yield from _open(source, **options)[1]
 
 
-def _open(
+def _open(source: Any, *, downscale: int = 1, max_side: int | None = None, **options: Any
+          ) -> tuple[Fraction, Iterable[np.ndarray]]:
+    """:func:`_open_source`, then the frames downscaled (see :func:`read_video`)."""
+    check_downscale(downscale, max_side)
+    rate, frames = _open_source(source, **options)
+    return rate, downscale_frames(frames, downscale, max_side)
+
+
+def _open_source(
     source: Any,
     *,
     size: tuple[int, int] | None = None,
@@ -271,10 +290,23 @@ def _as_fraction(fps: float | Fraction) -> Fraction:
     return rate
 
 
+def player_pix_fmt(path: str | os.PathLike[str], width: int, height: int) -> str | None:
+    """The pixel format :func:`write_video` uses with ``player=True``: 8-bit 4:2:0, which every player
+    and tool opens, except for H.264 of odd width or height, which 4:2:0 cannot hold: then 8-bit
+    4:4:4 (desktop players open it; browsers do not). None for PNG patterns (always RGB)."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".png":
+        return None
+    return "yuv444p" if suffix in (".mp4", ".mkv") and (width % 2 or height % 2) else "yuv420p"
+
+
 def write_video(
-    path: str | os.PathLike[str], frames: Any, fps: float | Fraction = DEFAULT_FPS, *, pix_fmt: str | None = None
+    path: str | os.PathLike[str], frames: Any, fps: float | Fraction = DEFAULT_FPS, *, pix_fmt: str | None = None,
+    player: bool = False,
 ) -> None:
     """Write ``frames`` (``(T,H,W,3)`` uint8 RGB, numpy or torch) to ``path``, chosen by its name.
+
+    By default the file holds exactly ``frames`` (what tests and measurements need):
 
     - ``.y4m``: YUV4MPEG2, by default ``C444p16`` (16-bit 4:4:4, an FFmpeg extension) because it
       reads back exactly; ``pix_fmt="yuv420p"`` gives the 8-bit 4:2:0 every tool reads (not exact).
@@ -282,9 +314,16 @@ def write_video(
       uses ``libx264`` (lossless in YUV, not from RGB; 4:2:0 needs even sizes).
     - a ``.png`` pattern with ``%d`` / ``%05d``: one RGB PNG per frame, numbered from 1 as FFmpeg does.
 
+    ``player=True`` writes what players and browsers open instead (not exact): ``.y4m`` in 8-bit
+    4:2:0, ``.mp4`` / ``.mkv`` as H.264 High profile 8-bit 4:2:0 at CRF ``PLAYER_CRF`` (see
+    :func:`player_pix_fmt` for odd sizes); PNG patterns stay exact RGB.
+
     Each file appears only when complete (temporary file + ``os.replace``). Raises VideoError.
     """
     data, rate, target = _as_frames(frames), _as_fraction(fps), Path(path)
+    crf = None
+    if player:
+        pix_fmt, crf = player_pix_fmt(target, data.shape[2], data.shape[1]), PLAYER_CRF
     if not target.parent.is_dir():
         raise VideoError(f"directory {str(target.parent)!r} does not exist; create it first")
     suffix = target.suffix.lower()
@@ -301,7 +340,7 @@ def write_video(
             if codec not in av.codec.codecs_available:
                 codec, fmt = "libx264", "yuv444p"  # an FFmpeg without libx264rgb: near-lossless
             muxer = "mp4" if suffix == ".mp4" else "matroska"
-            _atomic(target, lambda tmp: _write_container(tmp, muxer, codec, fmt, data, rate))
+            _atomic(target, lambda tmp: _write_container(tmp, muxer, codec, fmt, data, rate, crf))
         else:
             raise VideoError(f"cannot write {target.name}: use .y4m, .mp4, .mkv or a %05d.png pattern")
     except (*_AV_ERRORS, OSError, TypeError) as e:
@@ -314,9 +353,12 @@ def _atomic(target: Path, write: Callable[[str], None]) -> None:
         write(str(tmp))
 
 
-def _write_container(tmp: str, muxer: str, codec: str, pix_fmt: str, data: np.ndarray, rate: Fraction) -> None:
-    """Encode ``data`` ``(T,H,W,3)`` uint8 with ``codec`` into a ``muxer`` file at ``tmp``."""
-    options = {"qp": "0", "preset": "veryfast"} if codec.startswith("libx264") else {}
+def _write_container(tmp: str, muxer: str, codec: str, pix_fmt: str, data: np.ndarray, rate: Fraction,
+                     crf: int | None = None) -> None:
+    """Encode ``data`` ``(T,H,W,3)`` uint8 with ``codec`` into a ``muxer`` file at ``tmp``; x264 is
+    lossless (qp 0) unless ``crf`` is given."""
+    quality = {"qp": "0"} if crf is None else {"crf": str(crf)}
+    options = {**quality, "preset": "veryfast"} if codec.startswith("libx264") else {}
     # y4m calls its 16-bit variants "unofficial"; FFmpeg wants strict=-1 to write them.
     with av.open(tmp, mode="w", format=muxer, options={"strict": "-1"}) as container:
         stream = container.add_stream(codec, rate=rate, options=options)

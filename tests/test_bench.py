@@ -287,7 +287,7 @@ def test_main_with_perceptual_weights_report_only_and_errors(clips_dir, tmp_path
 
 
 def test_downscale_area_averages_blocks():
-    from progvc.bench.rd import downscale_area
+    from progvc.downscale import downscale_area
 
     frames = np.arange(2 * 4 * 6 * 3, dtype=np.uint8).reshape(2, 4, 6, 3)
     small = downscale_area(frames, 2)

@@ -127,3 +127,16 @@ def test_refinement_is_optional_and_never_worse_than_greedy(tiny_codec, clip_fac
 
         assert error(tok.tokenize(x, 5)) <= error(greedy) + 1e-6
     assert not any(p.grad is not None for p in tok.parameters())  # refinement leaves the weights alone
+
+
+def test_encode_reads_only_the_frames_and_size_it_is_asked_for(tiny_codec, clip_factory, tmp_path):
+    from progvc.downscale import downscale_area
+    from progvc.video_io import read_video, write_video
+
+    x = clip_factory(6, 24, 40)
+    write_video(tmp_path / "x.y4m", x, fps=10)
+    data = tiny_codec.encode(tmp_path / "x.y4m", max_frames=3, max_side=20)
+    assert data == tiny_codec.encode(downscale_area(read_video(tmp_path / "x.y4m").frames[:3], 2), fps=10)
+    facts = progvc.info(data)
+    assert (facts.n_frames, facts.width, facts.height) == (3, 20, 12)
+    assert progvc.info(tiny_codec.encode(x, downscale=4)).width == 10

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from ..config import REFINE_STEPS
+from ..downscale import downscale_area, factor_for
 from ..errors import ConfigError, ProgvcError
 
 DEFAULT_CODECS = ("progvc", "x264", "x265", "svtav1")
@@ -53,26 +54,6 @@ def find_clips(clips: str | Path) -> list[Path]:
     if not found:
         raise ConfigError(f"no video files in {root} (looked for {' '.join(VIDEO_SUFFIXES)})")
     return found
-
-
-def downscale_area(frames: np.ndarray, factor: int) -> np.ndarray:
-    """Average ``factor x factor`` blocks of ``(T,H,W,3)`` uint8 -> ``(T,H//f,W//f,3)`` uint8.
-
-    Edges that do not fill a block are cropped. Frame by frame, to keep float memory to one frame.
-    """
-    if factor < 1:
-        raise ConfigError(f"downscale factor must be a positive integer, got {factor}")
-    if factor == 1:
-        return frames
-    t, h, w, c = frames.shape
-    hh, ww = h // factor, w // factor
-    if hh < 1 or ww < 1:
-        raise ConfigError(f"a {w}x{h} clip cannot be downscaled {factor}x; use a smaller --downscale")
-    out = np.empty((t, hh, ww, c), dtype=np.uint8)
-    for i, f in enumerate(frames):
-        block = f[: hh * factor, : ww * factor].reshape(hh, factor, ww, factor, c).astype(np.float32)
-        out[i] = np.clip(np.floor(block.mean(axis=(1, 3)) + 0.5), 0, 255).astype(np.uint8)
-    return out
 
 
 def read_clip(path: Path, max_frames: int) -> tuple[np.ndarray, Fraction | None]:
@@ -258,7 +239,7 @@ def run_benchmark(
     show = progress and sys.stderr.isatty()
     for path in clips:
         video, fps = read_clip(path, frames)
-        factor = max(downscale, -(-max(video.shape[1:3]) // max_side) if max_side > 0 else 1)
+        factor = factor_for(video.shape[2], video.shape[1], downscale, max_side if max_side > 0 else None)
         video = downscale_area(video[:frames], factor)
         t, h, w, _ = video.shape
         store.add_clip({"name": path.name, "path": str(path), "frames": t, "width": w, "height": h,
