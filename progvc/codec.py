@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
@@ -33,6 +33,7 @@ from .entropy import ChunkDecoder, ChunkEncoder, cross_entropy_bits, probability
 from .errors import BitstreamError, ConfigError, WeightsError
 from .models.context import ContextModel
 from .models.tokenizer import Tokenizer
+from .progress import NO_PROGRESS, Progress
 from .sampling import SamplingOptions, gop_generator, sample_tokens
 from .weights import load_named, parse_weights, serialize, sha256_hex
 
@@ -178,9 +179,10 @@ class Codec:
                                  Fraction(clip.fps).limit_denominator(1 << 20), gop, tuple(grids), n, seed,
                                  temperature, top_k, top_p, temporal)
         gop_bits, gops = [], []
-        with coding_mode():
-            for gop_frames in _progress(self._gops(frames, gop), progress, "encode", header.n_gops):
-                chunks, bits = self._encode_gop(gop_frames, grids, n, temporal, refine)
+        with coding_mode(), Progress(progress, "encode", n_frames * n, header.n_gops) as bar:
+            for g, gop_frames in enumerate(self._gops(frames, gop)):
+                bar.gop(g, "tokenizing")
+                chunks, bits = self._encode_gop(gop_frames, grids, n, temporal, refine, bar)
                 gops.append(chunks)
                 gop_bits.append(bits)
         data = bs.pack(bs.Stream(header, tuple(gops)))
@@ -193,8 +195,8 @@ class Codec:
             est[:k] += bits[:k]
         return EncodeResult(data, tuple(est.tolist()), n_frames, width, height, time.perf_counter() - start)
 
-    def _encode_gop(self, frames: torch.Tensor, grids: list, n: int, temporal: bool, refine: int
-                    ) -> tuple[tuple[bs.Chunk, ...], np.ndarray]:
+    def _encode_gop(self, frames: torch.Tensor, grids: list, n: int, temporal: bool, refine: int,
+                    bar: Progress = NO_PROGRESS) -> tuple[tuple[bs.Chunk, ...], np.ndarray]:
         maps = self.tokenizer.tokenize(frames, refine)  # K x (T, h_k, w_k)
         coders = [ChunkEncoder() for _ in range(n)]
         bits = np.zeros(n)
@@ -206,7 +208,7 @@ class Codec:
             return tokens
 
         state = GopState(self.context, self.tokenizer.vq, grids, frames.shape[0], temporal=temporal)
-        state.run(range(n), pick)
+        state.run(range(n), bar.counting(pick))
         chunks = tuple(bs.Chunk(tokens_crc(list(maps[k])), coders[k].finish()) for k in range(n))
         return chunks, bits
 
@@ -232,22 +234,26 @@ class Codec:
         if not stream.gops:
             raise BitstreamError("the stream holds no complete chunk to decode; wait for more bytes")
         out = _frames_buffer(h, len(stream.gops))
-        with coding_mode():
-            for g in _progress(range(len(stream.gops)), progress, "decode"):
+        steps = sum(h.gop_frames(g) * (h.n_scales if sample else len(c[:n_req])) for g, c in enumerate(stream.gops))
+        with coding_mode(), Progress(progress, "decode", steps, len(stream.gops)) as bar:
+            for g in range(len(stream.gops)):
+                bar.gop(g)
                 chunks = stream.gops[g][:n_req]
                 rng = gop_generator(seed, g) if sample else None
                 out[g * h.gop_size:g * h.gop_size + h.gop_frames(g)] = self._decode_gop(chunks, h, h.gop_frames(g),
-                                                                                        rng, opts)
+                                                                                        rng, opts, bar)
         return out
 
     def _decode_gop(self, chunks: tuple[bs.Chunk, ...], h: bs.StreamHeader, n_frames: int,
-                    rng: np.random.Generator | None, opts: SamplingOptions) -> np.ndarray:
+                    rng: np.random.Generator | None, opts: SamplingOptions, bar: Progress = NO_PROGRESS
+                    ) -> np.ndarray:
         with _allocation_errors(h, n_frames):
-            state = self._decode_gop_tokens(chunks, h, n_frames, rng, opts)
+            state = self._decode_gop_tokens(chunks, h, n_frames, rng, opts, bar)
             return self.tokenizer.synthesise(state.f_hat, h.height, h.width).cpu().numpy()
 
     def _decode_gop_tokens(self, chunks: tuple[bs.Chunk, ...], h: bs.StreamHeader, n_frames: int,
-                           rng: np.random.Generator | None, opts: SamplingOptions) -> GopState:
+                           rng: np.random.Generator | None, opts: SamplingOptions, bar: Progress = NO_PROGRESS
+                           ) -> GopState:
         grids = list(h.grids)
         decoders = [ChunkDecoder(c.payload) for c in chunks]
 
@@ -256,6 +262,7 @@ class Codec:
                 return decoders[k].take(probability_table(logits))
             return sample_tokens(logits, opts, rng)  # type: ignore[arg-type]
 
+        pick = bar.counting(pick)
         state = GopState(self.context, self.tokenizer.vq, grids, n_frames, temporal=h.temporal)
         for k, chunk in enumerate(chunks):
             state.run(range(k, k + 1), pick)
@@ -368,11 +375,3 @@ def _allocation_errors(h: bs.StreamHeader, n_frames: int) -> Iterator[None]:
             raise
         raise BitstreamError(f"decoding a GOP of {n_frames} frames of {h.width}x{h.height} needs more memory than "
                              "this machine has; decode the stream on a larger machine") from exc
-
-
-def _progress(items: Iterable, enabled: bool, desc: str, total: int | None = None) -> Iterable:
-    if not enabled:
-        return items
-    from tqdm import tqdm
-
-    return tqdm(items, desc=desc, unit="GOP", leave=False, total=total)
