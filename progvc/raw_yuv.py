@@ -17,6 +17,8 @@ from .errors import ConfigError, VideoError
 
 RAW_EXTENSIONS = (".yuv", ".raw")
 _SUBSAMPLING = {"yuv420p": (2, 2), "yuv422p": (2, 1), "yuv444p": (1, 1), "gray": None}  # chroma (x, y)
+PIX_FMTS = tuple(f"{base}{depth}" for base in _SUBSAMPLING for depth in ("", "10le"))
+"""The raw layouts :func:`raw_layout` reads (``i420`` is accepted as ``yuv420p`` too)."""
 
 
 def raw_size(path: Path, size: tuple[int, int] | None) -> tuple[tuple[int, int], Fraction | None]:

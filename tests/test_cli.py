@@ -56,8 +56,8 @@ def test_encode_matches_the_library_and_decode_writes_exact_frames(files, codec,
     clip = read_video(files / "clip.y4m")
     data = (files / "clip.pvc").read_bytes()
     assert data == codec.encode(clip.frames, fps=clip.fps)
-    out, _ = run(["decode", files / "clip.pvc", tmp_path / "out.y4m", *_w(files), "--seed", 4], capsys)
-    assert "6 frames of 28x20" in out
+    out, _ = run(["decode", files / "clip.pvc", tmp_path / "out.y4m", *_w(files), "--seed", 4, "--exact"], capsys)
+    assert "6 frames of 28x20" in out and "exact RGB 4:4:4" in out
     back = read_video(tmp_path / "out.y4m")
     assert np.array_equal(back.frames, codec.decode(data, seed=4)) and back.fps == 12
     run(["decode", files / "clip.pvc", tmp_path / "f_%03d.png", *_w(files), "--scales", 2, "--no-sample"], capsys)
@@ -191,15 +191,17 @@ def test_device_error(files, tmp_path, capsys):
 def test_failed_or_interrupted_writes_leave_no_output(files, tmp_path, capsys, monkeypatch):
     import progvc.video_io as video_io
 
-    def broken(path, frames, fps=25, **kw):
+    def broken(path, *args, **kw):
         with open(path, "wb") as f:
             f.write(b"half a video")
-        raise progvc.VideoError("disk on fire")
+        raise OSError(28, "disk on fire")
 
-    monkeypatch.setattr(video_io, "write_video", broken)
+    monkeypatch.setattr(video_io, "_write_container", broken)
+    monkeypatch.setattr(video_io, "_write_png", broken)
     for out in ("o.mp4", "o_%02d.png"):
         _, err = run(["decode", files / "clip.pvc", tmp_path / out, *_w(files)], capsys, code=cli.EXIT_INPUT)
-        assert "disk on fire" in err
+        assert "disk on fire" in err and str(tmp_path / out) in err  # the target, not a temporary name
+        assert ".part" not in err and "progvc-" not in err
     assert not list(tmp_path.iterdir()), list(tmp_path.iterdir())
 
     def interrupted(*args, **kwargs):

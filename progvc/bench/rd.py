@@ -264,25 +264,42 @@ def run_benchmark(
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``progvc bench`` / ``python -m benchmarks.rd`` argument parser."""
-    p = argparse.ArgumentParser(prog="progvc bench", description="Rate-quality curves of progvc and "
-                                "conventional codecs on a folder of clips (resumable).")
+    from .baselines import BASELINES
+
+    p = argparse.ArgumentParser(prog="progvc bench", formatter_class=argparse.RawDescriptionHelpFormatter,
+                                description="Rate-quality curves of progvc and conventional codecs on a folder of "
+                                "clips. A run resumes: pointed at an existing --out folder it only computes the "
+                                "points that are missing.", epilog=_BENCH_EXAMPLES)
     p.add_argument("clips", nargs="?", help="folder of video clips, or one video file")
-    p.add_argument("--out", default="bench-results", help="output folder (results.json, summary.md, plots/)")
-    p.add_argument("--frames", type=int, default=16, help="frames per clip (from the start)")
-    p.add_argument("--downscale", type=int, default=1, help="integer area-downscale factor")
-    p.add_argument("--max-side", type=int, default=0,
-                   help="also downscale (by an integer factor) until the long side is at most this")
-    p.add_argument("--codecs", default=",".join(DEFAULT_CODECS), help="comma list: progvc,x264,x265,svtav1,vp9")
-    p.add_argument("--crf", action="append", metavar="CODEC=LIST", help="CRF sweep, e.g. x264=22,27,32")
-    p.add_argument("--preset", action="append", metavar="CODEC=NAME", help="encoder preset, e.g. x265=fast")
-    p.add_argument("--gop", type=int, default=None, help="GOP length (default: the progvc model's)")
-    p.add_argument("--device", default=None, help="torch device for progvc (default: the codec's choice)")
-    p.add_argument("--model", default=None, help="progvc model name (default: the shipped one)")
+    p.add_argument("--out", default="bench-results", metavar="DIR",
+                   help="output folder for results.json, summary.md and plots/ (default: %(default)s)")
+    p.add_argument("--frames", type=int, default=16, metavar="N",
+                   help="frames per clip, from the start (default: %(default)s)")
+    p.add_argument("--downscale", type=int, default=1, metavar="F",
+                   help="whole area-downscale factor (default: %(default)s, full size)")
+    p.add_argument("--max-side", type=int, default=0, metavar="PX",
+                   help="also downscale by a whole factor until the long side is at most PX (default: 0, off)")
+    p.add_argument("--codecs", default=",".join(DEFAULT_CODECS), metavar="LIST",
+                   help=f"comma list of progvc,{','.join(BASELINES)} (default: %(default)s)")
+    p.add_argument("--crf", action="append", metavar="CODEC=LIST",
+                   help="CRF sweep, e.g. x264=22,27,32 (default: each codec's own sweep)")
+    p.add_argument("--preset", action="append", metavar="CODEC=NAME",
+                   help="encoder preset, e.g. x265=fast (default: each codec's own)")
+    p.add_argument("--gop", type=int, default=None, metavar="G", help="GOP length (default: the progvc model's)")
+    p.add_argument("--device", default=None, help="torch device for progvc (default: cuda when present)")
+    p.add_argument("--model", default=None, help="progvc model name (default: the shipped default)")
     p.add_argument("--perceptual-weights", default=None, metavar="PATH",
-                   help="VGG16/LPIPS/DISTS safetensors (or $PROGVC_PERCEPTUAL_WEIGHTS)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+                   help="VGG16/LPIPS/DISTS safetensors (default: $PROGVC_PERCEPTUAL_WEIGHTS, else skipped)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (default: bars on a terminal)")
     p.add_argument("--report-only", action="store_true", help="rewrite summary.md and plots from results.json")
     return p
+
+
+_BENCH_EXAMPLES = """examples:
+  progvc bench ../shared/clips/dev --out results/dev --frames 8 --max-side 480 --gop 8
+  progvc bench clip.mp4 --out results/one --codecs progvc,x265 --crf x265=28,32,36
+  progvc bench clips/ --out results/quick --frames 4 --downscale 2 --codecs x264 --no-progress
+  progvc bench --out results/dev --report-only        redraw summary.md and plots from results.json"""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
