@@ -98,3 +98,12 @@ def test_block_parser():
     text = ("intro\n<!-- readme-test: skip -->\n```python\nx = 1\n```\n```bash\nls\n```\n"
             "- item\n\n  ```py\n  if x:\n      y = 2\n  ```\n")
     assert python_blocks(text) == [(3, "<!-- readme-test: skip -->", "x = 1\n"), (11, "- item", "if x:\n    y = 2\n")]
+
+
+def test_first_command_block_is_install_and_quickstart_then_tests():
+    """The README opens with exactly two commands: install + quickstart, then the tests."""
+    text = README.read_text()
+    start = text.index("```\n") + 4
+    lines = text[start:text.index("```", start)].strip().splitlines()
+    assert len(lines) == 2 and "pip install" in lines[0] and "examples/quickstart.py" in lines[0], lines
+    assert lines[1].startswith("python -m pytest"), lines
