@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         decoded = codec.decode(small, seed=0)      # the scales left out are filled by the context model
         target = args.out / f"scales_{n}.mp4"
         write_video(target, decoded, clip.fps, player=True)
-        print(f"{n:>6} {len(small):>8} {8 * len(small) / (t * h * w):>8.4f} {psnr(frames, decoded):>6.2f} dB   {target}")
+        bpp = 8 * len(small) / (t * h * w)
+        print(f"{n:>6} {len(small):>8} {bpp:>8.4f} {psnr(frames, decoded):>6.2f} dB   {target}")
     print(f"\nwrote {args.out}/: clip.pvc (the stream), original.mp4 and one scales_N.mp4 per cut")
     if not args.full:
         print("the full demo (8 CIF frames, encoder refinement, every number of scales; minutes on a CPU): "

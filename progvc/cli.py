@@ -94,6 +94,8 @@ def _decode(args: argparse.Namespace) -> None:
 def _truncate(args: argparse.Namespace) -> None:
     out = check.output_file(args.output, args.force)
     data = check.input_file(args.input)
+    check.stream(data, args.input, partial=False, hint="truncate needs a whole stream; 'progvc decode --partial' "
+                 "and 'progvc info --partial' use what it holds")
     if args.bpp is not None:
         small = _fit_bpp(data, args.bpp)
     else:

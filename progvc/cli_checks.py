@@ -107,8 +107,8 @@ def video_source(args: argparse.Namespace) -> None:
                                        "and --pix-fmt")
 
 
-def stream(data: bytes, name: str, partial: bool) -> bs.Stream:
-    """The parsed stream; one cut short is refused with the flag that accepts it (``--partial``)."""
+def stream(data: bytes, name: str, partial: bool, hint: str = "pass --partial to use what it holds") -> bs.Stream:
+    """The parsed stream; one cut short is refused with ``hint``, by default the flag that accepts it."""
     try:
         return bs.unpack(data, partial=partial)
     except BitstreamError as exc:
@@ -117,7 +117,7 @@ def stream(data: bytes, name: str, partial: bool) -> bs.Stream:
         except BitstreamError:
             raise exc from None
         raise CliError(EXIT_STREAM, f"{name!r} is cut short: it holds {len(held.gops)} of {held.header.n_gops} GOPs "
-                                    "(the last one perhaps incomplete); pass --partial to use what it holds") from None
+                                    f"(the last one perhaps incomplete); {hint}") from None
 
 
 def decode_scales(args: argparse.Namespace, parsed: bs.Stream) -> None:
