@@ -78,6 +78,7 @@ def _decode(args: argparse.Namespace) -> None:
     stream = check.stream(data, args.input, args.partial)
     h = stream.header
     check.decode_scales(args, stream)
+    check.sampling(args)
     n_frames = sum(h.gop_frames(g) for g in range(len(stream.gops)))
     check.video_targets(args.output, n_frames, args.force)
     device = check.device(args)

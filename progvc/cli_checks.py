@@ -137,6 +137,20 @@ def decode_scales(args: argparse.Namespace, parsed: bs.Stream) -> None:
              "truncated to a budget); they decode the scales they hold")
 
 
+def sampling(args: argparse.Namespace) -> None:
+    """``--temperature``, ``--top-k`` and ``--top-p`` in the ranges :class:`SamplingOptions` accepts,
+    each checked on its own so the message names its flag."""
+    from .errors import ConfigError
+    from .sampling import SamplingOptions
+
+    for flag, field in (("--temperature", "temperature"), ("--top-k", "top_k"), ("--top-p", "top_p")):
+        if getattr(args, field) is not None:
+            try:
+                SamplingOptions(**{field: getattr(args, field)})
+            except ConfigError as exc:
+                raise CliError(EXIT_USAGE, f"argument {flag}: {exc}") from None
+
+
 def _ranges(numbers: list[int]) -> str:
     """[1, 2, 3, 7] -> '1-3, 7'."""
     runs: list[list[int]] = []

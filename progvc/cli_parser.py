@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import math
 import re
+import sys
 from collections.abc import Callable
 
 from . import __version__
@@ -60,7 +61,8 @@ def whole(lo: int, hi: int, what: str = "") -> Callable[[str], int]:
         except ValueError:
             value = None
         if value is None or not lo <= value <= hi:
-            raise argparse.ArgumentTypeError(f"give a whole number{what} in {lo}..{hi}, not {text!r}")
+            bound = f"in {lo}..{hi}" if hi < sys.maxsize else f"of at least {lo}"
+            raise argparse.ArgumentTypeError(f"give a whole number{what} {bound}, not {text!r}")
         return value
     return parse
 
@@ -134,11 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="range-decode only the first N scales (default: all the stream holds)")
     p.add_argument("--no-sample", action="store_true", help="do not sample the scales that were not decoded")
     p.add_argument("--seed", type=whole(0, bs.MAX_SEED), help="sampling seed (default: the one in the stream)")
-    p.add_argument("--temperature", type=positive(100), metavar="T",
+    p.add_argument("--temperature", type=positive(), metavar="T",  # its range: cli_checks.sampling
                    help="sampling temperature (default: the stream's)")
-    p.add_argument("--top-k", type=whole(0, (1 << 32) - 1), metavar="K", help="sample among the K likeliest tokens "
+    p.add_argument("--top-k", type=whole(0, sys.maxsize), metavar="K", help="sample among the K likeliest tokens "
                    "(0: all; default: the stream's)")
-    p.add_argument("--top-p", type=positive(1), metavar="P", help="nucleus sampling mass in (0, 1] (default: the "
+    p.add_argument("--top-p", type=positive(), metavar="P", help="nucleus sampling mass in (0, 1] (default: the "
                    "stream's)")
     p.add_argument("--partial", action="store_true", help="accept a stream cut short and decode what it holds")
     _model_options(p, "the one named in the stream")
@@ -149,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output")
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--scales", type=whole(1, bs.MAX_SCALES), metavar="N", help="keep the first N scales of every GOP")
-    g.add_argument("--max-bytes", type=whole(1, (1 << 63) - 1), metavar="B", help="fit the whole stream in B bytes")
+    g.add_argument("--max-bytes", type=whole(1, sys.maxsize), metavar="B", help="fit the whole stream in B bytes")
     g.add_argument("--bpp", type=positive(what=" of bits per pixel such as 0.02"), metavar="R",
                    help="fit R bits per pixel")
     p.add_argument("-f", "--force", action="store_true", help="overwrite an existing output")

@@ -74,9 +74,10 @@ def test_scales_beyond_the_model_fail_before_loading_it(files, tmp_path, capsys,
           "--scales 5", "has 4 scales", "--scales 1..4")
 
 
-@pytest.mark.parametrize("flag", ["--seed", "--temperature", "--top-k", "--top-p", "--scales"])
-def test_decode_option_values_fail_before_work_naming_the_flag(files, tmp_path, capsys, no_work, flag):
-    fails(["decode", files / "clip.pvc", tmp_path / "o.mp4", flag, "-1", *w(files)], capsys, cli.EXIT_USAGE,
+@pytest.mark.parametrize(("flag", "value"), [("--seed", "-1"), ("--temperature", "-1"), ("--temperature", "200"),
+                                             ("--top-k", "-1"), ("--top-p", "-1"), ("--top-p", "2"), ("--scales", "0")])
+def test_decode_option_values_fail_before_work_naming_the_flag(files, tmp_path, capsys, no_work, flag, value):
+    fails(["decode", files / "clip.pvc", tmp_path / "o.mp4", flag, value, *w(files)], capsys, cli.EXIT_USAGE,
           f"argument {flag}:")
 
 
