@@ -21,14 +21,13 @@ reached per GOP, next to the PSNR of the full stream.
 from __future__ import annotations
 
 import argparse
-import os
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 
 import progvc
 from progvc import bitstream as bs
+from progvc.atomic import atomic_path
 from progvc.samples import sample_clip
 from progvc.video_io import read_video
 
@@ -106,14 +105,11 @@ def plot(path: str, times: np.ndarray, dur: np.ndarray, budgets: list[float], se
     bottom.set_ylabel("PSNR (dB)")
     bottom.legend()
     fig.tight_layout()
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.part.png")
     try:
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, target)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=100)
     finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,348 +4,111 @@
 
     progvc encode clip.mp4 clip.pvc                    every scale of the default model
     progvc encode clip.mp4 clip.pvc --bpp 0.05         scales picked per GOP to fit 0.05 bits/pixel
-    progvc decode clip.pvc out.mp4                     lossless RGB H.264; also .mkv, .y4m, out_%04d.png
+    progvc decode clip.pvc out.mp4                     8-bit 4:2:0 H.264; also .mkv, .y4m, out_%04d.png
+    progvc decode big.pvc out.mp4 --max-frame-pixels 4096x2160 --max-pixels 1e10 --max-memory 6G
     progvc truncate clip.pvc small.pvc --max-bytes 20000
     progvc info clip.pvc --json
     progvc bench CLIPS_DIR --out results/              see progvc.bench.rd
 
-Every output is written to a temporary file beside it and renamed into place when complete, so an
-interrupted run never leaves a file that looks whole; an existing output is kept unless ``-f``.
-Errors are one line on stderr (``progvc: error: ...``) with these exit codes:
+Each verb first checks every option, its input and its output (:mod:`progvc.cli_checks`), so a run
+that cannot succeed fails before a model is loaded or a frame is read; a stream is checked against
+the resource limits (``--max-frame-pixels``, ``--max-pixels``, ``--max-memory``) from its header
+alone. ``encode`` reads its input one GOP at a time and ``decode`` writes frames GOP by GOP as they
+come, so memory holds one GOP. Every output is written to a temporary file beside it and renamed
+into place when complete, so an interrupted run never leaves a file that looks whole; an existing
+output is kept unless ``-f``. Errors are one line on stderr
+(``progvc: error: ...``) naming the flag and what to do, with these exit codes:
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import os
 import shutil
 import sys
 import tempfile
-import traceback
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from . import __version__
 from . import bitstream as bs
-from .config import REFINE_STEPS
-from .errors import BitstreamError, ConfigError, DeviceError, LimitError, ProgvcError, VideoError, WeightsError
-from .limits import Limits
+from . import cli_checks as check
+from .atomic import file_mode, write_bytes_atomic
+from .cli_errors import (  # noqa: F401  (the exit codes are part of this module's interface)
+    EXIT_CODES,
+    EXIT_DEVICE,
+    EXIT_EXISTS,
+    EXIT_INPUT,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_LIMIT,
+    EXIT_OK,
+    EXIT_STREAM,
+    EXIT_USAGE,
+    EXIT_WEIGHTS,
+    CliError,
+    report,
+)
+from .cli_parser import build_parser
+from .errors import ConfigError, VideoError, WeightsError
 from .stream_info import info
 
-(EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INPUT, EXIT_STREAM, EXIT_WEIGHTS, EXIT_EXISTS, EXIT_DEVICE,
- EXIT_LIMIT) = range(9)
-EXIT_INTERRUPTED = 130
-_MEANING = {
-    EXIT_OK: "success",
-    EXIT_INTERNAL: "unexpected internal error (a bug: set PROGVC_DEBUG=1 for a traceback and report it)",
-    EXIT_USAGE: "bad command line or option value",
-    EXIT_INPUT: "input or output file error: missing, unreadable or unwritable file, not a video",
-    EXIT_STREAM: "corrupt, cut short or foreign stream (made by other weights)",
-    EXIT_WEIGHTS: "model weights missing, damaged or not matching their config",
-    EXIT_EXISTS: "the output exists (pass -f to overwrite)",
-    EXIT_DEVICE: "the requested device is not available",
-    EXIT_LIMIT: "the job exceeds a resource limit (raise it with --max-frame-pixels, --max-pixels, --max-memory)",
-    EXIT_INTERRUPTED: "interrupted (Ctrl-C); no partial output is left behind",
-}
-EXIT_CODES = "exit codes:\n" + "\n".join(f"  {code:>3}  {text}" for code, text in _MEANING.items())
 __doc__ = (__doc__ or "") + "\n" + EXIT_CODES.split("\n", 1)[1] + "\n"
-
-_ERROR_CODES: tuple[tuple[type[BaseException], int], ...] = (
-    (ConfigError, EXIT_USAGE), (VideoError, EXIT_INPUT), (BitstreamError, EXIT_STREAM),
-    (WeightsError, EXIT_WEIGHTS), (DeviceError, EXIT_DEVICE), (LimitError, EXIT_LIMIT), (ProgvcError, EXIT_INTERNAL),
-    (OSError, EXIT_INPUT),
-)
-_VIDEO_SUFFIXES = (".mp4", ".mkv", ".y4m")
-_EXAMPLES = {
-    "encode": """examples:
-  progvc encode clip.mp4 clip.pvc
-  progvc encode clip.mp4 clip.pvc --scales 6 --frames 32 --device cuda
-  progvc encode clip.mp4 clip.pvc --bpp 0.05                 per-GOP scales under a bit budget
-  progvc encode seq_352x288.yuv seq.pvc --size 352x288 --fps 30
-  progvc encode clip.mp4 clip.pvc --weights run/final.safetensors""",
-    "decode": """examples:
-  progvc decode clip.pvc out.mp4                 lossless RGB H.264 (.mkv the same)
-  progvc decode clip.pvc out.y4m --scales 3      decode 3 scales, sample the rest
-  progvc decode clip.pvc frames/out_%04d.png --no-sample
-  progvc decode clip.pvc out.mp4 --seed 7 --temperature 0.8 --top-k 50
-  progvc decode big.pvc out.mp4 --max-frame-pixels 4096x2160 --max-pixels 1e10 --max-memory 6G""",
-    "truncate": """examples:
-  progvc truncate clip.pvc small.pvc --scales 4
-  progvc truncate clip.pvc small.pvc --max-bytes 20000     budget shared among GOPs by frame count
-  progvc truncate clip.pvc small.pvc --bpp 0.02""",
-    "info": """examples:
-  progvc info clip.pvc
-  progvc info clip.pvc --json""",
-}
-
-
-class CliError(Exception):
-    """A failure with its exit code and a one-line message."""
-
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise CliError(EXIT_USAGE, f"{message} (see '{self.prog} --help')")
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must look like 352x288, got {text!r}") from None
-    return w, h
-
-
-def _seed(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= bs.MAX_SEED:
-        raise argparse.ArgumentTypeError(f"seed must be in 0..2**64-1, got {text}")
-    return value
-
-
-def _pixels(text: str) -> int:
-    """A pixel count: 8847360, 1e10 or a frame size like 4096x2160 (its area)."""
-    try:
-        value = math.prod(_size(text)) if "x" in text.lower() else float(text)
-    except (ValueError, argparse.ArgumentTypeError):
-        value = 0
-    if not 1 <= value < float("inf") or value != int(value):
-        raise argparse.ArgumentTypeError(f"a pixel count looks like 8847360, 1e10 or 4096x2160, got {text!r}")
-    return int(value)
-
-
-def _bytes(text: str) -> int:
-    """A byte count: 3000000000, 3G, 512M (binary units K, M, G, T)."""
-    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-    scale = units.get(text[-1:].lower(), 1)
-    try:
-        value = float(text[:-1] if scale > 1 else text) * scale
-    except ValueError:
-        value = 0
-    if not 1 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"a memory size looks like 3G, 512M or 3000000000, got {text!r}")
-    return int(value)
-
-
-def _limit_options(p: argparse.ArgumentParser, total: bool) -> None:
-    defaults = Limits()
-    p.add_argument("--max-frame-pixels", type=_pixels, metavar="N", default=defaults.max_frame_pixels,
-                   help=f"refuse frames larger than N pixels, or WxH (default {defaults.max_frame_pixels})")
-    if total:
-        p.add_argument("--max-pixels", type=_pixels, metavar="N", default=defaults.max_pixels,
-                       help=f"refuse streams that decode to more than N pixels in all (default {defaults.max_pixels})")
-    p.add_argument("--max-memory", type=_bytes, metavar="B",
-                   help="refuse a job whose estimated memory exceeds B bytes, e.g. 3G (default: what is available)")
-
-
-def _limits(args: argparse.Namespace) -> Limits:
-    return Limits(max_frame_pixels=args.max_frame_pixels, max_pixels=getattr(args, "max_pixels", Limits().max_pixels),
-                  max_memory=args.max_memory)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    raw = argparse.RawDescriptionHelpFormatter
-    top = _Parser(prog="progvc", description="Progressive generative video compression: encode, decode, truncate "
-                  "and describe .pvc streams, and run the rate-quality benchmark.", formatter_class=raw,
-                  epilog="\n\n".join(list(_EXAMPLES.values()) + [EXIT_CODES]))
-    top.add_argument("--version", action="version", version=f"progvc {__version__}")
-    verbs = top.add_subparsers(dest="verb", required=True, metavar="VERB")
-
-    def verb(name: str, text: str) -> argparse.ArgumentParser:
-        return verbs.add_parser(name, help=text, description=text, formatter_class=raw,
-                                epilog=_EXAMPLES[name] + "\n\n" + EXIT_CODES)
-
-    def model_options(p: argparse.ArgumentParser, what: str) -> None:
-        g = p.add_mutually_exclusive_group()
-        g.add_argument("--model", metavar="NAME", help=f"shipped model to use (default: {what})")
-        g.add_argument("--weights", metavar="FILE", help="a .safetensors weights file instead of a shipped model")
-        p.add_argument("--device", metavar="D", help="cpu, cuda or cuda:N (default: cuda when present)")
-        p.add_argument("-f", "--force", action="store_true", help="overwrite an existing output")
-
-    p = verb("encode", "encode a video into a progressive .pvc stream")
-    p.add_argument("input", help="video file (anything FFmpeg reads, .y4m, raw .yuv) or PNG pattern")
-    p.add_argument("output", help="the .pvc stream to write")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--scales", type=int, metavar="N", help="code the first N scales (default: all)")
-    g.add_argument("--bpp", type=float, metavar="R", help="fit R bits per pixel; scales are picked per GOP")
-    p.add_argument("--gop", type=int, metavar="G", help="frames per GOP (default: the model's)")
-    p.add_argument("--frames", type=int, metavar="N", help="encode only the first N frames")
-    p.add_argument("--size", type=_size, metavar="WxH", help="frame size of a raw .yuv file")
-    p.add_argument("--fps", type=float, help="frame rate to record (default: the input's)")
-    p.add_argument("--refine", type=int, metavar="S", default=REFINE_STEPS,
-                   help=f"encoder-side refinement steps per frame (default {REFINE_STEPS}; 0: fastest)")
-    _limit_options(p, total=False)
-    model_options(p, "the default one")
-
-    p = verb("decode", "decode a .pvc stream to a video or PNG frames")
-    p.add_argument("input", help="the .pvc stream")
-    p.add_argument("output", help="out.mp4 / out.mkv (lossless RGB), out.y4m, or a pattern like out_%%04d.png")
-    p.add_argument("--scales", type=int, metavar="N", help="range-decode only the first N scales")
-    p.add_argument("--no-sample", action="store_true", help="do not sample the scales that were not decoded")
-    p.add_argument("--seed", type=_seed, help="sampling seed (default: the one in the stream)")
-    p.add_argument("--temperature", type=float, metavar="T", help="sampling temperature (default: the stream's)")
-    p.add_argument("--top-k", type=int, metavar="K", help="sample among the K likeliest tokens (0: all)")
-    p.add_argument("--top-p", type=float, metavar="P", help="nucleus sampling mass in (0, 1]")
-    p.add_argument("--partial", action="store_true", help="accept a stream cut short and decode what it holds")
-    _limit_options(p, total=True)
-    model_options(p, "the one named in the stream")
-
-    p = verb("truncate", "keep fewer scales of a stream, without re-encoding")
-    p.add_argument("input")
-    p.add_argument("output")
-    g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--scales", type=int, metavar="N", help="keep the first N scales of every GOP")
-    g.add_argument("--max-bytes", type=int, metavar="B", help="fit the whole stream in B bytes")
-    g.add_argument("--bpp", type=float, metavar="R", help="fit R bits per pixel")
-    p.add_argument("-f", "--force", action="store_true", help="overwrite an existing output")
-
-    p = verb("info", "describe a stream: header, GOPs, bytes per scale")
-    p.add_argument("input")
-    p.add_argument("--json", action="store_true", help="print JSON (StreamInfo.to_dict) instead of text")
-    p.add_argument("--partial", action="store_true", help="describe a stream cut short")
-
-    verbs.add_parser("bench", add_help=False, help="rate-quality benchmark (progvc bench --help)")
-    return top
-
-
-# -- files -------------------------------------------------------------------------------------
-def _read_input(path: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except FileNotFoundError:
-        raise CliError(EXIT_INPUT, f"input file {path!r} not found; check the path") from None
-
-
-def _check_output(path: str | Path, force: bool) -> Path:
-    out = Path(path)
-    if not out.parent.is_dir():
-        raise CliError(EXIT_INPUT, f"directory {str(out.parent)!r} does not exist; create it first")
-    if out.exists() and not force:
-        raise CliError(EXIT_EXISTS, f"{str(out)!r} exists; pass -f to overwrite it")
-    return out
-
-
-@contextlib.contextmanager
-def atomic_path(target: Path) -> Iterator[Path]:
-    """A temporary file beside ``target`` with the same suffix, moved onto ``target`` only if the
-    ``with`` block completes; removed on any error or interrupt."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part" + target.suffix)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, _file_mode())
-        os.replace(tmp, target)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-
-
-def _file_mode() -> int:
-    """Permissions of a new file under the current umask (mkstemp would leave 0600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def write_bytes_atomic(target: Path, data: bytes) -> None:
-    with atomic_path(target) as tmp:
-        tmp.write_bytes(data)
-
-
-def _video_targets(output: str, n_frames: int, force: bool) -> list[Path]:
-    """The files a decode will write (one, or one per frame for a PNG pattern), checked."""
-    out = Path(output)
-    if "%" not in out.name:
-        if out.suffix.lower() not in _VIDEO_SUFFIXES:
-            raise CliError(EXIT_USAGE, f"cannot write {out.name!r}: use .mp4, .mkv, .y4m or a pattern "
-                                       "like out_%04d.png")
-        return [_check_output(out, force)]
-    try:
-        ok = out.suffix.lower() == ".png" and out.name % 1 != out.name % 2
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise CliError(EXIT_USAGE, f"{output!r} is not a PNG pattern like out_%04d.png")
-    return [_check_output(out.parent / (out.name % (i + 1)), force) for i in range(n_frames)]
-
-
-def _write_frames(output: str, chunks: Iterable[Any], fps: Any) -> int:
-    """Write (T,H,W,3) uint8 chunks as they come; a PNG pattern goes into a temporary folder first.
-    Returns the number of frames written."""
-    from . import video_io
-
-    out = Path(output)
-    if "%" not in out.name:
-        with atomic_path(out) as tmp:
-            return video_io.write_frames(tmp, chunks, fps)
-    folder = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name.split('%')[0]}progvc-"))
-    try:
-        n = video_io.write_frames(folder / out.name, chunks, fps)
-        for i in range(n):
-            os.chmod(folder / (out.name % (i + 1)), _file_mode())
-            os.replace(folder / (out.name % (i + 1)), out.parent / (out.name % (i + 1)))
-        return n
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def _codec(args: argparse.Namespace, name: str | None = None) -> Any:
-    """Resolve the device first (a cheap, clear error), then load the model."""
-    from .codec import Codec
-    from .devices import resolve_device
-
-    device = resolve_device(args.device)
-    if args.weights is None:
-        return Codec.from_pretrained(args.model or name, device=device)
-    try:
-        return Codec.from_file(args.weights, device=device)
-    except OSError as exc:
-        raise WeightsError(f"cannot read weights file {args.weights!r} ({exc.strerror}); check the path") from exc
 
 
 # -- verbs -------------------------------------------------------------------------------------
 def _encode(args: argparse.Namespace) -> None:
-    out = _check_output(args.output, args.force)
-    if "%" not in Path(args.input).name and not Path(args.input).is_file():
-        raise CliError(EXIT_INPUT, f"input file {args.input!r} not found; check the path")
-    limits = _limits(args)
-    codec = _codec(args)
-    result = codec.encode_with_stats(args.input, args.scales, bpp=args.bpp, gop_size=args.gop, size=args.size,
-                                     fps=args.fps, max_frames=args.frames, refine=args.refine, limits=limits,
-                                     progress=sys.stderr.isatty())
-    write_bytes_atomic(out, result.bitstream)
-    counts = sorted({len(chunks) for chunks in bs.unpack(result.bitstream).gops})
-    print(f"{out}: {len(result.bitstream)} bytes, {result.bpp:.4f} bpp, {result.n_frames} frames of "
-          f"{result.width}x{result.height}, {'-'.join(map(str, counts))} of {codec.n_scales} scales per GOP, "
-          f"{result.seconds:.1f} s")
+    out = check.output_file(args.output, args.force)
+    check.video_source(args)
+    device = check.device(args)
+    check.encode_scales(args, check.model_config(args))
+    codec = _load(args, device)
+    result = codec.encode_with_stats(args.input, args.scales, gop_size=args.gop, size=args.size, fps=args.fps,
+                                     max_frames=args.frames, max_side=args.max_side, downscale=args.downscale,
+                                     pix_fmt_in=args.pix_fmt, refine=args.refine, limits=check.limits(args),
+                                     progress=_progress(args))
+    data = result.bitstream if args.bpp is None else _fit_bpp(result.bitstream, args.bpp)
+    write_bytes_atomic(out, data)
+    if not args.quiet:
+        counts = sorted({len(chunks) for chunks in bs.unpack(data).gops})
+        bpp = 8 * len(data) / (result.n_frames * result.width * result.height)
+        print(f"{out}: {len(data)} bytes, {bpp:.4f} bpp, {result.n_frames} frames of {result.width}x{result.height}, "
+              f"{'-'.join(map(str, counts))} of {codec.n_scales} scales per GOP, {result.seconds:.1f} s")
 
 
 def _decode(args: argparse.Namespace) -> None:
-    data = _read_input(args.input)
-    header = bs.parse_header(data)
-    limits = _limits(args)
-    limits.check_stream(header)  # before naming a million PNG files or loading a model
-    _video_targets(args.output, header.n_frames, args.force)
-    codec = _codec(args, header.model_name)
+    data = check.input_file(args.input)
+    limits = check.limits(args)
+    limits.check_stream(bs.parse_header(data))  # the header alone: before parsing a million GOPs or loading a model
+    stream = check.stream(data, args.input, args.partial)
+    h = stream.header
+    check.decode_scales(args, stream)
+    check.sampling(args)
+    n_frames = sum(h.gop_frames(g) for g in range(len(stream.gops)))
+    check.video_targets(args.output, n_frames, args.force)
+    device = check.device(args)
+    check.decode_memory(args, h, check.model_config(args, h.model_name), limits)
+    codec = _load(args, device, h.model_name)
     gops = codec.iter_decode(data, args.scales, not args.no_sample, args.seed, temperature=args.temperature,
                              top_k=args.top_k, top_p=args.top_p, partial=args.partial, limits=limits,
-                             progress=sys.stderr.isatty())
-    n = _write_frames(args.output, gops, header.fps)
-    print(f"{args.output}: {n} frames of {header.width}x{header.height} at {float(header.fps):.3f} fps")
+                             progress=_progress(args))
+    t, written = _write_frames(args.output, gops, h.fps, (h.width, h.height), exact=args.exact)
+    if not args.quiet:
+        print(f"{args.output}: {t} frames of {h.width}x{h.height} at {float(h.fps):.3f} fps, {written}")
 
 
 def _truncate(args: argparse.Namespace) -> None:
-    out = _check_output(args.output, args.force)
-    data = _read_input(args.input)
-    small = bs.truncate(data, n_scales=args.scales, max_bytes=args.max_bytes, bpp=args.bpp)
+    out = check.output_file(args.output, args.force)
+    data = check.input_file(args.input)
+    check.stream(data, args.input, partial=False, hint="truncate needs a whole stream; 'progvc decode --partial' "
+                 "and 'progvc info --partial' use what it holds")
+    if args.bpp is not None:
+        small = _fit_bpp(data, args.bpp)
+    else:
+        small = bs.truncate(data, n_scales=args.scales, max_bytes=args.max_bytes)
     write_bytes_atomic(out, small)
     counts = [len(chunks) for chunks in bs.unpack(small).gops]
     print(f"{out}: {len(small)} of {len(data)} bytes, {info(small).bpp:.4f} bpp, "
@@ -353,7 +116,9 @@ def _truncate(args: argparse.Namespace) -> None:
 
 
 def _info(args: argparse.Namespace) -> None:
-    facts = info(_read_input(args.input), partial=args.partial)
+    data = check.input_file(args.input)
+    check.stream(data, args.input, args.partial)
+    facts = info(data, partial=args.partial)
     print(json.dumps(facts.to_dict(), indent=2) if args.json else str(facts))
 
 
@@ -364,6 +129,74 @@ def _bench(argv: list[str]) -> int:
         return int(rd.main(argv) or 0)
     except SystemExit as exc:  # its argparse: --help or a usage error
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+
+
+# -- helpers -----------------------------------------------------------------------------------
+def _load(args: argparse.Namespace, device: Any, name: str | None = None) -> Any:
+    """The model, on a device already checked."""
+    from .codec import Codec
+
+    if args.weights is None:
+        return Codec.from_pretrained(args.model or name, device=device)
+    try:
+        return Codec.from_file(args.weights, device=device)
+    except OSError as exc:
+        raise WeightsError(f"cannot read weights file {args.weights!r} ({exc.strerror}); check the path") from exc
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    """--progress: always; --quiet: never; neither: when stderr is a terminal."""
+    if args.quiet:
+        return False
+    return True if args.progress else sys.stderr.isatty()
+
+
+def _fit_bpp(data: bytes, bpp: float) -> bytes:
+    """``truncate(data, bpp=bpp)``, with a budget too small for any stream answered in bpp."""
+    try:
+        return bs.truncate(data, bpp=bpp)
+    except ConfigError:
+        h = bs.parse_header(data)
+        least = 8 * len(bs.truncate(data, n_scales=1)) / (h.n_frames * h.width * h.height)
+        raise CliError(EXIT_USAGE, f"--bpp {bpp:g} is below the smallest stream of this video, {least:.3g} bpp (the "
+                                   "header and the first scale of every GOP); give --bpp "
+                                   f"{_round_up(least):g} or more") from None
+
+
+def _round_up(x: float, digits: int = 3) -> float:
+    """``x`` rounded up to ``digits`` significant digits (0.0123401 -> 0.0124)."""
+    scale = 10.0 ** (digits - 1 - math.floor(math.log10(x)))
+    return math.ceil(x * scale) / scale
+
+
+def _write_frames(output: str, chunks: Iterable[Any], fps: Fraction, size: tuple[int, int], exact: bool
+                  ) -> tuple[int, str]:
+    """Write (T,H,W,3) uint8 chunks of ``size`` (W, H) frames as they come (a decoder's GOPs);
+    returns how many frames were written and what, in words. A video file is written atomically by
+    ``write_frames``; a PNG pattern goes into a temporary folder first, so either every frame appears
+    or none. An error of the producer (a corrupt GOP) passes through as itself."""
+    from . import video_io
+
+    out = Path(output)
+    if "%" not in out.name:
+        n = video_io.write_frames(out, chunks, fps, player=not exact)
+        if exact:
+            return n, "exact RGB 4:4:4"
+        fmt = video_io.player_pix_fmt(out, *size)
+        return n, {"yuv420p": "8-bit 4:2:0", "yuv444p": "8-bit 4:4:4 (odd frame size: 4:2:0 needs even sides)"}[fmt]
+    folder = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name.split('%')[0]}progvc-"))
+    try:
+        n = video_io.write_frames(folder / out.name, chunks, fps)
+        for i in range(n):
+            os.chmod(folder / (out.name % (i + 1)), file_mode())
+            os.replace(folder / (out.name % (i + 1)), out.parent / (out.name % (i + 1)))
+    except (VideoError, OSError) as exc:
+        cause = exc.__cause__ if isinstance(exc, VideoError) and exc.__cause__ is not None else exc
+        reason = getattr(cause, "strerror", None) or cause
+        raise VideoError(f"writing the frames {output!r} failed ({reason}); check the folder and free space") from exc
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return n, "exact RGB PNG"
 
 
 # -- entry point -------------------------------------------------------------------------------
@@ -379,28 +212,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return exc.code if isinstance(exc.code, int) else EXIT_OK
         {"encode": _encode, "decode": _decode, "truncate": _truncate, "info": _info}[args.verb](args)
         return EXIT_OK
-    except CliError as exc:
-        return _fail(exc.code, str(exc))
-    except KeyboardInterrupt:
-        return _fail(EXIT_INTERRUPTED, "interrupted")
     except BrokenPipeError:  # `progvc info x.pvc | head`: the reader left, which is not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
-    except Exception as exc:
-        code = next((c for kind, c in _ERROR_CODES if isinstance(exc, kind)), EXIT_INTERNAL)
-        if isinstance(exc, OSError) and exc.filename is not None:
-            return _fail(code, f"{exc.strerror or exc}: {exc.filename}")
-        if code == EXIT_INTERNAL and not isinstance(exc, ProgvcError):
-            if os.environ.get("PROGVC_DEBUG"):
-                traceback.print_exc()
-            return _fail(code, f"internal error ({type(exc).__name__}: {exc}); please report it, "
-                               "with the traceback that PROGVC_DEBUG=1 prints")
-        return _fail(code, str(exc))
-
-
-def _fail(code: int, message: str) -> int:
-    print(f"progvc: error: {' '.join(message.split())}", file=sys.stderr)
-    return code
+    except (Exception, KeyboardInterrupt) as exc:
+        return report(exc)
 
 
 if __name__ == "__main__":

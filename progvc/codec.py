@@ -27,16 +27,17 @@ from torch import nn
 
 from . import bitstream as bs
 from .coding import GopState
-from .config import REFINE_STEPS, CodecConfig
+from .config import MAX_REFINE_STEPS, REFINE_STEPS, CodecConfig
 from .determinism import coding_mode
 from .devices import resolve_device
 from .entropy import ChunkDecoder, ChunkEncoder, cross_entropy_bits, probability_table
 from .errors import BitstreamError, ConfigError, VideoError, WeightsError
 from .gops import DecodedGops
 from .limits import Limits, as_limits
-from .memory import ENTROPY_ENTRIES, MemoryEstimate, estimate
+from .memory import ENTROPY_ENTRIES, MemoryEstimate, decode_estimate, estimate
 from .models.context import ContextModel
 from .models.tokenizer import Tokenizer
+from .progress import NO_PROGRESS, Progress
 from .sampling import SamplingOptions, gop_generator, sample_tokens
 from .weights import load_named, parse_weights, serialize, sha256_hex
 
@@ -127,7 +128,8 @@ class Codec:
 
     @classmethod
     def from_pretrained(cls, name: str | None = None, device: str | torch.device | None = None) -> Codec:
-        """Load a shipped model from ``weights/`` (the default when ``name`` is None), hash-checked."""
+        """Load a shipped model from ``progvc/weights/`` or ``$PROGVC_WEIGHTS_DIR`` (the manifest's
+        default when ``name`` is None), hash-checked."""
         config, state, digest = load_named(name)
         return cls(config, _checked_shapes(config, state, name or "default"), device=device,
                    weights_sha256=digest)
@@ -170,7 +172,10 @@ class Codec:
         (the decoder's sampling defaults, stored in the stream), temporal (False codes every frame
         without temporal context), refine (encoder-side latent refinement steps per frame, default
         ``REFINE_STEPS``; 0 is the fast greedy tokenizer, same stream format), progress,
-        max_frames (only the first frames of a path), limits (a :class:`~progvc.limits.Limits`).
+        limits (a :class:`~progvc.limits.Limits`).
+        Reading options (passed to :func:`progvc.video_io.open_video`; a path is read one GOP at a
+        time): ``max_frames`` (code only the first N frames), ``max_side`` (shrink by a whole factor
+        until the long side fits), ``downscale`` (a whole factor), ``pix_fmt_in`` (raw .yuv layout).
         """
         return self.encode_with_stats(video, n_scales, bpp=bpp, **options).bitstream
 
@@ -178,8 +183,9 @@ class Codec:
                           fps: float | Fraction | None = None, size: tuple[int, int] | None = None,
                           seed: int = 0, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
                           temporal: bool = True, progress: bool = False, bpp: float | None = None,
-                          refine: int = REFINE_STEPS, max_frames: int | None = None,
-                          limits: Limits | None = None) -> EncodeResult:
+                          refine: int = REFINE_STEPS, max_frames: int | None = None, max_side: int | None = None,
+                          downscale: int = 1, pix_fmt_in: str = "yuv420p", limits: Limits | None = None
+                          ) -> EncodeResult:
         """``encode`` that also reports the model's estimated bits per scale and the time taken.
 
         With ``bpp``, ``estimated_bits`` counts only the chunks the budget kept. A path is read
@@ -187,7 +193,7 @@ class Codec:
         the video's length; frames above ``limits.max_frame_pixels`` raise LimitError before any
         model work.
         """
-        from .video_io import open_video
+        from .video_io import count_frames, open_video
 
         if bpp is not None and n_scales is not None:
             raise ConfigError("give n_scales or bpp, not both")
@@ -199,7 +205,8 @@ class Codec:
         seed = _check_seed(seed)
         refine = self._check_refine(refine)
         limits = as_limits(limits)
-        clip = open_video(video, size=size, fps=fps, max_frames=max_frames)
+        clip = open_video(video, size=size, fps=fps, max_frames=max_frames, max_side=max_side, downscale=downscale,
+                          pix_fmt_in=pix_fmt_in)
         batches = self._gops(clip.frames, gop)
         first = next(batches, None)
         if first is None:
@@ -210,10 +217,14 @@ class Codec:
                                      refine=refine > 0), "encoding")
         grids = self.tokenizer.grids(height, width)
         gop_bits, gops, n_frames = [], [], 0
-        total = -(-len(clip.frames) // gop) if isinstance(clip.frames, np.ndarray) else None
-        with coding_mode():
-            for gop_frames in _progress(itertools.chain([first], batches), progress, "encode", total):
-                chunks, bits = self._encode_gop(gop_frames, grids, n, temporal, refine)
+        known = len(clip.frames) if isinstance(clip.frames, np.ndarray) else None  # a file: read as it goes
+        if known is None and progress:  # the bar's total: count the file's frames (decoding is cheap beside coding)
+            known = count_frames(video, size=size, max_frames=max_frames, pix_fmt_in=pix_fmt_in)
+        steps, n_gops = (None, None) if known is None else (known * n, -(-known // gop))
+        with coding_mode(), Progress(progress, "encode", steps, n_gops) as bar:
+            for g, gop_frames in enumerate(itertools.chain([first], batches)):
+                bar.gop(g, "tokenizing")
+                chunks, bits = self._encode_gop(gop_frames, grids, n, temporal, refine, bar)
                 gops.append(chunks)
                 gop_bits.append(bits)
                 n_frames += len(gop_frames)
@@ -230,8 +241,8 @@ class Codec:
             est[:k] += bits[:k]
         return EncodeResult(data, tuple(est.tolist()), n_frames, width, height, time.perf_counter() - start)
 
-    def _encode_gop(self, frames: torch.Tensor, grids: list, n: int, temporal: bool, refine: int
-                    ) -> tuple[tuple[bs.Chunk, ...], np.ndarray]:
+    def _encode_gop(self, frames: torch.Tensor, grids: list, n: int, temporal: bool, refine: int,
+                    bar: Progress = NO_PROGRESS) -> tuple[tuple[bs.Chunk, ...], np.ndarray]:
         maps = self.tokenizer.tokenize(frames, refine)  # K x (T, h_k, w_k)
         coders = [ChunkEncoder() for _ in range(n)]
         bits = np.zeros(n)
@@ -242,7 +253,7 @@ class Codec:
             return tokens
 
         state = GopState(self.context, self.tokenizer.vq, grids, frames.shape[0], temporal=temporal)
-        state.run(range(n), pick)
+        state.run(range(n), bar.counting(pick))
         chunks = tuple(bs.Chunk(tokens_crc(list(maps[k])), coders[k].finish()) for k in range(n))
         return chunks, bits
 
@@ -299,22 +310,28 @@ class Codec:
     def _decoded_gops(self, stream: bs.Stream, n_req: int, sample: bool, seed: int, opts: SamplingOptions,
                       progress: bool) -> Iterator[np.ndarray]:
         """The frames of each GOP, decoded when asked for. Coding mode is entered per GOP and left
-        before each ``yield``: the caller's code between GOPs runs under its own torch settings."""
+        before each ``yield``: the caller's code between GOPs runs under its own torch settings. The
+        progress bar counts (frame, scale) steps across GOPs and closes when the iterator does."""
         h = stream.header
-        for g in _progress(range(len(stream.gops)), progress, "decode"):
-            rng = gop_generator(seed, g) if sample else None
-            with coding_mode():
-                frames = self._decode_gop(stream.gops[g][:n_req], h, h.gop_frames(g), rng, opts)
-            yield frames
+        steps = sum(h.gop_frames(g) * (h.n_scales if sample else len(c[:n_req])) for g, c in enumerate(stream.gops))
+        with Progress(progress, "decode", steps, len(stream.gops)) as bar:
+            for g in range(len(stream.gops)):
+                bar.gop(g)
+                rng = gop_generator(seed, g) if sample else None
+                with coding_mode():
+                    frames = self._decode_gop(stream.gops[g][:n_req], h, h.gop_frames(g), rng, opts, bar)
+                yield frames
 
     def _decode_gop(self, chunks: tuple[bs.Chunk, ...], h: bs.StreamHeader, n_frames: int,
-                    rng: np.random.Generator | None, opts: SamplingOptions) -> np.ndarray:
+                    rng: np.random.Generator | None, opts: SamplingOptions, bar: Progress = NO_PROGRESS
+                    ) -> np.ndarray:
         with _allocation_errors(h, n_frames):
-            state = self._decode_gop_tokens(chunks, h, n_frames, rng, opts)
+            state = self._decode_gop_tokens(chunks, h, n_frames, rng, opts, bar)
             return self.tokenizer.synthesise(state.f_hat, h.height, h.width).cpu().numpy()
 
     def _decode_gop_tokens(self, chunks: tuple[bs.Chunk, ...], h: bs.StreamHeader, n_frames: int,
-                           rng: np.random.Generator | None, opts: SamplingOptions) -> GopState:
+                           rng: np.random.Generator | None, opts: SamplingOptions, bar: Progress = NO_PROGRESS
+                           ) -> GopState:
         grids = list(h.grids)
         decoders = [ChunkDecoder(c.payload) for c in chunks]
 
@@ -323,6 +340,7 @@ class Codec:
                 return range_decode(decoders[k], logits)
             return sample_rows(logits, opts, rng)  # type: ignore[arg-type]
 
+        pick = bar.counting(pick)
         state = GopState(self.context, self.tokenizer.vq, grids, n_frames, temporal=h.temporal)
         for k, chunk in enumerate(chunks):
             state.run(range(k, k + 1), pick)
@@ -375,8 +393,7 @@ class Codec:
     # -- checks --------------------------------------------------------------------------------
     def _gop_memory(self, h: bs.StreamHeader, scales: int, output_frames: int = 0) -> MemoryEstimate:
         """Estimated peak bytes to decode one GOP of ``h`` through ``scales`` scales (progvc.memory)."""
-        return estimate(self.config, h.width, h.height, min(h.gop_size, h.n_frames), scales, temporal=h.temporal,
-                        output_frames=output_frames)
+        return decode_estimate(self.config, h, scales, output_frames)
 
     def _check_scales(self, n_scales: int | None) -> int:
         return _check_int("n_scales", self.n_scales if n_scales is None else n_scales, 1, self.n_scales)
@@ -386,7 +403,7 @@ class Codec:
 
     @staticmethod
     def _check_refine(refine: int) -> int:
-        return _check_int("refine", refine, 0, 1000)
+        return _check_int("refine", refine, 0, MAX_REFINE_STEPS)
 
     def _check_stream(self, h: bs.StreamHeader) -> None:
         if h.model_name != self.config.name or h.weights_sha256 != self.weights_sha256:
@@ -446,11 +463,3 @@ def _allocation_errors(h: bs.StreamHeader, n_frames: int) -> Iterator[None]:
             raise
         raise BitstreamError(f"decoding a GOP of {n_frames} frames of {h.width}x{h.height} needs more memory than "
                              "this machine has; decode the stream on a larger machine") from exc
-
-
-def _progress(items: Iterable, enabled: bool, desc: str, total: int | None = None) -> Iterable:
-    if not enabled:
-        return items
-    from tqdm import tqdm
-
-    return tqdm(items, desc=desc, unit="GOP", leave=False, total=total)

@@ -34,9 +34,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .config import CodecConfig
 from .scales import tokens_per_scale
+
+if TYPE_CHECKING:
+    from .bitstream import StreamHeader
 
 TRANSFORM_BYTES_PER_PIXEL = 850
 """Peak bytes per pixel of one piece of ``g_s`` (measured: 1.7 GB above the floor for one 1080p frame)."""
@@ -114,6 +118,14 @@ def estimate(config: CodecConfig, width: int, height: int, gop_frames: int, scal
         transform += 3 * 4 * min(LOOKUP_ENTRIES, gop_frames * h * w * tok.codebook_size)
     frames = 3 * area * gop_frames * (2 if encode else 1)
     return MemoryEstimate(context, logits, transform, frames, 3 * area * output_frames, encode)
+
+
+def decode_estimate(config: CodecConfig, header: StreamHeader, scales: int, output_frames: int = 0
+                    ) -> MemoryEstimate:
+    """:func:`estimate` for decoding the largest GOP of the stream ``header`` describes through
+    ``scales`` scales, from the header alone (what ``Codec.iter_decode`` and ``progvc decode`` check)."""
+    return estimate(config, header.width, header.height, min(header.gop_size, header.n_frames), scales,
+                    temporal=header.temporal, output_frames=output_frames)
 
 
 def _context_bytes(config: CodecConfig, tokens: int, gop_frames: int, temporal: bool) -> int:

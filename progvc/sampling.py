@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .entropy import PROB_BITS
 from .errors import ConfigError
 
 
@@ -52,7 +53,7 @@ def sample_tokens(logits: torch.Tensor, opts: SamplingOptions, rng: np.random.Ge
         drop = np.zeros_like(drop_sorted)
         np.put_along_axis(drop, order, drop_sorted, axis=1)
         p = np.where(drop, 0.0, p)
-    counts = np.floor(p * float(1 << 24)).astype(np.int64)
+    counts = np.floor(p * float(1 << PROB_BITS)).astype(np.int64)
     counts[np.arange(len(counts)), p.argmax(axis=1)] += 1  # never an all-zero row
     cum = np.cumsum(counts, axis=1)
     u = np.floor(rng.random(len(counts)) * cum[:, -1]).astype(np.int64)

@@ -247,6 +247,7 @@ def clips_dir(tmp_path) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_run_benchmark_resumes_without_recomputing(clips_dir, tmp_path, monkeypatch):
     from progvc.bench import baselines, rd
 
@@ -265,6 +266,7 @@ def test_run_benchmark_resumes_without_recomputing(clips_dir, tmp_path, monkeypa
     assert (tmp_path / "out" / "summary.md").exists() and (tmp_path / "out" / "plots" / "pattern.mkv.png").exists()
 
 
+@pytest.mark.slow
 def test_main_with_perceptual_weights_report_only_and_errors(clips_dir, tmp_path, capsys):
     from progvc.bench import perceptual, rd
 
@@ -285,7 +287,7 @@ def test_main_with_perceptual_weights_report_only_and_errors(clips_dir, tmp_path
 
 
 def test_downscale_area_averages_blocks():
-    from progvc.bench.rd import downscale_area
+    from progvc.downscale import downscale_area
 
     frames = np.arange(2 * 4 * 6 * 3, dtype=np.uint8).reshape(2, 4, 6, 3)
     small = downscale_area(frames, 2)
@@ -293,6 +295,7 @@ def test_downscale_area_averages_blocks():
     assert small[0, 0, 0, 0] == 11  # mean of 0, 3, 18, 21 is 10.5, rounded half up
 
 
+@pytest.mark.slow
 def test_progvc_tiny_model_through_run_benchmark(clips_dir, tmp_path):
     pytest.importorskip("progvc.codec")
     import progvc

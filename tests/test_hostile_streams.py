@@ -25,11 +25,11 @@ from hypothesis import strategies as st
 import progvc
 from progvc import bitstream as bs
 from progvc import entropy
-from progvc.codec import Codec, CodecModel
+from progvc.codec import Codec
 from progvc.config import tiny_config
 from progvc.errors import BitstreamError, ConfigError, WeightsError
 from progvc.weights import load_named, serialize
-from tests.conftest import smooth_clip
+from tests.conftest import random_weights, smooth_clip
 from tests.fuzz import harness as fz
 
 FAST = settings(max_examples=200, deadline=1000, suppress_health_check=[HealthCheck.too_slow])
@@ -217,6 +217,7 @@ def test_any_bytes_like_object_is_a_stream():
 
 # -- the decoder -------------------------------------------------------------------------------
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=1000, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_decoder_survives_mutated_streams(tiny_codec, refs, data):
@@ -393,7 +394,7 @@ def test_a_model_has_one_identity():
     """The weights hash names the model in every stream, so the same weights must give the same
     bytes on every call (safetensors writes its metadata in hash-map order; serialize sorts it)."""
     cfg = tiny_config()
-    state = CodecModel(cfg).state_dict()
+    state = random_weights(cfg)
     assert len({serialize(state, cfg) for _ in range(16)}) == 1
     assert len({Codec.from_config(cfg, seed=0, device="cpu").weights_sha256 for _ in range(4)}) == 1
 
@@ -444,7 +445,7 @@ def config_json(**changes) -> str:
 def test_weights_file_with_a_corrupt_config_is_refused(tmp_path, config):
     from safetensors.torch import save
 
-    state = {k: v.contiguous() for k, v in CodecModel(tiny_config(name="tiny-shipped")).state_dict().items()}
+    state = {k: v.contiguous() for k, v in random_weights(tiny_config(name="tiny-shipped")).items()}
     path = tmp_path / "bad.safetensors"
     path.write_bytes(save(state, metadata={"format": "progvc-weights/1", "config": config}))
     with pytest.raises(WeightsError, match="bad.safetensors"):

@@ -82,7 +82,7 @@ def test_bombs_of_the_shipped_model_end_in_limit_error_in_a_capped_process(tmp_p
     from progvc.weights import weights_dir
 
     if not (weights_dir() / "manifest.json").exists():
-        pytest.skip("weights/manifest.json is absent")
+        pytest.skip("progvc/weights/manifest.json is absent")
     codec = progvc.Codec.from_pretrained(device="cpu")
     for name, data in (("size", fz.size_bomb(codec)), ("length", fz.length_bomb(codec))):
         (tmp_path / f"{name}.pvc").write_bytes(data)
