@@ -1,4 +1,4 @@
-"""Evaluate a trained model on a folder of clips: the numbers in weights/README.md.
+"""Evaluate a trained model on a folder of clips: the numbers in progvc/weights/README.md.
 
 For each clip (first ``--frames`` frames, long side scaled down to ``--max-side``):
 

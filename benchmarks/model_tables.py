@@ -1,4 +1,4 @@
-"""Markdown tables for weights/README.md from the evaluation files (no numbers typed by hand).
+"""Markdown tables for progvc/weights/README.md from the evaluation files (no numbers typed by hand).
 
     python -m benchmarks.model_tables benchmarks/results/eval_dev.json benchmarks/results/dev/results.json
 """

@@ -10,9 +10,10 @@ Each measurement runs ``--warmup`` times untimed, then ``--runs`` times; the med
 (robust to one slow run from a page fault or a background process). Frames are a smooth moving
 pattern of one GOP (``--frames``): speed does not depend on content for a fixed token count.
 
-- **encode fps**: ``codec.encode`` of every scale (tokenizer, context model, range coder).
-- **decode fps**: ``codec.decode`` of every coded scale (``sample=False``), and of half the scales
-  with the rest sampled (``sample=True``): sampling replaces range decoding with drawing tokens.
+- **encode fps**: ``codec.encode`` of every scale (tokenizer, context model, range coder) at the
+  default quality, for each preset (``fast``, ``medium``, ``slow``: refinement steps differ).
+- **decode fps**: ``codec.decode`` of every coded scale, and of the stream cut by two scales with
+  the rest filled in the default fill mode (filling replaces range decoding with the mean or a draw).
 - **peak memory**: on CUDA ``torch.cuda.max_memory_allocated`` (reset before each call); on the CPU
   the peak resident set size sampled every 2 ms during the call (``/proc/self/statm``; torch's
   allocations are invisible to ``tracemalloc``), minus the RSS before it, next to the process's
@@ -178,20 +179,24 @@ def measure(codec: Any, size: str, device: str, frames: int, warmup: int, runs: 
     w, h = SIZES[size]
     video = pattern(frames, w, h)
     k = codec.n_scales
+    from progvc import truncate
+    from progvc.options import DEFAULT_FILL, DEFAULT_PRESET, PRESETS
+
     data = codec.encode(video)
-    enc_s = median_seconds(lambda: codec.encode(video), warmup=warmup, runs=runs)
-    dec_s = median_seconds(lambda: codec.decode(data, fill="none"), warmup=warmup, runs=runs)
-    half = max(1, k // 2)
-    samp_s = median_seconds(lambda: codec.decode(data, n_scales=half), warmup=warmup,
-                            runs=runs)
+    enc_s = {p: median_seconds(lambda p=p: codec.encode(video, preset=p), warmup=warmup, runs=runs) for p in PRESETS}
+    dec_s = median_seconds(lambda: codec.decode(data), warmup=warmup, runs=runs)
+    cut = max(1, k - 2)
+    small = truncate(data, n_scales=cut)
+    samp_s = median_seconds(lambda: codec.decode(small), warmup=warmup, runs=runs)
     encode_rc, decode_rc = range_coder_workloads(codec.config.tokenizer.codebook_size)
     return {
         "device": device, "size": size, "width": w, "height": h, "frames": frames, "n_scales": k,
         "bpp": 8 * len(data) / (frames * w * h),
-        "encode_fps": frames / enc_s, "decode_fps": frames / dec_s, "decode_sampled_fps": frames / samp_s,
-        "sampled_from_scale": half + 1,
+        "encode_fps": frames / enc_s[DEFAULT_PRESET], "encode_fps_by_preset": {p: frames / v for p, v in enc_s.items()},
+        "decode_fps": frames / dec_s, "decode_sampled_fps": frames / samp_s, "sampled_from_scale": cut + 1,
+        "fill": DEFAULT_FILL,
         "encode_peak_mb": peak_memory_mb(lambda: codec.encode(video), device),
-        "decode_peak_mb": peak_memory_mb(lambda: codec.decode(data, fill="none"), device),
+        "decode_peak_mb": peak_memory_mb(lambda: codec.decode(data), device),
         "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "context_tokens_per_s": items_per_second(context_model_workload(codec, video), warmup=warmup, runs=runs),
         "range_encode_symbols_per_s": items_per_second(encode_rc, warmup=warmup, runs=runs),
@@ -201,11 +206,12 @@ def measure(codec: Any, size: str, device: str, frames: int, warmup: int, runs: 
 
 def markdown(rows: Sequence[dict[str, Any]]) -> str:
     """The rows as a Markdown table."""
-    head = ("| device | size | frames | encode fps | decode fps | decode fps (sampled) | enc peak MiB | "
-            "dec peak MiB | context tokens/s | range enc sym/s | range dec sym/s |")
+    head = ("| device | size | frames | encode fps fast / medium / slow | decode fps | decode fps (cut by 2, "
+            "filled) | enc peak MiB | dec peak MiB | context tokens/s | range enc sym/s | range dec sym/s |")
     lines = [head, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['device']} | {r['size']} | {r['frames']} | {r['encode_fps']:.2f} | "
+        enc = " / ".join(f"{v:.2f}" for v in r["encode_fps_by_preset"].values())
+        lines.append(f"| {r['device']} | {r['size']} | {r['frames']} | {enc} | "
                      f"{r['decode_fps']:.2f} | {r['decode_sampled_fps']:.2f} | {r['encode_peak_mb']:.0f} | "
                      f"{r['decode_peak_mb']:.0f} | {r['context_tokens_per_s']:.3g} | "
                      f"{r['range_encode_symbols_per_s']:.3g} | {r['range_decode_symbols_per_s']:.3g} |")
@@ -222,6 +228,8 @@ def load_codec(model: str | None, device: str) -> Any:
 
         cfg = config.small_config() if model == "random-small" else config.tiny_config()
         return progvc.Codec.from_config(cfg, device=device)
+    if model is not None and model.endswith(".safetensors"):
+        return progvc.Codec.from_file(model, device=device)
     return progvc.Codec.from_pretrained(model, device=device)
 
 
@@ -235,7 +243,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for size in SIZES:
         p.add_argument(f"--{size}", action="store_true", help=f"measure {SIZES[size][0]}x{SIZES[size][1]}")
     p.add_argument("--devices", default=None, help="comma list (default: cpu, and cuda when present)")
-    p.add_argument("--model", default=None, help="shipped model name, or random-small / random-tiny")
+    p.add_argument("--model", default=None,
+                   help="shipped model name, a .safetensors file, or random-small / random-tiny")
     p.add_argument("--frames", type=int, default=None, help="frames per measurement (default: one GOP)")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--runs", type=int, default=3)

@@ -21,14 +21,13 @@ reached per GOP, next to the PSNR of the full stream.
 from __future__ import annotations
 
 import argparse
-import os
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 
 import progvc
 from progvc import bitstream as bs
+from progvc.atomic import atomic_path
 from progvc.samples import sample_clip
 from progvc.video_io import read_video
 
@@ -56,7 +55,7 @@ def rate_at(trace: list[tuple[float, float]], t: float) -> float:
 
 def gop_costs(chunks: tuple[bs.Chunk, ...]) -> list[int]:
     """Bytes of a GOP unit that keeps its first n chunks, n = 1..len(chunks) (see docs/FORMAT.md)."""
-    return [bs.gop_index_size(n) + sum(c.size for c in chunks[:n]) for n in range(1, len(chunks) + 1)]
+    return [bs.index_size(n) + sum(c.size for c in chunks[:n]) for n in range(1, len(chunks) + 1)]
 
 
 def adapt(data: bytes, trace: list[tuple[float, float]]) -> tuple[bytes, list[int], list[float]]:
@@ -106,14 +105,11 @@ def plot(path: str, times: np.ndarray, dur: np.ndarray, budgets: list[float], se
     bottom.set_ylabel("PSNR (dB)")
     bottom.legend()
     fig.tight_layout()
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.part.png")
     try:
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, target)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=100)
     finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 import progvc
+from progvc.atomic import write_bytes_atomic
 from progvc.video_io import read_video
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".mov", ".avi", ".y4m", ".yuv", ".ivf", ".264", ".h264", ".265",
@@ -34,25 +34,12 @@ def find_videos(folder: Path) -> list[Path]:
                   if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in VIDEO_SUFFIXES)
 
 
-def write_atomic(target: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file in ``target``'s folder, then rename it onto ``target``."""
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())  # the rename must not land before the bytes
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def encode_one(codec: progvc.Codec, source: Path, target: Path, args: argparse.Namespace) -> dict:
     """Encode one file; returns its summary row (raises ProgvcError for a bad input)."""
     clip = read_video(source, max_frames=args.frames)
     result = codec.encode_with_stats(clip.frames, args.scales, bpp=args.bpp, fps=clip.fps,
                                      progress=sys.stderr.isatty())
-    write_atomic(target, result.bitstream)
+    write_bytes_atomic(target, result.bitstream)
     facts = progvc.info(result.bitstream)
     return {"input": source.name, "stream": target.name, "status": "encoded", "frames": facts.n_frames,
             "width": facts.width, "height": facts.height, "bytes": facts.total_bytes, "bpp": facts.bpp,
@@ -93,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         detail = (f"{row['bytes']:>9} B {row['bpp']:.4f} bpp {row['seconds']:>6.1f} s" if "bytes" in row
                   else row.get("error", ""))
         print(f"{row['input']:<32} {row['status']:<16} {detail}")
-    write_atomic(args.out / "summary.json", (json.dumps({"model": codec.config.name, "files": rows}, indent=2)
+    write_bytes_atomic(args.out / "summary.json", (json.dumps({"model": codec.config.name, "files": rows}, indent=2)
                                             + "\n").encode())
     failed = sum(row["status"] == "failed" for row in rows)
     print(f"wrote {args.out / 'summary.json'}: {len(rows) - failed} ok, {failed} failed")

@@ -8,8 +8,8 @@ The video is encoded once with every scale; ``progvc.truncate`` then keeps the f
 each GOP (a byte operation, no re-encode) for n = 1..K, and each truncated stream is decoded.
 Row n of the grid shows one frame (``--frame``) decoded from n scales:
 
-    column 1: the n sent scales only (``sample=False``): the blurry coarse picture
-    column 2: the missing scales sampled by the context model (``sample=True``, ``--seed``)
+    column 1: the n sent scales only (``fill="none"``): the blurry coarse picture
+    column 2: the missing scales filled by the context model (``fill="sample"``, ``--seed``)
     column 3: the original frame
 
 A table of bytes, bits per pixel and PSNR per row is printed as well. The PNG is written with
@@ -19,13 +19,13 @@ PyAV's PNG encoder (no extra dependency) to a temporary file that is renamed whe
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 import av
 import numpy as np
 
 import progvc
+from progvc.atomic import write_bytes_atomic
 from progvc.samples import sample_clip
 from progvc.video_io import read_video
 
@@ -54,13 +54,7 @@ def write_png(path: str | Path, rgb: np.ndarray) -> None:
     codec = av.CodecContext.create("png", "w")
     codec.width, codec.height, codec.pix_fmt = rgb.shape[1], rgb.shape[0], "rgb24"
     packets = codec.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")) + codec.encode(None)
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
-    try:
-        tmp.write_bytes(b"".join(bytes(p) for p in packets))
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_bytes_atomic(path, b"".join(bytes(p) for p in packets))
 
 
 def load_codec(weights: str | None, device: str | None) -> progvc.Codec:

@@ -17,19 +17,22 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .bitstream import truncate
-from .errors import BitstreamError, ConfigError, DeviceError, ProgvcError, VideoError, WeightsError
+from .errors import BitstreamError, ConfigError, DeviceError, LimitError, ProgvcError, VideoError, WeightsError
+from .limits import Limits
 from .stream_info import StreamInfo, info
 
 if TYPE_CHECKING:
     import numpy as np
 
     from .codec import Codec, EncodeResult
+    from .gops import DecodedGops
     from .streaming import Decoder, GopUpdate
 
 __version__ = "0.1.0"
 __all__ = [
-    "BitstreamError", "Codec", "ConfigError", "Decoder", "DeviceError", "EncodeResult", "GopUpdate", "ProgvcError",
-    "StreamInfo", "VideoError", "WeightsError", "decode", "encode", "info", "truncate",
+    "BitstreamError", "Codec", "ConfigError", "DecodedGops", "Decoder", "DeviceError", "EncodeResult", "GopUpdate",
+    "LimitError", "Limits", "ProgvcError", "StreamInfo", "VideoError", "WeightsError", "decode", "encode", "info",
+    "truncate",
 ]
 
 _default: dict[str, Any] = {}
@@ -48,7 +51,8 @@ def _codec(device: Any = None, name: str | None = None) -> Codec:
 
 def encode(video: Any, n_scales: int | None = None, **options: Any) -> bytes:
     """Encode a video path or (T,H,W,3) uint8 array with the default model. See ``Codec.encode``
-    (``bpp=`` instead of ``n_scales`` picks the scales per GOP to fit a bit budget)."""
+    (``quality=`` 0..100, ``preset=`` "fast"/"medium"/"slow"; ``bpp=`` instead searches the quality
+    that fits a bit budget)."""
     device = options.pop("device", None)
     return _codec(device).encode(video, n_scales, **options)
 
@@ -56,11 +60,15 @@ def encode(video: Any, n_scales: int | None = None, **options: Any) -> bytes:
 def decode(bitstream: bytes, n_scales: int | None = None, fill: str | None = None, seed: int | None = None,
            **options: Any) -> np.ndarray:
     """Decode a stream to (T,H,W,3) uint8 frames with the model that made it. See ``Codec.decode``;
-    ``fill`` ("mean", the default, "sample" or "none") makes the scales the stream does not carry."""
+    ``fill`` ("mean", the default, "sample" or "none") makes the scales the stream does not carry;
+    ``limits=progvc.Limits(...)`` raises the default resource limits."""
     from .bitstream import parse_header
+    from .limits import as_limits
 
     device = options.pop("device", None)
-    return _codec(device, parse_header(bitstream).model_name).decode(bitstream, n_scales, fill, seed, **options)
+    header = parse_header(bitstream)
+    as_limits(options.get("limits")).check_stream(header)  # before loading a model for it
+    return _codec(device, header.model_name).decode(bitstream, n_scales, fill, seed, **options)
 
 
 def __getattr__(name: str) -> Any:
@@ -68,6 +76,10 @@ def __getattr__(name: str) -> Any:
         from . import codec
 
         return getattr(codec, name)
+    if name == "DecodedGops":
+        from .gops import DecodedGops
+
+        return DecodedGops
     if name in ("Decoder", "GopUpdate"):
         from . import streaming
 

@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
+from typing import NamedTuple
 
 from .errors import BitstreamError, ConfigError
 
@@ -104,6 +106,21 @@ class Stream:
         return self.rd_lambdas[g] if self.rd_lambdas else 0.0
 
 
+class GopIndex(NamedTuple):
+    """What a GOP index says: the lambda its tokens were chosen with and each chunk's payload length."""
+
+    rd_lambda: float
+    lengths: tuple[int, ...]
+
+
+def index_size(n_chunks: int) -> int:
+    """Bytes of a GOP index that lists ``n_chunks`` chunks: count, rd_lambda, lengths, CRC."""
+    return _GOP_HEAD.size + 4 * n_chunks + 4
+
+
+MAX_INDEX = index_size(255)  # the largest GOP index (n_chunks is one byte)
+
+
 def _chunk_crc(crc_tokens: int, payload: bytes) -> int:
     """CRC of a chunk's token checksum and payload: every byte of a chunk is covered."""
     return zlib.crc32(payload, zlib.crc32(struct.pack("<I", crc_tokens)))
@@ -153,13 +170,19 @@ def _as_bytes(data: object) -> bytes | memoryview:
         raise BitstreamError(f"a progvc stream is bytes, got {type(data).__name__}{hint}") from exc
 
 
-def _unpack_header(data: bytes | memoryview) -> tuple[StreamHeader, int]:
-    data = _as_bytes(data)
-    if len(data) < _HEAD.size:
-        raise BitstreamError(f"not a progvc stream: only {len(data)} bytes; pass a complete .pvc file")
-    magic, version, body_len = _HEAD.unpack_from(data, 0)
-    if magic != MAGIC:
+def header_length(prefix: bytes | bytearray | memoryview) -> int | None:
+    """Bytes the header takes (magic to header CRC), read from any prefix of a stream.
+
+    None while the prefix is too short to tell (fewer than 7 bytes). Bad magic bytes raise
+    :class:`BitstreamError` as soon as the prefix shows them, a foreign version once it is in;
+    nothing else is checked (:func:`parse_header` does that once the whole header is in).
+    """
+    view = _as_bytes(prefix)
+    if bytes(view[:len(MAGIC)]) != MAGIC[:min(len(view), len(MAGIC))]:
         raise BitstreamError("not a progvc stream (bad magic bytes); pass a file written by progvc.encode")
+    if len(view) < _HEAD.size:
+        return None
+    _, version, body_len = _HEAD.unpack_from(view, 0)
     if version in OLD_VERSIONS:
         raise BitstreamError(f"stream format version {version} was written by {OLD_VERSIONS[version]}; this "
                              f"progvc reads version {VERSION} only: re-encode the source video, or decode "
@@ -167,7 +190,14 @@ def _unpack_header(data: bytes | memoryview) -> tuple[StreamHeader, int]:
     if version != VERSION:
         raise BitstreamError(f"stream format version {version} is not supported by this progvc "
                              f"(reads version {VERSION}); upgrade progvc")
-    end = _HEAD.size + body_len
+    return _HEAD.size + body_len + 4
+
+
+def _unpack_header(data: bytes | memoryview) -> tuple[StreamHeader, int]:
+    data = _as_bytes(data)
+    if len(data) < _HEAD.size:
+        raise BitstreamError(f"not a progvc stream: only {len(data)} bytes; pass a complete .pvc file")
+    end = header_length(data) - 4  # type: ignore[operator]  # not None: 7 bytes are in
     _check(len(data) >= end + 4, "header is cut short")
     _check(struct.unpack_from("<I", data, end)[0] == zlib.crc32(data[:end]), "header checksum mismatch")
     body = bytes(data[_HEAD.size:end])
@@ -218,14 +248,14 @@ def unpack(data: bytes | bytearray | memoryview, *, partial: bool = False) -> St
     """
     view = _as_bytes(data)
     header, pos = _unpack_header(view)
-    min_gop = _GOP_HEAD.size + 4 + 4 + _CHUNK.size  # one chunk with an empty payload
+    min_gop = index_size(1) + _CHUNK.size  # one chunk with an empty payload
     _check(partial or header.n_gops * min_gop <= len(view) - pos,
            f"header promises {header.n_gops} GOPs but only {len(view) - pos} bytes follow")
     gops: list[tuple[Chunk, ...]] = []
     lambdas: list[float] = []
     complete = True
     for _ in range(header.n_gops):
-        chunks, lam, pos, ok = _unpack_gop(view, pos, header, partial)
+        chunks, lam, pos, ok = read_gop(view, header, pos, partial=partial)
         if chunks:
             gops.append(chunks)
             lambdas.append(lam)
@@ -236,9 +266,47 @@ def unpack(data: bytes | bytearray | memoryview, *, partial: bool = False) -> St
     return Stream(header, tuple(gops), complete, tuple(lambdas) if any(lambdas) else ())  # () is all zeros
 
 
-def _unpack_gop(view, pos: int, header: StreamHeader, partial: bool
-                ) -> tuple[tuple[Chunk, ...], float, int, bool]:
-    """Parse one GOP unit at ``pos``; returns (chunks, rd_lambda, new position, whether the GOP was whole)."""
+def gop_index(prefix: bytes | bytearray | memoryview, header: StreamHeader, pos: int = 0) -> GopIndex | None:
+    """The GOP index at ``prefix[pos:]``: its rd_lambda and the payload lengths of its chunks.
+
+    None while the index is incomplete. The chunk count is checked against ``header`` as soon as
+    its byte is in, the index CRC and the lambda's range once the whole index is; each raises
+    :class:`BitstreamError`. The chunks themselves are not looked at (:func:`read_gop` does that).
+    """
+    view = _as_bytes(prefix)
+    if pos >= len(view):
+        return None
+    n = view[pos]
+    _check(1 <= n <= header.coded_scales, f"GOP has {n} chunks, header allows 1..{header.coded_scales}")
+    end = pos + index_size(n) - 4
+    if end + 4 > len(view):
+        return None
+    _check(struct.unpack_from("<I", view, end)[0] == zlib.crc32(view[pos:end]), "GOP index checksum mismatch")
+    lam = _GOP_HEAD.unpack_from(view, pos)[1]
+    _check(0 <= lam <= MAX_LAMBDA, f"GOP rd_lambda {lam} outside 0..{MAX_LAMBDA}")
+    return GopIndex(lam, struct.unpack_from(f"<{n}I", view, pos + _GOP_HEAD.size))
+
+
+def chunk_ends(lengths: Sequence[int]) -> list[int]:
+    """Where each chunk of a GOP unit ends, in bytes from the start of the unit (index included),
+    given the payload lengths of its index."""
+    ends, pos = [], index_size(len(lengths))
+    for length in lengths:
+        pos += _CHUNK.size + length
+        ends.append(pos)
+    return ends
+
+
+def read_gop(data: bytes | bytearray | memoryview, header: StreamHeader, pos: int = 0, *,
+             partial: bool = False) -> tuple[tuple[Chunk, ...], float, int, bool]:
+    """Parse and validate the GOP unit at ``data[pos:]``: (chunks, rd_lambda, position after them,
+    whole?).
+
+    With ``partial=True`` a unit cut short returns the chunks that are complete and ``False``;
+    without it, it raises :class:`BitstreamError`, as does any failed check.
+    """
+    view = _as_bytes(data)
+    chunks: list[Chunk] = []
     lam = 0.0
 
     def short(what: str) -> tuple[tuple[Chunk, ...], float, int, bool]:
@@ -247,19 +315,11 @@ def _unpack_gop(view, pos: int, header: StreamHeader, partial: bool
         raise BitstreamError(f"stream is cut short inside {what}; use progvc.truncate to make smaller "
                              "streams, or decode with partial=True")
 
-    chunks: list[Chunk] = []
-    if pos >= len(view):
+    index = gop_index(view, header, pos)
+    if index is None:
         return short("a GOP index")
-    n = view[pos]
-    _check(1 <= n <= header.coded_scales, f"GOP has {n} chunks, header allows 1..{header.coded_scales}")
-    end = pos + _GOP_HEAD.size + 4 * n
-    if end + 4 > len(view):
-        return short("a GOP index")
-    _check(struct.unpack_from("<I", view, end)[0] == zlib.crc32(view[pos:end]), "GOP index checksum mismatch")
-    lam = _GOP_HEAD.unpack_from(view, pos)[1]
-    _check(0 <= lam <= MAX_LAMBDA, f"GOP rd_lambda {lam} outside 0..{MAX_LAMBDA}")
-    lengths = struct.unpack_from(f"<{n}I", view, pos + _GOP_HEAD.size)
-    pos = end + 4
+    lam, lengths = index
+    pos += index_size(len(lengths))
     for length in lengths:
         stop = pos + _CHUNK.size + length
         if stop > len(view):
@@ -272,19 +332,6 @@ def _unpack_gop(view, pos: int, header: StreamHeader, partial: bool
         chunks.append(Chunk(crc_tokens, payload))
         pos = stop
     return tuple(chunks), lam, pos, True
-
-
-def gop_index_size(n_chunks: int) -> int:
-    """Bytes of a GOP index with ``n_chunks`` chunks: n_chunks, rd_lambda, lengths and CRC."""
-    return _GOP_HEAD.size + 4 * n_chunks + 4
-
-
-MAX_GOP_INDEX = gop_index_size(255)
-
-
-def gop_index_fields(index: bytes) -> tuple[float, tuple[int, ...]]:
-    """(rd_lambda, chunk payload lengths) of a GOP index (validate it with :func:`unpack` first)."""
-    return _GOP_HEAD.unpack_from(index)[1], struct.unpack_from(f"<{index[0]}I", index, _GOP_HEAD.size)
 
 
 def header_size(data: bytes) -> int:
@@ -335,7 +382,7 @@ def truncate(data: bytes, n_scales: int | None = None, max_bytes: int | None = N
 
 def _gop_costs(chunks: tuple[Chunk, ...]) -> list[int]:
     """Bytes of a GOP unit that keeps its first n chunks, for n = 1..len(chunks) (increasing)."""
-    costs, total = [], _GOP_HEAD.size + 4  # n_chunks, rd_lambda and the index CRC
+    costs, total = [], index_size(0)  # n_chunks and the index CRC
     for c in chunks:
         total += 4 + c.size  # its length in the index, then the chunk itself
         costs.append(total)

@@ -2,15 +2,17 @@
 
 ::
 
-    video ─► read_video ─► GOPs of T frames ─► GopEncoder: latent (g_a + refinement of the preset)
+    video ─► open_video (read GOP by GOP) ─► GOPs of T frames ─► GopEncoder: latent (g_a + refinement of the preset)
       ─► rate-distortion token choice at the quality's lambda ─► one range-coded chunk per scale ─► pack
 
-    bytes ─► unpack ─► per GOP: GopDecoder: range-decode scales 1..n, fill the rest (mean/sample/none)
-      ─► f_hat ─► Tokenizer.synthesise (told how many scales were sent) ─► frames (T,H,W,3) uint8
+    bytes ─► limits ─► unpack ─► iter_decode, per GOP: GopDecoder: range-decode scales 1..n,
+      fill the rest (mean/sample/none) ─► f_hat ─► Tokenizer.synthesise ─► frames (T,H,W,3) uint8
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -24,15 +26,19 @@ import torch
 from torch import nn
 
 from . import bitstream as bs
-from .config import CodecConfig
+from .config import MAX_REFINE_STEPS, CodecConfig
 from .determinism import coding_mode
 from .devices import resolve_device
-from .errors import BitstreamError, ConfigError, WeightsError
+from .errors import BitstreamError, ConfigError, VideoError, WeightsError
 from .fill import DEFAULT_SAMPLING, FillOptions, SamplingOptions
 from .gop_coding import EncodedGop, GopDecoder, GopEncoder
+from .gops import DecodedGops
+from .limits import Limits, as_limits
+from .memory import MemoryEstimate, decode_estimate, estimate
 from .models.context import ContextModel
 from .models.tokenizer import Tokenizer
 from .options import DEFAULT_PRESET, DEFAULT_QUALITY, get_preset, quality_of, rd_lambda
+from .progress import NO_PROGRESS, Progress
 from .rate_control import budget_bytes, search_quality
 from .weights import load_named, parse_weights, serialize, sha256_hex
 
@@ -142,11 +148,15 @@ class Codec:
 
         ``quality`` (0..100, default ``DEFAULT_QUALITY``) sets the rate-distortion trade-off of the
         token choice; ``preset`` ("fast", "medium", "slow") the encoder's effort. ``bpp`` instead of
-        ``n_scales``/``quality``: each GOP searches the quality (and, below the lowest rate of all
-        scales, the scale count) that fills its share of the budget without exceeding it. Other
-        options: gop_size, fps, size (W,H) for raw .yuv, seed / temperature / top_k / top_p (the
-        decoder's sampling defaults, stored in the stream), temporal (False codes every frame
-        without temporal context), refine (overrides the preset's refinement steps), progress.
+        ``n_scales``/``quality``: one quality for the whole stream is searched so that the stream
+        fills the budget without exceeding it, and scales are dropped only when quality 0 is still
+        too dear. Other options: gop_size, fps, size (W,H) for raw .yuv, seed / temperature / top_k /
+        top_p (the decoder's sampling defaults, stored in the stream), temporal (False codes every
+        frame without temporal context), refine (overrides the preset's refinement steps),
+        progress, limits (a :class:`~progvc.limits.Limits`).
+        Reading options (passed to :func:`progvc.video_io.open_video`; a path is read one GOP at a
+        time): ``max_frames`` (code only the first N frames), ``max_side`` (shrink by a whole factor
+        until the long side fits), ``downscale`` (a whole factor), ``pix_fmt_in`` (raw .yuv layout).
         """
         return self.encode_with_stats(video, n_scales, bpp=bpp, **options).bitstream
 
@@ -156,9 +166,16 @@ class Codec:
                           size: tuple[int, int] | None = None, seed: int = 0,
                           temperature: float = DEFAULT_SAMPLING.temperature, top_k: int = DEFAULT_SAMPLING.top_k,
                           top_p: float = DEFAULT_SAMPLING.top_p, temporal: bool = True,
-                          progress: bool = False) -> EncodeResult:
-        """``encode`` that also reports the model's estimated bits and the time taken."""
-        from .video_io import read_video
+                          progress: bool = False, max_frames: int | None = None, max_side: int | None = None,
+                          downscale: int = 1, pix_fmt_in: str = "yuv420p", limits: Limits | None = None
+                          ) -> EncodeResult:
+        """``encode`` that also reports the model's estimated bits and the time taken.
+
+        A path is read one GOP at a time, so memory does not grow with the video's length (with
+        ``bpp`` the GOPs' latents are kept for the quality search: one (C,h,w) float32 latent per
+        frame); frames above ``limits.max_frame_pixels`` raise LimitError before any model work.
+        """
+        from .video_io import count_frames, open_video
 
         if bpp is not None and (n_scales is not None or quality is not None):
             raise ConfigError("give bpp, or n_scales and/or quality, not both: bpp searches the quality itself")
@@ -172,20 +189,37 @@ class Codec:
         seed = _check_seed(seed)
         if bpp is not None and (isinstance(bpp, bool) or not isinstance(bpp, (int, float)) or not 0 < bpp < 1e6):
             raise ConfigError(f"bpp must be a positive number of bits per pixel, got {bpp!r}")
-        clip = read_video(video, size=size, fps=fps)
-        frames = clip.frames
-        n_frames, height, width = frames.shape[:3]
+        limits = as_limits(limits)
+        clip = open_video(video, size=size, fps=fps, max_frames=max_frames, max_side=max_side, downscale=downscale,
+                          pix_fmt_in=pix_fmt_in)
+        batches = self._gops(clip.frames, gop)
+        first = next(batches, None)
+        if first is None:
+            raise VideoError("the video contains no decodable frames; check that it plays")
+        height, width = first.shape[1:3]
+        limits.check_frame(width, height, "the video")
+        limits.check_memory(estimate(self.config, width, height, gop, n, temporal=temporal, encode=True,
+                                     refine=refine > 0), "encoding")
         grids = self.tokenizer.grids(height, width)
-        header = bs.StreamHeader(self.config.name, self.weights_sha256, width, height, n_frames,
-                                 Fraction(clip.fps).limit_denominator(1 << 20), gop, tuple(grids), n, seed,
-                                 temperature, top_k, top_p, temporal)
+        known = len(clip.frames) if isinstance(clip.frames, np.ndarray) else None  # a file: read as it goes
+        if known is None and progress:  # the bar's total: count the file's frames (decoding is cheap beside coding)
+            known = count_frames(video, size=size, max_frames=max_frames, pix_fmt_in=pix_fmt_in)
+        steps, n_gops = (None, None) if known is None else (known * n, -(-known // gop))
         encoder = GopEncoder(self.tokenizer, self.context, grids, temporal=temporal)
-        with coding_mode():
-            latents = (encoder.latent(x, refine) for x in self._gops(frames, gop))
-            if bpp is None:
-                coded = [encoder.code(f, lam, n) for f in _progress(latents, progress, "encode", header.n_gops)]
-            else:
-                kept = list(_progress(latents, progress, "analyse", header.n_gops))  # reused by every probe
+        n_frames, coded, kept = 0, [], []
+        with coding_mode(), Progress(progress, "encode", steps, n_gops) as bar:
+            for g, gop_frames in enumerate(itertools.chain([first], batches)):
+                bar.gop(g, "tokenizing")
+                f = encoder.latent(gop_frames, refine)
+                n_frames += len(gop_frames)
+                if bpp is None:
+                    coded.append(encoder.code(f, lam, n, bar))
+                else:
+                    kept.append(f)  # reused by every probe of the quality search
+            header = bs.StreamHeader(self.config.name, self.weights_sha256, width, height, n_frames,
+                                     Fraction(clip.fps).limit_denominator(1 << 20), gop, tuple(grids), n, seed,
+                                     temperature, top_k, top_p, temporal)
+            if bpp is not None:
                 coded = search_quality(lambda lam: [encoder.code(f, lam, n) for f in kept], header,
                                        budget_bytes(bpp, header))
         header = replace(header, coded_scales=max(len(c.chunks) for c in coded))
@@ -193,45 +227,86 @@ class Codec:
         if bpp is not None and len(data) > budget_bytes(bpp, header):  # quality 0 is too dear: drop scales
             try:
                 data = bs.truncate(data, bpp=bpp)
-            except ConfigError as exc:
-                raise ConfigError(f"bpp={bpp:g} is below the smallest stream this video makes (one scale per "
-                                  f"GOP at quality 0): {exc}") from exc
+            except ConfigError:
+                least = 8 * len(bs.truncate(data, n_scales=1)) / (n_frames * width * height)
+                raise ConfigError(f"bpp={bpp:g} is below the smallest stream this video makes, {least:.3g} bpp "
+                                  "(the header and the first scale of every GOP, at quality 0); give "
+                                  f"bpp={math.ceil(least * 1000) / 1000:g} or more") from None
             coded = [EncodedGop(c.chunks[:len(k)], c.bits[:, :len(k)], c.rd_lambda)
                      for c, k in zip(coded, bs.unpack(data).gops, strict=True)]
         return EncodeResult.of(data, coded, header, time.perf_counter() - start)
 
     # -- decoding ------------------------------------------------------------------------------
     def decode(self, bitstream: bytes, n_scales: int | None = None, fill: str | None = None,
-               seed: int | None = None, *, temperature: float | None = None, top_k: int | None = None,
-               top_p: float | None = None, partial: bool = False, progress: bool = False) -> np.ndarray:
-        """Decode to frames (T,H,W,3) uint8.
+               seed: int | None = None, **options: Any) -> np.ndarray:
+        """Decode to frames (T,H,W,3) uint8: :meth:`iter_decode` gathered into one array.
+
+        Same arguments as :meth:`iter_decode` (``limits`` among them). The array is allocated
+        once, before the first GOP is decoded; for videos too long to hold, use ``iter_decode``.
+        """
+        gops = self.iter_decode(bitstream, n_scales, fill, seed, **options)
+        need = self._gop_memory(gops.header, gops.scales, output_frames=gops.n_frames)  # + the array below
+        as_limits(options.get("limits")).check_memory(need, "decoding into one array")
+        out = _frames_buffer(gops.header, gops.n_frames)
+        done = 0
+        for frames in gops:
+            out[done:done + len(frames)] = frames
+            done += len(frames)
+        return out
+
+    def iter_decode(self, bitstream: bytes, n_scales: int | None = None, fill: str | None = None,
+                    seed: int | None = None, *, temperature: float | None = None, top_k: int | None = None,
+                    top_p: float | None = None, partial: bool = False, progress: bool = False,
+                    limits: Limits | None = None) -> DecodedGops:
+        """Decode GOP by GOP: an iterator of (T_g,H,W,3) uint8 arrays, one per GOP, in order.
 
         Scales 1..n are range-decoded (n = ``n_scales`` or every coded scale); ``fill`` says how
         the remaining scales are made (:mod:`progvc.fill`: "mean", the default, "sample" with
         ``seed`` (default: the stream's) and the stream's temperature / top-k / top-p unless
         overridden, or "none"). ``partial=True`` accepts a stream cut short and decodes the GOPs
         it holds.
+
+        Everything is checked here, before the first GOP is decoded: the header against
+        ``limits`` (default :class:`~progvc.limits.Limits`: LimitError), the model, the options and
+        every byte of the container. A GOP is decoded only when the iterator is asked for it,
+        so memory holds one GOP whatever the video's length.
         """
-        stream = bs.unpack(bitstream, partial=partial)
-        h = stream.header
+        h = bs.parse_header(bitstream)
         self._check_stream(h)
+        limits = as_limits(limits)
+        limits.check_stream(h)
         n_req = h.coded_scales if n_scales is None else self._check_scales(n_scales)
         opts = FillOptions.resolve(h, fill, seed, temperature, top_k, top_p)
+        scales = h.n_scales if opts.mode != "none" else min(n_req, h.coded_scales)  # filling runs every scale
+        limits.check_memory(self._gop_memory(h, scales), "decoding")
+        stream = bs.unpack(bitstream, partial=partial)
         if not stream.gops:
             raise BitstreamError("the stream holds no complete chunk to decode; wait for more bytes")
-        out = _frames_buffer(h, len(stream.gops))
-        with coding_mode():
-            for g in _progress(range(len(stream.gops)), progress, "decode"):
-                with _allocation_errors(h, h.gop_frames(g)):
-                    decoder = self.gop_decoder(h, g, stream.rd_lambda(g), opts)
-                    for chunk in stream.gops[g][:n_req]:
-                        decoder.add(chunk)
-                    out[g * h.gop_size:g * h.gop_size + h.gop_frames(g)] = decoder.frames()
-        return out
+        n_frames = sum(h.gop_frames(g) for g in range(len(stream.gops)))
+        return DecodedGops(h, n_frames, self._decoded_gops(stream, n_req, opts, progress), scales)
 
-    def gop_decoder(self, header: bs.StreamHeader, gop: int, rd_lambda: float, fill: FillOptions) -> GopDecoder:
+    def _decoded_gops(self, stream: bs.Stream, n_req: int, opts: FillOptions, progress: bool
+                      ) -> Iterator[np.ndarray]:
+        """The frames of each GOP, decoded when asked for. Coding mode is entered per GOP and left
+        before each ``yield``: the caller's code between GOPs runs under its own torch settings. The
+        progress bar counts (frame, scale) steps across GOPs and closes when the iterator does."""
+        h = stream.header
+        steps = sum(h.gop_frames(g) * (h.n_scales if opts.mode != "none" else len(c[:n_req]))
+                    for g, c in enumerate(stream.gops))
+        with Progress(progress, "decode", steps, len(stream.gops)) as bar:
+            for g, chunks in enumerate(stream.gops):
+                bar.gop(g)
+                with coding_mode(), _allocation_errors(h, h.gop_frames(g)):
+                    decoder = self.gop_decoder(h, g, stream.rd_lambda(g), opts, bar)
+                    for chunk in chunks[:n_req]:
+                        decoder.add(chunk)
+                    frames = decoder.frames()
+                yield frames
+
+    def gop_decoder(self, header: bs.StreamHeader, gop: int, rd_lambda: float, fill: FillOptions,
+                    bar: Progress = NO_PROGRESS) -> GopDecoder:
         """A :class:`~progvc.gop_coding.GopDecoder` for GOP ``gop`` of a stream with this header."""
-        return GopDecoder(self.tokenizer, self.context, header, gop, rd_lambda, fill)
+        return GopDecoder(self.tokenizer, self.context, header, gop, rd_lambda, fill, bar)
 
     # -- token level ---------------------------------------------------------------------------
     def tokenize(self, video: Any, *, gop_size: int | None = None, quality: float | None = None,
@@ -243,15 +318,22 @@ class Codec:
                            temporal=temporal, **read_options)
         return self.decode_tokens(data)
 
-    def _gops(self, frames: np.ndarray, gop: int) -> Iterator[torch.Tensor]:
-        """(T,H,W,3) uint8 -> one (T_gop,H,W,3) uint8 tensor on the codec's device per GOP."""
-        for i in range(0, len(frames), gop):
-            yield torch.from_numpy(np.ascontiguousarray(frames[i:i + gop])).to(self.device)
+    def _gops(self, frames: np.ndarray | Iterable[np.ndarray], gop: int) -> Iterator[torch.Tensor]:
+        """One (T_gop,H,W,3) uint8 tensor on the codec's device per GOP, from a (T,H,W,3) array or
+        an iterable of (H,W,3) frames (read one GOP at a time; see ``video_io.batches``)."""
+        from .video_io import batches
 
-    def decode_tokens(self, bitstream: bytes, n_scales: int | None = None) -> list[list[torch.Tensor]]:
-        """The coded tokens of a stream, per GOP: ``[gop][k]`` is (T_gop, h_k, w_k) int64 on the CPU."""
+        for x in batches(frames, gop):
+            yield torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
+
+    def decode_tokens(self, bitstream: bytes, n_scales: int | None = None, *, limits: Limits | None = None
+                      ) -> list[list[torch.Tensor]]:
+        """The coded tokens of a stream, per GOP: ``[gop][k]`` is (T_gop, h_k, w_k) int64 on the CPU.
+        ``limits`` as in :meth:`iter_decode`."""
+        h = bs.parse_header(bitstream)
+        self._check_stream(h)
+        as_limits(limits).check_stream(h)
         stream = bs.unpack(bitstream)
-        self._check_stream(stream.header)
         n = stream.header.coded_scales if n_scales is None else self._check_scales(n_scales)
         h, out = stream.header, []
         with coding_mode():
@@ -264,6 +346,10 @@ class Codec:
         return out
 
     # -- checks --------------------------------------------------------------------------------
+    def _gop_memory(self, h: bs.StreamHeader, scales: int, output_frames: int = 0) -> MemoryEstimate:
+        """Estimated peak bytes to decode one GOP of ``h`` through ``scales`` scales (progvc.memory)."""
+        return decode_estimate(self.config, h, scales, output_frames)
+
     def _check_scales(self, n_scales: int | None) -> int:
         return _check_int("n_scales", self.n_scales if n_scales is None else n_scales, 1, self.n_scales)
 
@@ -272,7 +358,7 @@ class Codec:
 
     @staticmethod
     def _check_refine(refine: int) -> int:
-        return _check_int("refine", refine, 0, 1000)
+        return _check_int("refine", refine, 0, MAX_REFINE_STEPS)
 
     def _check_stream(self, h: bs.StreamHeader) -> None:
         if h.model_name != self.config.name or h.weights_sha256 != self.weights_sha256:
@@ -308,18 +394,17 @@ def _check_seed(seed: Any) -> int:
     return _check_int("seed", seed, 0, bs.MAX_SEED)
 
 
-def _frames_buffer(h: bs.StreamHeader, n_gops: int) -> np.ndarray:
-    """The (T,H,W,3) uint8 output of ``decode`` for its first ``n_gops`` GOPs, allocated before any
-    GOP is decoded: a stream that claims more frames than memory can hold fails at once (and the
-    result is not copied once more by a final concatenation)."""
-    n_frames = min(h.n_frames, n_gops * h.gop_size)
+def _frames_buffer(h: bs.StreamHeader, n_frames: int) -> np.ndarray:
+    """The (T,H,W,3) uint8 output of ``decode``, allocated before any GOP is decoded: a stream that
+    claims more frames than memory can hold fails at once, even with raised limits (and the result
+    is not copied once more by a final concatenation)."""
     try:
         return np.empty((n_frames, h.height, h.width, 3), np.uint8)
     except MemoryError as exc:
         gib = n_frames * h.height * h.width * 3 / 2**30
         raise BitstreamError(f"the stream decodes to {n_frames} frames of {h.width}x{h.height} ({gib:.1f} GiB), "
                              "more memory than this machine can give; decode it GOP by GOP with "
-                             "progvc.Decoder") from exc
+                             "Codec.iter_decode or progvc.Decoder") from exc
 
 
 @contextmanager
@@ -334,10 +419,3 @@ def _allocation_errors(h: bs.StreamHeader, n_frames: int) -> Iterator[None]:
         raise BitstreamError(f"decoding a GOP of {n_frames} frames of {h.width}x{h.height} needs more memory than "
                              "this machine has; decode the stream on a larger machine") from exc
 
-
-def _progress(items: Iterable, enabled: bool, desc: str, total: int | None = None) -> Iterable:
-    if not enabled:
-        return items
-    from tqdm import tqdm
-
-    return tqdm(items, desc=desc, unit="GOP", leave=False, total=total)

@@ -10,10 +10,13 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 
+from .bitstream import MAX_GOP, MAX_NAME, MAX_SCALES
 from .errors import ConfigError
 
 REFINE_STEPS = 10
 """Default encoder-side refinement: ``Tokenizer.refine_latent`` steps per frame (0 = greedy)."""
+MAX_REFINE_STEPS = 1000
+"""Most refinement steps per frame ``encode`` accepts."""
 
 
 @dataclass(frozen=True)
@@ -44,8 +47,8 @@ class TokenizerConfig:
             raise ConfigError("tokenizer has more resolution levels than its stride allows")
         if not 2 <= self.codebook_size <= 65536:
             raise ConfigError(f"codebook_size must be in 2..65536, got {self.codebook_size}")
-        if not 1 <= self.n_scales <= 32:
-            raise ConfigError(f"n_scales must be in 1..32, got {self.n_scales}")
+        if not 1 <= self.n_scales <= MAX_SCALES:
+            raise ConfigError(f"n_scales must be in 1..{MAX_SCALES}, got {self.n_scales}")
 
 
 @dataclass(frozen=True)
@@ -87,10 +90,10 @@ class CodecConfig:
     gop_size: int = 8
 
     def __post_init__(self) -> None:
-        if not 1 <= self.gop_size <= 256:
-            raise ConfigError(f"gop_size must be in 1..256, got {self.gop_size}")
-        if not self.name or len(self.name.encode()) > 64 or not self.name.isascii():
-            raise ConfigError(f"model name must be 1..64 ASCII characters, got {self.name!r}")
+        if not 1 <= self.gop_size <= MAX_GOP:
+            raise ConfigError(f"gop_size must be in 1..{MAX_GOP}, got {self.gop_size}")
+        if not self.name or len(self.name.encode()) > MAX_NAME or not self.name.isascii():
+            raise ConfigError(f"model name must be 1..{MAX_NAME} ASCII characters, got {self.name!r}")
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)

@@ -7,18 +7,30 @@ import torch
 from .errors import DeviceError
 
 
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None`` -> cuda if available else cpu; an unavailable or unknown device raises DeviceError."""
+def resolve_device(device: str | torch.device | None, *, option: str = "device=") -> torch.device:
+    """``None`` -> cuda if available else cpu; an unavailable or unknown device raises DeviceError.
+
+    ``option`` is how the caller's user spells the choice, so the message quotes what they typed:
+    ``"device="`` (Python, the default: ``device='cuda'``) or a flag such as ``"--device"``.
+    """
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+    def spelled(value: object) -> str:
+        return f"{option}{value!r}" if option.endswith("=") else f"{option} {value}"
+
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:
-        raise DeviceError(f"unknown device {device!r}; use 'cpu', 'cuda' or 'cuda:N'") from exc
+        raise DeviceError(f"unknown device {spelled(device)}; use {spelled('cpu')}, {spelled('cuda')} or "
+                          f"{spelled('cuda:N')}") from exc
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise DeviceError(f"device {device!r} requested but CUDA is not available; use device='cpu'")
+        raise DeviceError(f"{spelled(device)} requested but CUDA is not available on this machine; "
+                          f"use {spelled('cpu')}")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise DeviceError(f"device {device!r} does not exist ({torch.cuda.device_count()} CUDA devices)")
+        raise DeviceError(f"{spelled(device)} does not exist: this machine has {torch.cuda.device_count()} "
+                          f"CUDA devices, cuda:0..cuda:{torch.cuda.device_count() - 1}")
     if dev.type not in ("cpu", "cuda"):
-        raise DeviceError(f"device type {dev.type!r} is not supported; use 'cpu' or 'cuda'")
+        raise DeviceError(f"device type {dev.type!r} ({spelled(device)}) is not supported; use "
+                          f"{spelled('cpu')} or {spelled('cuda')}")
     return dev

@@ -14,6 +14,10 @@ class BitstreamError(ProgvcError):
     """A stream is malformed, truncated, tampered with, made by other weights, or desynchronised."""
 
 
+class LimitError(ProgvcError):
+    """A valid request exceeds a resource limit (frame area, total pixels); see :class:`progvc.Limits`."""
+
+
 class VideoError(ProgvcError):
     """An input video cannot be read (missing, not a video, unsupported layout, too large)."""
 

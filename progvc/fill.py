@@ -28,6 +28,7 @@ from . import bitstream as bs
 from .coding import GopState
 from .entropy import PROB_BITS
 from .errors import ConfigError
+from .memory import row_slices
 from .options import DEFAULT_FILL, FILL_MODES
 
 
@@ -112,4 +113,8 @@ def fill_pick(state: GopState, opts: FillOptions, gop: int) -> Callable[[int, in
             state.commit_expected(t, k, torch.softmax(logits.float(), dim=-1))
         return mean
     rng = gop_generator(opts.seed, gop)
-    return lambda t, k, logits: sample_tokens(logits, opts.sampling, rng)
+
+    def sample(t: int, k: int, logits: torch.Tensor) -> np.ndarray:
+        # rows are drawn in order from one generator, so slices give the tokens all rows at once would
+        return np.concatenate([sample_tokens(logits[rows], opts.sampling, rng) for rows in row_slices(*logits.shape)])
+    return sample

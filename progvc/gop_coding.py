@@ -25,11 +25,24 @@ from .coding import GopState
 from .entropy import ChunkDecoder, ChunkEncoder, probability_table
 from .errors import BitstreamError
 from .fill import FillOptions, fill_pick
+from .memory import row_slices
 from .models.context import ContextModel
 from .models.quantizer import Grid
 from .models.tokenizer import Tokenizer
+from .progress import NO_PROGRESS, Progress
 from .rd import TokenChooser
 from .scales import missing_octaves
+
+
+def range_encode(coder: ChunkEncoder, tokens: np.ndarray, logits: torch.Tensor) -> None:
+    """Code tokens (n,) under logits (n, V), a slice of rows at a time (same bytes as all at once)."""
+    for rows in row_slices(*logits.shape):
+        coder.add(tokens[rows], probability_table(logits[rows]))
+
+
+def range_decode(decoder: ChunkDecoder, logits: torch.Tensor) -> np.ndarray:
+    """Tokens (n,) int64 decoded under logits (n, V), a slice of rows at a time."""
+    return np.concatenate([decoder.take(probability_table(logits[rows])) for rows in row_slices(*logits.shape)])
 
 
 def tokens_crc(maps: list[torch.Tensor]) -> int:
@@ -68,28 +81,30 @@ class GopEncoder:
         state.run(range(len(self.grids)), TokenChooser(self.tok.vq, self.grids, f, lam, state.f_hat))
         return state.token_maps()
 
-    def code(self, f: torch.Tensor, lam: float, n_scales: int) -> EncodedGop:
-        """Choose the tokens of the first ``n_scales`` scales at multiplier ``lam`` and range-code them."""
+    def code(self, f: torch.Tensor, lam: float, n_scales: int, bar: Progress = NO_PROGRESS) -> EncodedGop:
+        """Choose the tokens of the first ``n_scales`` scales at multiplier ``lam`` and range-code them
+        (``bar`` advances once per (frame, scale))."""
         state = GopState(self.ctx, self.tok.vq, self.grids, f.shape[0], temporal=self.temporal, lam=lam)
         chooser = TokenChooser(self.tok.vq, self.grids, f, lam, state.f_hat)
         coders = [ChunkEncoder() for _ in range(n_scales)]
 
         def pick(t: int, k: int, logits: torch.Tensor) -> np.ndarray:
             tokens = chooser(t, k, logits)
-            coders[k].add(tokens, probability_table(logits))
+            range_encode(coders[k], tokens, logits)
             return tokens
 
-        state.run(range(n_scales), pick)
+        state.run(range(n_scales), bar.counting(pick))
         chunks = tuple(bs.Chunk(tokens_crc(state.tokens[k]), coders[k].finish()) for k in range(n_scales))
         return EncodedGop(chunks, chooser.bits[:, :n_scales], lam)
 
 
 class GopDecoder:
-    """Decodes GOP ``gop`` of a stream: ``add`` its chunks in order, then ``frames``."""
+    """Decodes GOP ``gop`` of a stream: ``add`` its chunks in order, then ``frames`` (``bar``
+    advances once per (frame, scale) decoded or filled)."""
 
     def __init__(self, tokenizer: Tokenizer, context: ContextModel, header: bs.StreamHeader, gop: int,
-                 rd_lambda: float, fill: FillOptions) -> None:
-        self.tok, self.header, self.gop, self.fill = tokenizer, header, gop, fill
+                 rd_lambda: float, fill: FillOptions, bar: Progress = NO_PROGRESS) -> None:
+        self.tok, self.header, self.gop, self.fill, self.bar = tokenizer, header, gop, fill, bar
         self.state = GopState(context, tokenizer.vq, list(header.grids), header.gop_frames(gop),
                               temporal=header.temporal, lam=rd_lambda)
         self.coded = 0
@@ -97,7 +112,7 @@ class GopDecoder:
     def add(self, chunk: bs.Chunk) -> None:
         """Range-decode the next scale from ``chunk``; BitstreamError if its tokens fail their CRC."""
         k, decoder = self.coded, ChunkDecoder(chunk.payload)
-        self.state.run(range(k, k + 1), lambda t, k, logits: decoder.take(probability_table(logits)))
+        self.state.run(range(k, k + 1), self.bar.counting(lambda t, k, logits: range_decode(decoder, logits)))
         if tokens_crc(self.state.tokens[k]) != chunk.crc_tokens:
             raise BitstreamError(f"scale {k + 1} of GOP {self.gop + 1} decoded to tokens that fail their checksum: "
                                  "the stream is corrupt, or was encoded on another kind of device or dtype whose "
@@ -112,7 +127,7 @@ class GopDecoder:
         h, grids = self.header, list(self.header.grids)
         state = self.state if final else self.state.fork()
         if self.fill.mode != "none" and self.coded < len(grids):
-            state.run(range(self.coded, len(grids)), fill_pick(state, self.fill, self.gop))
+            state.run(range(self.coded, len(grids)), self.bar.counting(fill_pick(state, self.fill, self.gop)))
         missing = missing_octaves(grids, self.coded)
         return self.tok.synthesise(state.f_hat, h.height, h.width, missing).cpu().numpy()
 

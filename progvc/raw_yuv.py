@@ -16,14 +16,16 @@ import numpy as np
 from .errors import ConfigError, VideoError
 
 RAW_EXTENSIONS = (".yuv", ".raw")
-_MAX_FPS = 1000
 _SUBSAMPLING = {"yuv420p": (2, 2), "yuv422p": (2, 1), "yuv444p": (1, 1), "gray": None}  # chroma (x, y)
+PIX_FMTS = tuple(f"{base}{depth}" for base in _SUBSAMPLING for depth in ("", "10le"))
+"""The raw layouts :func:`raw_layout` reads (``i420`` is accepted as ``yuv420p`` too)."""
 
 
-def raw_size(path: Path, size: tuple[int, int] | None, default_fps: Fraction) -> tuple[tuple[int, int], Fraction]:
-    """``(W, H)`` of a raw file from ``size`` or its name (``_320x240``), and a ``_12fps`` rate."""
+def raw_size(path: Path, size: tuple[int, int] | None) -> tuple[tuple[int, int], Fraction | None]:
+    """``(W, H)`` of a raw file from ``size`` or its name (``_320x240``), and the rate its name
+    states (``_12fps``; None when it states none), which the caller checks against its limits."""
     match = re.search(r"_(\d+)fps(?=[_.]|$)", path.name)
-    rate = Fraction(int(match.group(1))) if match and 0 < int(match.group(1)) <= _MAX_FPS else default_fps
+    rate = Fraction(int(match.group(1))) if match and int(match.group(1)) > 0 else None
     if size is not None:
         return (int(size[0]), int(size[1])), rate
     if (match := re.search(r"_(\d+)x(\d+)(?=[_.]|$)", path.name)) is None:

@@ -33,6 +33,7 @@ import math
 import numpy as np
 import torch
 
+from .memory import row_slices
 from .models.quantizer import Grid, MultiScaleResidualVQ, resize
 
 
@@ -51,19 +52,28 @@ class TokenChooser:
         self.e, self.e2 = e, (e * e).sum(1)  # (V, C), (V,)
         self.bits = np.zeros((f.shape[0], len(grids)))
 
-    def distortion(self, t: int, k: int) -> torch.Tensor:
-        """(n_k, V): squared error each code would leave on the latent, area-weighted (see above)."""
+    def residual(self, t: int, k: int) -> torch.Tensor:
+        """(n_k, C): what scale k of frame t is to code, the latent minus what is coded so far."""
         z = resize(self.f[t:t + 1] - self.f_hat[t:t + 1], self.grids[k])  # (1, C, h_k, w_k)
-        flat = z.flatten(2)[0].t()  # (n_k, C)
+        return z.flatten(2)[0].t()
+
+    def distortion(self, t: int, k: int, rows: slice = slice(None), z: torch.Tensor | None = None) -> torch.Tensor:
+        """(n_rows, V): squared error each code would leave on the latent, area-weighted (see above),
+        for the tokens ``rows`` of scale k (``z``: :meth:`residual`, if already at hand)."""
+        flat = (self.residual(t, k) if z is None else z)[rows]
         (h, w), (hk, wk) = self.grids[-1], self.grids[k]
         # ||z||^2 is the same for every code of a row: left out of the argmin, kept out of the sum
         return (self.e2[None, :] - 2 * flat @ self.e.t()) * (h * w / (hk * wk))
 
     def __call__(self, t: int, k: int, logits: torch.Tensor) -> np.ndarray:
-        cost_bits = -torch.log_softmax(logits.float(), dim=-1) / math.log(2)  # (n_k, V)
-        score = self.distortion(t, k)
-        if self.lam > 0:
-            score = score + self.lam * cost_bits
-        r = score.argmin(dim=1)
-        self.bits[t, k] += float(cost_bits.gather(1, r[:, None]).sum())
-        return r.cpu().numpy()
+        z = self.residual(t, k)
+        picked = []
+        for rows in row_slices(*logits.shape):  # (n_k, V) float temporaries a slice at a time
+            cost_bits = -torch.log_softmax(logits[rows].float(), dim=-1) / math.log(2)
+            score = self.distortion(t, k, rows, z)
+            if self.lam > 0:
+                score = score + self.lam * cost_bits
+            r = score.argmin(dim=1)
+            self.bits[t, k] += float(cost_bits.gather(1, r[:, None]).sum())
+            picked.append(r)
+        return torch.cat(picked).cpu().numpy()

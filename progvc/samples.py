@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import ConfigError
-from .video_io import DEFAULT_FPS, MAX_SIDE, Video
+from .video_io import DEFAULT_FPS, MAX_FRAMES, MAX_SIDE, Video
 
 _WINDOW = 0.75  # the camera sees at most this fraction of the photo's side, leaving room to pan
 
@@ -27,8 +27,9 @@ def sample_clip(n_frames: int = 16, height: int = 288, width: int = 352, seed: i
     the same bytes on every run. The photo is first resized (antialiased) so that the camera
     window maps about 1:1 onto output pixels, then each frame is resampled bicubically.
     """
-    if not 1 <= n_frames <= 100_000 or not (1 <= height <= MAX_SIDE and 1 <= width <= MAX_SIDE):
-        raise ConfigError(f"sample_clip needs 1..100000 frames of 1..{MAX_SIDE} px, got {n_frames}x{height}x{width}")
+    if not 1 <= n_frames <= MAX_FRAMES or not (1 <= height <= MAX_SIDE and 1 <= width <= MAX_SIDE):
+        raise ConfigError(f"sample_clip needs 1..{MAX_FRAMES} frames of 1..{MAX_SIDE} px, "
+                          f"got {n_frames}x{height}x{width}")
     photo = _photo(seed)  # (1,3,Hi,Wi) float in [0,1]
     h_i, w_i = photo.shape[-2:]
     p = max(width / (_WINDOW * w_i), height / (_WINDOW * h_i))  # output px per photo px

@@ -76,7 +76,7 @@ def info(data: bytes, *, partial: bool = False) -> StreamInfo:
     per_scale = [0] * h.coded_scales
     index = 0
     for chunks in stream.gops:
-        index += bs.gop_index_size(len(chunks))
+        index += bs.index_size(len(chunks))
         for k, c in enumerate(chunks):
             per_scale[k] += c.size
     header_bytes = bs.header_size(data)

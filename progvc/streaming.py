@@ -27,7 +27,7 @@ API: push style (``feed`` / ``close`` return lists of updates) or pull style
 
 from __future__ import annotations
 
-import struct
+import bisect
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -40,6 +40,7 @@ from .determinism import coding_mode
 from .errors import BitstreamError
 from .fill import FillOptions
 from .gop_coding import GopDecoder
+from .limits import Limits, as_limits
 
 
 @dataclass(frozen=True)
@@ -67,19 +68,22 @@ class Decoder:
     the final update of each GOP (no preview
     cost). ``partial=True`` lets :meth:`close` accept a stream cut short: the GOP in progress then
     ends with its last preview marked final (equal to ``decode(prefix, partial=True)``).
+    ``limits`` (default :class:`~progvc.limits.Limits`) are checked once the header is in: a stream
+    that asks for more raises LimitError before any GOP is set up.
     """
 
     def __init__(self, codec: Codec, *, n_scales: int | None = None, fill: str | None = None,
                  seed: int | None = None, temperature: float | None = None, top_k: int | None = None,
-                 top_p: float | None = None, previews: bool = True, partial: bool = False) -> None:
+                 top_p: float | None = None, previews: bool = True, partial: bool = False,
+                 limits: Limits | None = None) -> None:
         self.codec = codec
+        self.limits = as_limits(limits)
         self.n_req = None if n_scales is None else codec._check_scales(n_scales)
         self._fill_args = (fill, seed, temperature, top_k, top_p)
         FillOptions.resolve(_ANY_HEADER, *self._fill_args)  # bad options fail here, not at the first byte
         self.previews, self.partial = previews, partial
         self.header: bs.StreamHeader | None = None
         self.bytes_received = 0
-        self._head = b""  # the header's bytes: prefixed to a GOP's bytes for validation by unpack
         self._buf = bytearray()  # bytes received and not dropped yet
         self._pos = 0  # where the current GOP unit starts in _buf (dropped once per feed, not per GOP)
         self._gop = 0  # index of the GOP being received
@@ -140,20 +144,17 @@ class Decoder:
     # -- framing -------------------------------------------------------------------------------
     def _read_header(self) -> bool:
         """Parse the header once its bytes are in; False while it is incomplete."""
-        buf = self._buf
-        if buf[:4] != bs.MAGIC[:len(buf[:4])]:
-            raise BitstreamError("not a progvc stream (bad magic bytes); pass a file written by progvc.encode")
-        if len(buf) < 7:
+        size = bs.header_length(self._buf)
+        if size is None or len(self._buf) < size:
             return False
-        size = 7 + struct.unpack_from("<H", buf, 5)[0] + 4  # magic, version, body_len, body, crc
-        if len(buf) < size:
-            return False
-        self._head = bytes(buf[:size])
-        h = bs.parse_header(self._head)
+        h = bs.parse_header(bytes(self._buf[:size]))
         self.codec._check_stream(h)
+        self.limits.check_stream(h)
         self._fill = FillOptions.resolve(h, *self._fill_args)
+        scales = h.n_scales if self._fill.mode != "none" else min(h.coded_scales, self.n_req or h.coded_scales)
+        self.limits.check_memory(self.codec._gop_memory(h, scales), "decoding")
         self.header = h
-        del buf[:size]
+        del self._buf[:size]
         return True
 
     def _advance(self, updates: list[GopUpdate]) -> bool:
@@ -161,26 +162,21 @@ class Decoder:
         h, start = self.header, self._pos
         assert h is not None
         if self._lengths is None:
-            index = bytes(self._buf[start:start + bs.MAX_GOP_INDEX])  # at most one whole GOP index
-            if not index:
+            index = bs.gop_index(self._buf, h, start)  # validated as soon as its bytes are in
+            if index is None:
                 return False
-            index_end = bs.gop_index_size(index[0])
-            # the reference parser checks the chunk count at once, and the index CRC once it is in
-            bs.unpack(self._head + index[:index_end], partial=True)
-            if len(index) < index_end:
-                return False
-            self._rd_lambda, self._lengths = bs.gop_index_fields(index)
-        ends = np.cumsum([bs.gop_index_size(len(self._lengths))] + [8 + n for n in self._lengths])[1:]
-        have = int(np.searchsorted(ends, len(self._buf) - start, side="right"))  # chunks whose bytes are all in
+            self._rd_lambda, self._lengths = index
+        ends = bs.chunk_ends(self._lengths)
+        have = bisect.bisect_right(ends, len(self._buf) - start)  # chunks whose bytes are all in
         if have > len(self._chunks):
-            unit = bytes(self._buf[start:start + int(ends[have - 1])])
-            self._chunks = list(bs.unpack(self._head + unit, partial=True).gops[0])
+            unit = bytes(self._buf[start:start + ends[have - 1]])  # a copy: a view would pin the bytearray
+            self._chunks = list(bs.read_gop(unit, h, partial=True)[0])
         n_use = len(self._lengths) if self.n_req is None else min(len(self._lengths), self.n_req)
         while self._coded < min(have, n_use):
             self._decode_next(updates, final=self._coded + 1 == n_use)
         if have < len(self._lengths):
             return False
-        self._pos += int(ends[-1])
+        self._pos += ends[-1]
         self._gop += 1
         self._lengths, self._chunks, self._gop_decoder, self._coded, self._last = None, [], None, 0, None
         return True

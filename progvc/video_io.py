@@ -8,37 +8,44 @@ through ``frame.to_ndarray(format="rgb24")``, so the codec only ever sees 8-bit 
 
 :func:`write_video` is the inverse: lossless for ``.mp4`` / ``.mkv`` (RGB H.264 at qp 0) and PNG
 patterns, and for ``.y4m`` (16-bit 4:4:4 through FFmpeg's swscale on one thread; threaded swscale
-was not deterministic, see ``SWS_THREADS``).
+was not deterministic, see ``SWS_THREADS``); with ``player=True`` it writes the 8-bit 4:2:0 that
+players open instead (what ``progvc decode`` writes unless ``--exact``).
 Writes go to a temporary file that replaces the target only when complete.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import av
 import numpy as np
 
 from . import raw_yuv
+from .atomic import atomic_path
+from .bitstream import MAX_SIDE  # the stream's limit is the reader's: larger frames could not be coded
+from .downscale import check_options as check_downscale
+from .downscale import downscale_frames
 from .errors import ConfigError, VideoError
 
-MAX_SIDE = 8192
-"""Largest accepted frame width or height in pixels (checked before decoding)."""
 MAX_FRAMES = 100_000
 """Most frames read from one source; a longer one raises unless ``max_frames`` asks for a prefix."""
 DEFAULT_FPS = Fraction(25)
 """Frame rate of arrays, raw ``.yuv`` files and streams that state no usable one."""
+MAX_FPS = 1000
+"""Highest accepted frame rate; a stream or file name stating more falls back to ``DEFAULT_FPS``."""
 
-_MAX_FPS = 1000
+PLAYER_CRF = 12
+"""x264 quality of ``write_video(player=True)``: far below visible loss on progvc's output."""
 _MAX_CONSECUTIVE_ERRORS = 64  # demux/decode failures in a row before giving up on a damaged file
 _AV_ERRORS = (av.error.FFmpegError, ValueError)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: arrays have no truth value; compare .frames yourself
@@ -60,6 +67,8 @@ def read_video(
     fps: float | Fraction | None = None,
     max_frames: int | None = None,
     pix_fmt_in: str = "yuv420p",
+    downscale: int = 1,
+    max_side: int | None = None,
 ) -> Video:
     """Read a whole video (or its first ``max_frames`` frames) into memory.
 
@@ -71,9 +80,13 @@ def read_video(
     its name (``clip__320x240_30f.i420.yuv``); for other sources ``size`` is only checked. ``fps``
     overrides the stated rate (no frame is dropped or repeated; variable-rate streams keep every
     frame in order). Frames that change size mid-stream are rescaled to the first frame's size.
+    ``downscale`` (a whole factor) and ``max_side`` (pixels; the factor grows until the long side
+    fits) shrink every frame by averaging blocks (:mod:`progvc.downscale`), frame by frame as it
+    is read, so a large file never sits in memory at full size.
     Raises :class:`VideoError`, or :class:`ConfigError` for out-of-range options.
     """
-    rate, frames = _open(source, size=size, fps=fps, max_frames=max_frames, pix_fmt_in=pix_fmt_in)
+    rate, frames = _open(source, size=size, fps=fps, max_frames=max_frames, pix_fmt_in=pix_fmt_in,
+                         downscale=downscale, max_side=max_side)
     if isinstance(frames, np.ndarray):  # an array source: no copy
         return Video(frames=frames, fps=rate)
     stack = list(frames)
@@ -92,7 +105,58 @@ def iter_frames(source: Any, **options: Any) -> Iterator[np.ndarray]:
     yield from _open(source, **options)[1]
 
 
-def _open(
+@dataclass(frozen=True, eq=False)
+class VideoSource:
+    """A video opened for one pass, without reading it whole.
+
+    ``frames`` is the ``(T, H, W, 3)`` uint8 array of an array source (not copied), or a one-pass
+    iterator of ``(H, W, 3)`` uint8 frames for a file, decoded as they are consumed; ``fps`` is exact.
+    """
+
+    frames: np.ndarray | Iterator[np.ndarray]
+    fps: Fraction
+
+
+def open_video(source: Any, **options: Any) -> VideoSource:
+    """Open ``source`` for one pass: same arguments and errors as :func:`read_video`, but a file is
+    decoded only as its frames are consumed, so memory does not grow with its length."""
+    rate, frames = _open(source, **options)
+    return VideoSource(frames if isinstance(frames, np.ndarray) else iter(frames), rate)
+
+
+def count_frames(source: Any, *, size: tuple[int, int] | None = None, max_frames: int | None = None,
+                 pix_fmt_in: str = "yuv420p") -> int:
+    """How many frames :func:`open_video` gives for ``source`` with these options, found by reading a
+    file through once more, one frame at a time (memory: one frame); an array's length at once. What a
+    progress bar's total needs when a file is coded as it is read."""
+    frames = _open_source(source, size=size, max_frames=max_frames, pix_fmt_in=pix_fmt_in)[1]
+    return len(frames) if isinstance(frames, np.ndarray) else sum(1 for _ in frames)
+
+
+def batches(frames: np.ndarray | Iterable[np.ndarray], n: int) -> Iterator[np.ndarray]:
+    """``(n, H, W, 3)`` arrays of consecutive frames (the last one may be shorter).
+
+    ``frames``: a ``(T, H, W, 3)`` array (sliced, not copied) or an iterable of ``(H, W, 3)`` frames,
+    of which only one batch is held at a time.
+    """
+    if isinstance(frames, np.ndarray):
+        for i in range(0, len(frames), n):
+            yield frames[i:i + n]
+        return
+    it = iter(frames)
+    while batch := list(itertools.islice(it, n)):
+        yield np.stack(batch)
+
+
+def _open(source: Any, *, downscale: int = 1, max_side: int | None = None, **options: Any
+          ) -> tuple[Fraction, Iterable[np.ndarray]]:
+    """:func:`_open_source`, then the frames downscaled (see :func:`read_video`)."""
+    check_downscale(downscale, max_side)
+    rate, frames = _open_source(source, **options)
+    return rate, downscale_frames(frames, downscale, max_side)
+
+
+def _open_source(
     source: Any,
     *,
     size: tuple[int, int] | None = None,
@@ -117,7 +181,8 @@ def _open(
     if "%" not in path.name and not path.is_file():
         raise VideoError(f"video file {str(path)!r} not found; check the path")
     if path.suffix.lower() in raw_yuv.RAW_EXTENSIONS:
-        wh, name_fps = raw_yuv.raw_size(path, size, DEFAULT_FPS)
+        wh, name_fps = raw_yuv.raw_size(path, size)
+        name_fps = name_fps if name_fps is not None and name_fps <= MAX_FPS else DEFAULT_FPS
         _check_side(*wh, path)
         n = raw_yuv.raw_frame_count(path, wh, pix_fmt_in)
         _check_count(n, limit, strict, path)
@@ -205,7 +270,7 @@ def _to_rgb(frame: Any, wh: tuple[int, int]) -> np.ndarray:
 def _stream_rate(stream: Any) -> Fraction:
     """The stream's rate: FFmpeg's guess first (average_rate is 1000 for some VFR webm)."""
     for rate in (stream.guessed_rate, stream.average_rate):
-        if rate is not None and 0 < rate <= _MAX_FPS:
+        if rate is not None and 0 < rate <= MAX_FPS:
             return Fraction(rate)
     return DEFAULT_FPS
 
@@ -265,15 +330,28 @@ def _as_fraction(fps: float | Fraction) -> Fraction:
         rate = Fraction(fps).limit_denominator(1001)
     except (TypeError, ValueError, OverflowError) as e:
         raise ConfigError(f"fps must be a positive number, got {fps!r}") from e
-    if not 0 < rate <= _MAX_FPS:
-        raise ConfigError(f"fps must be in (0, {_MAX_FPS}], got {fps!r}")
+    if not 0 < rate <= MAX_FPS:
+        raise ConfigError(f"fps must be in (0, {MAX_FPS}], got {fps!r}")
     return rate
 
 
+def player_pix_fmt(path: str | os.PathLike[str], width: int, height: int) -> str | None:
+    """The pixel format :func:`write_video` uses with ``player=True``: 8-bit 4:2:0, which every player
+    and tool opens, except for H.264 of odd width or height, which 4:2:0 cannot hold: then 8-bit
+    4:4:4 (desktop players open it; browsers do not). None for PNG patterns (always RGB)."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".png":
+        return None
+    return "yuv444p" if suffix in (".mp4", ".mkv") and (width % 2 or height % 2) else "yuv420p"
+
+
 def write_video(
-    path: str | os.PathLike[str], frames: Any, fps: float | Fraction = DEFAULT_FPS, *, pix_fmt: str | None = None
+    path: str | os.PathLike[str], frames: Any, fps: float | Fraction = DEFAULT_FPS, *, pix_fmt: str | None = None,
+    player: bool = False,
 ) -> None:
     """Write ``frames`` (``(T,H,W,3)`` uint8 RGB, numpy or torch) to ``path``, chosen by its name.
+
+    By default the file holds exactly ``frames`` (what tests and measurements need):
 
     - ``.y4m``: YUV4MPEG2, by default ``C444p16`` (16-bit 4:4:4, an FFmpeg extension) because it
       reads back exactly; ``pix_fmt="yuv420p"`` gives the 8-bit 4:2:0 every tool reads (not exact).
@@ -281,57 +359,110 @@ def write_video(
       uses ``libx264`` (lossless in YUV, not from RGB; 4:2:0 needs even sizes).
     - a ``.png`` pattern with ``%d`` / ``%05d``: one RGB PNG per frame, numbered from 1 as FFmpeg does.
 
+    ``player=True`` writes what players and browsers open instead (not exact): ``.y4m`` in 8-bit
+    4:2:0, ``.mp4`` / ``.mkv`` as H.264 High profile 8-bit 4:2:0 at CRF ``PLAYER_CRF`` (see
+    :func:`player_pix_fmt` for odd sizes); PNG patterns stay exact RGB.
+
     Each file appears only when complete (temporary file + ``os.replace``). Raises VideoError.
     """
-    data, rate, target = _as_frames(frames), _as_fraction(fps), Path(path)
+    write_frames(path, [frames], fps, pix_fmt=pix_fmt, player=player)
+
+
+def write_frames(
+    path: str | os.PathLike[str], chunks: Iterable[Any], fps: float | Fraction = DEFAULT_FPS, *,
+    pix_fmt: str | None = None, player: bool = False
+) -> int:
+    """Write frames that arrive in ``chunks`` (each ``(T,H,W,3)`` uint8 RGB, numpy or torch), encoding
+    each chunk as it comes, so memory holds one chunk whatever the length (a decoder's GOPs).
+
+    Formats, ``player`` and guarantees as :func:`write_video`; every chunk must have the first one's
+    frame size. An error raised by ``chunks`` itself (the producer) passes through unchanged, and no
+    file is left behind. Returns the number of frames written.
+    """
+    rate, target = _as_fraction(fps), Path(path)
     if not target.parent.is_dir():
         raise VideoError(f"directory {str(target.parent)!r} does not exist; create it first")
     suffix = target.suffix.lower()
+    data, crf = _checked_chunks(chunks), None
     try:
+        if player:  # the format depends on the frame size: look at the first chunk
+            first = next(data)
+            pix_fmt, crf = player_pix_fmt(target, first.shape[2], first.shape[1]), PLAYER_CRF
+            data = itertools.chain([first], data)
         if "%" in target.name and suffix == ".png":
-            for i, frame in enumerate(data):
-                _atomic(target.parent / (target.name % (i + 1)), lambda tmp, f=frame: _write_png(tmp, f))
-        elif suffix == ".y4m":
+            n = 0
+            for frame in (f for chunk in data for f in chunk):
+                n += 1
+                _atomic(target.parent / (target.name % n), lambda tmp, f=frame: _write_png(tmp, f))
+            return n
+        if suffix == ".y4m":
             fmt = pix_fmt or "yuv444p16le"
-            _atomic(target, lambda tmp: _write_container(tmp, "yuv4mpegpipe", "rawvideo", fmt, data, rate))
-        elif suffix in (".mp4", ".mkv"):
+            return _atomic(target, lambda tmp: _write_container(tmp, "yuv4mpegpipe", "rawvideo", fmt, data, rate))
+        if suffix in (".mp4", ".mkv"):
             fmt = pix_fmt or "rgb24"
             codec = "libx264rgb" if fmt == "rgb24" else "libx264"
             if codec not in av.codec.codecs_available:
                 codec, fmt = "libx264", "yuv444p"  # an FFmpeg without libx264rgb: near-lossless
             muxer = "mp4" if suffix == ".mp4" else "matroska"
-            _atomic(target, lambda tmp: _write_container(tmp, muxer, codec, fmt, data, rate))
-        else:
-            raise VideoError(f"cannot write {target.name}: use .y4m, .mp4, .mkv or a %05d.png pattern")
+            return _atomic(target, lambda tmp: _write_container(tmp, muxer, codec, fmt, data, rate, crf))
+        raise VideoError(f"cannot write {target.name}: use .y4m, .mp4, .mkv or a %05d.png pattern")
+    except _ProducerError as e:
+        raise e.__cause__ from None  # type: ignore[misc]
     except (*_AV_ERRORS, OSError, TypeError) as e:
         raise VideoError(f"writing {str(target)!r} failed ({e}); check the path and pix_fmt") from e
 
 
-def _atomic(target: Path, write: Callable[[str], None]) -> None:
+class _ProducerError(Exception):
+    """Wraps an error raised by the iterable of chunks given to :func:`write_frames`, so that it is
+    not mistaken for a writing error (a ValueError of the producer is not an FFmpeg failure)."""
+
+
+def _checked_chunks(chunks: Iterable[Any]) -> Iterator[np.ndarray]:
+    """``(T,H,W,3)`` uint8 arrays of ``chunks``, all of the first one's size; producer errors wrapped."""
+    it, size = iter(chunks), None
+    while True:
+        try:
+            chunk = next(it)
+        except StopIteration:
+            break
+        except Exception as e:
+            raise _ProducerError() from e
+        data = _as_frames(chunk)
+        size = size or data.shape[1:3]
+        if data.shape[1:3] != size:
+            raise VideoError(f"frames of {data.shape[2]}x{data.shape[1]} follow frames of {size[1]}x{size[0]}; "
+                             "every frame of one video must have the same size")
+        yield data
+    if size is None:
+        raise VideoError("no frames to write; give at least one frame")
+
+
+def _atomic(target: Path, write: Callable[[str], T]) -> T:
     """Call ``write(tmp_path)`` on a temporary file beside ``target``, then move it into place."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    with atomic_path(target) as tmp:
+        return write(str(tmp))
 
 
-def _write_container(tmp: str, muxer: str, codec: str, pix_fmt: str, data: np.ndarray, rate: Fraction) -> None:
-    """Encode ``data`` ``(T,H,W,3)`` uint8 with ``codec`` into a ``muxer`` file at ``tmp``."""
-    options = {"qp": "0", "preset": "veryfast"} if codec.startswith("libx264") else {}
+def _write_container(tmp: str, muxer: str, codec: str, pix_fmt: str, chunks: Iterator[np.ndarray],
+                     rate: Fraction, crf: int | None = None) -> int:
+    """Encode the ``(T,H,W,3)`` uint8 ``chunks`` with ``codec`` into a ``muxer`` file at ``tmp``; x264
+    is lossless (qp 0) unless ``crf`` is given."""
+    first = next(chunks)
+    quality = {"qp": "0"} if crf is None else {"crf": str(crf)}
+    options = {**quality, "preset": "veryfast"} if codec.startswith("libx264") else {}
     # y4m calls its 16-bit variants "unofficial"; FFmpeg wants strict=-1 to write them.
+    n = 0
     with av.open(tmp, mode="w", format=muxer, options={"strict": "-1"}) as container:
         stream = container.add_stream(codec, rate=rate, options=options)
-        stream.width, stream.height, stream.pix_fmt = data.shape[2], data.shape[1], pix_fmt
-        for i, rgb in enumerate(data):
+        stream.width, stream.height, stream.pix_fmt = first.shape[2], first.shape[1], pix_fmt
+        for rgb in (f for chunk in itertools.chain([first], chunks) for f in chunk):
             frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
             frame = frame if pix_fmt == "rgb24" else frame.reformat(format=pix_fmt, threads=SWS_THREADS)
-            frame.pts = i
+            frame.pts = n
+            n += 1
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
+    return n
 
 
 def _write_png(tmp: str, rgb: np.ndarray) -> None:

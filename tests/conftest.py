@@ -1,14 +1,48 @@
-"""Shared fixtures: a tiny randomly initialised codec and clip factories."""
+"""Shared fixtures: a tiny randomly initialised codec and clip factories.
+
+Every test is seeded, so it passes or fails the same way in any order (the suite runs shuffled by
+pytest-randomly; ``-p no:randomly`` keeps file order, ``--randomly-seed=N`` replays an order):
+random weights come from :func:`random_weights` with an explicit seed, hypothesis draws its examples
+deterministically (``PROGVC_HYPOTHESIS=explore`` for fresh random examples), and an autouse fixture
+resets torch's, NumPy's and ``random``'s global generators before each test as a safety net.
+
+Markers (pyproject.toml): ``slow`` (seconds or more on 2 cores; ``pytest -m "not slow"`` is the quick
+inner loop), ``shared`` (needs ../shared/clips), ``weights`` (needs the shipped model), ``gpu``.
+"""
 
 from __future__ import annotations
 
+import os
+import random
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from hypothesis import settings
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 CLIPS = SHARED / "clips"
+
+settings.register_profile("seeded", derandomize=True, database=None)
+settings.register_profile("explore")
+settings.load_profile(os.environ.get("PROGVC_HYPOTHESIS", "seeded"))
+
+
+@pytest.fixture(autouse=True)
+def _seed_global_generators():
+    torch.manual_seed(0)
+    np.random.seed(0)
+    random.seed(0)
+
+
+def random_weights(config, seed: int = 0) -> dict:
+    """The state dict of a randomly initialised ``CodecModel(config)``, the same for the same seed."""
+    from progvc.codec import CodecModel
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return CodecModel(config).state_dict()
 
 
 @pytest.fixture(scope="session")
@@ -40,12 +74,11 @@ def ship_tiny_model(directory: Path, monkeypatch, name: str = "tiny-shipped",
     """Write a random tiny model and its manifest into ``directory`` and make it the shipped default."""
     import json
 
-    from progvc.codec import CodecModel
     from progvc.config import tiny_config
     from progvc.weights import save_weights
 
     cfg = tiny_config(name=name)
-    digest = save_weights(directory / file, CodecModel(cfg).state_dict(), cfg)
+    digest = save_weights(directory / file, random_weights(cfg), cfg)
     (directory / "manifest.json").write_text(json.dumps(
         {"default": name, "models": {name: {"file": file, "sha256": digest}}}))
     monkeypatch.setenv("PROGVC_WEIGHTS_DIR", str(directory))

@@ -261,6 +261,7 @@ def clips_dir(tmp_path) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_run_benchmark_resumes_without_recomputing(clips_dir, tmp_path, monkeypatch):
     from progvc.bench import baselines, rd
 
@@ -279,6 +280,7 @@ def test_run_benchmark_resumes_without_recomputing(clips_dir, tmp_path, monkeypa
     assert (tmp_path / "out" / "summary.md").exists() and (tmp_path / "out" / "plots" / "pattern.mkv.png").exists()
 
 
+@pytest.mark.slow
 def test_main_with_perceptual_weights_report_only_and_errors(clips_dir, tmp_path, capsys):
     from progvc.bench import perceptual, rd
 
@@ -299,7 +301,7 @@ def test_main_with_perceptual_weights_report_only_and_errors(clips_dir, tmp_path
 
 
 def test_downscale_area_averages_blocks():
-    from progvc.bench.rd import downscale_area
+    from progvc.downscale import downscale_area
 
     frames = np.arange(2 * 4 * 6 * 3, dtype=np.uint8).reshape(2, 4, 6, 3)
     small = downscale_area(frames, 2)
@@ -307,6 +309,7 @@ def test_downscale_area_averages_blocks():
     assert small[0, 0, 0, 0] == 11  # mean of 0, 3, 18, 21 is 10.5, rounded half up
 
 
+@pytest.mark.slow
 def test_progvc_tiny_model_through_run_benchmark(clips_dir, tmp_path):
     pytest.importorskip("progvc.codec")
     import progvc
@@ -334,6 +337,7 @@ def test_speed_helpers_measure_workloads():
     assert speed.items_per_second(encode, warmup=1, runs=2) > 0
     assert speed.peak_memory_mb(lambda: np.ones(4_000_000), "cpu") >= 0
     row = {"device": "cpu", "size": "cif", "frames": 4, "encode_fps": 1.0, "decode_fps": 2.0,
+           "encode_fps_by_preset": {"fast": 1.5, "medium": 1.0, "slow": 0.5},
            "decode_sampled_fps": 3.0, "encode_peak_mb": 10.0, "decode_peak_mb": 9.0, "context_tokens_per_s": 1e3,
            "range_encode_symbols_per_s": 1e6, "range_decode_symbols_per_s": 1e6}
-    assert speed.markdown([row]).splitlines()[-1].startswith("| cpu | cif | 4 | 1.00 |")
+    assert speed.markdown([row]).splitlines()[-1].startswith("| cpu | cif | 4 | 1.50 / 1.00 / 0.50 | 2.00 |")

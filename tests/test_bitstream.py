@@ -121,6 +121,7 @@ def test_truncate_and_info_do_not_import_torch():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+@pytest.mark.slow
 def test_importing_progvc_changes_no_torch_flag():
     code = ("import torch; before = (torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32,"
             " torch.are_deterministic_algorithms_enabled(), torch.get_default_dtype());"

@@ -12,12 +12,13 @@ import torch
 
 import progvc
 from progvc import cli
-from progvc.codec import Codec, CodecModel
+from progvc.atomic import file_mode
+from progvc.codec import Codec
 from progvc.config import tiny_config
 from progvc.video_io import read_video, write_video
 from progvc.weights import save_weights
 
-from .conftest import smooth_clip
+from .conftest import random_weights, smooth_clip
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +26,7 @@ def files(tmp_path_factory):
     """A tiny weights file, a 6-frame clip (2 GOPs) and its stream, in a fresh folder."""
     root = tmp_path_factory.mktemp("cli")
     cfg = tiny_config()
-    save_weights(root / "tiny.safetensors", CodecModel(cfg).state_dict(), cfg)
+    save_weights(root / "tiny.safetensors", random_weights(cfg), cfg)
     clip = smooth_clip(6, 20, 28, seed=3)
     write_video(root / "clip.y4m", clip, fps=12)
     assert cli.main(["encode", str(root / "clip.y4m"), str(root / "clip.pvc"), *_w(root)]) == 0
@@ -55,8 +56,8 @@ def test_encode_matches_the_library_and_decode_writes_exact_frames(files, codec,
     clip = read_video(files / "clip.y4m")
     data = (files / "clip.pvc").read_bytes()
     assert data == codec.encode(clip.frames, fps=clip.fps)
-    out, _ = run(["decode", files / "clip.pvc", tmp_path / "out.y4m", *_w(files), "--seed", 4], capsys)
-    assert "6 frames of 28x20" in out
+    out, _ = run(["decode", files / "clip.pvc", tmp_path / "out.y4m", *_w(files), "--seed", 4, "--exact"], capsys)
+    assert "6 frames of 28x20" in out and "exact RGB 4:4:4" in out
     back = read_video(tmp_path / "out.y4m")
     assert np.array_equal(back.frames, codec.decode(data, seed=4)) and back.fps == 12
     run(["decode", files / "clip.pvc", tmp_path / "f_%03d.png", *_w(files), "--scales", 2, "--fill", "none"], capsys)
@@ -82,7 +83,7 @@ def test_truncate_verbs_equal_the_library(files, tmp_path, capsys):
         run(["truncate", files / "clip.pvc", out, option, value], capsys)
         key = option.lstrip("-").replace("-", "_").replace("scales", "n_scales")
         assert out.read_bytes() == progvc.truncate(data, **{key: value})
-        assert out.stat().st_mode & 0o777 == cli._file_mode()  # not mkstemp's 0600
+        assert out.stat().st_mode & 0o777 == file_mode()  # not mkstemp's 0600
 
 
 def test_info_text_and_json(files, capsys):
@@ -137,7 +138,7 @@ def test_corrupt_stream(files, tmp_path, capsys):
 
 def test_stream_of_other_weights_is_refused(files, tmp_path, capsys):
     cfg = tiny_config(name="other")
-    save_weights(tmp_path / "other.safetensors", CodecModel(cfg).state_dict(), cfg)
+    save_weights(tmp_path / "other.safetensors", random_weights(cfg), cfg)
     _, err = run(["decode", files / "clip.pvc", tmp_path / "o.y4m", "--weights", tmp_path / "other.safetensors",
                   "--device", "cpu"], capsys, code=cli.EXIT_STREAM)
     assert "progvc-tiny" in err
@@ -190,15 +191,17 @@ def test_device_error(files, tmp_path, capsys):
 def test_failed_or_interrupted_writes_leave_no_output(files, tmp_path, capsys, monkeypatch):
     import progvc.video_io as video_io
 
-    def broken(path, frames, fps=25, **kw):
+    def broken(path, *args, **kw):
         with open(path, "wb") as f:
             f.write(b"half a video")
-        raise progvc.VideoError("disk on fire")
+        raise OSError(28, "disk on fire")
 
-    monkeypatch.setattr(video_io, "write_video", broken)
+    monkeypatch.setattr(video_io, "_write_container", broken)
+    monkeypatch.setattr(video_io, "_write_png", broken)
     for out in ("o.mp4", "o_%02d.png"):
         _, err = run(["decode", files / "clip.pvc", tmp_path / out, *_w(files)], capsys, code=cli.EXIT_INPUT)
-        assert "disk on fire" in err
+        assert "disk on fire" in err and str(tmp_path / out) in err  # the target, not a temporary name
+        assert ".part" not in err and "progvc-" not in err
     assert not list(tmp_path.iterdir()), list(tmp_path.iterdir())
 
     def interrupted(*args, **kwargs):
@@ -213,13 +216,50 @@ def test_failed_or_interrupted_writes_leave_no_output(files, tmp_path, capsys, m
     assert not list(tmp_path.iterdir())
 
 
-def test_atomic_path_removes_the_temporary_file_on_error(tmp_path):
-    target = tmp_path / "a.mp4"
-    with pytest.raises(RuntimeError), cli.atomic_path(target) as tmp:
-        assert tmp.parent == tmp_path and tmp.suffix == ".mp4"
-        tmp.write_bytes(b"partial")
-        raise RuntimeError
-    assert not list(tmp_path.iterdir())
+def test_a_gop_that_fails_after_others_were_written_leaves_no_output(files, tmp_path, capsys):
+    """Frames are written GOP by GOP as they are decoded; a later GOP's failure is reported as
+    what it is (a corrupt stream, not a writing error) and removes what was written."""
+    from dataclasses import replace
+
+    from progvc import bitstream as bs
+
+    stream = bs.unpack((files / "clip.pvc").read_bytes())
+    first, second = stream.gops
+    bad = (second[0], replace(second[1], crc_tokens=second[1].crc_tokens ^ 1), *second[2:])
+    (tmp_path / "bad.pvc").write_bytes(bs.pack(replace(stream, gops=(first, bad))))
+    for out in ("o.mkv", "o_%02d.png"):
+        _, err = run(["decode", tmp_path / "bad.pvc", tmp_path / out, *_w(files)], capsys, code=cli.EXIT_STREAM)
+        assert "scale 2 of GOP 2" in err or "scale 2 decoded" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.pvc"]
+
+
+def test_limits_are_checked_before_work_and_can_be_raised(files, tmp_path, capsys, monkeypatch):
+    _, err = run(["decode", files / "clip.pvc", tmp_path / "o.y4m", "--max-frame-pixels", 559, *_w(files)], capsys,
+                 code=cli.EXIT_LIMIT)
+    assert "max_frame_pixels=559" in err and "--max-frame-pixels 28x20" in err
+    _, err = run(["decode", files / "clip.pvc", tmp_path / "o.y4m", "--max-pixels", "3e3", *_w(files)], capsys,
+                 code=cli.EXIT_LIMIT)
+    assert "--max-pixels 3360" in err
+    _, err = run(["encode", files / "clip.y4m", tmp_path / "o.pvc", "--max-frame-pixels", "27x20", *_w(files)],
+                 capsys, code=cli.EXIT_LIMIT)
+    assert "the video has frames of 28x20" in err and not list(tmp_path.iterdir())
+    for bad in ("0", "-5", "1.5", "axb", "inf", "nan"):
+        run(["decode", files / "clip.pvc", tmp_path / "o.y4m", "--max-pixels", bad, *_w(files)], capsys,
+            code=cli.EXIT_USAGE)
+    for bad in ("0", "1.5X", "G", "nanM"):
+        run(["decode", files / "clip.pvc", tmp_path / "o.y4m", "--max-memory", bad, *_w(files)], capsys,
+            code=cli.EXIT_USAGE)
+    _, err = run(["decode", files / "clip.pvc", tmp_path / "o.y4m", "--max-memory", "1K", *_w(files)], capsys,
+                 code=cli.EXIT_LIMIT)
+    assert "needs about" in err and "--max-memory 1G" in err
+    run(["encode", files / "clip.y4m", tmp_path / "o.pvc", "--max-memory", "0.001M", *_w(files)], capsys,
+        code=cli.EXIT_LIMIT)
+    monkeypatch.setattr(Codec, "from_file", None)  # a refused stream loads no model
+    run(["decode", files / "clip.pvc", tmp_path / "o.y4m", "--max-pixels", 3359, *_w(files)], capsys,
+        code=cli.EXIT_LIMIT)
+    monkeypatch.undo()
+    run(["decode", files / "clip.pvc", tmp_path / "o.y4m", "--max-frame-pixels", "28x20", "--max-pixels", 3360,
+         *_w(files)], capsys)
 
 
 def test_help_version_and_bench_delegation(capsys, monkeypatch):

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 import progvc
-from progvc.codec import Codec, CodecModel
+from progvc.codec import Codec
 from progvc.config import tiny_config
 from progvc.video_io import read_video, write_video
 from progvc.weights import save_weights
 
-from .conftest import ship_tiny_model, smooth_clip
+from .conftest import random_weights, ship_tiny_model, smooth_clip
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -32,7 +32,7 @@ def load(name: str):
 def weights(tmp_path_factory):
     path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
     cfg = tiny_config()
-    save_weights(path, CodecModel(cfg).state_dict(), cfg)
+    save_weights(path, random_weights(cfg), cfg)
     return path
 
 
@@ -115,6 +115,17 @@ def test_batch_encode(weights, tmp_path, capsys):
 def test_quickstart_with_a_shipped_tiny_model(tmp_path, monkeypatch, capsys):
     """quickstart.py only loads shipped weights: point PROGVC_WEIGHTS_DIR at a tiny one."""
     ship_tiny_model(tmp_path, monkeypatch, name="tiny-quick", file="q.safetensors")
-    write_video(tmp_path / "clip.y4m", smooth_clip(2, 24, 32))
-    assert load("quickstart").main([str(tmp_path / "clip.y4m"), "--frames", "2", "--device", "cpu"]) == 0
-    assert "PSNR" in capsys.readouterr().out
+    write_video(tmp_path / "clip.y4m", smooth_clip(3, 24, 32))
+    module = load("quickstart")
+    out = tmp_path / "out"
+    assert module.main([str(tmp_path / "clip.y4m"), "--frames", "2", "--device", "cpu", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert module.cuts(4, full=False) == [1, 2, 4] and module.cuts(4, full=True) == [1, 2, 3, 4]
+    names = ["clip.pvc", "original.mp4", "scales_1.mp4", "scales_2.mp4", "scales_4.mp4"]
+    assert sorted(p.name for p in out.iterdir()) == names
+    assert "PSNR" in text and str(out / "scales_2.mp4") in text and "quickstart.py --full" in text
+    assert progvc.info((out / "clip.pvc").read_bytes()).n_frames == 2
+    assert read_video(out / "scales_4.mp4").frames.shape == (2, 24, 32, 3)
+    full = [str(tmp_path / "clip.y4m"), "--full", "--frames", "1", "--device", "cpu", "--out", str(tmp_path / "full")]
+    assert module.main(full) == 0
+    assert len(list((tmp_path / "full").glob("scales_*.mp4"))) == 4

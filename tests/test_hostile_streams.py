@@ -25,11 +25,11 @@ from hypothesis import strategies as st
 import progvc
 from progvc import bitstream as bs
 from progvc import entropy
-from progvc.codec import Codec, CodecModel
+from progvc.codec import Codec
 from progvc.config import tiny_config
 from progvc.errors import BitstreamError, ConfigError, WeightsError
 from progvc.weights import load_named, serialize
-from tests.conftest import smooth_clip
+from tests.conftest import random_weights, smooth_clip
 from tests.fuzz import harness as fz
 
 FAST = settings(max_examples=200, deadline=1000, suppress_health_check=[HealthCheck.too_slow])
@@ -174,14 +174,16 @@ def test_sizes_past_the_end_fail_fast_without_allocating(case):
 
 
 def test_huge_claims_fail_fast_in_the_decoder_too(tiny_codec):
+    """Limits lifted, so that the container checks must catch these (tests/test_limits.py has the rest)."""
     h = tiny_codec.tokenizer.grids(8192, 8192)
     huge = dict(fz.VALID, name=b"progvc-tiny", sha=tiny_codec.weights_sha256, width=8192, height=8192,
                 frames=1 << 20, gop=1, coded=4, grids=tuple(h))
+    lifted = progvc.Limits.unlimited()
     for tail in (bytes(30), fz.gop_bytes([bytes(8)] * 4, lengths=[(1 << 32) - 1] * 4) * 2):
         data = fz.header_bytes(huge) + tail
-        small_and_fast(lambda d=data: tiny_codec.decode(d))
-        small_and_fast(lambda d=data: tiny_codec.decode(d, partial=True))
-        small_and_fast(lambda d=data: tiny_codec.decode_tokens(d))
+        small_and_fast(lambda d=data: tiny_codec.decode(d, limits=lifted))
+        small_and_fast(lambda d=data: tiny_codec.decode(d, partial=True, limits=lifted))
+        small_and_fast(lambda d=data: tiny_codec.decode_tokens(d, limits=lifted))
 
 
 def test_module_level_decode_refuses_garbage_and_unknown_models(weights_dir):
@@ -215,6 +217,7 @@ def test_any_bytes_like_object_is_a_stream():
 
 # -- the decoder -------------------------------------------------------------------------------
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=1000, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_decoder_survives_mutated_streams(tiny_codec, refs, data):
@@ -293,8 +296,8 @@ def test_decoder_refuses_an_output_it_cannot_hold_before_allocating(tiny_codec, 
     data = huge_tiny_stream(tiny_codec)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB; tracemalloc counts the refused request
     t0 = time.perf_counter()
-    with pytest.raises(BitstreamError, match=r"GiB.*progvc\.Decoder"):
-        tiny_codec.decode(data)
+    with pytest.raises(BitstreamError, match=r"GiB.*iter_decode"):  # limits lifted: the allocation fails
+        tiny_codec.decode(data, limits=progvc.Limits.unlimited())
     assert time.perf_counter() - t0 < 1.0
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss < 64 << 10
 
@@ -391,7 +394,7 @@ def test_a_model_has_one_identity():
     """The weights hash names the model in every stream, so the same weights must give the same
     bytes on every call (safetensors writes its metadata in hash-map order; serialize sorts it)."""
     cfg = tiny_config()
-    state = CodecModel(cfg).state_dict()
+    state = random_weights(cfg)
     assert len({serialize(state, cfg) for _ in range(16)}) == 1
     assert len({Codec.from_config(cfg, seed=0, device="cpu").weights_sha256 for _ in range(4)}) == 1
 
@@ -442,7 +445,7 @@ def config_json(**changes) -> str:
 def test_weights_file_with_a_corrupt_config_is_refused(tmp_path, config):
     from safetensors.torch import save
 
-    state = {k: v.contiguous() for k, v in CodecModel(tiny_config(name="tiny-shipped")).state_dict().items()}
+    state = {k: v.contiguous() for k, v in random_weights(tiny_config(name="tiny-shipped")).items()}
     path = tmp_path / "bad.safetensors"
     path.write_bytes(save(state, metadata={"format": "progvc-weights/1", "config": config}))
     with pytest.raises(WeightsError, match="bad.safetensors"):

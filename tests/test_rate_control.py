@@ -98,6 +98,7 @@ def test_uneven_stream_decodes_each_gop_at_its_own_scale_count(tiny_codec, clip_
             assert np.array_equal(got[4 * g:4 * g + 4], refs[n][4 * g:4 * g + 4]), (g, n, fill)
 
 
+@pytest.mark.slow
 def test_encode_with_bpp_lands_within_ten_percent_below_the_target(tiny_codec, clip_factory):
     x = clip_factory(6, 32, 48, seed=6)
     full = tiny_codec.encode_with_stats(x, quality=100)

@@ -7,7 +7,7 @@ Conventions for the README's authors:
   ``progvc.encode("clip.mp4")`` works as written. Files a block writes land there.
 - A block that needs the shipped weights (it calls ``progvc.encode``/``progvc.decode``,
   ``from_pretrained``, or the HTML comment ``<!-- readme-test: weights -->`` stands on the line
-  before its fence) is marked ``weights`` and skipped while ``weights/manifest.json`` is absent.
+  before its fence) is marked ``weights`` and skipped while ``progvc/weights/manifest.json`` is absent.
 - ``<!-- readme-test: skip -->`` on the line before a fence skips that block (a GPU-only or
   pseudo-code snippet); say why in the comment.
 """
@@ -62,8 +62,8 @@ def _cases() -> list:
         if "readme-test: skip" in before:
             marks.append(pytest.mark.skip(reason=f"README.md:{line} is marked <!-- readme-test: skip -->"))
         elif _NEEDS_WEIGHTS.search(code) or "readme-test: weights" in before:
-            reason = "needs the shipped weights (weights/manifest.json)"
-            marks += [pytest.mark.weights, pytest.mark.skipif(not _shipped_weights(), reason=reason)]
+            reason = "needs the shipped weights (progvc/weights/manifest.json)"
+            marks += [pytest.mark.weights, pytest.mark.slow, pytest.mark.skipif(not _shipped_weights(), reason=reason)]
         cases.append(pytest.param((line, code), marks=marks, id=f"README.md:{line}"))
     return cases
 
@@ -98,3 +98,12 @@ def test_block_parser():
     text = ("intro\n<!-- readme-test: skip -->\n```python\nx = 1\n```\n```bash\nls\n```\n"
             "- item\n\n  ```py\n  if x:\n      y = 2\n  ```\n")
     assert python_blocks(text) == [(3, "<!-- readme-test: skip -->", "x = 1\n"), (11, "- item", "if x:\n    y = 2\n")]
+
+
+def test_first_command_block_is_install_and_quickstart_then_tests():
+    """The README opens with exactly two commands: install + quickstart, then the tests."""
+    text = README.read_text()
+    start = text.index("```\n") + 4
+    lines = text[start:text.index("```", start)].strip().splitlines()
+    assert len(lines) == 2 and "pip install" in lines[0] and "examples/quickstart.py" in lines[0], lines
+    assert lines[1].startswith("python -m pytest"), lines

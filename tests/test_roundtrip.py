@@ -10,7 +10,8 @@ import progvc
 from progvc import entropy
 
 
-@pytest.mark.parametrize("shape", [(1, 1, 1), (1, 17, 33), (6, 17, 33), (2, 144, 176)])
+@pytest.mark.parametrize("shape", [(1, 1, 1), (1, 17, 33), (6, 17, 33),
+                                   pytest.param((2, 144, 176), marks=pytest.mark.slow)])
 def test_decoded_tokens_equal_encoded_tokens(tiny_codec, clip_factory, shape):
     """Token-exact round trip for odd sizes, T=1 and T longer than one GOP (gop_size=4)."""
     x = clip_factory(*shape)
@@ -26,6 +27,7 @@ def test_decoded_tokens_equal_encoded_tokens(tiny_codec, clip_factory, shape):
     assert frames.shape == x.shape and frames.dtype == np.uint8
 
 
+@pytest.mark.slow
 def test_truncate_equals_decoding_fewer_scales(tiny_codec, clip_factory):
     x = clip_factory(5, 40, 56, seed=1)
     data = tiny_codec.encode(x)
@@ -79,6 +81,7 @@ def test_encoder_and_decoder_probability_tables_are_bitwise_equal(tiny_codec, cl
         assert a.dtype == b.dtype == np.int64 and np.array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_coded_size_is_within_one_percent_of_cross_entropy(tiny_codec, clip_factory):
     x = clip_factory(8, 96, 128, seed=4)
     result = tiny_codec.encode_with_stats(x, quality=100)  # nearest codewords: the most symbols
@@ -126,3 +129,16 @@ def test_refinement_is_optional_and_never_worse_than_greedy(tiny_codec, clip_fac
 
         assert error(tok.tokenize(x, 5)) <= error(greedy) + 1e-6
     assert not any(p.grad is not None for p in tok.parameters())  # refinement leaves the weights alone
+
+
+def test_encode_reads_only_the_frames_and_size_it_is_asked_for(tiny_codec, clip_factory, tmp_path):
+    from progvc.downscale import downscale_area
+    from progvc.video_io import read_video, write_video
+
+    x = clip_factory(6, 24, 40)
+    write_video(tmp_path / "x.y4m", x, fps=10)
+    data = tiny_codec.encode(tmp_path / "x.y4m", max_frames=3, max_side=20)
+    assert data == tiny_codec.encode(downscale_area(read_video(tmp_path / "x.y4m").frames[:3], 2), fps=10)
+    facts = progvc.info(data)
+    assert (facts.n_frames, facts.width, facts.height) == (3, 20, 12)
+    assert progvc.info(tiny_codec.encode(x, downscale=4)).width == 10

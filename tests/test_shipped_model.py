@@ -10,13 +10,13 @@ from progvc.video_io import read_video
 from progvc.weights import load_manifest, weights_dir
 from tests.conftest import shared_clip
 
-pytestmark = pytest.mark.weights
+pytestmark = [pytest.mark.weights, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
 def shipped():
     if not (weights_dir() / "manifest.json").exists():
-        pytest.skip("weights/manifest.json is absent")
+        pytest.skip("progvc/weights/manifest.json is absent")
     return progvc.Codec.from_pretrained(device="cpu")
 
 
@@ -26,6 +26,7 @@ def test_default_model_is_the_manifest_default_and_hash_checked(shipped):
     assert shipped.weights_sha256.hex() == manifest["models"][manifest["default"]]["sha256"]
 
 
+@pytest.mark.shared
 def test_shipped_model_round_trips_a_real_clip_exactly(shipped):
     clip = read_video(shared_clip("carphone"), max_frames=3)
     data = shipped.encode(clip.frames, fps=clip.fps)

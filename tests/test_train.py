@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from progvc.codec import Codec
@@ -19,6 +20,7 @@ def make_cache(path):
     return path
 
 
+@pytest.mark.slow
 def test_stages_train_resume_and_export_a_codec(tmp_path, monkeypatch):
     cache = make_cache(tmp_path / "cache")
     tok_out = tmp_path / "tok"

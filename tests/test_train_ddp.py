@@ -19,8 +19,8 @@ from progvc.codec import Codec
 from tests.conftest import smooth_clip
 from tests.test_train import make_cache
 
-pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
-                                reason="this torch build has no gloo backend")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
+                                                    reason="this torch build has no gloo backend")]
 
 
 def torchrun(module: str, *args: str) -> None:

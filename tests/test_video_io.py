@@ -97,7 +97,7 @@ def test_gray_replicates_and_rgba_drops_alpha() -> None:
 
 
 def test_torch_tensor() -> None:
-    x = torch.randint(0, 256, (2, 9, 11, 3), dtype=torch.uint8)
+    x = torch.randint(0, 256, (2, 9, 11, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     assert np.array_equal(read_video(x).frames, x.numpy())
     assert read_video(x[0]).frames.shape == (1, 9, 11, 3)
 
@@ -373,3 +373,40 @@ def test_colour_conversion_is_deterministic(tmp_path: Path) -> None:
     reads = {read_video(tmp_path / "0.y4m").frames.tobytes() for _ in range(10)}
     assert len(reads) == 1
     assert np.abs(read_video(tmp_path / "0.y4m").frames.astype(int) - src).max() <= 1
+
+
+def test_read_video_downscales_by_whole_factors_as_it_reads(tmp_path) -> None:
+    from progvc.downscale import downscale_area
+
+    x = np.random.default_rng(1).integers(0, 256, (4, 30, 50, 3), dtype=np.uint8)
+    small = read_video(x, max_side=20).frames  # ceil(50 / 20) = 3
+    assert np.array_equal(small, downscale_area(x, 3)) and small.shape == (4, 10, 16, 3)
+    assert np.array_equal(read_video(x, downscale=2, max_side=40).frames, downscale_area(x, 2))
+    assert np.shares_memory(read_video(x, max_side=50).frames, x)  # already fits: no copy
+    write_video(tmp_path / "x.y4m", x)
+    from_file = read_video(tmp_path / "x.y4m", max_frames=3, max_side=20).frames
+    assert np.array_equal(from_file, downscale_area(x[:3], 3))
+    for bad in ({"max_side": 0}, {"downscale": 0}, {"downscale": 2.5}, {"downscale": 31}):
+        with pytest.raises(ConfigError):
+            read_video(x, **bad)
+
+
+def test_player_output_is_8_bit_420_that_players_open(tmp_path) -> None:
+    import av
+
+    from progvc.video_io import PLAYER_CRF
+
+    x = np.random.default_rng(2).integers(0, 256, (2, 24, 40, 3), dtype=np.uint8)
+    for name, codec, pix_fmt in (("p.mp4", "h264", "yuv420p"), ("p.mkv", "h264", "yuv420p"),
+                                 ("p.y4m", "rawvideo", "yuv420p"), ("odd.mp4", "h264", "yuv444p")):
+        frames = x[:, :23, :39] if name.startswith("odd") else x
+        write_video(tmp_path / name, frames, 25, player=True)
+        with av.open(str(tmp_path / name)) as c:
+            ctx = c.streams.video[0].codec_context
+            assert (ctx.name, ctx.pix_fmt) == (codec, pix_fmt), name
+            assert codec != "h264" or ctx.profile == ("High" if pix_fmt == "yuv420p" else "High 4:4:4 Predictive")
+        assert read_video(tmp_path / name).frames.shape == frames.shape
+    assert b" C420" in (tmp_path / "p.y4m").read_bytes().split(b"\n")[0]  # 8-bit 4:2:0 in the y4m header
+    assert PLAYER_CRF > 0  # lossy x264, unlike the exact default
+    write_video(tmp_path / "exact.mp4", x, 25)
+    assert np.array_equal(read_video(tmp_path / "exact.mp4").frames, x)

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from ..downscale import downscale_area, factor_for
 from ..errors import ConfigError, ProgvcError
 from ..options import DEFAULT_PRESET, get_preset
 
@@ -53,26 +54,6 @@ def find_clips(clips: str | Path) -> list[Path]:
     if not found:
         raise ConfigError(f"no video files in {root} (looked for {' '.join(VIDEO_SUFFIXES)})")
     return found
-
-
-def downscale_area(frames: np.ndarray, factor: int) -> np.ndarray:
-    """Average ``factor x factor`` blocks of ``(T,H,W,3)`` uint8 -> ``(T,H//f,W//f,3)`` uint8.
-
-    Edges that do not fill a block are cropped. Frame by frame, to keep float memory to one frame.
-    """
-    if factor < 1:
-        raise ConfigError(f"downscale factor must be a positive integer, got {factor}")
-    if factor == 1:
-        return frames
-    t, h, w, c = frames.shape
-    hh, ww = h // factor, w // factor
-    if hh < 1 or ww < 1:
-        raise ConfigError(f"a {w}x{h} clip cannot be downscaled {factor}x; use a smaller --downscale")
-    out = np.empty((t, hh, ww, c), dtype=np.uint8)
-    for i, f in enumerate(frames):
-        block = f[: hh * factor, : ww * factor].reshape(hh, factor, ww, factor, c).astype(np.float32)
-        out[i] = np.clip(np.floor(block.mean(axis=(1, 3)) + 0.5), 0, 255).astype(np.uint8)
-    return out
 
 
 def read_clip(path: Path, max_frames: int) -> tuple[np.ndarray, Fraction | None]:
@@ -258,7 +239,7 @@ def run_benchmark(
     show = progress and sys.stderr.isatty()
     for path in clips:
         video, fps = read_clip(path, frames)
-        factor = max(downscale, -(-max(video.shape[1:3]) // max_side) if max_side > 0 else 1)
+        factor = factor_for(video.shape[2], video.shape[1], downscale, max_side if max_side > 0 else None)
         video = downscale_area(video[:frames], factor)
         t, h, w, _ = video.shape
         store.add_clip({"name": path.name, "path": str(path), "frames": t, "width": w, "height": h,
@@ -283,25 +264,42 @@ def run_benchmark(
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``progvc bench`` / ``python -m benchmarks.rd`` argument parser."""
-    p = argparse.ArgumentParser(prog="progvc bench", description="Rate-quality curves of progvc and "
-                                "conventional codecs on a folder of clips (resumable).")
+    from .baselines import BASELINES
+
+    p = argparse.ArgumentParser(prog="progvc bench", formatter_class=argparse.RawDescriptionHelpFormatter,
+                                description="Rate-quality curves of progvc and conventional codecs on a folder of "
+                                "clips. A run resumes: pointed at an existing --out folder it only computes the "
+                                "points that are missing.", epilog=_BENCH_EXAMPLES)
     p.add_argument("clips", nargs="?", help="folder of video clips, or one video file")
-    p.add_argument("--out", default="bench-results", help="output folder (results.json, summary.md, plots/)")
-    p.add_argument("--frames", type=int, default=16, help="frames per clip (from the start)")
-    p.add_argument("--downscale", type=int, default=1, help="integer area-downscale factor")
-    p.add_argument("--max-side", type=int, default=0,
-                   help="also downscale (by an integer factor) until the long side is at most this")
-    p.add_argument("--codecs", default=",".join(DEFAULT_CODECS), help="comma list: progvc,x264,x265,svtav1,vp9")
-    p.add_argument("--crf", action="append", metavar="CODEC=LIST", help="CRF sweep, e.g. x264=22,27,32")
-    p.add_argument("--preset", action="append", metavar="CODEC=NAME", help="encoder preset, e.g. x265=fast")
-    p.add_argument("--gop", type=int, default=None, help="GOP length (default: the progvc model's)")
-    p.add_argument("--device", default=None, help="torch device for progvc (default: the codec's choice)")
-    p.add_argument("--model", default=None, help="progvc model name (default: the shipped one)")
+    p.add_argument("--out", default="bench-results", metavar="DIR",
+                   help="output folder for results.json, summary.md and plots/ (default: %(default)s)")
+    p.add_argument("--frames", type=int, default=16, metavar="N",
+                   help="frames per clip, from the start (default: %(default)s)")
+    p.add_argument("--downscale", type=int, default=1, metavar="F",
+                   help="whole area-downscale factor (default: %(default)s, full size)")
+    p.add_argument("--max-side", type=int, default=0, metavar="PX",
+                   help="also downscale by a whole factor until the long side is at most PX (default: 0, off)")
+    p.add_argument("--codecs", default=",".join(DEFAULT_CODECS), metavar="LIST",
+                   help=f"comma list of progvc,{','.join(BASELINES)} (default: %(default)s)")
+    p.add_argument("--crf", action="append", metavar="CODEC=LIST",
+                   help="CRF sweep, e.g. x264=22,27,32 (default: each codec's own sweep)")
+    p.add_argument("--preset", action="append", metavar="CODEC=NAME",
+                   help="encoder preset, e.g. x265=fast (default: each codec's own)")
+    p.add_argument("--gop", type=int, default=None, metavar="G", help="GOP length (default: the progvc model's)")
+    p.add_argument("--device", default=None, help="torch device for progvc (default: cuda when present)")
+    p.add_argument("--model", default=None, help="progvc model name (default: the shipped default)")
     p.add_argument("--perceptual-weights", default=None, metavar="PATH",
-                   help="VGG16/LPIPS/DISTS safetensors (or $PROGVC_PERCEPTUAL_WEIGHTS)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+                   help="VGG16/LPIPS/DISTS safetensors (default: $PROGVC_PERCEPTUAL_WEIGHTS, else skipped)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (default: bars on a terminal)")
     p.add_argument("--report-only", action="store_true", help="rewrite summary.md and plots from results.json")
     return p
+
+
+_BENCH_EXAMPLES = """examples:
+  progvc bench ../shared/clips/dev --out results/dev --frames 8 --max-side 480 --gop 8
+  progvc bench clip.mp4 --out results/one --codecs progvc,x265 --crf x265=28,32,36
+  progvc bench clips/ --out results/quick --frames 4 --downscale 2 --codecs x264 --no-progress
+  progvc bench --out results/dev --report-only        redraw summary.md and plots from results.json"""
 
 
 def main(argv: Sequence[str] | None = None) -> int:

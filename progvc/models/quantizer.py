@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import TokenizerConfig
+from ..memory import LOOKUP_ENTRIES
 
 Grid = tuple[int, int]
 
@@ -64,8 +65,10 @@ class MultiScaleResidualVQ(nn.Module):
         """Nearest codebook entry of each vector. z (B,C,h,w) -> indices (B,h,w) int64."""
         e = self.codebook.weight  # (V, C)
         flat = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])  # (N, C)
-        dist = (e * e).sum(1)[None, :] - 2 * flat @ e.t()  # (N, V); ||z||^2 is constant per row
-        return dist.argmin(1).view(z.shape[0], z.shape[2], z.shape[3])
+        rows = max(1, LOOKUP_ENTRIES // e.shape[0])  # the (rows, V) distances of a slice: bounded memory
+        idx = [((e * e).sum(1)[None, :] - 2 * flat[i:i + rows] @ e.t()).argmin(1)  # ||z||^2: constant per row
+               for i in range(0, len(flat), rows)]
+        return (idx[0] if len(idx) == 1 else torch.cat(idx)).view(z.shape[0], z.shape[2], z.shape[3])
 
     def embed_scale(self, tokens: torch.Tensor, k: int, grids: list[Grid]) -> torch.Tensor:
         """Contribution h_k of scale k. tokens (B,h_k,w_k) -> (B,C,h,w) on the full latent grid."""

@@ -14,12 +14,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import TokenizerConfig
+from ..memory import REFINE_CHUNK_PIXELS, TILE_PIXELS
 from ..scales import missing_octaves, scale_grids
 from .autoencoder import AnalysisTransform, SynthesisTransform
 from .quantizer import Grid, MultiScaleResidualVQ
-
-REFINE_CHUNK_PIXELS = 1 << 20
-"""Frames refined together in one batch, in pixels: bounds the memory of the backward pass."""
+from .tiling import bounded
 
 
 def to_unit(frames: torch.Tensor) -> torch.Tensor:
@@ -39,6 +38,7 @@ class Tokenizer(nn.Module):
         self.g_a = AnalysisTransform(cfg)
         self.g_s = SynthesisTransform(cfg)
         self.vq = MultiScaleResidualVQ(cfg)
+        self.tile_pixels = TILE_PIXELS  # pieces of g_a / g_s work (frames or tiles); see tiling.bounded
 
     def latent_grid(self, height: int, width: int) -> Grid:
         s = self.cfg.stride
@@ -55,17 +55,22 @@ class Tokenizer(nn.Module):
         return F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
 
     def analyse(self, frames: torch.Tensor) -> torch.Tensor:
-        """uint8 (T,H,W,3) -> latent f (T,C,h,w)."""
-        return self.g_a(self.pad(to_unit(frames)))
+        """uint8 (T,H,W,3) -> latent f (T,C,h,w), a few frames or one frame's tiles at a time
+        (:func:`~progvc.models.tiling.bounded`), so memory does not grow with T or H x W."""
+        n = max(1, self.tile_pixels // (frames.shape[1] * frames.shape[2]))  # frames per batch, as bounded does
+        pieces = [bounded(self.g_a, self.pad(to_unit(frames[i:i + n])), scale=1 / self.cfg.stride, norms=self.g_a,
+                          max_pixels=self.tile_pixels) for i in range(0, len(frames), n)]
+        return pieces[0] if len(pieces) == 1 else torch.cat(pieces)
 
     @torch.no_grad()
     def encode_latent(self, frames: torch.Tensor, refine: int = 0) -> torch.Tensor:
         """uint8 (T,H,W,3) -> the latent (T,C,h,w) the encoder quantises.
 
-        ``refine`` > 0 runs that many steps of :meth:`refine_latent` on each frame.
+        ``refine`` > 0 runs that many steps of :meth:`refine_latent` on each frame first, for
+        frames of at most ``REFINE_CHUNK_PIXELS`` (larger ones keep the greedy latent).
         """
         f = self.analyse(frames)
-        if refine > 0:
+        if refine > 0 and frames.shape[1] * frames.shape[2] <= REFINE_CHUNK_PIXELS:
             n = max(1, REFINE_CHUNK_PIXELS // (frames.shape[1] * frames.shape[2]))
             f = torch.cat([self.refine_latent(frames[i:i + n], f[i:i + n], refine) for i in range(0, len(f), n)])
         return f
@@ -108,11 +113,13 @@ class Tokenizer(nn.Module):
 
     @torch.no_grad()
     def synthesise(self, f_hat: torch.Tensor, height: int, width: int, missing: float = 0.0) -> torch.Tensor:
-        """f_hat (T,C,h,w) -> uint8 frames (T,H,W,3) cropped to the original size.
+        """f_hat (T,C,h,w) -> uint8 frames (T,H,W,3) cropped to the original size, a few frames or
+        one frame's tiles at a time (:func:`~progvc.models.tiling.bounded`).
 
         ``missing``: octaves of scales the latent lacks (:func:`progvc.scales.missing_octaves`).
         """
-        return to_uint8(self.g_s(f_hat, missing)[..., :height, :width])
+        return bounded(lambda y: self.g_s(y, missing), f_hat, scale=self.cfg.stride, norms=self.g_s,
+                       max_pixels=self.tile_pixels, then=lambda x: to_uint8(x[..., :height, :width]))
 
     def forward(self, x: torch.Tensor, n_keep: int | None = None, collect: list[torch.Tensor] | None = None
                 ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:

@@ -20,6 +20,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from ..atomic import atomic_path
+
 
 @dataclass
 class Dist:
@@ -141,9 +143,8 @@ def save_config(out: Path, cfg: Any) -> None:
 
 def save_checkpoint(out: Path, step: int, modules: dict[str, Any]) -> None:
     """Atomically write ``last.pt`` with every module's / optimiser's state_dict."""
-    tmp = out / "last.pt.tmp"
-    torch.save({"step": step, **{k: m.state_dict() for k, m in modules.items()}}, tmp)
-    os.replace(tmp, out / "last.pt")
+    with atomic_path(out / "last.pt") as tmp:
+        torch.save({"step": step, **{k: m.state_dict() for k, m in modules.items()}}, tmp)
 
 
 def load_checkpoint(out: Path, modules: dict[str, Any], device: torch.device) -> int:

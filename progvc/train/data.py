@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..atomic import atomic_path
 from ..errors import ConfigError, ProgvcError, VideoError
 from ..video_io import MAX_FRAMES, iter_frames
 
@@ -155,11 +156,10 @@ def _read_meta(path: Path) -> dict:
 
 
 def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Write through ``write(file)`` into ``path.part``, then rename: no half-written cache file."""
-    tmp = path.with_name(path.name + ".part")
-    with open(tmp, "wb") as f:
+    """Write through ``write(file)`` atomically (:func:`progvc.atomic.atomic_path`): no half-written
+    cache file."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         write(f)
-    os.replace(tmp, path)
 
 
 class ClipWindows(torch.utils.data.IterableDataset):

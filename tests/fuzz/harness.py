@@ -1,6 +1,7 @@
 """Hostile-input fuzzing of the container and the decoder (issue 6), and the long-running harness.
 
-Two levels share one vocabulary of mutations with ``tests/test_hostile_streams.py``:
+Three levels share one vocabulary of mutations with ``tests/test_hostile_streams.py`` and
+``tests/test_resources.py``:
 
 - **container**: random bytes, cuts, bit flips, header fields at their extremes laid out with
   ``struct``, tampered GOP indexes; most with every CRC recomputed (:func:`reseal`) so that the
@@ -9,12 +10,16 @@ Two levels share one vocabulary of mutations with ``tests/test_hostile_streams.p
 - **decoder**: real streams of the tiny codec with payload bits flipped, chunks swapped between GOPs
   and scales or taken from other streams, tampered headers; re-packed with ``bitstream.pack`` (new
   chunk CRCs, the old ``crc_tokens``) or resealed, then run through ``decode_tokens`` / ``decode``.
+- **extreme** (issue 15): header-valid streams, every CRC and chunk right, that claim extreme frame
+  sizes and counts (up to 8192x8192, up to 2^20 frames); above the default limits every decoding
+  entry point must raise ``LimitError`` before any model work (:func:`extreme_case`).
 
 Every case must end within a second with ``BitstreamError`` or a correct result: a container that
 round-trips, a decode whose tokens all pass their checksums and equal the encoder's tokens wherever
 the chunks they depend on are untouched. Anything else is a failure::
 
     nice -n 19 python -m tests.fuzz.harness --cases 100000 --decoder-cases 1000000 --decoder-seconds 600 --seed 1
+    nice -n 19 python -m tests.fuzz.harness --cases 0 --decoder-cases 0 --extreme-cases 10000 --seed 1
     nice -n 19 python -m tests.fuzz.harness --replay decoder:17 --seed 1      # one case again
 
 Mutations draw their randomness through a ``Draws`` object, so the same code runs from a seeded
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import math
 import random
 import resource
@@ -441,6 +447,93 @@ def check_decoder(codec: Any, d: Draws, data: bytes, ref: Reference, partial: bo
     return "decoded"
 
 
+# -- resource bombs: header-valid streams that ask for absurd work (issue 15) ------------------
+
+def first_scale_stream(codec: Any, n_frames: int, gop_size: int, seed: int = 0) -> bytes:
+    """A real stream of ``codec`` truncated to its first scale: 1x1 token grids, which every frame
+    size shares, so its chunks stay valid (token checksums included) under any claimed size.
+
+    Intra only: with temporal context a frame's first-scale probabilities read the previous
+    frame's memory, which depends on the latent size (phi's zero padding), so later frames would
+    fail their token checksums at another size."""
+    from tests.conftest import smooth_clip
+
+    data = codec.encode(smooth_clip(n_frames, 16, 16, seed=seed), gop_size=gop_size, refine=0, temporal=False)
+    return bs.truncate(data, n_scales=1)
+
+
+def claim(codec: Any, data: bytes, width: int, height: int, n_frames: int | None = None) -> bytes:
+    """``data`` (one GOP unit is enough) rewritten to claim frames of ``width`` x ``height``, with the
+    grids ``codec`` computes for that size, and ``n_frames`` frames (whole GOPs; its first GOP unit
+    repeated): header-valid, every CRC right, every chunk decodable. Laid out with bytes, not
+    ``bitstream.pack``, so that a million GOPs cost milliseconds."""
+    h = bs.parse_header(data)
+    n_frames = h.n_frames if n_frames is None else n_frames
+    grids = tuple(codec.tokenizer.grids(height, width))
+    assert grids[0] == h.grids[0] and n_frames % h.gop_size == 0 and h.gop_frames(0) == h.gop_size
+    start = bs.header_size(data)
+    unit = data[start:start + bs.chunk_ends(bs.gop_index(data, h, start).lengths)[-1]]  # type: ignore[arg-type]
+    fields = dict(VALID, name=h.model_name.encode(), sha=h.weights_sha256, width=width, height=height,
+                  frames=n_frames, fps_num=h.fps.numerator, fps_den=h.fps.denominator, gop=h.gop_size,
+                  coded=1, seed=h.seed, grids=grids, flags=0 if h.temporal else 1)
+    return header_bytes(fields) + unit * (n_frames // h.gop_size)
+
+
+def size_bomb(codec: Any) -> bytes:
+    """The issue's first bomb: 2 real frames truncated to one scale, claiming 8192x8192."""
+    return claim(codec, first_scale_stream(codec, 2, 2), 8192, 8192)
+
+
+def length_bomb(codec: Any) -> bytes:
+    """The issue's second bomb: one real GOP unit repeated, claiming 2^20 frames of 1080p."""
+    return claim(codec, first_scale_stream(codec, codec.gop_size, codec.gop_size), 1920, 1080, bs.MAX_FRAMES)
+
+
+def extreme_case(d: Draws, codec: Any, sources: Sequence[bytes]) -> str:
+    """A header-valid stream with an extreme frame size and/or count, decoded with default limits.
+
+    Sizes come from the format's bounds and the edges of the default limits, counts from one GOP
+    to 2^20 frames. Above a limit, every decoding entry point must raise LimitError (fast, before
+    any model work: 'rejected'). Within the limits, ``iter_decode`` must accept it with the right
+    frame count, and its first GOP must have the right shape when it is cheap to make ('decoded').
+    Accepted streams are cut to 2^12 GOPs: parsing is linear in their length (about 20 us per GOP).
+    """
+    from progvc.errors import LimitError
+    from progvc.limits import Limits
+    from progvc.streaming import Decoder
+
+    limits = Limits()
+    edge = math.isqrt(limits.max_frame_pixels)
+    sides = [1, 2, 7, 16, 17, 255, edge - 1, edge, edge + 1, 4096, 8191, 8192]
+    width, height = pick(d, sides), pick(d, sides)
+    if d.integer(0, 3) == 0:  # an area right at the limit, or one pixel row above it
+        width = pick(d, [1024, 2048, 4096, 8192])
+        height = min(8192, limits.max_frame_pixels // width + d.integer(0, 1))
+    source = pick(d, sources)
+    gop = bs.parse_header(source).gop_size
+    n_frames = pick(d, [1, 2, 3, 1000, 1 << 16, limits.max_pixels // (width * height), bs.MAX_FRAMES])
+    n_frames = max(gop, min(n_frames, bs.MAX_FRAMES) // gop * gop)
+    area = width * height
+    allowed = area <= limits.max_frame_pixels and n_frames * area <= limits.max_pixels  # restated, not imported
+    if allowed:
+        n_frames = min(n_frames, gop << 12)
+    data = claim(codec, source, width, height, n_frames)
+    if not allowed:
+        for call in (lambda: codec.decode(data), lambda: codec.iter_decode(data), lambda: codec.decode_tokens(data),
+                     lambda: Decoder(codec).feed(data)):
+            try:
+                call()
+            except LimitError:
+                continue
+            raise AssertionError(f"{width}x{height} x {n_frames} frames passed the limits")
+        return "rejected"
+    gops = codec.iter_decode(data, fill="none")
+    assert gops.n_frames == n_frames, (gops.n_frames, n_frames)
+    if gop * area <= 1 << 16:
+        assert next(gops).shape == (gop, height, width, 3)
+    return "decoded"
+
+
 # -- the harness -------------------------------------------------------------------------------
 
 @dataclass
@@ -457,7 +550,8 @@ class Tally:
     def line(self) -> str:
         total = sum(self.outcomes.values())
         return (f"{self.level}: {total} cases, {self.outcomes['decoded']} decoded, {self.outcomes['rejected']} "
-                f"raised BitstreamError, {self.outcomes['skipped']} skipped (not constructible), "
+                f"refused (BitstreamError; LimitError at the extreme level), "
+                f"{self.outcomes['skipped']} skipped (not constructible), "
                 f"{self.failures} failures; slowest case {self.slowest * 1000:.1f} ms CPU (#{self.slowest_case}), "
                 f"slowest wall {self.slowest_wall * 1000:.1f} ms")
 
@@ -488,7 +582,7 @@ def run_level(level: str, n: int, seed: int, case: Callable[[Draws], str], secon
             tally.failures += 1
             print(f"SLOW {level}:{i}: {elapsed:.2f} s CPU, {wall:.2f} s wall (replay: --seed {seed} "
                   f"--replay {level}:{i})", file=sys.stderr)
-        if (i + 1) % 10000 == 0 or (level == "decoder" and (i + 1) % 500 == 0):
+        if (i + 1) % 10000 == 0 or (level != "container" and (i + 1) % 500 == 0):
             print(f"  {tally.line()}", file=sys.stderr, flush=True)
     return tally
 
@@ -498,6 +592,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--cases", type=int, default=10_000, help="container-level cases (default 10000)")
     p.add_argument("--decoder-cases", type=int, default=200, help="decoder-level cases (default 200)")
     p.add_argument("--decoder-seconds", type=float, default=math.inf, help="stop the decoder level after this")
+    p.add_argument("--extreme-cases", type=int, default=10_000,
+                   help="header-valid streams of extreme sizes and counts against the default limits (default 10000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-failures", type=int, default=20, help="stop a level after this many failures")
     p.add_argument("--replay", help="run one case again, e.g. container:123 or decoder:17")
@@ -521,6 +617,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         made = mutate_stream(d, refs)
         return "skipped" if made is None else check_decoder(codec, d, made[0], made[1], made[2])
 
+    extreme_sources = [first_scale_stream(codec, n, n, seed=n) for n in (1, 2, 4)]
+
+    def extreme(d: Draws) -> str:
+        return extreme_case(d, codec, extreme_sources)
+
+    # Everything built so far (torch, the codec, the references) lives until the end: freeze it out
+    # of the garbage collector. Otherwise a full collection, which walks every object of the
+    # process, lands on whichever case happens to trigger it: 0.2 s per collection measured here,
+    # 1.4 s on a loaded machine, charged to a case whose own work took 31 ms.
+    gc.collect()
+    gc.freeze()
+
     tallies = []
     if only_level in (None, "container"):
         tallies.append(run_level("container", args.cases, args.seed, container_case, math.inf, args.max_failures,
@@ -528,6 +636,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if only_level in (None, "decoder"):
         tallies.append(run_level("decoder", args.decoder_cases, args.seed, decoder_case, args.decoder_seconds,
                                  args.max_failures, only if only_level else None))
+    if only_level in (None, "extreme"):
+        tallies.append(run_level("extreme", args.extreme_cases, args.seed, extreme, math.inf, args.max_failures,
+                                 only if only_level else None))
     for t in tallies:
         print(t.line())
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")

@@ -1,0 +1,167 @@
+"""What a coding job will hold in memory, estimated before it starts, so that a job that cannot fit
+is refused with the estimate instead of being discovered by the kernel (thrashing, OOM killer).
+
+::
+
+    need = estimate(codec.config, width=1920, height=1080, gop_frames=8, scales=10)
+    need.total, str(need)    # bytes; "7.5 GiB at peak (context caches 5.8 GiB, logits and tables ...)"
+
+One GOP is coded at a time, so the estimate is per GOP and does not grow with the video's length
+(except the array that ``Codec.decode`` returns, which ``iter_decode`` does not build). Its parts:
+
+- **context caches**: :class:`progvc.coding.GopState` keeps, for every frame of the GOP and every
+  token of every scale coded so far, its keys and values in each block, its memory element and
+  that element's keys and values for each later frame of the window: about 4 bytes x dim x
+  (2 depth + 1 + 2 depth W) per token. With the shipped model that is up to 18 kB per token,
+  5.8 GiB for a GOP of 8 frames of 1080p. A test checks this against the tensors a real
+  ``GopState`` holds: when coding changes what it keeps, update :func:`_context_bytes` with it.
+- **logits** of the largest scale (float32, and the copy gate's out-of-place copy) plus one slice
+  of probability tables (``ENTROPY_ENTRIES`` x 50 bytes).
+- **synthesis / analysis**: one piece of ``g_s`` / ``g_a`` work (at most ``TILE_PIXELS`` pixels,
+  a tile's halo included) at ``TRANSFORM_BYTES_PER_PIXEL``; when encoding, the quantiser's
+  distance slices (``LOOKUP_ENTRIES``) beside them; encoder refinement adds
+  ``REFINE_BYTES_PER_PIXEL`` for frames it refines.
+- **frames**: the GOP's uint8 frames, in and out.
+
+The peak adds the parts alive at once: when decoding, the caches with the larger of the logits
+and ``g_s``; when encoding, the larger of tokenizing and coding. The process's own floor (torch
+and the model, 0.9 GB on CPU) is not part of the estimate: it is already resident when a job is
+checked against what is available. Measured peaks: benchmarks/README.md, "Memory". This module
+imports neither torch nor numpy.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .config import CodecConfig
+from .scales import tokens_per_scale
+
+if TYPE_CHECKING:
+    from .bitstream import StreamHeader
+
+TRANSFORM_BYTES_PER_PIXEL = 850
+"""Peak bytes per pixel of one piece of ``g_s`` (measured: 1.7 GB above the floor for one 1080p frame)."""
+REFINE_BYTES_PER_PIXEL = 1850
+"""Peak bytes per pixel of encoder refinement's backward pass (measured: 1.7 GB for one 720p frame)."""
+
+# -- the budgets that bound each piece of work: their one home (used by tiling, tokenizer, codec) --
+TILE_PIXELS = 1 << 21
+"""Pixels (of the larger side of a transform: output of ``g_s``, input of ``g_a``) per piece of
+work: a batch of whole frames, or one tile with its halo (:mod:`progvc.models.tiling`). 2^21 keeps
+1080p whole (2,073,600 pixels, about 1.7 GB through ``g_s``) and tiles larger frames."""
+ENTROPY_ENTRIES = 1 << 22
+"""Logit entries (rows x V) made into probability tables, or sampled, at once. The float64 softmax
+and int64 tables take about 40-50 bytes per entry: 5.3 GB for the finest scale of one 1080p frame
+in one go, 170 MB in slices of 4M entries. Rows are coded (and drawn) in order either way: the same
+bytes and the same tokens."""
+LOOKUP_ENTRIES = 1 << 24
+"""Distances (rows x V) computed at once by the quantiser's nearest-codebook lookup. The finest
+scale of a 4K frame is 138,240 rows x 4,096 codes: 2.3 GB per float32 temporary, three of them at
+once before this bound. 2^24 (64 MB) leaves CIF frames in one slice."""
+REFINE_CHUNK_PIXELS = 1 << 20
+"""Frames refined together in one batch, in pixels: bounds the memory of the backward pass. A
+frame larger than this is not refined (it keeps the greedy latent): the backward pass through
+``g_s`` is not tiled and needs about 1.8 kB per pixel (1.7 GB at 720p, measured; 3.7 GB at 1080p)."""
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Bytes one GOP needs, by part (see the module docstring); ``total`` is the peak, the parts
+    alive at the same time added (``encode``: the job encodes, so tokenizing and coding do not
+    overlap)."""
+
+    context: int
+    logits: int
+    transform: int
+    frames: int
+    output: int = 0
+    encode: bool = False
+
+    @property
+    def total(self) -> int:
+        """The peak: parts that are alive at the same time, added."""
+        if self.encode:  # tokenize (g_a, the lookup, refinement) is done before the caches exist
+            work = max(self.transform, self.context + self.logits)
+        else:  # the caches live until the GOP is synthesised; the logits are gone by then
+            work = self.context + max(self.logits, self.transform)
+        return work + self.frames + self.output
+
+    def __str__(self) -> str:
+        names = {"context": "context caches", "logits": "logits and tables", "transform": "g_s/g_a",
+                 "frames": "frames", "output": "output array"}
+        parts = ", ".join(f"{text} {_gib(getattr(self, name))}" for name, text in names.items()
+                          if getattr(self, name))
+        return f"{_gib(self.total)} at peak ({parts})"
+
+
+def estimate(config: CodecConfig, width: int, height: int, gop_frames: int, scales: int, *,
+             temporal: bool = True, encode: bool = False, refine: bool = False, output_frames: int = 0
+             ) -> MemoryEstimate:
+    """Peak bytes to code one GOP of ``gop_frames`` frames of ``width`` x ``height`` through its
+    first ``scales`` scales (decoding with sampling runs every scale). ``encode`` adds the input
+    frames, ``refine`` the refinement's backward pass; ``output_frames`` counts frames of an
+    output array held beside the GOP (``Codec.decode``)."""
+    tok = config.tokenizer
+    h, w = -(-height // tok.stride), -(-width // tok.stride)
+    tokens = tokens_per_scale(h, w, tok.n_scales)[:scales]
+    context = _context_bytes(config, sum(tokens), gop_frames, temporal) + 4 * gop_frames * tok.latent_channels * h * w
+    logits = 2 * 4 * max(tokens) * tok.codebook_size + 50 * ENTROPY_ENTRIES
+    area = width * height
+    piece = min(gop_frames * area, TILE_PIXELS)  # a batch of frames, or one tile with its halo
+    transform = TRANSFORM_BYTES_PER_PIXEL * piece
+    if refine and area <= REFINE_CHUNK_PIXELS:
+        transform = max(transform, REFINE_BYTES_PER_PIXEL * min(gop_frames * area, REFINE_CHUNK_PIXELS))
+    if encode:  # the quantiser's distance slices, beside the analysis pieces
+        transform += 3 * 4 * min(LOOKUP_ENTRIES, gop_frames * h * w * tok.codebook_size)
+    frames = 3 * area * gop_frames * (2 if encode else 1)
+    return MemoryEstimate(context, logits, transform, frames, 3 * area * output_frames, encode)
+
+
+def decode_estimate(config: CodecConfig, header: StreamHeader, scales: int, output_frames: int = 0
+                    ) -> MemoryEstimate:
+    """:func:`estimate` for decoding the largest GOP of the stream ``header`` describes through
+    ``scales`` scales, from the header alone (what ``Codec.iter_decode`` and ``progvc decode`` check)."""
+    return estimate(config, header.width, header.height, min(header.gop_size, header.n_frames), scales,
+                    temporal=header.temporal, output_frames=output_frames)
+
+
+def _context_bytes(config: CodecConfig, tokens: int, gop_frames: int, temporal: bool) -> int:
+    """Bytes ``GopState`` holds for ``tokens`` tokens per frame in a GOP of ``gop_frames`` frames,
+    besides ``f_hat``: per block and token its keys and values (2 dim floats); with temporal context
+    also each token's memory element (dim) and its keys and values for each later frame within the
+    window that will read it; and the token itself (int64)."""
+    ctx = config.context
+    window = ctx.temporal_window if temporal else 0
+    per_frame = 2 * ctx.depth * ctx.dim * gop_frames
+    if window:
+        readers = sum(min(window, gop_frames - 1 - t) for t in range(gop_frames))  # (frame, lag) pairs
+        per_frame += ctx.dim * gop_frames + 2 * ctx.depth * ctx.dim * readers
+    return (4 * per_frame + 8 * gop_frames) * tokens
+
+
+def available() -> int | None:
+    """Memory this machine can give a new job now (Linux ``MemAvailable``), or None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 / 10 else f"{math.ceil(n / 2**20)} MiB"
+
+
+def row_slices(n_rows: int, row_entries: int, budget: int | None = None) -> list[slice]:
+    """Slices of ``n_rows`` rows of ``row_entries`` entries each, at most ``budget`` entries per slice:
+    the probability tables (and sampling, and the rate-distortion scores) of the finest 1080p scale
+    would take gigabytes at once. Row-wise work done slice by slice gives the same result.
+    ``budget`` defaults to ``ENTROPY_ENTRIES`` (read at call time)."""
+    step = max(1, (ENTROPY_ENTRIES if budget is None else budget) // row_entries)
+    return [slice(i, i + step) for i in range(0, n_rows, step)]
