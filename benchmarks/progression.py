@@ -153,12 +153,14 @@ def _anchor_points(anchor: dict[str, Any], clip: str, sample: bool, scales: rang
     return []
 
 
-def _bd(anchor: list[dict[str, Any]], test: list[dict[str, Any]], metric: str) -> float | None:
-    from progvc.bench.bdrate import BDRateError, bd_rate
+def _bd(anchor: list[dict[str, Any]], test: list[dict[str, Any]], metric: str, quality: bool = False
+        ) -> float | None:
+    """BD-rate (%) of ``test`` against ``anchor``, or with ``quality`` BD-quality (the metric's unit)."""
+    from progvc.bench.bdrate import BDRateError, bd_quality, bd_rate
 
     try:
-        return bd_rate([p["bpp"] for p in anchor], [p[metric] for p in anchor],
-                       [p["bpp"] for p in test], [p[metric] for p in test])
+        return (bd_quality if quality else bd_rate)([p["bpp"] for p in anchor], [p[metric] for p in anchor],
+                                                    [p["bpp"] for p in test], [p[metric] for p in test])
     except (BDRateError, TypeError):
         return None
 
@@ -235,6 +237,20 @@ def report(doc: dict[str, Any], anchor: dict[str, Any] | None, default_fill: str
         lines.append("| mean | " + " | ".join(
             f"**{_fmt(float(np.mean(sums[k])) if sums.get(k) else None)}** ({len(sums.get(k, []))})"
             for m in METRICS for k in (f"prefix {m}", f"quality {m}")) + " |")
+        cut = range(scales[0], scales[-1])  # the truncated points only: n < K
+        lines += ["", f"At equal rate, truncated streams only (n_scales {cut[0]}..{cut[-1]}): BD-quality of each "
+                  f"{s['model']} fill mode against the anchor's sent-only decode (PSNR-RGB dB / MS-SSIM / VMAF; "
+                  "positive = better at the same bpp), mean over clips:", "",
+                  "| curve | BD-PSNR dB | BD-MS-SSIM | BD-VMAF |", "|---|---:|---:|---:|"]
+        for f in s["fills"]:
+            cells = []
+            for m in METRICS:
+                got = [_bd(_anchor_points(anchor, name, False, cut),
+                           [p for p in c["points"] if p["fill"] == f and p["n_scales"] in cut], m, quality=True)
+                       for name, c in clips.items()]
+                got = [g for g in got if g is not None]
+                cells.append(f"{_fmt(float(np.mean(got)) if got else None, '.3f')} ({len(got)})")
+            lines.append(f"| fill={f} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -256,9 +272,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--static", action="store_true", help="also the repeated-noisy-frame measurement")
     p.add_argument("--report", default=None, metavar="RESULTS", help="print tables of a results file")
     p.add_argument("--anchor", default=None, metavar="BENCH_JSON", help="an older model's progvc bench results")
-    p.add_argument("--default-fill", default="mean")
+    p.add_argument("--default-fill", default=None, help="the fill of the 'prefix' BD curve (default: the codec's)")
     args = p.parse_args(argv)
     if args.report:
+        from progvc.options import DEFAULT_FILL
+
+        args.default_fill = args.default_fill or DEFAULT_FILL
         anchor = json.loads(Path(args.anchor).read_text()) if args.anchor else None
         print(report(json.loads(Path(args.report).read_text()), anchor, args.default_fill))
         return 0

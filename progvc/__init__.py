@@ -60,7 +60,7 @@ def encode(video: Any, n_scales: int | None = None, **options: Any) -> bytes:
 def decode(bitstream: bytes, n_scales: int | None = None, fill: str | None = None, seed: int | None = None,
            **options: Any) -> np.ndarray:
     """Decode a stream to (T,H,W,3) uint8 frames with the model that made it. See ``Codec.decode``;
-    ``fill`` ("mean", the default, "sample" or "none") makes the scales the stream does not carry;
+    ``fill`` ("none", the default, "mean" or "sample") makes the scales the stream does not carry;
     ``limits=progvc.Limits(...)`` raises the default resource limits."""
     from .bitstream import parse_header
     from .limits import as_limits

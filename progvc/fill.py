@@ -49,8 +49,11 @@ class SamplingOptions:
             raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
 
 
-DEFAULT_SAMPLING = SamplingOptions()
-"""The sampling parameters ``encode`` stores in a stream unless told otherwise."""
+DEFAULT_SAMPLING = SamplingOptions(temperature=0.3, top_k=16)
+"""The sampling parameters ``encode`` stores in a stream unless told otherwise. Chosen on two dev
+clips at n = 7 and 8 with progvc-small-v4 among temperature 1 (v3's default), 0.5, and 0.3 with
+top-k 16: the last kept the most MS-SSIM (0.514 / 0.331 at n = 8 against 0.485 / 0.304 at
+temperature 0.5) with about 2-3 times the detail ratio of fill="mean"."""
 
 
 @dataclass(frozen=True)

@@ -65,4 +65,7 @@ def get_preset(name: str) -> Preset:
 
 
 FILL_MODES = ("mean", "sample", "none")
-DEFAULT_FILL = "mean"
+DEFAULT_FILL = "none"
+"""Measured best on dev with progvc-small-v4 (benchmarks/README.md, "Fill modes"): filling the scales
+not sent with their expected embedding ("mean") or a draw ("sample") lowered PSNR and MS-SSIM at
+every n_scales tried, so the default decodes the sent scales only."""
