@@ -29,7 +29,7 @@ def test_bars_count_every_frame_and_scale(tiny_codec, clip_factory, monkeypatch)
     FakeBar.bars = []
     x = clip_factory(6, 16, 24)  # GOPs of 4 and 2 frames
     data = tiny_codec.encode(x, n_scales=3, progress=True)
-    tiny_codec.decode(data, progress=True, seed=1)  # 3 scales decoded, 1 sampled
+    tiny_codec.decode(data, fill="sample", progress=True, seed=1)  # 3 scales decoded, 1 sampled
     tiny_codec.decode(progvc.truncate(data, n_scales=2), fill="none", progress=True)
     tiny_codec.decode(data)  # no bar
     bars = [(b.desc, b.total, b.n) for b in FakeBar.bars]
