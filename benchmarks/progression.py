@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -46,9 +45,9 @@ def _load(path: Path) -> dict[str, Any]:
 
 
 def _save(doc: dict[str, Any], path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(doc, indent=1))
-    os.replace(tmp, path)
+    from progvc.atomic import write_text_atomic
+
+    write_text_atomic(path, json.dumps(doc, indent=1))
 
 
 def _scores(metrics: Any, rec: np.ndarray, nbytes: int) -> dict[str, Any]:
