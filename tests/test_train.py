@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from progvc.codec import Codec
-from progvc.train import context_stage, export, tokenizer_stage
+from progvc.train import context_stage, export, synthesis_stage, tokenizer_stage
 from tests.conftest import smooth_clip
 
 
@@ -46,6 +46,14 @@ def test_stages_train_resume_and_export_a_codec(tmp_path, monkeypatch):
     x = smooth_clip(3, 20, 28)
     data = codec.encode(x)
     assert codec.decode(data).shape == x.shape
+
+    # stage 3 (tried for v4, not shipped): g_s told the missing octaves, fine-tuned on prefixes
+    syn_out = tmp_path / "syn"
+    synthesis_stage.train(synthesis_stage.parse_args([
+        "--weights", str(ctx_out / "model.safetensors"), "--cache", str(cache), "--out", str(syn_out),
+        "--steps", "2", "--batch", "2", "--crop", "32", "--log-every", "1", "--device", "cpu"]))
+    film = Codec.from_file(syn_out / "model.safetensors", device="cpu")
+    assert film.config.tokenizer.prefix_film and film.decode(film.encode(x), 2).shape == x.shape
 
     # shipping: float16 file + manifest; the loaded model is the float16-rounded one, in float32
     digest = export.export(ctx_out / "model.safetensors", "progvc-shipped", tmp_path / "weights", True)

@@ -147,6 +147,19 @@ def save_checkpoint(out: Path, step: int, modules: dict[str, Any]) -> None:
         torch.save({"step": step, **{k: m.state_dict() for k, m in modules.items()}}, tmp)
 
 
+def finish_stage(out: Path, step: int, modules: dict[str, Any], trained: torch.nn.Module, model: torch.nn.Module,
+                 codec_cfg: Any, d: Dist) -> Path:
+    """End of a codec-model stage: check the replicas of ``trained`` agree, then (main rank) write
+    ``last.pt`` and ``model.safetensors`` (the whole codec ``model`` with ``codec_cfg``). Returns ``out``."""
+    from ..weights import save_weights
+
+    check_replicas(trained, d)
+    if d.main:
+        save_checkpoint(out, step, modules)
+        save_weights(out / "model.safetensors", model.state_dict(), codec_cfg)
+    return out
+
+
 def load_checkpoint(out: Path, modules: dict[str, Any], device: torch.device) -> int:
     """Resume from ``last.pt`` if present; returns the step to continue from (0 when fresh)."""
     path = out / "last.pt"

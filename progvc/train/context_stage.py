@@ -28,7 +28,7 @@ from ..codec import CodecModel
 from ..coding import flatten_targets, teacher_forced_logits
 from ..config import PRESETS
 from ..options import quality_of
-from ..weights import parse_weights, save_weights
+from ..weights import parse_weights
 from . import common
 
 
@@ -170,11 +170,7 @@ def train(cfg: ContextTrainConfig) -> Path:
                     quality=[round(quality_of(float(x)), 1) for x in lam])
         if d.main and step % cfg.save_every == 0:
             common.save_checkpoint(out, step, modules)
-    common.check_replicas(ctx, d)
-    if d.main:
-        common.save_checkpoint(out, step, modules)
-        save_weights(out / "model.safetensors", model.state_dict(), codec_cfg)
-    return out
+    return common.finish_stage(out, step, modules, ctx, model, codec_cfg, d)
 
 
 def parse_args(argv: list[str] | None = None) -> ContextTrainConfig:

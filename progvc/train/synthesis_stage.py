@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from ..codec import CodecModel
 from ..scales import missing_octaves
-from ..weights import parse_weights, save_weights
+from ..weights import parse_weights
 from . import common
 from .tokenizer_stage import msssim_loss, psnr
 
@@ -115,11 +115,7 @@ def train(cfg: SynthesisTrainConfig) -> Path:
                     psnr_prefix=psnr(x_hat[~full_dev].detach(), x[~full_dev]) if (~full).any() else None)
         if d.main and step % cfg.save_every == 0:
             common.save_checkpoint(out, step, modules)
-    common.check_replicas(g_s, d)
-    if d.main:
-        common.save_checkpoint(out, step, modules)
-        save_weights(out / "model.safetensors", model.state_dict(), codec_cfg)
-    return out
+    return common.finish_stage(out, step, modules, g_s, model, codec_cfg, d)
 
 
 def parse_args(argv: list[str] | None = None) -> SynthesisTrainConfig:
