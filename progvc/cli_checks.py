@@ -165,9 +165,10 @@ def decode_memory(args: argparse.Namespace, header: bs.StreamHeader, config: Cod
     the model's config, against ``--max-memory`` (default: what is available): the check
     ``Codec.iter_decode`` makes, here before the model is loaded."""
     from .memory import decode_estimate
+    from .options import scales_run
 
     n_req = header.coded_scales if args.scales is None else args.scales
-    scales = min(n_req, header.coded_scales) if args.fill == "none" else header.n_scales  # filling runs every scale
+    scales = scales_run(args.fill, min(n_req, header.coded_scales), header.n_scales)
     limits.check_memory(decode_estimate(config, header, scales), "decoding")
 
 

@@ -30,14 +30,14 @@ from .config import MAX_REFINE_STEPS, CodecConfig
 from .determinism import coding_mode
 from .devices import resolve_device
 from .errors import BitstreamError, ConfigError, VideoError, WeightsError
-from .fill import DEFAULT_SAMPLING, FillOptions, SamplingOptions
+from .fill import DEFAULT_SAMPLING, FillOptions, SamplingOptions, check_seed
 from .gop_coding import EncodedGop, GopDecoder, GopEncoder
 from .gops import DecodedGops
 from .limits import Limits, as_limits
 from .memory import MemoryEstimate, decode_estimate, estimate
 from .models.context import ContextModel
 from .models.tokenizer import Tokenizer
-from .options import DEFAULT_PRESET, DEFAULT_QUALITY, get_preset, quality_of, rd_lambda
+from .options import DEFAULT_PRESET, DEFAULT_QUALITY, get_preset, quality_of, rd_lambda, scales_run
 from .progress import NO_PROGRESS, Progress
 from .rate_control import budget_bytes, search_quality
 from .weights import load_named, parse_weights, serialize, sha256_hex
@@ -109,7 +109,8 @@ class Codec:
 
     @classmethod
     def from_pretrained(cls, name: str | None = None, device: str | torch.device | None = None) -> Codec:
-        """Load a shipped model from ``weights/`` (the default when ``name`` is None), hash-checked."""
+        """Load a shipped model from ``progvc/weights/`` or ``$PROGVC_WEIGHTS_DIR`` (the manifest's
+        default when ``name`` is None), hash-checked."""
         config, state, digest = load_named(name)
         return cls(config, _checked_shapes(config, state, name or "default"), device=device,
                    weights_sha256=digest)
@@ -186,7 +187,7 @@ class Codec:
         gop = self._check_gop(gop_size)
         _check_int("top_k", top_k, 0, (1 << 32) - 1)
         SamplingOptions(temperature, top_k, top_p)
-        seed = _check_seed(seed)
+        seed = check_seed(seed)
         if bpp is not None and (isinstance(bpp, bool) or not isinstance(bpp, (int, float)) or not 0 < bpp < 1e6):
             raise ConfigError(f"bpp must be a positive number of bits per pixel, got {bpp!r}")
         limits = as_limits(limits)
@@ -277,7 +278,7 @@ class Codec:
         limits.check_stream(h)
         n_req = h.coded_scales if n_scales is None else self._check_scales(n_scales)
         opts = FillOptions.resolve(h, fill, seed, temperature, top_k, top_p)
-        scales = h.n_scales if opts.mode != "none" else min(n_req, h.coded_scales)  # filling runs every scale
+        scales = scales_run(opts.mode, min(n_req, h.coded_scales), h.n_scales)
         limits.check_memory(self._gop_memory(h, scales), "decoding")
         stream = bs.unpack(bitstream, partial=partial)
         if not stream.gops:
@@ -291,7 +292,7 @@ class Codec:
         before each ``yield``: the caller's code between GOPs runs under its own torch settings. The
         progress bar counts (frame, scale) steps across GOPs and closes when the iterator does."""
         h = stream.header
-        steps = sum(h.gop_frames(g) * (h.n_scales if opts.mode != "none" else len(c[:n_req]))
+        steps = sum(h.gop_frames(g) * scales_run(opts.mode, len(c[:n_req]), h.n_scales)
                     for g, c in enumerate(stream.gops))
         with Progress(progress, "decode", steps, len(stream.gops)) as bar:
             for g, chunks in enumerate(stream.gops):
@@ -334,8 +335,8 @@ class Codec:
         self._check_stream(h)
         as_limits(limits).check_stream(h)
         stream = bs.unpack(bitstream)
-        n = stream.header.coded_scales if n_scales is None else self._check_scales(n_scales)
-        h, out = stream.header, []
+        n = h.coded_scales if n_scales is None else self._check_scales(n_scales)
+        out = []
         with coding_mode():
             for g, chunks in enumerate(stream.gops):
                 with _allocation_errors(h, h.gop_frames(g)):
@@ -389,11 +390,6 @@ def _check_int(name: str, value: Any, lo: int, hi: int) -> int:
     return int(value)
 
 
-def _check_seed(seed: Any) -> int:
-    """A sampling seed: the stream's u64 range."""
-    return _check_int("seed", seed, 0, bs.MAX_SEED)
-
-
 def _frames_buffer(h: bs.StreamHeader, n_frames: int) -> np.ndarray:
     """The (T,H,W,3) uint8 output of ``decode``, allocated before any GOP is decoded: a stream that
     claims more frames than memory can hold fails at once, even with raised limits (and the result
@@ -418,4 +414,3 @@ def _allocation_errors(h: bs.StreamHeader, n_frames: int) -> Iterator[None]:
             raise
         raise BitstreamError(f"decoding a GOP of {n_frames} frames of {h.width}x{h.height} needs more memory than "
                              "this machine has; decode the stream on a larger machine") from exc
-

@@ -70,16 +70,26 @@ class FillOptions:
             raise ConfigError(f"fill must be one of {', '.join(map(repr, FILL_MODES))}, got {self.mode!r}{hint}")
 
     @classmethod
-    def resolve(cls, header: bs.StreamHeader, fill: str | None = None, seed: int | None = None,
+    def resolve(cls, header: bs.StreamHeader | None, fill: str | None = None, seed: int | None = None,
                 temperature: float | None = None, top_k: int | None = None, top_p: float | None = None
                 ) -> FillOptions:
-        """The stream's defaults (sampling parameters, seed) with the caller's overrides on top."""
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
-                                 or not 0 <= seed <= bs.MAX_SEED):
-            raise ConfigError(f"seed must be an integer in 0..2**64-1, got {seed!r}")
-        sampling = SamplingOptions(header.temperature if temperature is None else temperature,
-                                   header.top_k if top_k is None else top_k, header.top_p if top_p is None else top_p)
-        return cls(DEFAULT_FILL if fill is None else fill, sampling, header.seed if seed is None else int(seed))
+        """The stream's defaults (sampling parameters, seed) with the caller's overrides on top.
+        ``header=None`` checks the overrides before any stream is at hand (``DEFAULT_SAMPLING``
+        and seed 0 stand in for the stream's)."""
+        if seed is not None:
+            seed = check_seed(seed)
+        base = DEFAULT_SAMPLING if header is None else SamplingOptions(header.temperature, header.top_k, header.top_p)
+        sampling = SamplingOptions(base.temperature if temperature is None else temperature,
+                                   base.top_k if top_k is None else top_k, base.top_p if top_p is None else top_p)
+        default_seed = 0 if header is None else header.seed
+        return cls(DEFAULT_FILL if fill is None else fill, sampling, default_seed if seed is None else seed)
+
+
+def check_seed(seed: object) -> int:
+    """A sampling seed: an integer in the stream's u64 range, else ConfigError."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= bs.MAX_SEED:
+        raise ConfigError(f"seed must be an integer in 0..2**64-1, got {seed!r}")
+    return int(seed)
 
 
 def gop_generator(seed: int, gop: int) -> np.random.Generator:

@@ -69,3 +69,10 @@ DEFAULT_FILL = "none"
 """Measured best on dev with progvc-small-v4 (benchmarks/README.md, "Fill modes"): filling the scales
 not sent with their expected embedding ("mean") or a draw ("sample") lowered PSNR and MS-SSIM at
 every n_scales tried, so the default decodes the sent scales only."""
+
+
+def scales_run(fill: str, coded: int, n_scales: int) -> int:
+    """How many scales a GOP runs through when ``coded`` of its ``n_scales`` are decoded: every scale
+    unless ``fill`` is "none". One rule for the memory estimate (codec, streaming ``Decoder``, CLI)
+    and the progress total."""
+    return coded if fill == "none" else n_scales

@@ -17,9 +17,9 @@ the missing scales on a *fork* of its state (a sample with a fresh ``gop_generat
   GOP, bit for bit (the stream truncated to n scales decodes to the same frames), and
 - the ``final`` update equals ``codec.decode(data, n_scales, fill, seed)`` on that GOP.
 
-Framing is parsed here incrementally (only lengths are read); every byte is validated by the
-reference parser :func:`progvc.bitstream.unpack` before it is used, so a corrupt stream raises
-the same :class:`~progvc.errors.BitstreamError` as ``decode``.
+Framing is parsed here incrementally with :mod:`progvc.bitstream`'s own functions
+(``header_length``, ``gop_index``, ``chunk_ends``, ``read_gop``), which validate every byte
+before it is used, so a corrupt stream raises the same :class:`~progvc.errors.BitstreamError` as ``decode``.
 
 API: push style (``feed`` / ``close`` return lists of updates) or pull style
 (``Decoder.run(pieces)`` yields them).
@@ -30,7 +30,6 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from fractions import Fraction
 
 import numpy as np
 
@@ -41,6 +40,7 @@ from .errors import BitstreamError
 from .fill import FillOptions
 from .gop_coding import GopDecoder
 from .limits import Limits, as_limits
+from .options import scales_run
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ class Decoder:
         self.limits = as_limits(limits)
         self.n_req = None if n_scales is None else codec._check_scales(n_scales)
         self._fill_args = (fill, seed, temperature, top_k, top_p)
-        FillOptions.resolve(_ANY_HEADER, *self._fill_args)  # bad options fail here, not at the first byte
+        FillOptions.resolve(None, *self._fill_args)  # bad options fail here, not at the first byte
         self.previews, self.partial = previews, partial
         self.header: bs.StreamHeader | None = None
         self.bytes_received = 0
@@ -151,7 +151,7 @@ class Decoder:
         self.codec._check_stream(h)
         self.limits.check_stream(h)
         self._fill = FillOptions.resolve(h, *self._fill_args)
-        scales = h.n_scales if self._fill.mode != "none" else min(h.coded_scales, self.n_req or h.coded_scales)
+        scales = scales_run(self._fill.mode, min(h.coded_scales, self.n_req or h.coded_scales), h.n_scales)
         self.limits.check_memory(self.codec._gop_memory(h, scales), "decoding")
         self.header = h
         del self._buf[:size]
@@ -202,7 +202,3 @@ class Decoder:
         assert self._gop_decoder is not None
         with coding_mode():
             return self._gop_decoder.frames(final=final)
-
-
-_ANY_HEADER = bs.StreamHeader("check", bytes(32), 1, 1, 1, Fraction(1), 1, ((1, 1),), 1)
-"""A header whose defaults stand in for a stream's when the options are checked before any byte."""
