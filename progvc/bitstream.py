@@ -118,8 +118,6 @@ def index_size(n_chunks: int) -> int:
     return _GOP_HEAD.size + 4 * n_chunks + 4
 
 
-MAX_INDEX = index_size(255)  # the largest GOP index (n_chunks is one byte)
-
 
 def _chunk_crc(crc_tokens: int, payload: bytes) -> int:
     """CRC of a chunk's token checksum and payload: every byte of a chunk is covered."""
