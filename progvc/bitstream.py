@@ -118,7 +118,6 @@ def index_size(n_chunks: int) -> int:
     return _GOP_HEAD.size + 4 * n_chunks + 4
 
 
-
 def _chunk_crc(crc_tokens: int, payload: bytes) -> int:
     """CRC of a chunk's token checksum and payload: every byte of a chunk is covered."""
     return zlib.crc32(payload, zlib.crc32(struct.pack("<I", crc_tokens)))

@@ -27,7 +27,8 @@ import torch.nn.functional as F
 from ..codec import CodecModel
 from ..coding import flatten_targets, teacher_forced_logits
 from ..config import PRESETS
-from ..options import quality_of
+from ..gop_coding import GopEncoder
+from ..options import quality_of, rd_lambda
 from ..weights import parse_weights
 from . import common
 
@@ -90,9 +91,6 @@ def window_tokens(model: CodecModel, frames: torch.Tensor, b: int, cfg: ContextT
                   gen: torch.Generator) -> tuple[list[torch.Tensor], torch.Tensor]:
     """Tokens (K maps (B,G,h_k,w_k)) of B windows of G frames ``frames`` (B*G,H,W,3) uint8, as the
     encoder would send them, and each window's lambda (B,)."""
-    from ..gop_coding import GopEncoder
-    from ..options import rd_lambda
-
     tok = model.tokenizer
     grids = tok.grids(frames.shape[1], frames.shape[2])
     g = frames.shape[0] // b
