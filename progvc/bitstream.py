@@ -6,7 +6,8 @@ Layout (all integers little-endian; the full description lives in ``docs/FORMAT.
     header   = "PGVC" version:u8 body_len:u16 body crc32(magic..body):u32
     body     = name_len:u8 name sha256[32] width:u32 height:u32 frames:u32 fps_num:u32 fps_den:u32
                gop_size:u16 n_scales:u8 coded_scales:u8 seed:u64 temperature:f32 top_k:u32 top_p:f32
-               flags:u8 (rows:u16 cols:u16) * n_scales       flags bit 0: no temporal context
+               flags:u8 (rows:u16 cols:u16) * n_scales       flags bit 0: no temporal context,
+                                                              bits 1-2: block skip side (0, 1, 2, 4)
     gop      = n_chunks:u8 rd_lambda:f32 (payload_len:u32) * n_chunks crc32(n_chunks..lengths):u32 chunk*
     chunk    = crc32(tokens):u32 crc32(crc32(tokens) payload):u32 payload
 
@@ -31,7 +32,9 @@ from typing import NamedTuple
 from .errors import BitstreamError, ConfigError
 
 MAGIC = b"PGVC"
-VERSION = 2
+VERSION = 3
+READABLE_VERSIONS = (2, 3)
+"""Version 2 is version 3 without block skip (its flag bits 1-2 are zero): still read."""
 OLD_VERSIONS = {1: "progvc 0.1 (models progvc-small-v1..v3)"}
 MAX_SIDE = 8192
 MAX_FRAMES = 1 << 20
@@ -44,6 +47,10 @@ MAX_LAMBDA = 1e6
 _HEAD = struct.Struct("<4sBH")
 _FIXED = struct.Struct("<IIIIIHBBQfIfB")  # width .. flags
 FLAG_INTRA = 1
+SKIP_BLOCKS = (0, 1, 2, 4)
+"""Block sides of inter-frame block skip (:mod:`progvc.skip`) the header can signal, by the value
+of flag bits 1-2; 0: no skip flags."""
+_SKIP_SHIFT = 1
 _CHUNK = struct.Struct("<II")
 _GOP_HEAD = struct.Struct("<Bf")  # n_chunks, rd_lambda
 
@@ -66,6 +73,7 @@ class StreamHeader:
     top_k: int = 0
     top_p: float = 1.0
     temporal: bool = True
+    skip_block: int = 0
 
     @property
     def n_scales(self) -> int:
@@ -139,6 +147,8 @@ def _validate_header(h: StreamHeader) -> None:
     _check(1 <= h.coded_scales <= h.n_scales, f"coded scales {h.coded_scales} outside 1..{h.n_scales}")
     _check(h.fps > 0, "frame rate is not positive")
     _check(len(h.weights_sha256) == 32, "weights hash is not 32 bytes")
+    _check(h.skip_block in SKIP_BLOCKS and (h.temporal or not h.skip_block),
+           f"block skip side {h.skip_block} not one of {SKIP_BLOCKS} (0 without temporal context)")
     _check(0 < h.temperature <= 100 and 0 < h.top_p <= 1, "sampling parameters out of range")
     for r, c in h.grids:
         _check(1 <= r <= MAX_SIDE and 1 <= c <= MAX_SIDE, f"scale grid {r}x{c} out of range")
@@ -150,7 +160,8 @@ def pack_header(h: StreamHeader) -> bytes:
     name = h.model_name.encode("ascii")
     body = bytes([len(name)]) + name + h.weights_sha256 + _FIXED.pack(
         h.width, h.height, h.n_frames, h.fps.numerator, h.fps.denominator, h.gop_size,
-        h.n_scales, h.coded_scales, h.seed, h.temperature, h.top_k, h.top_p, 0 if h.temporal else FLAG_INTRA,
+        h.n_scales, h.coded_scales, h.seed, h.temperature, h.top_k, h.top_p,
+        (0 if h.temporal else FLAG_INTRA) | SKIP_BLOCKS.index(h.skip_block) << _SKIP_SHIFT,
     ) + b"".join(struct.pack("<HH", r, c) for r, c in h.grids)
     head = _HEAD.pack(MAGIC, VERSION, len(body)) + body
     return head + struct.pack("<I", zlib.crc32(head))
@@ -182,11 +193,11 @@ def header_length(prefix: bytes | bytearray | memoryview) -> int | None:
     _, version, body_len = _HEAD.unpack_from(view, 0)
     if version in OLD_VERSIONS:
         raise BitstreamError(f"stream format version {version} was written by {OLD_VERSIONS[version]}; this "
-                             f"progvc reads version {VERSION} only: re-encode the source video, or decode "
-                             "the stream with the progvc release that made it")
-    if version != VERSION:
+                             f"progvc reads versions {READABLE_VERSIONS[0]}..{VERSION} only: re-encode the video, "
+                             "or decode the stream with the progvc release that made it")
+    if version not in READABLE_VERSIONS:
         raise BitstreamError(f"stream format version {version} is not supported by this progvc "
-                             f"(reads version {VERSION}); upgrade progvc")
+                             f"(reads versions {', '.join(map(str, READABLE_VERSIONS))}); upgrade progvc")
     return _HEAD.size + body_len + 4
 
 
@@ -205,12 +216,14 @@ def _unpack_header(data: bytes | memoryview) -> tuple[StreamHeader, int]:
     _check(name.isascii() and len(name) > 0, "model name is not ASCII")
     fields = _FIXED.unpack_from(body, 1 + name_len + 32)
     w, h, t, fn, fd, gop, k, coded, seed, temp, top_k, top_p, flags = fields
-    _check(flags & ~FLAG_INTRA == 0, f"unknown header flags {flags:#x}")
+    skip_bits = 3 if data[len(MAGIC)] >= 3 else 0  # version 2 knows no block skip
+    _check(flags & ~(FLAG_INTRA | skip_bits << _SKIP_SHIFT) == 0, f"unknown header flags {flags:#x}")
     _check(len(body) == n_scales_at + 4 * k, "header length does not match its scale count")
     _check(fd > 0 and fn > 0, "frame rate is zero")
     grids = tuple(struct.unpack_from("<HH", body, n_scales_at + 4 * i) for i in range(k))
     header = StreamHeader(name.decode(), body[1 + name_len:1 + name_len + 32], w, h, t, Fraction(fn, fd),
-                          gop, grids, coded, seed, temp, top_k, top_p, not flags & FLAG_INTRA)
+                          gop, grids, coded, seed, temp, top_k, top_p, not flags & FLAG_INTRA,
+                          SKIP_BLOCKS[flags >> _SKIP_SHIFT & 3])
     _validate_header(header)
     return header, end + 4
 

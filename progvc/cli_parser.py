@@ -21,7 +21,7 @@ from . import bitstream as bs
 from .cli_errors import EXIT_CODES, EXIT_USAGE, CliError
 from .config import MAX_REFINE_STEPS
 from .limits import Limits
-from .options import DEFAULT_FILL, DEFAULT_PRESET, DEFAULT_QUALITY, FILL_MODES, MAX_QUALITY, PRESETS
+from .options import DEFAULT_FILL, DEFAULT_PRESET, DEFAULT_QUALITY, DEFAULT_SKIP_BLOCK, FILL_MODES, MAX_QUALITY, PRESETS
 from .raw_yuv import PIX_FMTS
 from .video_io import MAX_FPS, MAX_FRAMES, MAX_SIDE
 
@@ -170,6 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="frame rate to record (default: the input's)")
     p.add_argument("--refine", type=whole(0, MAX_REFINE_STEPS), metavar="S",
                    help="encoder-side refinement steps per frame (default: the preset's; 0: fastest)")
+    p.add_argument("--skip-block", type=int, choices=bs.SKIP_BLOCKS, default=DEFAULT_SKIP_BLOCK, metavar="B",
+                   help="side in tokens of the blocks an inter frame may copy from the previous frame for the "
+                        f"price of a flag: {', '.join(map(str, bs.SKIP_BLOCKS))}; 0 turns block skip off "
+                        "(default: %(default)s)")
     _limit_options(p, total=False)
     _model_options(p, "the default one")
     _progress_options(p)

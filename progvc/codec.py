@@ -40,6 +40,7 @@ from .models.tokenizer import Tokenizer
 from .options import DEFAULT_PRESET, DEFAULT_QUALITY, get_preset, quality_of, rd_lambda, scales_run
 from .progress import NO_PROGRESS, Progress
 from .rate_control import budget_bytes, search_quality
+from .skip import DEFAULT_SKIP_BLOCK, SKIP_BLOCKS
 from .weights import load_named, parse_weights, serialize, sha256_hex
 
 
@@ -153,7 +154,9 @@ class Codec:
         fills the budget without exceeding it, and scales are dropped only when quality 0 is still
         too dear. Other options: gop_size, fps, size (W,H) for raw .yuv, seed / temperature / top_k /
         top_p (the decoder's sampling defaults, stored in the stream), temporal (False codes every
-        frame without temporal context), refine (overrides the preset's refinement steps),
+        frame without temporal context), skip_block (the side of the blocks an inter frame may copy
+        from the previous frame, :mod:`progvc.skip`; 0 turns block skip off), refine (overrides the
+        preset's refinement steps),
         progress, limits (a :class:`~progvc.limits.Limits`).
         Reading options (passed to :func:`progvc.video_io.open_video`; a path is read one GOP at a
         time): ``max_frames`` (code only the first N frames), ``max_side`` (shrink by a whole factor
@@ -167,7 +170,8 @@ class Codec:
                           size: tuple[int, int] | None = None, seed: int = 0,
                           temperature: float = DEFAULT_SAMPLING.temperature, top_k: int = DEFAULT_SAMPLING.top_k,
                           top_p: float = DEFAULT_SAMPLING.top_p, temporal: bool = True,
-                          progress: bool = False, max_frames: int | None = None, max_side: int | None = None,
+                          skip_block: int = DEFAULT_SKIP_BLOCK, progress: bool = False,
+                          max_frames: int | None = None, max_side: int | None = None,
                           downscale: int = 1, pix_fmt_in: str = "yuv420p", limits: Limits | None = None
                           ) -> EncodeResult:
         """``encode`` that also reports the model's estimated bits and the time taken.
@@ -188,6 +192,10 @@ class Codec:
         _check_int("top_k", top_k, 0, (1 << 32) - 1)
         SamplingOptions(temperature, top_k, top_p)
         seed = check_seed(seed)
+        if skip_block not in SKIP_BLOCKS or isinstance(skip_block, bool):
+            raise ConfigError(f"skip_block must be one of {', '.join(map(str, SKIP_BLOCKS))} (0: no block skip), "
+                              f"got {skip_block!r}")
+        skip_block = skip_block if temporal else 0
         if bpp is not None and (isinstance(bpp, bool) or not isinstance(bpp, (int, float)) or not 0 < bpp < 1e6):
             raise ConfigError(f"bpp must be a positive number of bits per pixel, got {bpp!r}")
         limits = as_limits(limits)
@@ -206,7 +214,7 @@ class Codec:
         if known is None and progress:  # the bar's total: count the file's frames (decoding is cheap beside coding)
             known = count_frames(video, size=size, max_frames=max_frames, pix_fmt_in=pix_fmt_in)
         steps, n_gops = (None, None) if known is None else (known * n, -(-known // gop))
-        encoder = GopEncoder(self.tokenizer, self.context, grids, temporal=temporal)
+        encoder = GopEncoder(self.tokenizer, self.context, grids, temporal=temporal, skip_block=skip_block)
         n_frames, coded, kept = 0, [], []
         with coding_mode(), Progress(progress, "encode", steps, n_gops) as bar:
             for g, gop_frames in enumerate(itertools.chain([first], batches)):
@@ -219,7 +227,7 @@ class Codec:
                     kept.append(f)  # reused by every probe of the quality search
             header = bs.StreamHeader(self.config.name, self.weights_sha256, width, height, n_frames,
                                      Fraction(clip.fps).limit_denominator(1 << 20), gop, tuple(grids), n, seed,
-                                     temperature, top_k, top_p, temporal)
+                                     temperature, top_k, top_p, temporal, skip_block)
             if bpp is not None:
                 coded = search_quality(lambda lam: [encoder.code(f, lam, n) for f in kept], header,
                                        budget_bytes(bpp, header))

@@ -3,7 +3,9 @@
 ::
 
     GopEncoder:  frames ─► latent (g_a, optional refinement) ─► GopState.run(TokenChooser(lambda))
-                            ─► one range-coded chunk per scale (+ CRC of its tokens)
+                            ─► one range-coded chunk per scale (+ CRC of its tokens): per frame,
+                               the block-skip flags (frames after the first, progvc.skip), then
+                               the tokens of the blocks not skipped
     GopDecoder:  chunk k ─► GopState.run(scale k, range-decode) ─► CRC check      (chunks arrive one by one)
                  frames() ─► fill the scales not sent (progvc.fill) ─► g_s ─► (T,H,W,3) uint8
 
@@ -30,8 +32,9 @@ from .models.context import ContextModel
 from .models.quantizer import Grid
 from .models.tokenizer import Tokenizer
 from .progress import NO_PROGRESS, Progress
-from .rd import TokenChooser
+from .rd import Choice, TokenChooser
 from .scales import missing_octaves
+from .skip import FlagModel, layout
 
 
 def range_encode(coder: ChunkEncoder, tokens: np.ndarray, logits: torch.Tensor) -> None:
@@ -42,7 +45,31 @@ def range_encode(coder: ChunkEncoder, tokens: np.ndarray, logits: torch.Tensor) 
 
 def range_decode(decoder: ChunkDecoder, logits: torch.Tensor) -> np.ndarray:
     """Tokens (n,) int64 decoded under logits (n, V), a slice of rows at a time."""
-    return np.concatenate([decoder.take(probability_table(logits[rows])) for rows in row_slices(*logits.shape)])
+    parts = [decoder.take(probability_table(logits[rows])) for rows in row_slices(*logits.shape)]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+
+def write_choice(coder: ChunkEncoder, choice: Choice, logits: torch.Tensor) -> None:
+    """Code one (t, k) into its chunk: the skip flags if any, then the tokens not copied."""
+    if choice.flags is None:
+        range_encode(coder, choice.tokens, logits)
+        return
+    coder.add(choice.flags.astype(np.int64), choice.flag_tables)
+    range_encode(coder, choice.tokens[choice.coded], logits[torch.as_tensor(choice.coded)])
+
+
+def read_choice(decoder: ChunkDecoder, logits: torch.Tensor, prev: torch.Tensor | None, flag_model: FlagModel,
+                skip_block: int, grid: Grid) -> np.ndarray:
+    """The inverse of :func:`write_choice`: the (n,) tokens of one (t, k), ``prev`` the previous
+    frame's tokens at that scale (None for a GOP's first frame or a stream without block skip)."""
+    if prev is None or not skip_block:
+        return range_decode(decoder, logits)
+    lay = layout(*grid, skip_block)
+    copied = flag_model.read(decoder, lay)[lay.block]
+    tokens = prev.reshape(-1).cpu().numpy().copy()
+    coded = np.flatnonzero(~copied)
+    tokens[coded] = range_decode(decoder, logits[torch.as_tensor(coded)])
+    return tokens
 
 
 def tokens_crc(maps: list[torch.Tensor]) -> int:
@@ -66,9 +93,10 @@ class EncodedGop:
 class GopEncoder:
     """Encodes the GOPs of one frame size: ``latent`` once, then ``code`` at any lambda."""
 
-    def __init__(self, tokenizer: Tokenizer, context: ContextModel, grids: list[Grid], *, temporal: bool = True
-                 ) -> None:
+    def __init__(self, tokenizer: Tokenizer, context: ContextModel, grids: list[Grid], *, temporal: bool = True,
+                 skip_block: int = 0) -> None:
         self.tok, self.ctx, self.grids, self.temporal = tokenizer, context, grids, temporal
+        self.skip_block = skip_block if temporal else 0
 
     def latent(self, frames: torch.Tensor, refine: int) -> torch.Tensor:
         """uint8 (T,H,W,3) -> the latent f (T,C,h,w) to quantise, refined by ``refine`` steps."""
@@ -78,24 +106,27 @@ class GopEncoder:
         """The tokens ``code`` would send for latent f (T,C,h,w) at every scale, without range
         coding (training the context model on what the encoder sends): K maps (T,h_k,w_k) int64."""
         state = GopState(self.ctx, self.tok.vq, self.grids, f.shape[0], temporal=self.temporal, lam=lam)
-        state.run(range(len(self.grids)), TokenChooser(self.tok.vq, self.grids, f, lam, state.f_hat))
+        state.run(range(len(self.grids)), self._chooser(state, f, lam))
         return state.token_maps()
 
     def code(self, f: torch.Tensor, lam: float, n_scales: int, bar: Progress = NO_PROGRESS) -> EncodedGop:
         """Choose the tokens of the first ``n_scales`` scales at multiplier ``lam`` and range-code them
         (``bar`` advances once per (frame, scale))."""
         state = GopState(self.ctx, self.tok.vq, self.grids, f.shape[0], temporal=self.temporal, lam=lam)
-        chooser = TokenChooser(self.tok.vq, self.grids, f, lam, state.f_hat)
+        chooser = self._chooser(state, f, lam)
         coders = [ChunkEncoder() for _ in range(n_scales)]
 
         def pick(t: int, k: int, logits: torch.Tensor) -> np.ndarray:
-            tokens = chooser(t, k, logits)
-            range_encode(coders[k], tokens, logits)
-            return tokens
+            choice = chooser.choose(t, k, logits)
+            write_choice(coders[k], choice, logits)
+            return choice.tokens
 
         state.run(range(n_scales), bar.counting(pick))
         chunks = tuple(bs.Chunk(tokens_crc(state.tokens[k]), coders[k].finish()) for k in range(n_scales))
         return EncodedGop(chunks, chooser.bits[:, :n_scales], lam)
+
+    def _chooser(self, state: GopState, f: torch.Tensor, lam: float) -> TokenChooser:
+        return TokenChooser(self.tok.vq, self.grids, f, lam, state.f_hat, state.tokens, self.skip_block)
 
 
 class GopDecoder:
@@ -111,8 +142,13 @@ class GopDecoder:
 
     def add(self, chunk: bs.Chunk) -> None:
         """Range-decode the next scale from ``chunk``; BitstreamError if its tokens fail their CRC."""
-        k, decoder = self.coded, ChunkDecoder(chunk.payload)
-        self.state.run(range(k, k + 1), self.bar.counting(lambda t, k, logits: range_decode(decoder, logits)))
+        k, decoder, flag_model = self.coded, ChunkDecoder(chunk.payload), FlagModel()
+        tokens, skip, grid = self.state.tokens[k], self.header.skip_block, self.header.grids[k]
+
+        def pick(t: int, k: int, logits: torch.Tensor) -> np.ndarray:
+            return read_choice(decoder, logits, tokens[t - 1] if t > 0 else None, flag_model, skip, grid)
+
+        self.state.run(range(k, k + 1), self.bar.counting(pick))
         if tokens_crc(self.state.tokens[k]) != chunk.crc_tokens:
             raise BitstreamError(f"scale {k + 1} of GOP {self.gop + 1} decoded to tokens that fail their checksum: "
                                  "the stream is corrupt, or was encoded on another kind of device or dtype whose "

@@ -64,6 +64,11 @@ def get_preset(name: str) -> Preset:
     return PRESETS[name]
 
 
+DEFAULT_SKIP_BLOCK = 2
+"""Side in tokens of the blocks an inter frame may copy (:mod:`progvc.skip`; 0: off). Measured on
+dev against 1 and 4 (benchmarks/README.md, "Block skip")."""
+
+
 FILL_MODES = ("mean", "sample", "none")
 DEFAULT_FILL = "none"
 """Measured best on dev with progvc-small-v4 (benchmarks/README.md, "Fill modes"): filling the scales

@@ -22,6 +22,10 @@ slow drift) the repeat wins and an inter frame costs a fraction of an intra one.
 progvc-small-v3 (trained on nearest-codeword tokens) on four dev clips, lambda = 1 cut the rate by
 21% for 0.09 dB; a model trained on these tokens (v4) prices repeats lower still.
 
+Block skip (:mod:`progvc.skip`) goes one step further for frames after the first: a whole block
+of tokens that repeats the previous frame's costs one adaptive flag instead of a repeat per
+token. :meth:`TokenChooser.choose` makes that decision per block from the same scores.
+
 ``lambda = 0`` is the nearest codeword (the greedy tokenizer); the user's knob is ``quality``
 (:mod:`progvc.presets`).
 """
@@ -29,28 +33,46 @@ progvc-small-v3 (trained on nearest-codeword tokens) on four dev clips, lambda =
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from .memory import row_slices
 from .models.quantizer import Grid, MultiScaleResidualVQ, resize
+from .skip import FlagModel, layout
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What the encoder sends for one (t, k): ``tokens`` (n_k,) int64 all of them; with block skip
+    (:mod:`progvc.skip`) also the block ``flags`` (n_blocks,) bool and the (n_blocks, 2) tables they
+    are coded with, and ``coded``: the indices of the tokens that are range-coded (the others
+    are copies). ``flags`` None: every token is coded."""
+
+    tokens: np.ndarray
+    flags: np.ndarray | None = None
+    flag_tables: np.ndarray | None = None
+    coded: np.ndarray | None = None
 
 
 class TokenChooser:
     """The encoder's ``pick`` for :meth:`progvc.coding.GopState.run`.
 
-    f: the GOP's latent (T,C,h,w); ``f_hat`` is read from the state as it grows. After the run,
-    ``bits[t, k]`` holds the model's -log2 p of the chosen tokens (the estimate beside the real
-    bytes) and ``tokens[k][t]`` the chosen (n_k,) int64 tokens.
+    f: the GOP's latent (T,C,h,w); ``f_hat`` and ``tokens`` (tokens[k][t]: (h_k,w_k)) are read
+    from the state as it grows. ``skip_block`` > 0 lets frames after the first copy B x B blocks of
+    the previous frame's tokens (:mod:`progvc.skip`). After the run, ``bits[t, k]`` holds the
+    model's -log2 p of what was sent (tokens and flags: the estimate beside the real bytes).
     """
 
     def __init__(self, vq: MultiScaleResidualVQ, grids: list[Grid], f: torch.Tensor, lam: float,
-                 f_hat: torch.Tensor) -> None:
+                 f_hat: torch.Tensor, tokens: list[list[torch.Tensor]] | None = None, skip_block: int = 0) -> None:
         self.vq, self.grids, self.f, self.lam, self.f_hat = vq, grids, f, lam, f_hat
+        self.tokens, self.skip_block = tokens, skip_block if tokens is not None else 0
         e = vq.codebook.weight
         self.e, self.e2 = e, (e * e).sum(1)  # (V, C), (V,)
         self.bits = np.zeros((f.shape[0], len(grids)))
+        self.flag_models = [FlagModel() for _ in grids]  # one per chunk
 
     def residual(self, t: int, k: int) -> torch.Tensor:
         """(n_k, C): what scale k of frame t is to code, the latent minus what is coded so far."""
@@ -66,14 +88,34 @@ class TokenChooser:
         return (self.e2[None, :] - 2 * flat @ self.e.t()) * (h * w / (hk * wk))
 
     def __call__(self, t: int, k: int, logits: torch.Tensor) -> np.ndarray:
+        return self.choose(t, k, logits).tokens
+
+    def choose(self, t: int, k: int, logits: torch.Tensor) -> Choice:
+        """The tokens of (t, k) (and block flags where skip is on) that minimise D + lambda R."""
         z = self.residual(t, k)
-        picked = []
+        prev = self.tokens[k][t - 1].reshape(-1) if self.skip_block and t > 0 else None
+        best, j_best, bits_best, d_prev = [], [], [], []
         for rows in row_slices(*logits.shape):  # (n_k, V) float temporaries a slice at a time
             cost_bits = -torch.log_softmax(logits[rows].float(), dim=-1) / math.log(2)
-            score = self.distortion(t, k, rows, z)
-            if self.lam > 0:
-                score = score + self.lam * cost_bits
+            dist = self.distortion(t, k, rows, z)
+            score = dist + self.lam * cost_bits if self.lam > 0 else dist
             r = score.argmin(dim=1)
-            self.bits[t, k] += float(cost_bits.gather(1, r[:, None]).sum())
-            picked.append(r)
-        return torch.cat(picked).cpu().numpy()
+            best.append(r)
+            bits_best.append(cost_bits.gather(1, r[:, None])[:, 0])
+            if prev is not None:
+                j_best.append(score.gather(1, r[:, None])[:, 0])
+                d_prev.append(dist.gather(1, prev[rows, None])[:, 0])
+        tokens = torch.cat(best).cpu().numpy()
+        bits = torch.cat(bits_best).double().cpu().numpy()
+        if prev is None:
+            self.bits[t, k] += float(bits.sum())
+            return Choice(tokens)
+        lay = layout(*self.grids[k], self.skip_block)
+        j_code = np.bincount(lay.block, torch.cat(j_best).double().cpu().numpy(), minlength=lay.n)
+        j_skip = np.bincount(lay.block, torch.cat(d_prev).double().cpu().numpy(), minlength=lay.n)
+        flags, tables, flag_bits = self.flag_models[k].decide(j_skip, j_code, self.lam, lay)
+        copied = flags[lay.block]
+        tokens = np.where(copied, prev.cpu().numpy(), tokens)
+        coded = np.flatnonzero(~copied)
+        self.bits[t, k] += flag_bits + float(bits[coded].sum())
+        return Choice(tokens, flags, tables, coded)

@@ -77,7 +77,8 @@ def test_scale_cap_previews_off_and_uneven_gops(tiny_codec, stream):
     dec = Decoder(tiny_codec, previews=False, fill="none")
     finals = list(dec.run([stream]))
     assert [(u.gop, u.scales, u.final) for u in finals] == [(0, 4, True), (1, 4, True)]
-    budgets = (progvc.truncate(stream, max_bytes=b) for b in range(len(stream) // 2, len(stream)))
+    smallest = len(progvc.truncate(stream, n_scales=1))
+    budgets = (progvc.truncate(stream, max_bytes=b) for b in range(smallest, len(stream)))
     uneven = next(d for d in budgets if len({len(chunks) for chunks in bs.unpack(d).gops}) > 1)
     check_updates(tiny_codec, uneven, list(Decoder(tiny_codec, seed=4).run(pieces(uneven, 3, 40))), seed=4)
 
