@@ -71,7 +71,8 @@ def bench_clip(codec: Any, video: np.ndarray, args: argparse.Namespace) -> dict[
     out: dict[str, Any] = {"frames": int(video.shape[0]), "width": int(video.shape[2]),
                            "height": int(video.shape[1])}
     start = time.perf_counter()
-    res = codec.encode_with_stats(video, quality=args.quality, preset=args.preset, gop_size=args.gop)
+    enc = {"preset": args.preset, "skip_block": args.skip_block}
+    res = codec.encode_with_stats(video, quality=args.quality, gop_size=args.gop, **enc)
     out["encode"] = {"seconds": time.perf_counter() - start, "bytes": len(res.bitstream), "bpp": res.bpp,
                      "frame_bits": list(res.frame_bits), "inter_intra": _inter_intra(res.frame_bits, args.gop)}
     k = int(codec.n_scales)
@@ -88,8 +89,7 @@ def bench_clip(codec: Any, video: np.ndarray, args: argparse.Namespace) -> dict[
     out["points"] = points
     sweep = []
     for q in args.qualities:
-        r = res if q == args.quality else codec.encode_with_stats(video, quality=q, preset=args.preset,
-                                                                    gop_size=args.gop)
+        r = res if q == args.quality else codec.encode_with_stats(video, quality=q, gop_size=args.gop, **enc)
         rec = codec.decode(r.bitstream)
         sweep.append({"quality": q, "inter_intra": _inter_intra(r.frame_bits, args.gop),
                       **_scores(metrics, rec, len(r.bitstream))})
@@ -99,8 +99,8 @@ def bench_clip(codec: Any, video: np.ndarray, args: argparse.Namespace) -> dict[
         rng = np.random.default_rng(SEED)
         first = video[:1].astype(np.float32)
         noisy = np.clip(np.rint(first + rng.normal(0, STATIC_SIGMA, video.shape)), 0, 255).astype(np.uint8)
-        alone = codec.encode_with_stats(video[:1], quality=args.quality, preset=args.preset)
-        rep = codec.encode_with_stats(noisy, quality=args.quality, preset=args.preset, gop_size=args.gop)
+        alone = codec.encode_with_stats(video[:1], quality=args.quality, **enc)
+        rep = codec.encode_with_stats(noisy, quality=args.quality, gop_size=args.gop, **enc)
         out["static"] = {"sigma": STATIC_SIGMA, "alone_bits": alone.frame_bits[0],
                          "alone_psnr": psnr(video[:1], codec.decode(alone.bitstream)),
                          "frame_bits": list(rep.frame_bits), "inter_intra": _inter_intra(rep.frame_bits, args.gop),
@@ -121,7 +121,8 @@ def run(args: argparse.Namespace) -> None:
              else progvc.Codec.from_pretrained(name=args.model, device="cpu"))
     out = Path(args.out)
     doc = _load(out)
-    settings = {"model": codec.config.name, "quality": args.quality, "preset": args.preset, "gop": args.gop,
+    settings = {"model": codec.config.name, "quality": args.quality, "preset": args.preset,
+                "skip_block": args.skip_block, "gop": args.gop,
                 "frames": args.frames, "max_side": args.max_side, "fills": args.fills,
                 "sample_scales": args.sample_scales, "scales_from": args.scales_from,
                 "qualities": args.qualities, "static": args.static}
@@ -171,7 +172,9 @@ def _fmt(x: float | None, spec: str = ".1f") -> str:
 def report(doc: dict[str, Any], anchor: dict[str, Any] | None, default_fill: str) -> str:
     """Markdown tables of a results file (see the module docstring)."""
     s, clips = doc["settings"], doc["clips"]
-    lines = [f"Model {s['model']}, quality {s['quality']}, preset {s['preset']}, {s['frames']} frames, "
+    skip = s.get("skip_block", 0)  # results files before block skip have none
+    lines = [f"Model {s['model']}, quality {s['quality']}, preset {s['preset']}, "
+             f"block skip {f'{skip}x{skip}' if skip else 'off'}, {s['frames']} frames, "
              f"long side <= {s['max_side']}, GOP {s['gop']}; {len(clips)} clips.", ""]
     lines += ["| clip | bpp | inter / intra bits | " + " | ".join(f"q={q:g} bpp / dB / inter:intra"
                                                              for q in s["qualities"]) + " |",
@@ -254,6 +257,8 @@ def report(doc: dict[str, Any], anchor: dict[str, Any] | None, default_fill: str
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from progvc.options import DEFAULT_SKIP_BLOCK
+
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("clips", nargs="?")
     p.add_argument("--out", default="progression.json")
@@ -261,6 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--model-file", default=None, help="a .safetensors model file instead")
     p.add_argument("--quality", type=float, default=None, help="encode quality (default: the codec's)")
     p.add_argument("--preset", default="medium")
+    p.add_argument("--skip-block", type=int, default=DEFAULT_SKIP_BLOCK, help="block skip side (0: off)")
     p.add_argument("--gop", type=int, default=8)
     p.add_argument("--frames", type=int, default=8)
     p.add_argument("--max-side", type=int, default=480)
