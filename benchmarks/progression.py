@@ -253,7 +253,27 @@ def report(doc: dict[str, Any], anchor: dict[str, Any] | None, default_fill: str
                 got = [g for g in got if g is not None]
                 cells.append(f"{_fmt(float(np.mean(got)) if got else None, '.3f')} ({len(got)})")
             lines.append(f"| fill={f} | " + " | ".join(cells) + " |")
+        lines += _against_conventional(clips, anchor)
     return "\n".join(lines)
+
+
+def _against_conventional(clips: dict[str, Any], anchor: dict[str, Any]) -> list[str]:
+    """BD-rate of the quality sweep against each conventional codec's CRF curve in ``anchor``."""
+    codecs = sorted({r["codec"] for r in anchor["runs"]} - {"progvc"})
+    if not codecs:
+        return []
+    lines = ["", "BD-rate (%) of the quality sweep (every scale) against the conventional codecs' CRF sweeps of "
+             "the anchor file, mean over the clips where the curves overlap (count):", "",
+             "| codec | " + " | ".join(m for m in METRICS[:2]) + " |", "|---|" + "---:|" * 2]
+    for codec in codecs:
+        cells = []
+        for m in METRICS[:2]:
+            got = [_bd(r["points"], clips[r["clip"]]["sweep"], m) for r in anchor["runs"]
+                   if r["codec"] == codec and r["clip"] in clips]
+            got = [g for g in got if g is not None]
+            cells.append(f"{_fmt(float(np.mean(got)) if got else None, '+.1f')} ({len(got)})")
+        lines.append(f"| {codec} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:
