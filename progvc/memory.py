@@ -38,7 +38,10 @@ imports neither torch nor numpy.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import math
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -161,6 +164,27 @@ def _context_bytes(config: CodecConfig, tokens: list[int], gop_frames: int, temp
                 mem[t] += per_mem * n
             peak = max(peak, sum(own) + sum(mem) + coded)
     return peak
+
+
+def return_freed() -> None:
+    """Hand memory the process has freed back to the system (glibc's ``malloc_trim``; a no-op
+    elsewhere). Freed tensors below glibc's mmap threshold (at most 32 MB) stay in the heap, and
+    RSS with them: after coding a 720p GOP about 0.65 GB of it, which ``g_s`` then allocates on
+    top of (decode peak 2.68 GB instead of 2.25). Called between scales and before synthesis;
+    it takes milliseconds and changes no value."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim():  # noqa: ANN202 - a ctypes function, or None
+    if sys.platform != "linux":
+        return None
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
+        return None
 
 
 def available() -> int | None:

@@ -41,10 +41,10 @@ KV = tuple[torch.Tensor, torch.Tensor]
 MemoryKV = Callable[[torch.Tensor, int], KV]
 """Keys and values (each (1, heads, n, D/heads)) of memory elements (1, n, D) read at a lag."""
 
-ATTENTION_BYTES = 1 << 26
+ATTENTION_BYTES = 1 << 24
 """Bytes of gathered keys and values per batch of tiles in local attention (tiles are independent:
 any grouping gives the same output). At the finest 1080p scale all 510 tiles at once gather about
-1.7 GB per block; 2^26 cuts that to groups of about 20 tiles."""
+1.7 GB per block; 2^24 cuts that to groups of about 5 tiles."""
 
 
 class KVCache:
