@@ -355,9 +355,11 @@ class Codec:
         return out
 
     # -- checks --------------------------------------------------------------------------------
-    def _gop_memory(self, h: bs.StreamHeader, scales: int, output_frames: int = 0) -> MemoryEstimate:
-        """Estimated peak bytes to decode one GOP of ``h`` through ``scales`` scales (progvc.memory)."""
-        return decode_estimate(self.config, h, scales, output_frames)
+    def _gop_memory(self, h: bs.StreamHeader, scales: int, output_frames: int = 0, previews: bool = False
+                    ) -> MemoryEstimate:
+        """Estimated peak bytes to decode one GOP of ``h`` through ``scales`` scales (progvc.memory);
+        ``previews``: frames are also made before the GOP's last chunk (the streaming ``Decoder``)."""
+        return decode_estimate(self.config, h, scales, output_frames, previews)
 
     def _check_scales(self, n_scales: int | None) -> int:
         return _check_int("n_scales", self.n_scales if n_scales is None else n_scales, 1, self.n_scales)

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from .determinism import pinned_threads
+from .memory import return_freed
 from .models.context import ContextModel
 from .models.quantizer import Grid, MultiScaleResidualVQ
 
@@ -33,8 +34,9 @@ class GopState:
 
     f_hat: (T,C,h,w) cumulative latent per frame. tokens[k][t]: (h_k, w_k) int64 tokens of (t,k)
     (for a scale filled with expected embeddings, the likeliest token: the copy gate's reference).
-    mem[t][k]: memory elements (1,n_k,D). ``cache`` holds the attention keys (see
-    :class:`~progvc.models.cached_attention.KVCache`). ``lam`` is the encoder's rate-distortion
+    ``cache`` holds the attention keys and the memory elements, only as long as a later block can
+    read them (see :class:`~progvc.models.cached_attention.KVCache`); :meth:`release` drops the
+    rest once no further scale will be coded. ``lam`` is the encoder's rate-distortion
     multiplier, which a model with ``rd_conditioning`` is told.
     """
 
@@ -45,14 +47,13 @@ class GopState:
         dev = context.sos.device
         self.f_hat = torch.zeros(n_frames, vq.cfg.latent_channels, *grids[-1], device=dev)
         self.tokens: list[list[torch.Tensor]] = [[] for _ in grids]  # tokens[k][t]: (h_k, w_k)
-        self.mem: list[list[torch.Tensor]] = [[] for _ in range(n_frames)]
         self.cache = context.new_cache(grids, n_frames, self.window)
         self.rd = context.rd_embedding(lam)
 
     def logits(self, t: int, k: int) -> torch.Tensor:
         """Logits of the tokens of (frame t, scale k), (n_k, V) float32."""
         grid = self.grids[k]
-        prev_mem = self.mem[t - 1][k] if t > 0 and self.window > 0 else None
+        prev_mem = self.cache.mem[t - 1][k] if t > 0 and self.window > 0 else None
         x = self.ctx.query_input(self.f_hat[t:t + 1] if k > 0 else None, k, grid, prev_mem, self.rd)
         x = self.ctx.step(x, self.cache, t, k)
         prev = self.tokens[k][t - 1].reshape(1, -1) if t > 0 and self.window > 0 else None
@@ -76,11 +77,10 @@ class GopState:
 
     def _remember(self, t: int, k: int, r: torch.Tensor, embedded: torch.Tensor | None) -> None:
         self.tokens[k].append(r[0])
-        if self.window == 0:
+        if not self.cache.has_reader(t):  # no temporal context, or the GOP's last frame
             return
         m = self.ctx.memory_input(r, self.f_hat[t:t + 1], k, self.grids[k], self.vq.codebook, embedded)
-        self.mem[t].append(m)
-        self.ctx.add_memory(self.cache, t, m)
+        self.cache.add_memory(t, m)
 
     def run(self, scales: range, pick: Pick) -> None:
         """Code the given scales (they must continue where the state stands) for every frame.
@@ -91,6 +91,7 @@ class GopState:
         """
         with pinned_threads(self.f_hat.device):
             for k in scales:
+                return_freed()  # the last scale's temporaries, before this one's (larger) ones
                 for t in range(self.n_frames):
                     tokens = pick(t, k, self.logits(t, k))
                     if tokens is not None:
@@ -102,9 +103,14 @@ class GopState:
         new = copy.copy(self)
         new.f_hat = self.f_hat.clone()
         new.tokens = [list(ts) for ts in self.tokens]
-        new.mem = [list(ms) for ms in self.mem]
         new.cache = self.cache.fork()
         return new
+
+    def release(self) -> None:
+        """Drop the attention cache: no further scale will be coded (before synthesis, so that the
+        caches and ``g_s`` are not alive at once). f_hat and the tokens stay."""
+        self.cache.clear()
+        return_freed()
 
     def token_maps(self) -> list[torch.Tensor]:
         """Coded tokens so far, one (T,h_k,w_k) int64 map per scale."""

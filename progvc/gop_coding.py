@@ -164,6 +164,8 @@ class GopDecoder:
         state = self.state if final else self.state.fork()
         if self.fill.mode != "none" and self.coded < len(grids):
             state.run(range(self.coded, len(grids)), self.bar.counting(fill_pick(state, self.fill, self.gop)))
+        if final:
+            state.release()  # the caches are not needed for synthesis (nor kept beside it)
         missing = missing_octaves(grids, self.coded)
         return self.tok.synthesise(state.f_hat, h.height, h.width, missing).cpu().numpy()
 

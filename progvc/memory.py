@@ -4,27 +4,33 @@ is refused with the estimate instead of being discovered by the kernel (thrashin
 ::
 
     need = estimate(codec.config, width=1920, height=1080, gop_frames=8, scales=10)
-    need.total, str(need)    # bytes; "7.5 GiB at peak (context caches 5.8 GiB, logits and tables ...)"
+    need.total, str(need)    # bytes; "1.7 GiB at peak (context caches 0.7 GiB, logits and tables ...)"
 
 One GOP is coded at a time, so the estimate is per GOP and does not grow with the video's length
 (except the array that ``Codec.decode`` returns, which ``iter_decode`` does not build). Its parts:
 
-- **context caches**: :class:`progvc.coding.GopState` keeps, for every frame of the GOP and every
-  token of every scale coded so far, its keys and values in each block, its memory element and
-  that element's keys and values for each later frame of the window: about 4 bytes x dim x
-  (2 depth + 1 + 2 depth W) per token. With the shipped model that is up to 18 kB per token,
-  5.8 GiB for a GOP of 8 frames of 1080p. A test checks this against the tensors a real
-  ``GopState`` holds: when coding changes what it keeps, update :func:`_context_bytes` with it.
-- **logits** of the largest scale (float32, and the copy gate's out-of-place copy) plus one slice
-  of probability tables (``ENTROPY_ENTRIES`` x 50 bytes).
+- **context caches**: the most :class:`progvc.coding.GopState` holds at once: for every token of
+  the scales coded so far, its keys and values in each block (4 bytes x 2 depth x dim) and, for
+  frames that a later frame reads, its memory element (4 bytes x dim; the readers project it to
+  keys and values when they attend). Nothing of the model's last scale is kept beyond the frames
+  that still read it (:class:`~progvc.models.cached_attention.KVCache`), so a GOP coded through
+  every scale peaks as its last scale starts, holding the coarser scales only: 0.7 GiB for 8 frames
+  of 1080p with the shipped model (it was 5.8 GiB when every scale's keys, and the memory's keys
+  for every reader, were kept). A test checks this against the tensors a real ``GopState`` holds
+  as it codes: when coding changes what it keeps, update :func:`_context_bytes` with it.
+- **logits** of the largest scale (float32; the copy gate adds in place) plus one slice of
+  probability tables (``ENTROPY_ENTRIES`` x 50 bytes). Attention works a group of tiles at a time
+  (``ATTENTION_BYTES``) beside one block's memory keys, less than this.
 - **synthesis / analysis**: one piece of ``g_s`` / ``g_a`` work (at most ``TILE_PIXELS`` pixels,
   a tile's halo included) at ``TRANSFORM_BYTES_PER_PIXEL``; when encoding, the quantiser's
   distance slices (``LOOKUP_ENTRIES``) beside them; encoder refinement adds
   ``REFINE_BYTES_PER_PIXEL`` for frames it refines.
 - **frames**: the GOP's uint8 frames, in and out.
 
-The peak adds the parts alive at once: when decoding, the caches with the larger of the logits
-and ``g_s``; when encoding, the larger of tokenizing and coding. The process's own floor (torch
+The peak adds the parts alive at once: when encoding, the larger of tokenizing and coding; when
+decoding, the larger of coding (caches and logits) and ``g_s``, since the caches are dropped before
+the GOP is synthesised; a streaming decode with previews synthesises beside the caches of the
+scales still to come, so there the caches and the larger of logits and ``g_s`` add up. The process's own floor (torch
 and the model, 0.9 GB on CPU) is not part of the estimate: it is already resident when a job is
 checked against what is available. Measured peaks: benchmarks/README.md, "Memory". This module
 imports neither torch nor numpy.
@@ -32,7 +38,10 @@ imports neither torch nor numpy.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import math
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -79,14 +88,15 @@ class MemoryEstimate:
     frames: int
     output: int = 0
     encode: bool = False
+    previews: bool = False
 
     @property
     def total(self) -> int:
         """The peak: parts that are alive at the same time, added."""
-        if self.encode:  # tokenize (g_a, the lookup, refinement) is done before the caches exist
-            work = max(self.transform, self.context + self.logits)
-        else:  # the caches live until the GOP is synthesised; the logits are gone by then
+        if self.previews:  # a preview synthesises beside the caches; the logits are gone by then
             work = self.context + max(self.logits, self.transform)
+        else:  # tokenize (g_a, ...) is done before the caches exist, and they are dropped before g_s
+            work = max(self.transform, self.context + self.logits)
         return work + self.frames + self.output
 
     def __str__(self) -> str:
@@ -98,17 +108,18 @@ class MemoryEstimate:
 
 
 def estimate(config: CodecConfig, width: int, height: int, gop_frames: int, scales: int, *,
-             temporal: bool = True, encode: bool = False, refine: bool = False, output_frames: int = 0
-             ) -> MemoryEstimate:
+             temporal: bool = True, encode: bool = False, refine: bool = False, output_frames: int = 0,
+             previews: bool = False) -> MemoryEstimate:
     """Peak bytes to code one GOP of ``gop_frames`` frames of ``width`` x ``height`` through its
     first ``scales`` scales (decoding with sampling runs every scale). ``encode`` adds the input
     frames, ``refine`` the refinement's backward pass; ``output_frames`` counts frames of an
-    output array held beside the GOP (``Codec.decode``)."""
+    output array held beside the GOP (``Codec.decode``); ``previews``: frames are synthesised
+    while the caches are still kept for later chunks (the streaming ``Decoder``'s previews)."""
     tok = config.tokenizer
     h, w = -(-height // tok.stride), -(-width // tok.stride)
     tokens = tokens_per_scale(h, w, tok.n_scales)[:scales]
-    context = _context_bytes(config, sum(tokens), gop_frames, temporal) + 4 * gop_frames * tok.latent_channels * h * w
-    logits = 2 * 4 * max(tokens) * tok.codebook_size + 50 * ENTROPY_ENTRIES
+    context = _context_bytes(config, tokens, gop_frames, temporal) + 4 * gop_frames * tok.latent_channels * h * w
+    logits = 4 * max(tokens) * tok.codebook_size + 50 * ENTROPY_ENTRIES
     area = width * height
     piece = min(gop_frames * area, TILE_PIXELS)  # a batch of frames, or one tile with its halo
     transform = TRANSFORM_BYTES_PER_PIXEL * piece
@@ -117,29 +128,63 @@ def estimate(config: CodecConfig, width: int, height: int, gop_frames: int, scal
     if encode:  # the quantiser's distance slices, beside the analysis pieces
         transform += 3 * 4 * min(LOOKUP_ENTRIES, gop_frames * h * w * tok.codebook_size)
     frames = 3 * area * gop_frames * (2 if encode else 1)
-    return MemoryEstimate(context, logits, transform, frames, 3 * area * output_frames, encode)
+    return MemoryEstimate(context, logits, transform, frames, 3 * area * output_frames, encode, previews)
 
 
-def decode_estimate(config: CodecConfig, header: StreamHeader, scales: int, output_frames: int = 0
-                    ) -> MemoryEstimate:
+def decode_estimate(config: CodecConfig, header: StreamHeader, scales: int, output_frames: int = 0,
+                    previews: bool = False) -> MemoryEstimate:
     """:func:`estimate` for decoding the largest GOP of the stream ``header`` describes through
-    ``scales`` scales, from the header alone (what ``Codec.iter_decode`` and ``progvc decode`` check)."""
+    ``scales`` scales, from the header alone (what ``Codec.iter_decode``, the streaming ``Decoder``
+    and ``progvc decode`` check)."""
     return estimate(config, header.width, header.height, min(header.gop_size, header.n_frames), scales,
-                    temporal=header.temporal, output_frames=output_frames)
+                    temporal=header.temporal, output_frames=output_frames, previews=previews)
 
 
-def _context_bytes(config: CodecConfig, tokens: int, gop_frames: int, temporal: bool) -> int:
-    """Bytes ``GopState`` holds for ``tokens`` tokens per frame in a GOP of ``gop_frames`` frames,
-    besides ``f_hat``: per block and token its keys and values (2 dim floats); with temporal context
-    also each token's memory element (dim) and its keys and values for each later frame within the
-    window that will read it; and the token itself (int64)."""
+def _context_bytes(config: CodecConfig, tokens: list[int], gop_frames: int, temporal: bool) -> int:
+    """The most ``GopState`` holds, besides ``f_hat``, while coding scales with ``tokens[k]`` tokens
+    per frame in a GOP of ``gop_frames`` frames, replaying what the cache keeps and drops
+    (:class:`~progvc.models.cached_attention.KVCache`) in coding order: per token and block its keys
+    and values (2 dim floats) until its frame has run the model's last scale (never for that
+    scale); with temporal context the memory element (dim floats) of each frame that a later frame
+    reads, until every reader has run the last scale; and the token itself (int64)."""
     ctx = config.context
     window = ctx.temporal_window if temporal else 0
-    per_frame = 2 * ctx.depth * ctx.dim * gop_frames
-    if window:
-        readers = sum(min(window, gop_frames - 1 - t) for t in range(gop_frames))  # (frame, lag) pairs
-        per_frame += ctx.dim * gop_frames + 2 * ctx.depth * ctx.dim * readers
-    return (4 * per_frame + 8 * gop_frames) * tokens
+    last, per_own, per_mem = config.tokenizer.n_scales - 1, 4 * 2 * ctx.depth * ctx.dim, 4 * ctx.dim
+    own, mem, coded, peak = [0] * gop_frames, [0] * gop_frames, 0, 0
+    for k, n in enumerate(tokens):
+        for t in range(gop_frames):
+            if k < last:  # the block of (t,k) ran: its keys are kept for frame t's finer scales
+                own[t] += per_own * n
+            else:  # frame t is done, and so is the memory of frames whose last reader it was
+                own[t] = 0
+                mem = [0 if min(src + window, gop_frames - 1) <= t else b for src, b in enumerate(mem)]
+            peak = max(peak, sum(own) + sum(mem) + coded)
+            coded += 8 * n  # the tokens of (t,k) are committed, and its memory kept for its readers
+            if window and t + 1 < gop_frames:
+                mem[t] += per_mem * n
+            peak = max(peak, sum(own) + sum(mem) + coded)
+    return peak
+
+
+def return_freed() -> None:
+    """Hand memory the process has freed back to the system (glibc's ``malloc_trim``; a no-op
+    elsewhere). Freed tensors below glibc's mmap threshold (at most 32 MB) stay in the heap, and
+    RSS with them: after coding a 720p GOP about 0.65 GB of it, which ``g_s`` then allocates on
+    top of (decode peak 2.68 GB instead of 2.25). Called between scales and before synthesis;
+    it takes milliseconds and changes no value."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim():  # noqa: ANN202 - a ctypes function, or None
+    if sys.platform != "linux":
+        return None
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
+        return None
 
 
 def available() -> int | None:

@@ -87,3 +87,61 @@ def test_local_rule_sees_the_tile_and_its_halo_and_the_coding_layout_agrees():
                 for row in rows.tolist():
                     visible = keep[row, offsets[j]:offsets[j] + sizes[j]].nonzero().flatten() + offsets[j]
                     assert set(visible.tolist()) == listed
+
+
+@pytest.mark.parametrize("budget", [1, 5000])
+def test_tile_groups_give_the_bits_of_all_tiles_at_once(budget):
+    """Local attention over groups of tiles (a memory bound) is bitwise the attention over every
+    tile in one batch, with the coding path's kernel, padded tiles (a mask) included."""
+    from progvc.determinism import coding_mode
+    from progvc.models.cached_attention import _attend_tiles
+    from progvc.models.local_attention import tile_layout
+
+    torch.manual_seed(3)
+    grids, local_from = [(1, 1), (2, 3), (5, 9), (10, 18)], 2
+    layout = tile_layout(grids, 3, local_from, 4, 1)
+    heads, d = 2, 8
+
+    def kv(n):
+        return torch.randn(1, heads, n, d), torch.randn(1, heads, n, d)
+
+    sources = [[kv(h * w) for h, w in grids] for _ in range(3)]  # frame t and two earlier frames
+    q = torch.randn(1, heads, 10 * 18, d)
+    with coding_mode():
+        whole = _attend_tiles(q, sources, layout, local_from, budget=1 << 40)
+        grouped = _attend_tiles(q, sources, layout, local_from, budget=budget)
+    assert torch.equal(whole, grouped)
+
+
+def test_the_cache_keeps_only_what_a_later_block_reads():
+    """Coded through the last scale a GOP's cache is empty; a fork that runs the last scales
+    (previews) drops only its own entries, and the state it came from codes on to the same logits
+    as a state never forked."""
+    torch.manual_seed(1)
+    cfg = tiny_config()
+    cfg = dataclasses.replace(cfg, context=dataclasses.replace(cfg.context, **LOCAL))
+    tok, ctx = Tokenizer(cfg.tokenizer).eval(), ContextModel(cfg.context, cfg.tokenizer).eval()
+    frames = torch.randint(0, 256, (3, 17, 33, 3), dtype=torch.uint8)
+    grids = tok.grids(17, 33)
+    maps = tok.tokenize(frames)
+    n_scales = len(grids)
+    got: dict = {}
+
+    def pick(t, k, logits, into=got):
+        into[t, k] = logits
+        return maps[k][t].flatten().numpy()
+
+    with torch.no_grad():
+        whole = GopState(ctx, tok.vq, grids, 3)
+        whole.run(range(n_scales), pick)
+        assert whole.cache.own == [[], [], []] and whole.cache.mem == [[], [], []]
+        state, again = GopState(ctx, tok.vq, grids, 3), {}
+        state.run(range(2), lambda t, k, logits: pick(t, k, logits, again))
+        kept = [len(per_t) for per_t in state.cache.own], [len(per_t) for per_t in state.cache.mem]
+        assert kept == ([2, 2, 2], [2, 2, 0])  # the last frame's memory has no reader
+        fork = state.fork()
+        fork.run(range(2, n_scales), lambda t, k, logits: pick(t, k, logits, {}))
+        assert fork.cache.own == [[], [], []] and fork.cache.mem == [[], [], []]
+        assert ([len(per_t) for per_t in state.cache.own], [len(per_t) for per_t in state.cache.mem]) == kept
+        state.run(range(2, n_scales), lambda t, k, logits: pick(t, k, logits, again))
+    assert got.keys() == again.keys() and all(torch.equal(got[key], again[key]) for key in got)
