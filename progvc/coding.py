@@ -16,17 +16,45 @@ and hence the quantised tables, are bitwise equal on the same device and dtype.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
 
 from .determinism import pinned_threads
-from .memory import return_freed
+from .memory import return_freed, row_slices
 from .models.context import ContextModel
 from .models.quantizer import Grid, MultiScaleResidualVQ
 
-Pick = Callable[[int, int, torch.Tensor], np.ndarray | None]
+
+class RowLogits:
+    """The logits (n_k, V) float32 of one (t, k), made a slice of rows at a time: at the finest
+    scale of a 1080p frame all rows at once take 0.5 GiB. ``x``: the blocks' output (1, n_k, D);
+    ``prev``: the previous frame's tokens (1, n_k) for the copy gate, or None.
+
+    Encoder, decoder and sampler read them only through :func:`logit_rows` (the same slices of
+    :func:`progvc.memory.row_slices` everywhere), so they see bitwise the same values; ``full()``
+    joins the slices for whoever needs the whole table (the "mean" fill)."""
+
+    def __init__(self, context: ContextModel, x: torch.Tensor, prev: torch.Tensor | None) -> None:
+        self.ctx, self.x, self.prev = context, x, prev
+        self.shape = (x.shape[1], context.head.out_features)
+
+    def rows(self, rows: slice) -> torch.Tensor:
+        """Logits of the rows ``rows`` (one of ``row_slices(*shape)``), (n_rows, V) float32."""
+        return self.ctx.logits(self.x[:, rows], None if self.prev is None else self.prev[:, rows])[0]
+
+    def full(self) -> torch.Tensor:
+        return torch.cat([part for _, part in logit_rows(self)])
+
+
+def logit_rows(logits: torch.Tensor | RowLogits) -> Iterator[tuple[slice, torch.Tensor]]:
+    """(rows, logits of those rows) slice by slice, of a :class:`RowLogits` or a plain (n, V) tensor."""
+    for rows in row_slices(*logits.shape):
+        yield rows, logits[rows] if isinstance(logits, torch.Tensor) else logits.rows(rows)
+
+
+Pick = Callable[[int, int, RowLogits], np.ndarray | None]
 
 
 class GopState:
@@ -50,14 +78,14 @@ class GopState:
         self.cache = context.new_cache(grids, n_frames, self.window)
         self.rd = context.rd_embedding(lam)
 
-    def logits(self, t: int, k: int) -> torch.Tensor:
-        """Logits of the tokens of (frame t, scale k), (n_k, V) float32."""
+    def logits(self, t: int, k: int) -> RowLogits:
+        """Logits of the tokens of (frame t, scale k), (n_k, V) float32, made slice by slice."""
         grid = self.grids[k]
         prev_mem = self.cache.mem[t - 1][k] if t > 0 and self.window > 0 else None
         x = self.ctx.query_input(self.f_hat[t:t + 1] if k > 0 else None, k, grid, prev_mem, self.rd)
         x = self.ctx.step(x, self.cache, t, k)
         prev = self.tokens[k][t - 1].reshape(1, -1) if t > 0 and self.window > 0 else None
-        return self.ctx.logits(x, prev)[0]
+        return RowLogits(self.ctx, x, prev)
 
     def commit(self, t: int, k: int, tokens: np.ndarray) -> None:
         """Accept the tokens (n_k,) of (t,k): update f_hat and, with temporal context, the memory."""
@@ -66,14 +94,18 @@ class GopState:
         self.f_hat[t:t + 1] += self.vq.embed_scale(r, k, self.grids)
         self._remember(t, k, r, None)
 
-    def commit_expected(self, t: int, k: int, probs: torch.Tensor) -> None:
-        """Fill (t,k) with its expected embedding under probabilities (n_k, V): sum_v p_v e_v goes
-        through the scale's upsampling and phi (both linear, so this is the expected contribution)
-        into f_hat and into the memory; the likeliest token stands in for the copy gate."""
+    def commit_expected(self, t: int, k: int, logits: RowLogits | torch.Tensor) -> None:
+        """Fill (t,k) with its expected embedding under the softmax of ``logits`` (n_k, V):
+        sum_v p_v e_v goes through the scale's upsampling and phi (both linear, so this is the
+        expected contribution) into f_hat and into the memory; the likeliest token stands in for
+        the copy gate. Made a slice of rows at a time, like everything that reads logits."""
         grid = self.grids[k]
-        e = probs.to(self.f_hat.dtype) @ self.vq.codebook.weight  # (n_k, C)
+        codebook = self.vq.codebook.weight
+        parts = [(torch.softmax(part, dim=-1).to(self.f_hat.dtype) @ codebook, part.argmax(1))
+                 for _, part in logit_rows(logits)]
+        e = torch.cat([p[0] for p in parts])  # (n_k, C)
         self.f_hat[t:t + 1] += self.vq.embed_vectors(e.t().reshape(1, -1, *grid), k, self.grids)
-        self._remember(t, k, probs.argmax(1).view(1, *grid), e[None])
+        self._remember(t, k, torch.cat([p[1] for p in parts]).view(1, *grid), e[None])
 
     def _remember(self, t: int, k: int, r: torch.Tensor, embedded: torch.Tensor | None) -> None:
         self.tokens[k].append(r[0])

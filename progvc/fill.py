@@ -25,10 +25,9 @@ import numpy as np
 import torch
 
 from . import bitstream as bs
-from .coding import GopState
+from .coding import GopState, RowLogits, logit_rows
 from .entropy import PROB_BITS
 from .errors import ConfigError
-from .memory import row_slices
 from .options import DEFAULT_FILL, FILL_MODES
 
 
@@ -122,12 +121,12 @@ def sample_tokens(logits: torch.Tensor, opts: SamplingOptions, rng: np.random.Ge
 def fill_pick(state: GopState, opts: FillOptions, gop: int) -> Callable[[int, int, torch.Tensor], np.ndarray | None]:
     """The ``pick`` that fills the scales not sent, for :meth:`GopState.run` (None for "none")."""
     if opts.mode == "mean":
-        def mean(t: int, k: int, logits: torch.Tensor) -> None:
-            state.commit_expected(t, k, torch.softmax(logits.float(), dim=-1))
+        def mean(t: int, k: int, logits: RowLogits) -> None:
+            state.commit_expected(t, k, logits)
         return mean
     rng = gop_generator(opts.seed, gop)
 
-    def sample(t: int, k: int, logits: torch.Tensor) -> np.ndarray:
+    def sample(t: int, k: int, logits: RowLogits) -> np.ndarray:
         # rows are drawn in order from one generator, so slices give the tokens all rows at once would
-        return np.concatenate([sample_tokens(logits[rows], opts.sampling, rng) for rows in row_slices(*logits.shape)])
+        return np.concatenate([sample_tokens(part, opts.sampling, rng) for _, part in logit_rows(logits)])
     return sample

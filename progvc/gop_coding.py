@@ -17,17 +17,17 @@ continue from the coded scales only). Both therefore decode every fill mode iden
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from . import bitstream as bs
-from .coding import GopState
+from .coding import GopState, RowLogits, logit_rows
 from .entropy import ChunkDecoder, ChunkEncoder, probability_table
 from .errors import BitstreamError
 from .fill import FillOptions, fill_pick
-from .memory import row_slices
 from .models.context import ContextModel
 from .models.quantizer import Grid
 from .models.tokenizer import Tokenizer
@@ -37,28 +37,42 @@ from .scales import missing_octaves
 from .skip import FlagModel, layout
 
 
-def range_encode(coder: ChunkEncoder, tokens: np.ndarray, logits: torch.Tensor) -> None:
-    """Code tokens (n,) under logits (n, V), a slice of rows at a time (same bytes as all at once)."""
-    for rows in row_slices(*logits.shape):
-        coder.add(tokens[rows], probability_table(logits[rows]))
+def _coded_rows(logits: torch.Tensor | RowLogits, coded: np.ndarray | None
+                ) -> Iterator[tuple[slice | np.ndarray, torch.Tensor]]:
+    """(token indices, their logits) slice by slice; only the rows ``coded`` (sorted) if given."""
+    for rows, part in logit_rows(logits):
+        if coded is None:
+            yield rows, part
+            continue
+        picked = coded[(coded >= rows.start) & (coded < rows.stop)]
+        if len(picked):
+            yield picked, part[torch.as_tensor(picked - rows.start)]
 
 
-def range_decode(decoder: ChunkDecoder, logits: torch.Tensor) -> np.ndarray:
-    """Tokens (n,) int64 decoded under logits (n, V), a slice of rows at a time."""
-    parts = [decoder.take(probability_table(logits[rows])) for rows in row_slices(*logits.shape)]
+def range_encode(coder: ChunkEncoder, tokens: np.ndarray, logits: torch.Tensor | RowLogits,
+                 coded: np.ndarray | None = None) -> None:
+    """Code tokens (n,) under logits (n, V), only the rows ``coded`` (sorted indices; None: all),
+    a slice of rows at a time (the same bytes as all at once)."""
+    for rows, part in _coded_rows(logits, coded):
+        coder.add(tokens[rows], probability_table(part))
+
+
+def range_decode(decoder: ChunkDecoder, logits: torch.Tensor | RowLogits, coded: np.ndarray | None = None
+                 ) -> np.ndarray:
+    """Tokens decoded under logits (n, V) for the rows ``coded`` (sorted indices; None: all n),
+    a slice of rows at a time: int64 (len(coded),)."""
+    parts = [decoder.take(probability_table(part)) for _, part in _coded_rows(logits, coded)]
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 
-def write_choice(coder: ChunkEncoder, choice: Choice, logits: torch.Tensor) -> None:
+def write_choice(coder: ChunkEncoder, choice: Choice, logits: RowLogits) -> None:
     """Code one (t, k) into its chunk: the skip flags if any, then the tokens not copied."""
-    if choice.flags is None:
-        range_encode(coder, choice.tokens, logits)
-        return
-    coder.add(choice.flags.astype(np.int64), choice.flag_tables)
-    range_encode(coder, choice.tokens[choice.coded], logits[torch.as_tensor(choice.coded)])
+    if choice.flags is not None:
+        coder.add(choice.flags.astype(np.int64), choice.flag_tables)
+    range_encode(coder, choice.tokens, logits, choice.coded)
 
 
-def read_choice(decoder: ChunkDecoder, logits: torch.Tensor, prev: torch.Tensor | None, flag_model: FlagModel,
+def read_choice(decoder: ChunkDecoder, logits: RowLogits, prev: torch.Tensor | None, flag_model: FlagModel,
                 skip_block: int, grid: Grid) -> np.ndarray:
     """The inverse of :func:`write_choice`: the (n,) tokens of one (t, k), ``prev`` the previous
     frame's tokens at that scale (None for a GOP's first frame or a stream without block skip)."""
@@ -68,7 +82,7 @@ def read_choice(decoder: ChunkDecoder, logits: torch.Tensor, prev: torch.Tensor 
     copied = flag_model.read(decoder, lay)[lay.block]
     tokens = prev.reshape(-1).cpu().numpy().copy()
     coded = np.flatnonzero(~copied)
-    tokens[coded] = range_decode(decoder, logits[torch.as_tensor(coded)])
+    tokens[coded] = range_decode(decoder, logits, coded)
     return tokens
 
 
@@ -116,7 +130,7 @@ class GopEncoder:
         chooser = self._chooser(state, f, lam)
         coders = [ChunkEncoder() for _ in range(n_scales)]
 
-        def pick(t: int, k: int, logits: torch.Tensor) -> np.ndarray:
+        def pick(t: int, k: int, logits: RowLogits) -> np.ndarray:
             choice = chooser.choose(t, k, logits)
             write_choice(coders[k], choice, logits)
             return choice.tokens
@@ -145,7 +159,7 @@ class GopDecoder:
         k, decoder, flag_model = self.coded, ChunkDecoder(chunk.payload), FlagModel()
         tokens, skip, grid = self.state.tokens[k], self.header.skip_block, self.header.grids[k]
 
-        def pick(t: int, k: int, logits: torch.Tensor) -> np.ndarray:
+        def pick(t: int, k: int, logits: RowLogits) -> np.ndarray:
             return read_choice(decoder, logits, tokens[t - 1] if t > 0 else None, flag_model, skip, grid)
 
         self.state.run(range(k, k + 1), self.bar.counting(pick))

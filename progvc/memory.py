@@ -18,8 +18,9 @@ One GOP is coded at a time, so the estimate is per GOP and does not grow with th
   of 1080p with the shipped model (it was 5.8 GiB when every scale's keys, and the memory's keys
   for every reader, were kept). A test checks this against the tensors a real ``GopState`` holds
   as it codes: when coding changes what it keeps, update :func:`_context_bytes` with it.
-- **logits** of the largest scale (float32; the copy gate adds in place) plus one slice of
-  probability tables (``ENTROPY_ENTRIES`` x 50 bytes). Attention works a group of tiles at a time
+- **logits**: one slice of ``ENTROPY_ENTRIES`` float32 logits (``progvc.coding.RowLogits``
+  makes them slice by slice; all rows of the finest 1080p scale at once took 0.5 GiB) plus one
+  slice of probability tables (``ENTROPY_ENTRIES`` x 50 bytes). Attention works a group of tiles at a time
   (``ATTENTION_BYTES``) beside one block's memory keys, less than this.
 - **synthesis / analysis**: one piece of ``g_s`` / ``g_a`` work (at most ``TILE_PIXELS`` pixels,
   a tile's halo included) at ``TRANSFORM_BYTES_PER_PIXEL``; when encoding, the quantiser's
@@ -119,7 +120,7 @@ def estimate(config: CodecConfig, width: int, height: int, gop_frames: int, scal
     h, w = -(-height // tok.stride), -(-width // tok.stride)
     tokens = tokens_per_scale(h, w, tok.n_scales)[:scales]
     context = _context_bytes(config, tokens, gop_frames, temporal) + 4 * gop_frames * tok.latent_channels * h * w
-    logits = 4 * max(tokens) * tok.codebook_size + 50 * ENTROPY_ENTRIES
+    logits = 4 * min(max(tokens) * tok.codebook_size, ENTROPY_ENTRIES) + 50 * ENTROPY_ENTRIES  # one slice
     area = width * height
     piece = min(gop_frames * area, TILE_PIXELS)  # a batch of frames, or one tile with its halo
     transform = TRANSFORM_BYTES_PER_PIXEL * piece

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .memory import row_slices
+from .coding import RowLogits, logit_rows
 from .models.quantizer import Grid, MultiScaleResidualVQ, resize
 from .skip import FlagModel, layout
 
@@ -87,16 +87,16 @@ class TokenChooser:
         # ||z||^2 is the same for every code of a row: left out of the argmin, kept out of the sum
         return (self.e2[None, :] - 2 * flat @ self.e.t()) * (h * w / (hk * wk))
 
-    def __call__(self, t: int, k: int, logits: torch.Tensor) -> np.ndarray:
+    def __call__(self, t: int, k: int, logits: torch.Tensor | RowLogits) -> np.ndarray:
         return self.choose(t, k, logits).tokens
 
-    def choose(self, t: int, k: int, logits: torch.Tensor) -> Choice:
+    def choose(self, t: int, k: int, logits: torch.Tensor | RowLogits) -> Choice:
         """The tokens of (t, k) (and block flags where skip is on) that minimise D + lambda R."""
         z = self.residual(t, k)
         prev = self.tokens[k][t - 1].reshape(-1) if self.skip_block and t > 0 else None
         best, j_best, bits_best, d_prev = [], [], [], []
-        for rows in row_slices(*logits.shape):  # (n_k, V) float temporaries a slice at a time
-            cost_bits = -torch.log_softmax(logits[rows].float(), dim=-1) / math.log(2)
+        for rows, part in logit_rows(logits):  # (n_k, V) float temporaries a slice at a time
+            cost_bits = -torch.log_softmax(part.float(), dim=-1) / math.log(2)
             dist = self.distortion(t, k, rows, z)
             score = dist + self.lam * cost_bits if self.lam > 0 else dist
             r = score.argmin(dim=1)

@@ -38,7 +38,7 @@ def test_training_pass_matches_incremental_coding(temporal, n_frames, context):
             got = {}
 
             def pick(t, k, logits, b=b, got=got):
-                got[t, k] = logits
+                got[t, k] = logits.full()
                 return batched[k][b, t].flatten().numpy()
 
             state.run(range(len(grids)), pick)
@@ -128,7 +128,7 @@ def test_the_cache_keeps_only_what_a_later_block_reads():
     got: dict = {}
 
     def pick(t, k, logits, into=got):
-        into[t, k] = logits
+        into[t, k] = logits.full()
         return maps[k][t].flatten().numpy()
 
     with torch.no_grad():
