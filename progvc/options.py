@@ -66,7 +66,7 @@ def get_preset(name: str) -> Preset:
 
 DEFAULT_SKIP_BLOCK = 2
 """Side in tokens of the blocks an inter frame may copy (:mod:`progvc.skip`; 0: off). Measured on
-dev against 1 and 4 (benchmarks/README.md, "Block skip")."""
+dev clips against 1, 4 and 8 (benchmarks/README.md, "Block skip: block side")."""
 
 
 FILL_MODES = ("mean", "sample", "none")
