@@ -58,10 +58,11 @@ REFINE_BYTES_PER_PIXEL = 1850
 """Peak bytes per pixel of encoder refinement's backward pass (measured: 1.7 GB for one 720p frame)."""
 
 # -- the budgets that bound each piece of work: their one home (used by tiling, tokenizer, codec) --
-TILE_PIXELS = 1 << 21
+TILE_PIXELS = 1 << 20
 """Pixels (of the larger side of a transform: output of ``g_s``, input of ``g_a``) per piece of
-work: a batch of whole frames, or one tile with its halo (:mod:`progvc.models.tiling`). 2^21 keeps
-1080p whole (2,073,600 pixels, about 1.7 GB through ``g_s``) and tiles larger frames."""
+work: a batch of whole frames, or one tile with its halo (:mod:`progvc.models.tiling`). 2^20 keeps
+720p whole (921,600 pixels) and tiles 1080p and larger frames: a whole 1080p frame took about
+1.7 GB through ``g_s``, which put a 1080p decode at 3.04 GB peak (2^21 before)."""
 ENTROPY_ENTRIES = 1 << 22
 """Logit entries (rows x V) made into probability tables, or sampled, at once. The float64 softmax
 and int64 tables take about 40-50 bytes per entry: 5.3 GB for the finest scale of one 1080p frame

@@ -261,6 +261,6 @@ def test_memory_estimate_of_the_shipped_architecture_matches_the_measured_table(
     cfg = small_config()
     gib = {name: estimate(cfg, w, h, 8, 10).total / 2**30 for name, (w, h) in
            {"cif": (352, 288), "720p": (1280, 720), "1080p": (1920, 1080)}.items()}
-    assert 0.4 < gib["cif"] < 1 and 1.2 < gib["720p"] < 2.2 and 1.2 < gib["1080p"] < 2.2, gib
+    assert 0.4 < gib["cif"] < 1 and 0.7 < gib["720p"] < 1.5 and 0.8 < gib["1080p"] < 1.5, gib
     assert "context caches" in str(estimate(cfg, 1920, 1080, 8, 10))
     assert available() is None or available() > 0
