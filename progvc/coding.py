@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from .determinism import pinned_threads
-from .memory import return_freed, row_slices
+from .memory import TRIM_TOKENS, return_freed, row_slices
 from .models.context import ContextModel
 from .models.quantizer import Grid, MultiScaleResidualVQ
 
@@ -123,7 +123,7 @@ class GopState:
         """
         with pinned_threads(self.f_hat.device):
             for k in scales:
-                return_freed()  # the last scale's temporaries, before this one's (larger) ones
+                self._trim()  # the last scale's temporaries, before this one's (larger) ones
                 for t in range(self.n_frames):
                     tokens = pick(t, k, self.logits(t, k))
                     if tokens is not None:
@@ -142,7 +142,12 @@ class GopState:
         """Drop the attention cache: no further scale will be coded (before synthesis, so that the
         caches and ``g_s`` are not alive at once). f_hat and the tokens stay."""
         self.cache.clear()
-        return_freed()
+        self._trim()
+
+    def _trim(self) -> None:
+        """Hand freed memory back to the system, for frames large enough to need it (``TRIM_TOKENS``)."""
+        if self.grids[-1][0] * self.grids[-1][1] >= TRIM_TOKENS:
+            return_freed()
 
     def token_maps(self) -> list[torch.Tensor]:
         """Coded tokens so far, one (T,h_k,w_k) int64 map per scale."""
