@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from .determinism import pinned_threads
-from .memory import TRIM_TOKENS, return_freed, row_slices
+from .memory import KEEP_LOGITS_BYTES, TRIM_TOKENS, return_freed, row_slices
 from .models.context import ContextModel
 from .models.quantizer import Grid, MultiScaleResidualVQ
 
@@ -39,10 +39,18 @@ class RowLogits:
     def __init__(self, context: ContextModel, x: torch.Tensor, prev: torch.Tensor | None) -> None:
         self.ctx, self.x, self.prev = context, x, prev
         self.shape = (x.shape[1], context.head.out_features)
+        # the encoder reads every slice twice (RD choice, range coder): small tables are kept
+        small = 4 * self.shape[0] * self.shape[1] <= KEEP_LOGITS_BYTES
+        self._kept: dict[int, torch.Tensor] | None = {} if small else None
 
     def rows(self, rows: slice) -> torch.Tensor:
         """Logits of the rows ``rows`` (one of ``row_slices(*shape)``), (n_rows, V) float32."""
-        return self.ctx.logits(self.x[:, rows], None if self.prev is None else self.prev[:, rows])[0]
+        if self._kept is not None and rows.start in self._kept:
+            return self._kept[rows.start]
+        out = self.ctx.logits(self.x[:, rows], None if self.prev is None else self.prev[:, rows])[0]
+        if self._kept is not None:
+            self._kept[rows.start] = out
+        return out
 
     def full(self) -> torch.Tensor:
         return torch.cat([part for _, part in logit_rows(self)])

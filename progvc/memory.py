@@ -19,8 +19,9 @@ One GOP is coded at a time, so the estimate is per GOP and does not grow with th
   for every reader, were kept). A test checks this against the tensors a real ``GopState`` holds
   as it codes: when coding changes what it keeps, update :func:`_context_bytes` with it.
 - **logits**: one slice of ``ENTROPY_ENTRIES`` float32 logits (``progvc.coding.RowLogits``
-  makes them slice by slice; all rows of the finest 1080p scale at once took 0.5 GiB) plus one
-  slice of probability tables (``ENTROPY_ENTRIES`` x 50 bytes). Attention works a group of tiles at a time
+  makes them slice by slice; all rows of the finest 1080p scale at once took 0.5 GiB), or the
+  whole table where it is at most ``KEEP_LOGITS_BYTES``, plus one slice of probability tables
+  (``ENTROPY_ENTRIES`` x 50 bytes). Attention works a group of tiles at a time
   (``ATTENTION_BYTES``) beside one block's memory keys, less than this.
 - **synthesis / analysis**: one piece of ``g_s`` / ``g_a`` work (at most ``TILE_PIXELS`` pixels,
   a tile's halo included) at ``TRANSFORM_BYTES_PER_PIXEL``; when encoding, the quantiser's
@@ -68,6 +69,10 @@ ENTROPY_ENTRIES = 1 << 22
 and int64 tables take about 40-50 bytes per entry: 5.3 GB for the finest scale of one 1080p frame
 in one go, 170 MB in slices of 4M entries. Rows are coded (and drawn) in order either way: the same
 bytes and the same tokens."""
+KEEP_LOGITS_BYTES = 1 << 26
+"""A (t, k)'s logits are kept once made when all of them take at most this (64 MB: 4,096 rows,
+the finest scale of a 512x512 frame), so that the encoder, which reads them twice, makes them once; larger
+tables are made again slice by slice (:class:`progvc.coding.RowLogits`)."""
 LOOKUP_ENTRIES = 1 << 24
 """Distances (rows x V) computed at once by the quantiser's nearest-codebook lookup. The finest
 scale of a 4K frame is 138,240 rows x 4,096 codes: 2.3 GB per float32 temporary, three of them at
@@ -121,7 +126,8 @@ def estimate(config: CodecConfig, width: int, height: int, gop_frames: int, scal
     h, w = -(-height // tok.stride), -(-width // tok.stride)
     tokens = tokens_per_scale(h, w, tok.n_scales)[:scales]
     context = _context_bytes(config, tokens, gop_frames, temporal) + 4 * gop_frames * tok.latent_channels * h * w
-    logits = 4 * min(max(tokens) * tok.codebook_size, ENTROPY_ENTRIES) + 50 * ENTROPY_ENTRIES  # one slice
+    table = 4 * max(tokens) * tok.codebook_size  # float32 logits of the largest scale
+    logits = (table if table <= KEEP_LOGITS_BYTES else 4 * ENTROPY_ENTRIES) + 50 * ENTROPY_ENTRIES  # kept, or a slice
     area = width * height
     piece = min(gop_frames * area, TILE_PIXELS)  # a batch of frames, or one tile with its halo
     transform = TRANSFORM_BYTES_PER_PIXEL * piece
