@@ -216,7 +216,8 @@ def _unpack_header(data: bytes | memoryview) -> tuple[StreamHeader, int]:
     _check(name.isascii() and len(name) > 0, "model name is not ASCII")
     fields = _FIXED.unpack_from(body, 1 + name_len + 32)
     w, h, t, fn, fd, gop, k, coded, seed, temp, top_k, top_p, flags = fields
-    skip_bits = 3 if data[len(MAGIC)] >= 3 else 0  # version 2 knows no block skip
+    _, version, _ = _HEAD.unpack_from(data, 0)
+    skip_bits = 3 if version >= 3 else 0  # version 2 knows no block skip
     _check(flags & ~(FLAG_INTRA | skip_bits << _SKIP_SHIFT) == 0, f"unknown header flags {flags:#x}")
     _check(len(body) == n_scales_at + 4 * k, "header length does not match its scale count")
     _check(fd > 0 and fn > 0, "frame rate is zero")

@@ -37,10 +37,9 @@ from .limits import Limits, as_limits
 from .memory import MemoryEstimate, decode_estimate, estimate
 from .models.context import ContextModel
 from .models.tokenizer import Tokenizer
-from .options import DEFAULT_PRESET, DEFAULT_QUALITY, get_preset, quality_of, rd_lambda, scales_run
+from .options import DEFAULT_PRESET, DEFAULT_QUALITY, DEFAULT_SKIP_BLOCK, get_preset, quality_of, rd_lambda, scales_run
 from .progress import NO_PROGRESS, Progress
 from .rate_control import budget_bytes, search_quality
-from .skip import DEFAULT_SKIP_BLOCK, SKIP_BLOCKS
 from .weights import load_named, parse_weights, serialize, sha256_hex
 
 
@@ -192,8 +191,8 @@ class Codec:
         _check_int("top_k", top_k, 0, (1 << 32) - 1)
         SamplingOptions(temperature, top_k, top_p)
         seed = check_seed(seed)
-        if skip_block not in SKIP_BLOCKS or isinstance(skip_block, bool):
-            raise ConfigError(f"skip_block must be one of {', '.join(map(str, SKIP_BLOCKS))} (0: no block skip), "
+        if skip_block not in bs.SKIP_BLOCKS or isinstance(skip_block, bool):
+            raise ConfigError(f"skip_block must be one of {', '.join(map(str, bs.SKIP_BLOCKS))} (0: no block skip), "
                               f"got {skip_block!r}")
         skip_block = skip_block if temporal else 0
         if bpp is not None and (isinstance(bpp, bool) or not isinstance(bpp, (int, float)) or not 0 < bpp < 1e6):

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from .determinism import pinned_threads
-from .memory import KEEP_LOGITS_BYTES, TRIM_TOKENS, return_freed, row_slices
+from .memory import TRIM_TOKENS, logits_kept, return_freed, row_slices
 from .models.context import ContextModel
 from .models.quantizer import Grid, MultiScaleResidualVQ
 
@@ -40,8 +40,7 @@ class RowLogits:
         self.ctx, self.x, self.prev = context, x, prev
         self.shape = (x.shape[1], context.head.out_features)
         # the encoder reads every slice twice (RD choice, range coder): small tables are kept
-        small = 4 * self.shape[0] * self.shape[1] <= KEEP_LOGITS_BYTES
-        self._kept: dict[int, torch.Tensor] | None = {} if small else None
+        self._kept: dict[int, torch.Tensor] | None = {} if logits_kept(*self.shape) else None
 
     def rows(self, rows: slice) -> torch.Tensor:
         """Logits of the rows ``rows`` (one of ``row_slices(*shape)``), (n_rows, V) float32."""

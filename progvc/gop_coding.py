@@ -110,7 +110,7 @@ class GopEncoder:
     def __init__(self, tokenizer: Tokenizer, context: ContextModel, grids: list[Grid], *, temporal: bool = True,
                  skip_block: int = 0) -> None:
         self.tok, self.ctx, self.grids, self.temporal = tokenizer, context, grids, temporal
-        self.skip_block = skip_block if temporal else 0
+        self.skip_block = skip_block
 
     def latent(self, frames: torch.Tensor, refine: int) -> torch.Tensor:
         """uint8 (T,H,W,3) -> the latent f (T,C,h,w) to quantise, refined by ``refine`` steps."""

@@ -126,8 +126,8 @@ def estimate(config: CodecConfig, width: int, height: int, gop_frames: int, scal
     h, w = -(-height // tok.stride), -(-width // tok.stride)
     tokens = tokens_per_scale(h, w, tok.n_scales)[:scales]
     context = _context_bytes(config, tokens, gop_frames, temporal) + 4 * gop_frames * tok.latent_channels * h * w
-    table = 4 * max(tokens) * tok.codebook_size  # float32 logits of the largest scale
-    logits = (table if table <= KEEP_LOGITS_BYTES else 4 * ENTROPY_ENTRIES) + 50 * ENTROPY_ENTRIES  # kept, or a slice
+    rows, vocab = max(tokens), tok.codebook_size  # the largest scale's float32 logits: kept, or a slice
+    logits = 4 * (rows * vocab if logits_kept(rows, vocab) else ENTROPY_ENTRIES) + 50 * ENTROPY_ENTRIES
     area = width * height
     piece = min(gop_frames * area, TILE_PIXELS)  # a batch of frames, or one tile with its halo
     transform = TRANSFORM_BYTES_PER_PIXEL * piece
@@ -137,6 +137,12 @@ def estimate(config: CodecConfig, width: int, height: int, gop_frames: int, scal
         transform += 3 * 4 * min(LOOKUP_ENTRIES, gop_frames * h * w * tok.codebook_size)
     frames = 3 * area * gop_frames * (2 if encode else 1)
     return MemoryEstimate(context, logits, transform, frames, 3 * area * output_frames, encode, previews)
+
+
+def logits_kept(rows: int, vocab: int) -> bool:
+    """Whether a (t, k)'s float32 logits of ``rows`` x ``vocab`` are kept whole once made
+    (``KEEP_LOGITS_BYTES``), or made again slice by slice (:class:`progvc.coding.RowLogits`)."""
+    return 4 * rows * vocab <= KEEP_LOGITS_BYTES
 
 
 def decode_estimate(config: CodecConfig, header: StreamHeader, scales: int, output_frames: int = 0,

@@ -34,13 +34,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .bitstream import SKIP_BLOCKS
-from .options import DEFAULT_SKIP_BLOCK
-
 if TYPE_CHECKING:
     from .entropy import ChunkDecoder
-
-__all__ = ["DEFAULT_SKIP_BLOCK", "SKIP_BLOCKS", "BlockLayout", "FlagModel", "layout"]
 
 FLAG_TOTAL = 1 << 16
 """The flag model's probabilities are integer counts out of 2^16 (what both sides compute alike)."""
