@@ -34,13 +34,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .adaptive import AdaptiveBit
+
 if TYPE_CHECKING:
     from .entropy import ChunkDecoder
-
-FLAG_TOTAL = 1 << 16
-"""The flag model's probabilities are integer counts out of 2^16 (what both sides compute alike)."""
-_MAX_COUNT = 1 << 10
-"""Counts are halved past this, so the model follows a chunk whose statistics drift."""
 
 
 @dataclass(frozen=True)
@@ -71,30 +68,17 @@ def layout(rows: int, cols: int, side: int) -> BlockLayout:
     return BlockLayout(block, left, up)
 
 
-class FlagModel:
-    """Adaptive probabilities of one chunk's skip flags; encoder and decoder update it alike.
-
-    Context of a block: how many of its left and upper neighbours (in the same frame) were
-    skipped, 0..2. Counts start at one half each (Krichevsky-Trofimov), in units of 1/2.
-    """
+class FlagModel(AdaptiveBit):
+    """Adaptive probabilities of one chunk's skip flags (:class:`~progvc.adaptive.AdaptiveBit`);
+    encoder and decoder update it alike. Context of a block: how many of its left and upper
+    neighbours (in the same frame) were skipped, 0..2."""
 
     def __init__(self) -> None:
-        self.counts = np.ones((3, 2), dtype=np.int64)
+        super().__init__(3)
 
     @staticmethod
     def context(flags: np.ndarray, lay: BlockLayout, b: int) -> int:
         return int(lay.left[b] >= 0 and flags[lay.left[b]]) + int(lay.up[b] >= 0 and flags[lay.up[b]])
-
-    def table(self, ctx: int) -> np.ndarray:
-        """(1, 2) int64 counts out of ``FLAG_TOTAL`` for flag 0 and 1 (each at least 1)."""
-        c0, c1 = (int(x) for x in self.counts[ctx])
-        one = min(max((FLAG_TOTAL * c1 + (c0 + c1) // 2) // (c0 + c1), 1), FLAG_TOTAL - 1)
-        return np.array([[FLAG_TOTAL - one, one]], dtype=np.int64)
-
-    def update(self, ctx: int, flag: bool) -> None:
-        self.counts[ctx, int(flag)] += 2
-        if self.counts[ctx].sum() > _MAX_COUNT:
-            self.counts[ctx] = (self.counts[ctx] + 1) // 2
 
     def decide(self, j_skip: np.ndarray, j_code: np.ndarray, lam: float, lay: BlockLayout
                ) -> tuple[np.ndarray, np.ndarray, float]:
@@ -108,7 +92,7 @@ class FlagModel:
         for b in range(lay.n):
             ctx = self.context(flags, lay, b)
             tables[b] = self.table(ctx)[0]
-            cost = -np.log2(tables[b] / FLAG_TOTAL)
+            cost = self.cost(ctx)
             flags[b] = j_skip[b] + lam * cost[1] <= j_code[b] + lam * cost[0]  # a tie: the copy is as good
             bits += float(cost[int(flags[b])])
             self.update(ctx, bool(flags[b]))
@@ -119,6 +103,5 @@ class FlagModel:
         flags = np.zeros(lay.n, dtype=bool)
         for b in range(lay.n):
             ctx = self.context(flags, lay, b)
-            flags[b] = bool(decoder.take(self.table(ctx))[0])
-            self.update(ctx, bool(flags[b]))
+            flags[b] = self.read_bit(decoder, ctx)
         return flags

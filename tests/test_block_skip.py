@@ -9,8 +9,9 @@ import pytest
 
 import progvc
 from progvc import bitstream as bs
+from progvc.adaptive import FLAG_TOTAL
 from progvc.entropy import ChunkDecoder, ChunkEncoder
-from progvc.skip import FLAG_TOTAL, FlagModel, layout
+from progvc.skip import FlagModel, layout
 
 from .conftest import smooth_clip
 
