@@ -7,7 +7,8 @@ Layout (all integers little-endian; the full description lives in ``docs/FORMAT.
     body     = name_len:u8 name sha256[32] width:u32 height:u32 frames:u32 fps_num:u32 fps_den:u32
                gop_size:u16 n_scales:u8 coded_scales:u8 seed:u64 temperature:f32 top_k:u32 top_p:f32
                flags:u8 (rows:u16 cols:u16) * n_scales       flags bit 0: no temporal context,
-                                                              bits 1-2: block skip side (0, 1, 2, 4)
+                                                              bits 1-2: block skip side (0, 1, 2, 4),
+                                                              bit 3: context-mode flags
     gop      = n_chunks:u8 rd_lambda:f32 (payload_len:u32) * n_chunks crc32(n_chunks..lengths):u32 chunk*
     chunk    = crc32(tokens):u32 crc32(crc32(tokens) payload):u32 payload
 
@@ -32,9 +33,10 @@ from typing import NamedTuple
 from .errors import BitstreamError, ConfigError
 
 MAGIC = b"PGVC"
-VERSION = 3
-READABLE_VERSIONS = (2, 3)
-"""Version 2 is version 3 without block skip (its flag bits 1-2 are zero): still read."""
+VERSION = 4
+READABLE_VERSIONS = (2, 3, 4)
+"""Version 3 is version 4 without context-mode flags (flag bit 3 zero), version 2 is version 3
+without block skip (flag bits 1-2 zero): both still read."""
 OLD_VERSIONS = {1: "progvc 0.1 (models progvc-small-v1..v3)"}
 MAX_SIDE = 8192
 MAX_FRAMES = 1 << 20
@@ -51,6 +53,9 @@ SKIP_BLOCKS = (0, 1, 2, 4)
 """Block sides of inter-frame block skip (:mod:`progvc.skip`) the header can signal, by the value
 of flag bits 1-2; 0: no skip flags."""
 _SKIP_SHIFT = 1
+FLAG_MODES = 8
+"""Header flag bit 3: every (frame after a GOP's first, scale) block starts with its context-mode
+flag (:mod:`progvc.modes`); only with temporal context."""
 _CHUNK = struct.Struct("<II")
 _GOP_HEAD = struct.Struct("<Bf")  # n_chunks, rd_lambda
 
@@ -74,6 +79,7 @@ class StreamHeader:
     top_p: float = 1.0
     temporal: bool = True
     skip_block: int = 0
+    modes: bool = False
 
     @property
     def n_scales(self) -> int:
@@ -149,6 +155,7 @@ def _validate_header(h: StreamHeader) -> None:
     _check(len(h.weights_sha256) == 32, "weights hash is not 32 bytes")
     _check(h.skip_block in SKIP_BLOCKS and (h.temporal or not h.skip_block),
            f"block skip side {h.skip_block} not one of {SKIP_BLOCKS} (0 without temporal context)")
+    _check(h.temporal or not h.modes, "context-mode flags without temporal context")
     _check(0 < h.temperature <= 100 and 0 < h.top_p <= 1, "sampling parameters out of range")
     for r, c in h.grids:
         _check(1 <= r <= MAX_SIDE and 1 <= c <= MAX_SIDE, f"scale grid {r}x{c} out of range")
@@ -161,7 +168,8 @@ def pack_header(h: StreamHeader) -> bytes:
     body = bytes([len(name)]) + name + h.weights_sha256 + _FIXED.pack(
         h.width, h.height, h.n_frames, h.fps.numerator, h.fps.denominator, h.gop_size,
         h.n_scales, h.coded_scales, h.seed, h.temperature, h.top_k, h.top_p,
-        (0 if h.temporal else FLAG_INTRA) | SKIP_BLOCKS.index(h.skip_block) << _SKIP_SHIFT,
+        (0 if h.temporal else FLAG_INTRA) | SKIP_BLOCKS.index(h.skip_block) << _SKIP_SHIFT
+        | (FLAG_MODES if h.modes else 0),
     ) + b"".join(struct.pack("<HH", r, c) for r, c in h.grids)
     head = _HEAD.pack(MAGIC, VERSION, len(body)) + body
     return head + struct.pack("<I", zlib.crc32(head))
@@ -217,14 +225,14 @@ def _unpack_header(data: bytes | memoryview) -> tuple[StreamHeader, int]:
     fields = _FIXED.unpack_from(body, 1 + name_len + 32)
     w, h, t, fn, fd, gop, k, coded, seed, temp, top_k, top_p, flags = fields
     _, version, _ = _HEAD.unpack_from(data, 0)
-    skip_bits = 3 if version >= 3 else 0  # version 2 knows no block skip
-    _check(flags & ~(FLAG_INTRA | skip_bits << _SKIP_SHIFT) == 0, f"unknown header flags {flags:#x}")
+    known = FLAG_INTRA | (3 << _SKIP_SHIFT if version >= 3 else 0) | (FLAG_MODES if version >= 4 else 0)
+    _check(flags & ~known == 0, f"unknown header flags {flags:#x}")
     _check(len(body) == n_scales_at + 4 * k, "header length does not match its scale count")
     _check(fd > 0 and fn > 0, "frame rate is zero")
     grids = tuple(struct.unpack_from("<HH", body, n_scales_at + 4 * i) for i in range(k))
     header = StreamHeader(name.decode(), body[1 + name_len:1 + name_len + 32], w, h, t, Fraction(fn, fd),
                           gop, grids, coded, seed, temp, top_k, top_p, not flags & FLAG_INTRA,
-                          SKIP_BLOCKS[flags >> _SKIP_SHIFT & 3])
+                          SKIP_BLOCKS[flags >> _SKIP_SHIFT & 3], bool(flags & FLAG_MODES))
     _validate_header(header)
     return header, end + 4
 

@@ -213,7 +213,8 @@ class Codec:
         if known is None and progress:  # the bar's total: count the file's frames (decoding is cheap beside coding)
             known = count_frames(video, size=size, max_frames=max_frames, pix_fmt_in=pix_fmt_in)
         steps, n_gops = (None, None) if known is None else (known * n, -(-known // gop))
-        encoder = GopEncoder(self.tokenizer, self.context, grids, temporal=temporal, skip_block=skip_block)
+        encoder = GopEncoder(self.tokenizer, self.context, grids, temporal=temporal, skip_block=skip_block,
+                             modes=temporal)
         n_frames, coded, kept = 0, [], []
         with coding_mode(), Progress(progress, "encode", steps, n_gops) as bar:
             for g, gop_frames in enumerate(itertools.chain([first], batches)):
@@ -226,7 +227,7 @@ class Codec:
                     kept.append(f)  # reused by every probe of the quality search
             header = bs.StreamHeader(self.config.name, self.weights_sha256, width, height, n_frames,
                                      Fraction(clip.fps).limit_denominator(1 << 20), gop, tuple(grids), n, seed,
-                                     temperature, top_k, top_p, temporal, skip_block)
+                                     temperature, top_k, top_p, temporal, skip_block, modes=temporal)
             if bpp is not None:
                 coded = search_quality(lambda lam: [encoder.code(f, lam, n) for f in kept], header,
                                        budget_bytes(bpp, header))

@@ -23,30 +23,48 @@ import torch
 
 from .determinism import pinned_threads
 from .memory import TRIM_TOKENS, logits_kept, return_freed, row_slices
+from .models.cached_attention import KV
 from .models.context import ContextModel
 from .models.quantizer import Grid, MultiScaleResidualVQ
 
 
 class RowLogits:
     """The logits (n_k, V) float32 of one (t, k), made a slice of rows at a time: at the finest
-    scale of a 1080p frame all rows at once take 0.5 GiB. ``x``: the blocks' output (1, n_k, D);
-    ``prev``: the previous frame's tokens (1, n_k) for the copy gate, or None.
+    scale of a 1080p frame all rows at once take 0.5 GiB. ``prev``: the previous frame's tokens
+    (1, n_k) for the copy gate, or None. ``intra``: made without earlier frames (a GOP's first
+    frame, a stream without temporal context, or a block coded in intra mode, :mod:`progvc.modes`).
+
+    The blocks run when a row is first asked for (or the block is committed): ``run`` gives their
+    output (1, n_k, D) and the block's own keys (``keys``, added to the cache only if the block
+    is coded with these logits), so a decoder that reads an intra block never runs the other mode.
 
     Encoder, decoder and sampler read them only through :func:`logit_rows` (the same slices of
     :func:`progvc.memory.row_slices` everywhere), so they see bitwise the same values; ``full()``
     joins the slices for whoever needs the whole table (the "mean" fill)."""
 
-    def __init__(self, context: ContextModel, x: torch.Tensor, prev: torch.Tensor | None) -> None:
-        self.ctx, self.x, self.prev = context, x, prev
-        self.shape = (x.shape[1], context.head.out_features)
+    def __init__(self, context: ContextModel, n_rows: int, run: Callable[[], tuple[torch.Tensor, list[KV]]],
+                 prev: torch.Tensor | None, intra: bool) -> None:
+        self.ctx, self.prev, self.intra = context, prev, intra
+        self.shape = (n_rows, context.head.out_features)
+        self._run: Callable[[], tuple[torch.Tensor, list[KV]]] | None = run
+        self._x: torch.Tensor | None = None
+        self.keys: list[KV] = []
         # the encoder reads every slice twice (RD choice, range coder): small tables are kept
         self._kept: dict[int, torch.Tensor] | None = {} if logits_kept(*self.shape) else None
+
+    def hidden(self) -> torch.Tensor:
+        """The blocks' output (1, n_k, D), run on first use."""
+        if self._run is not None:
+            self._x, self.keys = self._run()
+            self._run = None
+        return self._x
 
     def rows(self, rows: slice) -> torch.Tensor:
         """Logits of the rows ``rows`` (one of ``row_slices(*shape)``), (n_rows, V) float32."""
         if self._kept is not None and rows.start in self._kept:
             return self._kept[rows.start]
-        out = self.ctx.logits(self.x[:, rows], None if self.prev is None else self.prev[:, rows])[0]
+        x = self.hidden()
+        out = self.ctx.logits(x[:, rows], None if self.prev is None else self.prev[:, rows])[0]
         if self._kept is not None:
             self._kept[rows.start] = out
         return out
@@ -82,20 +100,35 @@ class GopState:
         dev = context.sos.device
         self.f_hat = torch.zeros(n_frames, vq.cfg.latent_channels, *grids[-1], device=dev)
         self.tokens: list[list[torch.Tensor]] = [[] for _ in grids]  # tokens[k][t]: (h_k, w_k)
+        self.intra: list[list[bool]] = [[] for _ in grids]  # intra[k][t]: (t,k) coded without earlier frames
+        self._block: RowLogits | None = None  # the logits the block being coded is coded under
         self.cache = context.new_cache(grids, n_frames, self.window)
         self.rd = context.rd_embedding(lam)
 
-    def logits(self, t: int, k: int) -> RowLogits:
-        """Logits of the tokens of (frame t, scale k), (n_k, V) float32, made slice by slice."""
+    def logits(self, t: int, k: int, *, intra: bool = False) -> RowLogits:
+        """Logits of the tokens of (frame t, scale k), (n_k, V) float32, made slice by slice; with
+        ``intra`` as if frame t opened the temporal context (the block's intra mode,
+        :mod:`progvc.modes`). Changes nothing until the block is committed."""
         grid = self.grids[k]
-        prev_mem = self.cache.mem[t - 1][k] if t > 0 and self.window > 0 else None
-        x = self.ctx.query_input(self.f_hat[t:t + 1] if k > 0 else None, k, grid, prev_mem, self.rd)
-        x = self.ctx.step(x, self.cache, t, k)
-        prev = self.tokens[k][t - 1].reshape(1, -1) if t > 0 and self.window > 0 else None
-        return RowLogits(self.ctx, x, prev)
+        temporal = t > 0 and self.window > 0 and not intra
+        f_prev = self.f_hat[t:t + 1] if k > 0 else None
+
+        def run() -> tuple[torch.Tensor, list[KV]]:
+            prev_mem = self.cache.mem[t - 1][k] if temporal else None
+            x = self.ctx.query_input(f_prev, k, grid, prev_mem, self.rd)
+            return self.ctx.step(x, self.cache, t, k, temporal=temporal)
+
+        prev = self.tokens[k][t - 1].reshape(1, -1) if temporal else None
+        return RowLogits(self.ctx, grid[0] * grid[1], run, prev, not temporal)
+
+    def use(self, logits: RowLogits) -> None:
+        """Code the block :meth:`run` is at under ``logits`` (from :meth:`logits` of the same (t,k),
+        another mode) instead of the ones it offered."""
+        self._block = logits
 
     def commit(self, t: int, k: int, tokens: np.ndarray) -> None:
         """Accept the tokens (n_k,) of (t,k): update f_hat and, with temporal context, the memory."""
+        self._accept(t, k)
         grid = self.grids[k]
         r = torch.as_tensor(tokens, device=self.f_hat.device, dtype=torch.long).view(1, *grid)
         self.f_hat[t:t + 1] += self.vq.embed_scale(r, k, self.grids)
@@ -106,6 +139,7 @@ class GopState:
         sum_v p_v e_v goes through the scale's upsampling and phi (both linear, so this is the
         expected contribution) into f_hat and into the memory; the likeliest token stands in for
         the copy gate. Made a slice of rows at a time, like everything that reads logits."""
+        self._accept(t, k)
         grid = self.grids[k]
         codebook = self.vq.codebook.weight
         parts = [(torch.softmax(part, dim=-1).to(self.f_hat.dtype) @ codebook, part.argmax(1))
@@ -113,6 +147,15 @@ class GopState:
         e = torch.cat([p[0] for p in parts])  # (n_k, C)
         self.f_hat[t:t + 1] += self.vq.embed_vectors(e.t().reshape(1, -1, *grid), k, self.grids)
         self._remember(t, k, torch.cat([p[1] for p in parts]).view(1, *grid), e[None])
+
+    def _accept(self, t: int, k: int) -> None:
+        """The block (t,k) is coded under ``self._block``: its keys join the cache (before f_hat
+        changes: logits not yet made are made from the state they were asked in)."""
+        block, self._block = self._block, None
+        block.hidden()
+        self.cache.add_own(t, k, block.keys)
+        self.cache.done(t, k)
+        self.intra[k].append(block.intra)
 
     def _remember(self, t: int, k: int, r: torch.Tensor, embedded: torch.Tensor | None) -> None:
         self.tokens[k].append(r[0])
@@ -132,7 +175,8 @@ class GopState:
             for k in scales:
                 self._trim()  # the last scale's temporaries, before this one's (larger) ones
                 for t in range(self.n_frames):
-                    tokens = pick(t, k, self.logits(t, k))
+                    self._block = self.logits(t, k)
+                    tokens = pick(t, k, self._block)
                     if tokens is not None:
                         self.commit(t, k, tokens)
 
@@ -142,6 +186,7 @@ class GopState:
         new = copy.copy(self)
         new.f_hat = self.f_hat.clone()
         new.tokens = [list(ts) for ts in self.tokens]
+        new.intra = [list(m) for m in self.intra]
         new.cache = self.cache.fork()
         return new
 

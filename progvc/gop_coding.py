@@ -24,13 +24,14 @@ import numpy as np
 import torch
 
 from . import bitstream as bs
-from .coding import GopState, RowLogits, logit_rows
+from .coding import GopState, Pick, RowLogits, logit_rows
 from .entropy import ChunkDecoder, ChunkEncoder, probability_table
 from .errors import BitstreamError
 from .fill import FillOptions, fill_pick
 from .models.context import ContextModel
 from .models.quantizer import Grid
 from .models.tokenizer import Tokenizer
+from .modes import ModeModel
 from .progress import NO_PROGRESS, Progress
 from .rd import Choice, TokenChooser
 from .scales import missing_octaves
@@ -66,7 +67,10 @@ def range_decode(decoder: ChunkDecoder, logits: torch.Tensor | RowLogits, coded:
 
 
 def write_choice(coder: ChunkEncoder, choice: Choice, logits: RowLogits) -> None:
-    """Code one (t, k) into its chunk: the skip flags if any, then the tokens not copied."""
+    """Code one (t, k) into its chunk: the mode flag if any, the skip flags if any, then the tokens
+    not copied (under ``logits``, those of the chosen mode)."""
+    if choice.intra is not None:
+        coder.add(np.array([int(choice.intra)]), choice.mode_table)
     if choice.flags is not None:
         coder.add(choice.flags.astype(np.int64), choice.flag_tables)
     range_encode(coder, choice.tokens, logits, choice.coded)
@@ -108,9 +112,9 @@ class GopEncoder:
     """Encodes the GOPs of one frame size: ``latent`` once, then ``code`` at any lambda."""
 
     def __init__(self, tokenizer: Tokenizer, context: ContextModel, grids: list[Grid], *, temporal: bool = True,
-                 skip_block: int = 0) -> None:
+                 skip_block: int = 0, modes: bool = False) -> None:
         self.tok, self.ctx, self.grids, self.temporal = tokenizer, context, grids, temporal
-        self.skip_block = skip_block
+        self.skip_block, self.modes = skip_block, modes and temporal
 
     def latent(self, frames: torch.Tensor, refine: int) -> torch.Tensor:
         """uint8 (T,H,W,3) -> the latent f (T,C,h,w) to quantise, refined by ``refine`` steps."""
@@ -120,7 +124,7 @@ class GopEncoder:
         """The tokens ``code`` would send for latent f (T,C,h,w) at every scale, without range
         coding (training the context model on what the encoder sends): K maps (T,h_k,w_k) int64."""
         state = GopState(self.ctx, self.tok.vq, self.grids, f.shape[0], temporal=self.temporal, lam=lam)
-        state.run(range(len(self.grids)), self._chooser(state, f, lam))
+        state.run(range(len(self.grids)), self._pick(state, self._chooser(state, f, lam)))
         return state.token_maps()
 
     def code(self, f: torch.Tensor, lam: float, n_scales: int, bar: Progress = NO_PROGRESS) -> EncodedGop:
@@ -129,18 +133,28 @@ class GopEncoder:
         state = GopState(self.ctx, self.tok.vq, self.grids, f.shape[0], temporal=self.temporal, lam=lam)
         chooser = self._chooser(state, f, lam)
         coders = [ChunkEncoder() for _ in range(n_scales)]
-
-        def pick(t: int, k: int, logits: RowLogits) -> np.ndarray:
-            choice = chooser.choose(t, k, logits)
-            write_choice(coders[k], choice, logits)
-            return choice.tokens
-
-        state.run(range(n_scales), bar.counting(pick))
+        state.run(range(n_scales), bar.counting(self._pick(state, chooser, coders)))
         chunks = tuple(bs.Chunk(tokens_crc(state.tokens[k]), coders[k].finish()) for k in range(n_scales))
         return EncodedGop(chunks, chooser.bits[:, :n_scales], lam)
 
     def _chooser(self, state: GopState, f: torch.Tensor, lam: float) -> TokenChooser:
-        return TokenChooser(self.tok.vq, self.grids, f, lam, state.f_hat, state.tokens, self.skip_block)
+        return TokenChooser(self.tok.vq, self.grids, f, lam, state.f_hat, state.tokens, self.skip_block,
+                            state.intra if self.modes else None)
+
+    @staticmethod
+    def _pick(state: GopState, chooser: TokenChooser, coders: list[ChunkEncoder] | None = None) -> Pick:
+        """The encoder's pick: each block's choice (its mode tried both ways where the stream codes
+        one), written to chunk k of ``coders`` if given."""
+        def pick(t: int, k: int, logits: RowLogits) -> np.ndarray:
+            intra = state.logits(t, k, intra=True) if chooser.codes_mode(t) else None
+            choice = chooser.choose(t, k, logits, intra)
+            if choice.intra:
+                state.use(intra)
+                logits = intra
+            if coders is not None:
+                write_choice(coders[k], choice, logits)
+            return choice.tokens
+        return pick
 
 
 class GopDecoder:
@@ -156,10 +170,14 @@ class GopDecoder:
 
     def add(self, chunk: bs.Chunk) -> None:
         """Range-decode the next scale from ``chunk``; BitstreamError if its tokens fail their CRC."""
-        k, decoder, flag_model = self.coded, ChunkDecoder(chunk.payload), FlagModel()
-        tokens, skip, grid = self.state.tokens[k], self.header.skip_block, self.header.grids[k]
+        k, decoder, flag_model, mode_model = self.coded, ChunkDecoder(chunk.payload), FlagModel(), ModeModel()
+        state, skip, grid, modes = self.state, self.header.skip_block, self.header.grids[k], self.header.modes
+        tokens = state.tokens[k]
 
         def pick(t: int, k: int, logits: RowLogits) -> np.ndarray:
+            if modes and t > 0 and mode_model.read(decoder, ModeModel.context(t, state.intra[k])):
+                logits = state.logits(t, k, intra=True)
+                state.use(logits)
             return read_choice(decoder, logits, tokens[t - 1] if t > 0 else None, flag_model, skip, grid)
 
         self.state.run(range(k, k + 1), self.bar.counting(pick))

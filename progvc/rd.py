@@ -24,7 +24,10 @@ progvc-small-v3 (trained on nearest-codeword tokens) on four dev clips, lambda =
 
 Block skip (:mod:`progvc.skip`) goes one step further for frames after the first: a whole block
 of tokens that repeats the previous frame's costs one adaptive flag instead of a repeat per
-token. :meth:`TokenChooser.choose` makes that decision per block from the same scores.
+token. :meth:`TokenChooser.choose` makes that decision per block from the same scores. And where
+the previous frame misleads the context model (motion, a cut), the whole (t, k) may be coded in
+intra mode (:mod:`progvc.modes`): the chooser scores the block under both modes' logits and keeps
+the lower total ``D + lambda R``.
 
 ``lambda = 0`` is the nearest codeword (the greedy tokenizer); the user's knob is ``quality``
 (:mod:`progvc.presets`).
@@ -33,13 +36,14 @@ token. :meth:`TokenChooser.choose` makes that decision per block from the same s
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
 from .coding import RowLogits, logit_rows
 from .models.quantizer import Grid, MultiScaleResidualVQ, resize
+from .modes import ModeModel
 from .skip import FlagModel, layout
 
 
@@ -48,12 +52,16 @@ class Choice:
     """What the encoder sends for one (t, k): ``tokens`` (n_k,) int64 all of them; with block skip
     (:mod:`progvc.skip`) also the block ``flags`` (n_blocks,) bool and the (n_blocks, 2) tables they
     are coded with, and ``coded``: the indices of the tokens that are range-coded (the others
-    are copies). ``flags`` None: every token is coded."""
+    are copies). ``flags`` None: every token is coded. ``intra``: the block's context mode
+    (:mod:`progvc.modes`) and the (1, 2) table its flag is coded with; None where the stream
+    codes no mode flag."""
 
     tokens: np.ndarray
     flags: np.ndarray | None = None
     flag_tables: np.ndarray | None = None
     coded: np.ndarray | None = None
+    intra: bool | None = None
+    mode_table: np.ndarray | None = None
 
 
 class TokenChooser:
@@ -61,18 +69,23 @@ class TokenChooser:
 
     f: the GOP's latent (T,C,h,w); ``f_hat`` and ``tokens`` (tokens[k][t]: (h_k,w_k)) are read
     from the state as it grows. ``skip_block`` > 0 lets frames after the first copy B x B blocks of
-    the previous frame's tokens (:mod:`progvc.skip`). After the run, ``bits[t, k]`` holds the
-    model's -log2 p of what was sent (tokens and flags: the estimate beside the real bytes).
+    the previous frame's tokens (:mod:`progvc.skip`). ``intra`` (intra[k][t], the state's modes
+    as they are committed) makes the chooser decide each later frame's context mode and code its
+    flag (:mod:`progvc.modes`). After the run, ``bits[t, k]`` holds the model's -log2 p of what
+    was sent (tokens and flags: the estimate beside the real bytes).
     """
 
     def __init__(self, vq: MultiScaleResidualVQ, grids: list[Grid], f: torch.Tensor, lam: float,
-                 f_hat: torch.Tensor, tokens: list[list[torch.Tensor]] | None = None, skip_block: int = 0) -> None:
+                 f_hat: torch.Tensor, tokens: list[list[torch.Tensor]] | None = None, skip_block: int = 0,
+                 intra: list[list[bool]] | None = None) -> None:
         self.vq, self.grids, self.f, self.lam, self.f_hat = vq, grids, f, lam, f_hat
         self.tokens, self.skip_block = tokens, skip_block if tokens is not None else 0
+        self.intra = intra
         e = vq.codebook.weight
         self.e, self.e2 = e, (e * e).sum(1)  # (V, C), (V,)
         self.bits = np.zeros((f.shape[0], len(grids)))
         self.flag_models = [FlagModel() for _ in grids]  # one per chunk
+        self.mode_models = [ModeModel() for _ in grids]
 
     def residual(self, t: int, k: int) -> torch.Tensor:
         """(n_k, C): what scale k of frame t is to code, the latent minus what is coded so far."""
@@ -90,8 +103,34 @@ class TokenChooser:
     def __call__(self, t: int, k: int, logits: torch.Tensor | RowLogits) -> np.ndarray:
         return self.choose(t, k, logits).tokens
 
-    def choose(self, t: int, k: int, logits: torch.Tensor | RowLogits) -> Choice:
-        """The tokens of (t, k) (and block flags where skip is on) that minimise D + lambda R."""
+    def codes_mode(self, t: int) -> bool:
+        """Whether frame t's blocks open with a context-mode flag."""
+        return self.intra is not None and t > 0
+
+    def choose(self, t: int, k: int, logits: torch.Tensor | RowLogits,
+               intra_logits: torch.Tensor | RowLogits | None = None) -> Choice:
+        """The tokens of (t, k) (and block flags where skip is on) that minimise D + lambda R; where
+        the block codes a mode flag (:meth:`codes_mode`), also its mode: ``logits`` are the temporal
+        mode's and ``intra_logits`` the intra mode's (None: not tried)."""
+        if not self.codes_mode(t):
+            choice, _, bits = self._choose(t, k, logits, self.flag_models[k])
+            self.bits[t, k] += bits
+            return choice
+        trials = [(logits, self.flag_models[k].fork())]
+        if intra_logits is not None:
+            trials.append((intra_logits, self.flag_models[k].fork()))
+        scored = [self._choose(t, k, lg, flag_model) for lg, flag_model in trials]
+        intra, table, mode_bits = self.mode_models[k].decide(
+            scored[0][1:], scored[1][1:] if len(scored) > 1 else None, self.lam, ModeModel.context(t, self.intra[k]))
+        choice, _, bits = scored[int(intra)]
+        self.flag_models[k] = trials[int(intra)][1]
+        self.bits[t, k] += bits + mode_bits
+        return replace(choice, intra=intra, mode_table=table)
+
+    def _choose(self, t: int, k: int, logits: torch.Tensor | RowLogits, flag_model: FlagModel
+                ) -> tuple[Choice, float, float]:
+        """The choice under ``logits`` (skip flags decided with ``flag_model``, which learns them),
+        its total score J (D + lambda R without the rows' common ||z||^2) and its bits."""
         z = self.residual(t, k)
         prev = self.tokens[k][t - 1].reshape(-1) if self.skip_block and t > 0 else None
         best, j_best, bits_best, d_prev = [], [], [], []
@@ -102,20 +141,20 @@ class TokenChooser:
             r = score.argmin(dim=1)
             best.append(r)
             bits_best.append(cost_bits.gather(1, r[:, None])[:, 0])
+            j_best.append(score.gather(1, r[:, None])[:, 0])
             if prev is not None:
-                j_best.append(score.gather(1, r[:, None])[:, 0])
                 d_prev.append(dist.gather(1, prev[rows, None])[:, 0])
         tokens = torch.cat(best).cpu().numpy()
         bits = torch.cat(bits_best).double().cpu().numpy()
+        j_tokens = torch.cat(j_best).detach().double().cpu().numpy()
         if prev is None:
-            self.bits[t, k] += float(bits.sum())
-            return Choice(tokens)
+            return Choice(tokens), float(j_tokens.sum()), float(bits.sum())
         lay = layout(*self.grids[k], self.skip_block)
-        j_code = np.bincount(lay.block, torch.cat(j_best).double().cpu().numpy(), minlength=lay.n)
-        j_skip = np.bincount(lay.block, torch.cat(d_prev).double().cpu().numpy(), minlength=lay.n)
-        flags, tables, flag_bits = self.flag_models[k].decide(j_skip, j_code, self.lam, lay)
+        j_code = np.bincount(lay.block, j_tokens, minlength=lay.n)
+        j_skip = np.bincount(lay.block, torch.cat(d_prev).detach().double().cpu().numpy(), minlength=lay.n)
+        flags, tables, flag_bits = flag_model.decide(j_skip, j_code, self.lam, lay)
         copied = flags[lay.block]
         tokens = np.where(copied, prev.cpu().numpy(), tokens)
         coded = np.flatnonzero(~copied)
-        self.bits[t, k] += flag_bits + float(bits[coded].sum())
-        return Choice(tokens, flags, tables, coded)
+        j = float(np.where(flags, j_skip, j_code).sum()) + self.lam * flag_bits
+        return Choice(tokens, flags, tables, coded), j, flag_bits + float(bits[coded].sum())

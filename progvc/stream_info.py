@@ -29,6 +29,7 @@ class StreamInfo:
     top_p: float
     temporal: bool
     skip_block: int
+    modes: bool
     grids: tuple[tuple[int, int], ...]
     total_bytes: int
     header_bytes: int
@@ -58,7 +59,8 @@ class StreamInfo:
             f"GOPs        {self.n_gops} of {self.gop_size} frames",
             f"scales      {self.coded_scales} of {self.n_scales} coded" + ("" if self.complete else " (cut short)")
             + ("" if self.temporal else ", no temporal context")
-            + (f", block skip {self.skip_block}x{self.skip_block}" if self.skip_block else ""),
+            + (f", block skip {self.skip_block}x{self.skip_block}" if self.skip_block else "")
+            + (", context modes" if self.modes else ""),
             f"size        {self.total_bytes} bytes, {self.bpp:.4f} bpp "
             f"(header {self.header_bytes}, index {self.index_bytes})",
             f"sampling    seed {self.seed}, temperature {self.temperature:g}, top-k {self.top_k}, "
@@ -84,6 +86,6 @@ def info(data: bytes, *, partial: bool = False) -> StreamInfo:
     header_bytes = bs.header_size(data)
     return StreamInfo(h.model_name, h.weights_sha256.hex(), h.width, h.height, h.n_frames, h.fps, h.gop_size,
                       h.n_gops, h.n_scales, h.coded_scales, h.seed, h.temperature, h.top_k, h.top_p, h.temporal,
-                      h.skip_block, h.grids, memoryview(data).nbytes, header_bytes, index, tuple(per_scale),
+                      h.skip_block, h.modes, h.grids, memoryview(data).nbytes, header_bytes, index, tuple(per_scale),
                       stream.complete)
 

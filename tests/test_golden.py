@@ -8,8 +8,9 @@ When such a change is intended, regenerate and commit the new files with the cha
 Each case encodes a fixed clip with fixed options, and stores the stream (``NAME.pvc``) and the
 sha256 of its decodes (``golden.json``: every scale with fill "none", one scale fewer with fill
 "mean"). The test checks that encoding gives the same bytes and that decoding the stored stream
-gives the same frames. The ``v2-*`` streams were written in format version 2 (before block skip)
-and are kept as they are: they must still decode to the same frames.
+gives the same frames. The ``v2-*`` and ``v3-*`` streams were written in format versions 2 (before
+block skip) and 3 (before context modes) and are kept as they are: they must still decode to the
+same frames.
 """
 
 from __future__ import annotations
@@ -69,11 +70,13 @@ def test_shipped_model_stream_is_golden():
     _check(codec.config.name, codec, sample_clip(2, 48, 64, seed=1).frames, preset="fast")
 
 
-@pytest.mark.parametrize("name", ["v2-tiny-fast", pytest.param("v2-progvc-small-v4", marks=pytest.mark.weights)])
-def test_version_2_streams_still_decode_to_the_same_frames(tiny_codec, name):
-    """Format 2 is format 3 without block-skip flags: its streams decode exactly as before."""
+@pytest.mark.parametrize("name", ["v2-tiny-fast", pytest.param("v2-progvc-small-v4", marks=pytest.mark.weights),
+                                  "v3-tiny-fast", pytest.param("v3-progvc-small-v4", marks=pytest.mark.weights)])
+def test_older_format_streams_still_decode_to_the_same_frames(tiny_codec, name):
+    """Format 2 is format 3 without block-skip flags, format 3 is format 4 without context-mode
+    flags: their streams decode exactly as before."""
     stored = (GOLDEN / f"{name}.pvc").read_bytes()
-    assert stored[4] == 2
-    codec = tiny_codec if name.startswith("v2-tiny") else progvc.Codec.from_pretrained(device="cpu")
+    assert stored[4] == int(name[1])
+    codec = tiny_codec if "-tiny-" in name else progvc.Codec.from_pretrained(device="cpu")
     index = json.loads((GOLDEN / "golden.json").read_text())
     assert _decodes(codec, stored) == index[name]["decodes"]

@@ -116,11 +116,12 @@ class KVCache:
 
 
 def attend_cached(q: torch.Tensor, current: KV, cache: KVCache, b: int, t: int, k: int,
-                  memory_kv: MemoryKV) -> torch.Tensor:
+                  memory_kv: MemoryKV, lags: list[int]) -> torch.Tensor:
     """Attention output (1, heads, n_k, D/heads) of block b for the queries q of (t,k), whose own
-    keys and values are ``current``; ``memory_kv`` is block b's projection of memory elements."""
+    keys and values are ``current``, and of the memory of frames t - lag for ``lags`` (a subset
+    of ``cache.visible_lags(t)``); ``memory_kv`` is block b's projection of memory elements."""
     sources = [[cache.own[t][j][b] for j in range(k)] + [current]]  # frame t, scales 0..k
-    sources += [[memory_kv(cache.mem[t - lag][j], lag) for j in range(k + 1)] for lag in cache.visible_lags(t)]
+    sources += [[memory_kv(cache.mem[t - lag][j], lag) for j in range(k + 1)] for lag in lags]
     if not cache.is_local(k):
         keys = torch.cat([kv[0] for src in sources for kv in src], dim=2)
         vals = torch.cat([kv[1] for src in sources for kv in src], dim=2)

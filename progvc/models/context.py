@@ -189,22 +189,25 @@ class ContextModel(nn.Module):
         return out.scatter_add_(-1, prev_tokens[..., None], gate)
 
     # -- coding: one (t,k) block at a time -------------------------------------------------------
-    def step(self, x: torch.Tensor, cache: KVCache, t: int, k: int) -> torch.Tensor:
-        """Run the blocks on the queries x (1,n_k,D) of (frame t, scale k); returns (1,n_k,D).
+    def step(self, x: torch.Tensor, cache: KVCache, t: int, k: int, *, temporal: bool = True
+             ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+        """Run the blocks on the queries x (1,n_k,D) of (frame t, scale k): (1,n_k,D) and the
+        block's own keys and values (one pair per block).
 
-        Reads the keys of frame t's coarser scales and the memory of earlier frames from ``cache``
-        and adds this block's own keys to it (dropping what no later block reads). Blocks must be
-        stepped in coding order.
+        Reads the keys of frame t's coarser scales and, if ``temporal``, the memory of earlier
+        frames from ``cache``; without it (an intra-coded block, :mod:`progvc.modes`) only frame
+        t's own keys, as for a GOP's first frame. The cache is not changed: whoever codes the
+        block adds the returned keys (``KVCache.add_own``) once it is chosen, so an encoder may
+        try a block both ways. Blocks must be stepped in coding order.
         """
         new = []
+        lags = cache.visible_lags(t) if temporal else []
         for blk in self.blocks:
             q, key, val = blk.query_kv(x)
             new.append((key, val))
             memory_kv = functools.partial(self._memory_kv, blk)
-            x = blk.finish(x, attend_cached(q, (key, val), cache, len(new) - 1, t, k, memory_kv))
-        cache.add_own(t, k, new)
-        cache.done(t, k)
-        return x
+            x = blk.finish(x, attend_cached(q, (key, val), cache, len(new) - 1, t, k, memory_kv, lags))
+        return x, new
 
     def _memory_kv(self, blk: Block, m: torch.Tensor, lag: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Keys and values of memory elements m (1,n,D) in block ``blk``, read at ``lag`` frames."""
