@@ -154,7 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"rate-distortion trade-off, 0..100, higher is better and larger (default {DEFAULT_QUALITY:g}; "
                         "not with --bpp)")
     p.add_argument("--preset", choices=tuple(PRESETS), default=DEFAULT_PRESET,
-                   help=f"encoder effort: {', '.join(f'{p.name} (refine {p.refine})' for p in PRESETS.values())} "
+                   help="encoder effort: " + ", ".join(f"{p.name} (refine {p.refine}"
+                                                       + (", intra trials)" if p.intra_trials else ")")
+                                                       for p in PRESETS.values()) + " "
                         f"(default {DEFAULT_PRESET})")
     p.add_argument("--gop", type=whole(1, bs.MAX_GOP), metavar="G", help="frames per GOP (default: the model's)")
     p.add_argument("--frames", type=whole(1, MAX_FRAMES, " of frames"), metavar="N",

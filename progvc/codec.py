@@ -186,7 +186,8 @@ class Codec:
         start = time.perf_counter()
         n = self._check_scales(n_scales)
         lam = rd_lambda(DEFAULT_QUALITY if quality is None else quality)
-        refine = self._check_refine(get_preset(preset).refine if refine is None else refine)
+        effort = get_preset(preset)
+        refine = self._check_refine(effort.refine if refine is None else refine)
         gop = self._check_gop(gop_size)
         _check_int("top_k", top_k, 0, (1 << 32) - 1)
         SamplingOptions(temperature, top_k, top_p)
@@ -214,7 +215,7 @@ class Codec:
             known = count_frames(video, size=size, max_frames=max_frames, pix_fmt_in=pix_fmt_in)
         steps, n_gops = (None, None) if known is None else (known * n, -(-known // gop))
         encoder = GopEncoder(self.tokenizer, self.context, grids, temporal=temporal, skip_block=skip_block,
-                             modes=temporal)
+                             modes=temporal, intra_trials=effort.intra_trials)
         n_frames, coded, kept = 0, [], []
         with coding_mode(), Progress(progress, "encode", steps, n_gops) as bar:
             for g, gop_frames in enumerate(itertools.chain([first], batches)):

@@ -109,12 +109,17 @@ class EncodedGop:
 
 
 class GopEncoder:
-    """Encodes the GOPs of one frame size: ``latent`` once, then ``code`` at any lambda."""
+    """Encodes the GOPs of one frame size: ``latent`` once, then ``code`` at any lambda.
+
+    ``skip_block``: the block-skip side (:mod:`progvc.skip`, 0: none); ``modes``: code context-mode
+    flags (:mod:`progvc.modes`), trying intra mode for every block if ``intra_trials`` (else every
+    block keeps temporal context)."""
 
     def __init__(self, tokenizer: Tokenizer, context: ContextModel, grids: list[Grid], *, temporal: bool = True,
-                 skip_block: int = 0, modes: bool = False) -> None:
+                 skip_block: int = 0, modes: bool = False, intra_trials: bool = True) -> None:
         self.tok, self.ctx, self.grids, self.temporal = tokenizer, context, grids, temporal
         self.skip_block, self.modes = skip_block, modes and temporal
+        self.intra_trials = intra_trials
 
     def latent(self, frames: torch.Tensor, refine: int) -> torch.Tensor:
         """uint8 (T,H,W,3) -> the latent f (T,C,h,w) to quantise, refined by ``refine`` steps."""
@@ -141,12 +146,13 @@ class GopEncoder:
         return TokenChooser(self.tok.vq, self.grids, f, lam, state.f_hat, state.tokens, self.skip_block,
                             state.intra if self.modes else None)
 
-    @staticmethod
-    def _pick(state: GopState, chooser: TokenChooser, coders: list[ChunkEncoder] | None = None) -> Pick:
+    def _pick(self, state: GopState, chooser: TokenChooser, coders: list[ChunkEncoder] | None = None) -> Pick:
         """The encoder's pick: each block's choice (its mode tried both ways where the stream codes
-        one), written to chunk k of ``coders`` if given."""
+        one and ``intra_trials``), written to chunk k of ``coders`` if given."""
+        trials = self.intra_trials
+
         def pick(t: int, k: int, logits: RowLogits) -> np.ndarray:
-            intra = state.logits(t, k, intra=True) if chooser.codes_mode(t) else None
+            intra = state.logits(t, k, intra=True) if trials and chooser.codes_mode(t) else None
             choice = chooser.choose(t, k, logits, intra)
             if choice.intra:
                 state.use(intra)

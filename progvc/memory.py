@@ -21,7 +21,8 @@ One GOP is coded at a time, so the estimate is per GOP and does not grow with th
 - **logits**: one slice of ``ENTROPY_ENTRIES`` float32 logits (``progvc.coding.RowLogits``
   makes them slice by slice; all rows of the finest 1080p scale at once took 0.5 GiB), or the
   whole table where it is at most ``KEEP_LOGITS_BYTES``, plus one slice of probability tables
-  (``ENTROPY_ENTRIES`` x 50 bytes). Attention works a group of tiles at a time
+  (``ENTROPY_ENTRIES`` x 50 bytes); twice that when encoding with temporal context, where a block
+  is scored in both context modes (:mod:`progvc.modes`). Attention works a group of tiles at a time
   (``ATTENTION_BYTES``) beside one block's memory keys, less than this.
 - **synthesis / analysis**: one piece of ``g_s`` / ``g_a`` work (at most ``TILE_PIXELS`` pixels,
   a tile's halo included) at ``TRANSFORM_BYTES_PER_PIXEL``; when encoding, the quantiser's
@@ -128,6 +129,8 @@ def estimate(config: CodecConfig, width: int, height: int, gop_frames: int, scal
     context = _context_bytes(config, tokens, gop_frames, temporal) + 4 * gop_frames * tok.latent_channels * h * w
     rows, vocab = max(tokens), tok.codebook_size  # the largest scale's float32 logits: kept, or a slice
     logits = 4 * (rows * vocab if logits_kept(rows, vocab) else ENTROPY_ENTRIES) + 50 * ENTROPY_ENTRIES
+    if encode and temporal:  # a block tried in both context modes (progvc.modes) holds two of each
+        logits *= 2
     area = width * height
     piece = min(gop_frames * area, TILE_PIXELS)  # a batch of frames, or one tile with its halo
     transform = TRANSFORM_BYTES_PER_PIXEL * piece

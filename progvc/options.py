@@ -10,8 +10,10 @@ the quality knob fills the gap that truncation leaves. Each GOP of a stream reco
 
 Presets trade encoder time for compression, as in x264. They differ in how the encoder finds
 the latent it quantises (``refine``: Adam steps per frame on the quantised reconstruction's error,
-:meth:`progvc.models.tokenizer.Tokenizer.refine_latent`); the decoder and the stream format do
-not depend on the preset.
+:meth:`progvc.models.tokenizer.Tokenizer.refine_latent`) and in whether it scores every block of
+a later frame in intra mode too (``intra_trials``, :mod:`progvc.modes`: about 40% more context
+model work when encoding, for 15% fewer bits on fast motion and nothing elsewhere); the decoder
+and the stream format do not depend on the preset.
 
 ``fill`` says how a decoder makes the scales a stream does not carry (:mod:`progvc.fill`).
 This module imports neither torch nor constriction (the CLI validates options before loading a model).
@@ -48,13 +50,15 @@ def quality_of(lam: float) -> float:
 
 @dataclass(frozen=True)
 class Preset:
-    """How hard the encoder works: ``refine`` latent-refinement steps per frame."""
+    """How hard the encoder works: ``refine`` latent-refinement steps per frame, and whether the
+    blocks of later frames are also tried in intra mode (``intra_trials``)."""
 
     name: str
     refine: int
+    intra_trials: bool = True
 
 
-PRESETS = {p.name: p for p in (Preset("fast", 0), Preset("medium", 3), Preset("slow", 10))}
+PRESETS = {p.name: p for p in (Preset("fast", 0, intra_trials=False), Preset("medium", 3), Preset("slow", 10))}
 DEFAULT_PRESET = "medium"
 
 
