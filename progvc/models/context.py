@@ -192,7 +192,8 @@ class ContextModel(nn.Module):
     def step(self, x: torch.Tensor, cache: KVCache, t: int, k: int, *, temporal: bool = True
              ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
         """Run the blocks on the queries x (1,n_k,D) of (frame t, scale k): (1,n_k,D) and the
-        block's own keys and values (one pair per block).
+        block's own keys and values (one pair per block; none at the model's last scale, which no
+        later block reads).
 
         Reads the keys of frame t's coarser scales and, if ``temporal``, the memory of earlier
         frames from ``cache``; without it (an intra-coded block, :mod:`progvc.modes`) only frame
@@ -207,7 +208,7 @@ class ContextModel(nn.Module):
             new.append((key, val))
             memory_kv = functools.partial(self._memory_kv, blk)
             x = blk.finish(x, attend_cached(q, (key, val), cache, len(new) - 1, t, k, memory_kv, lags))
-        return x, new
+        return x, [] if cache.is_last(k) else new  # no later block reads the last scale's keys
 
     def _memory_kv(self, blk: Block, m: torch.Tensor, lag: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Keys and values of memory elements m (1,n,D) in block ``blk``, read at ``lag`` frames."""
