@@ -8,6 +8,10 @@
             tokens = pick(t, k, logits)        # encoder: known tokens; decoder: range-decode;
             state.commit(t, k, tokens)         #          sampler: draw from the logits
 
+A pick may code its block in intra mode instead (:mod:`progvc.modes`): it asks for
+``state.logits(t, k, intra=True)`` and hands them to ``state.use``; the encoder scores both, the
+decoder reads the flag first and runs only the mode it names (logits are made lazily).
+
 The encoder never computes probabilities in a different way from the decoder (DESIGN.md rule 3):
 both run :meth:`GopState.logits` with the same inputs in the same order, so the float32 logits,
 and hence the quantised tables, are bitwise equal on the same device and dtype.
