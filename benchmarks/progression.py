@@ -71,7 +71,7 @@ def bench_clip(codec: Any, video: np.ndarray, args: argparse.Namespace) -> dict[
     out: dict[str, Any] = {"frames": int(video.shape[0]), "width": int(video.shape[2]),
                            "height": int(video.shape[1])}
     start = time.perf_counter()
-    enc = {"preset": args.preset, "skip_block": args.skip_block}
+    enc = {"preset": args.preset, "skip_block": args.skip_block, "intra_trials": args.intra_trials}
     res = codec.encode_with_stats(video, quality=args.quality, gop_size=args.gop, **enc)
     out["encode"] = {"seconds": time.perf_counter() - start, "bytes": len(res.bitstream), "bpp": res.bpp,
                      "frame_bits": list(res.frame_bits), "inter_intra": _inter_intra(res.frame_bits, args.gop)}
@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> None:
     out = Path(args.out)
     doc = _load(out)
     settings = {"model": codec.config.name, "quality": args.quality, "preset": args.preset,
-                "skip_block": args.skip_block, "gop": args.gop,
+                "skip_block": args.skip_block, "intra_trials": args.intra_trials, "gop": args.gop,
                 "frames": args.frames, "max_side": args.max_side, "fills": args.fills,
                 "sample_scales": args.sample_scales, "scales_from": args.scales_from,
                 "qualities": args.qualities, "static": args.static}
@@ -173,8 +173,10 @@ def report(doc: dict[str, Any], anchor: dict[str, Any] | None, default_fill: str
     """Markdown tables of a results file (see the module docstring)."""
     s, clips = doc["settings"], doc["clips"]
     skip = s.get("skip_block", 0)  # results files before block skip have none
+    trials = {None: "the preset's", True: "on", False: "off"}.get(s.get("intra_trials"), "?")
+    modes = f"intra trials {trials}" if "intra_trials" in s else "no context modes (format 3 or older)"
     lines = [f"Model {s['model']}, quality {s['quality']}, preset {s['preset']}, "
-             f"block skip {f'{skip}x{skip}' if skip else 'off'}, {s['frames']} frames, "
+             f"block skip {f'{skip}x{skip}' if skip else 'off'}, {modes}, {s['frames']} frames, "
              f"long side <= {s['max_side']}, GOP {s['gop']}; {len(clips)} clips.", ""]
     lines += ["| clip | bpp | inter / intra bits | " + " | ".join(f"q={q:g} bpp / dB / inter:intra"
                                                              for q in s["qualities"]) + " |",
@@ -287,6 +289,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--quality", type=float, default=None, help="encode quality (default: the codec's)")
     p.add_argument("--preset", default="medium")
     p.add_argument("--skip-block", type=int, default=DEFAULT_SKIP_BLOCK, help="block skip side (0: off)")
+    p.add_argument("--intra-trials", action=argparse.BooleanOptionalAction, default=None,
+                   help="try intra mode per block (default: the preset's)")
     p.add_argument("--gop", type=int, default=8)
     p.add_argument("--frames", type=int, default=8)
     p.add_argument("--max-side", type=int, default=480)

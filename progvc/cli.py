@@ -73,7 +73,7 @@ def _encode(args: argparse.Namespace) -> None:
                                          bpp=args.bpp, gop_size=args.gop, size=args.size, fps=args.fps,
                                          max_frames=args.frames, max_side=args.max_side, downscale=args.downscale,
                                          pix_fmt_in=args.pix_fmt, refine=args.refine, skip_block=args.skip_block,
-                                         limits=check.limits(args),
+                                         intra_trials=args.intra_trials, limits=check.limits(args),
                                          progress=_progress(args))
     except ConfigError as exc:
         if args.bpp is not None and str(exc).startswith("bpp="):  # below the smallest stream: name the flag

@@ -172,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="frame rate to record (default: the input's)")
     p.add_argument("--refine", type=whole(0, MAX_REFINE_STEPS), metavar="S",
                    help="encoder-side refinement steps per frame (default: the preset's; 0: fastest)")
+    p.add_argument("--intra-trials", action=argparse.BooleanOptionalAction, default=None,
+                   help="score every block of a later frame in intra mode too and keep the cheaper mode "
+                        "(default: the preset's; fast does not)")
     p.add_argument("--skip-block", type=int, choices=bs.SKIP_BLOCKS, default=DEFAULT_SKIP_BLOCK, metavar="B",
                    help="side in tokens of the blocks an inter frame may copy from the previous frame for the "
                         f"price of a flag: {', '.join(map(str, bs.SKIP_BLOCKS))}; 0 turns block skip off "

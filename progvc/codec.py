@@ -155,7 +155,8 @@ class Codec:
         top_p (the decoder's sampling defaults, stored in the stream), temporal (False codes every
         frame without temporal context), skip_block (the side of the blocks an inter frame may copy
         from the previous frame, :mod:`progvc.skip`; 0 turns block skip off), refine (overrides the
-        preset's refinement steps),
+        preset's refinement steps), intra_trials (overrides the preset's choice of scoring every
+        block of a later frame in intra mode too, :mod:`progvc.modes`),
         progress, limits (a :class:`~progvc.limits.Limits`).
         Reading options (passed to :func:`progvc.video_io.open_video`; a path is read one GOP at a
         time): ``max_frames`` (code only the first N frames), ``max_side`` (shrink by a whole factor
@@ -169,7 +170,8 @@ class Codec:
                           size: tuple[int, int] | None = None, seed: int = 0,
                           temperature: float = DEFAULT_SAMPLING.temperature, top_k: int = DEFAULT_SAMPLING.top_k,
                           top_p: float = DEFAULT_SAMPLING.top_p, temporal: bool = True,
-                          skip_block: int = DEFAULT_SKIP_BLOCK, progress: bool = False,
+                          skip_block: int = DEFAULT_SKIP_BLOCK, intra_trials: bool | None = None,
+                          progress: bool = False,
                           max_frames: int | None = None, max_side: int | None = None,
                           downscale: int = 1, pix_fmt_in: str = "yuv420p", limits: Limits | None = None
                           ) -> EncodeResult:
@@ -188,6 +190,10 @@ class Codec:
         lam = rd_lambda(DEFAULT_QUALITY if quality is None else quality)
         effort = get_preset(preset)
         refine = self._check_refine(effort.refine if refine is None else refine)
+        if intra_trials is None:
+            intra_trials = effort.intra_trials
+        elif not isinstance(intra_trials, bool):
+            raise ConfigError(f"intra_trials must be True, False or None (the preset's), got {intra_trials!r}")
         gop = self._check_gop(gop_size)
         _check_int("top_k", top_k, 0, (1 << 32) - 1)
         SamplingOptions(temperature, top_k, top_p)
@@ -215,7 +221,7 @@ class Codec:
             known = count_frames(video, size=size, max_frames=max_frames, pix_fmt_in=pix_fmt_in)
         steps, n_gops = (None, None) if known is None else (known * n, -(-known // gop))
         encoder = GopEncoder(self.tokenizer, self.context, grids, temporal=temporal, skip_block=skip_block,
-                             modes=temporal, intra_trials=effort.intra_trials)
+                             modes=temporal, intra_trials=intra_trials)
         n_frames, coded, kept = 0, [], []
         with coding_mode(), Progress(progress, "encode", steps, n_gops) as bar:
             for g, gop_frames in enumerate(itertools.chain([first], batches)):

@@ -129,3 +129,22 @@ def test_mode_flags_need_temporal_context_and_format_4(tiny_codec, clip_factory)
     with pytest.raises(progvc.BitstreamError, match="unknown header flags"):
         bs.parse_header(bytes(as_v3))
     assert not bs.parse_header(tiny_codec.encode(clip_factory(2, 32, 32), preset="fast", temporal=False)).modes
+
+
+def test_intra_trials_follow_the_preset_unless_overridden(tiny_codec, monkeypatch):
+    clip = smooth_clip(3, 24, 40, seed=8)
+    real, tried = ModeModel.decide, []
+
+    def record(self, j_temporal, j_intra, lam, ctx):
+        tried.append(j_intra is not None)
+        return real(self, j_temporal, j_intra, lam, ctx)
+
+    monkeypatch.setattr(ModeModel, "decide", record)
+    for options, expect in (({"preset": "fast"}, False), ({"preset": "medium", "refine": 0}, True),
+                            ({"preset": "fast", "intra_trials": True}, True),
+                            ({"preset": "medium", "refine": 0, "intra_trials": False}, False)):
+        tried.clear()
+        tiny_codec.encode(clip, **options)
+        assert tried and all(t == expect for t in tried), options
+    with pytest.raises(progvc.ConfigError, match="intra_trials"):
+        tiny_codec.encode(clip, intra_trials="yes")
