@@ -18,14 +18,13 @@ The synthesis is told how many octaves of scales were *sent* (:func:`progvc.scal
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from . import bitstream as bs
-from .coding import GopState, RowLogits, logit_rows
+from .coding import GopState, Pick, RowLogits, logit_rows
 from .entropy import PROB_BITS
 from .errors import ConfigError
 from .options import DEFAULT_FILL, FILL_MODES
@@ -118,7 +117,7 @@ def sample_tokens(logits: torch.Tensor, opts: SamplingOptions, rng: np.random.Ge
     return (cum <= u[:, None]).sum(axis=1).astype(np.int64)
 
 
-def fill_pick(state: GopState, opts: FillOptions, gop: int) -> Callable[[int, int, torch.Tensor], np.ndarray | None]:
+def fill_pick(state: GopState, opts: FillOptions, gop: int) -> Pick:
     """The ``pick`` that fills the scales not sent, for :meth:`GopState.run` (None for "none")."""
     if opts.mode == "mean":
         def mean(t: int, k: int, logits: RowLogits) -> None:
