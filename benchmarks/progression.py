@@ -71,7 +71,8 @@ def bench_clip(codec: Any, video: np.ndarray, args: argparse.Namespace) -> dict[
     out: dict[str, Any] = {"frames": int(video.shape[0]), "width": int(video.shape[2]),
                            "height": int(video.shape[1])}
     start = time.perf_counter()
-    enc = {"preset": args.preset, "skip_block": args.skip_block, "intra_trials": args.intra_trials}
+    enc = {"preset": args.preset, "skip_block": args.skip_block, "intra_trials": args.intra_trials,
+           "inter_lambda_scale": args.inter_lambda_scale, "prefix_refine": args.prefix_refine}
     res = codec.encode_with_stats(video, quality=args.quality, gop_size=args.gop, **enc)
     out["encode"] = {"seconds": time.perf_counter() - start, "bytes": len(res.bitstream), "bpp": res.bpp,
                      "frame_bits": list(res.frame_bits), "inter_intra": _inter_intra(res.frame_bits, args.gop)}
@@ -122,7 +123,8 @@ def run(args: argparse.Namespace) -> None:
     out = Path(args.out)
     doc = _load(out)
     settings = {"model": codec.config.name, "quality": args.quality, "preset": args.preset,
-                "skip_block": args.skip_block, "intra_trials": args.intra_trials, "gop": args.gop,
+                "skip_block": args.skip_block, "intra_trials": args.intra_trials,
+                "inter_lambda_scale": args.inter_lambda_scale, "prefix_refine": args.prefix_refine, "gop": args.gop,
                 "frames": args.frames, "max_side": args.max_side, "fills": args.fills,
                 "sample_scales": args.sample_scales, "scales_from": args.scales_from,
                 "qualities": args.qualities, "static": args.static}
@@ -175,8 +177,12 @@ def report(doc: dict[str, Any], anchor: dict[str, Any] | None, default_fill: str
     skip = s.get("skip_block", 0)  # results files before block skip have none
     trials = {None: "the preset's", True: "on", False: "off"}.get(s.get("intra_trials"), "?")
     modes = f"intra trials {trials}" if "intra_trials" in s else "no context modes (format 3 or older)"
-    lines = [f"Model {s['model']}, quality {s['quality']}, preset {s['preset']}, "
-             f"block skip {f'{skip}x{skip}' if skip else 'off'}, {modes}, {s['frames']} frames, "
+    inter = s.get("inter_lambda_scale", 1.0)  # results files before the offset coded every frame alike
+    prefix = s.get("prefix_refine")
+    lines = [f"Model {s['model']}, quality {s['quality']}, preset {s['preset']}"
+             f"{'' if prefix is None else f' with prefix refinement {prefix}'}, "
+             f"block skip {f'{skip}x{skip}' if skip else 'off'}, {modes}, inter-frame lambda x{inter:g}, "
+             f"{s['frames']} frames, "
              f"long side <= {s['max_side']}, GOP {s['gop']}; {len(clips)} clips.", ""]
     lines += ["| clip | bpp | inter / intra bits | " + " | ".join(f"q={q:g} bpp / dB / inter:intra"
                                                              for q in s["qualities"]) + " |",
@@ -279,7 +285,7 @@ def _against_conventional(clips: dict[str, Any], anchor: dict[str, Any]) -> list
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from progvc.options import DEFAULT_SKIP_BLOCK
+    from progvc.options import DEFAULT_INTER_LAMBDA_SCALE, DEFAULT_SKIP_BLOCK
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("clips", nargs="?")
@@ -291,6 +297,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--skip-block", type=int, default=DEFAULT_SKIP_BLOCK, help="block skip side (0: off)")
     p.add_argument("--intra-trials", action=argparse.BooleanOptionalAction, default=None,
                    help="try intra mode per block (default: the preset's)")
+    p.add_argument("--prefix-refine", type=int, default=None,
+                   help="prefix-aware refinement steps (default: the preset's)")
+    p.add_argument("--inter-lambda-scale", type=float, default=DEFAULT_INTER_LAMBDA_SCALE,
+                   help="lambda of a GOP's later frames over its first's (1: every frame alike)")
     p.add_argument("--gop", type=int, default=8)
     p.add_argument("--frames", type=int, default=8)
     p.add_argument("--max-side", type=int, default=480)

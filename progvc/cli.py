@@ -72,8 +72,10 @@ def _encode(args: argparse.Namespace) -> None:
         result = codec.encode_with_stats(args.input, args.scales, quality=args.quality, preset=args.preset,
                                          bpp=args.bpp, gop_size=args.gop, size=args.size, fps=args.fps,
                                          max_frames=args.frames, max_side=args.max_side, downscale=args.downscale,
-                                         pix_fmt_in=args.pix_fmt, refine=args.refine, skip_block=args.skip_block,
-                                         intra_trials=args.intra_trials, limits=check.limits(args),
+                                         pix_fmt_in=args.pix_fmt, refine=args.refine,
+                                         prefix_refine=args.prefix_refine, skip_block=args.skip_block,
+                                         intra_trials=args.intra_trials, inter_lambda_scale=args.inter_lambda_scale,
+                                         limits=check.limits(args),
                                          progress=_progress(args))
     except ConfigError as exc:
         if args.bpp is not None and str(exc).startswith("bpp="):  # below the smallest stream: name the flag

@@ -21,7 +21,17 @@ from . import bitstream as bs
 from .cli_errors import EXIT_CODES, EXIT_USAGE, CliError
 from .config import MAX_REFINE_STEPS
 from .limits import Limits
-from .options import DEFAULT_FILL, DEFAULT_PRESET, DEFAULT_QUALITY, DEFAULT_SKIP_BLOCK, FILL_MODES, MAX_QUALITY, PRESETS
+from .options import (
+    DEFAULT_FILL,
+    DEFAULT_INTER_LAMBDA_SCALE,
+    DEFAULT_PRESET,
+    DEFAULT_QUALITY,
+    DEFAULT_SKIP_BLOCK,
+    FILL_MODES,
+    MAX_INTER_LAMBDA_SCALE,
+    MAX_QUALITY,
+    PRESETS,
+)
 from .raw_yuv import PIX_FMTS
 from .video_io import MAX_FPS, MAX_FRAMES, MAX_SIDE
 
@@ -86,15 +96,20 @@ def positive(hi: float = math.inf, what: str = "", closed: bool = True) -> Calla
     return parse
 
 
-def quality(text: str) -> float:
-    """A quality in 0..MAX_QUALITY."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 <= value <= MAX_QUALITY:
-        raise argparse.ArgumentTypeError(f"give a number in 0..{MAX_QUALITY:g} (higher is better), not {text!r}")
-    return value
+def in_range(lo: float, hi: float, hint: str = "") -> Callable[[str], float]:
+    """A number in lo..hi."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"give a number in {lo:g}..{hi:g}{hint}, not {text!r}")
+        return value
+    return parse
+
+
+quality = in_range(0, MAX_QUALITY, " (higher is better)")
 
 
 def frame_size(text: str) -> tuple[int, int]:
@@ -172,9 +187,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="frame rate to record (default: the input's)")
     p.add_argument("--refine", type=whole(0, MAX_REFINE_STEPS), metavar="S",
                    help="encoder-side refinement steps per frame (default: the preset's; 0: fastest)")
+    p.add_argument("--prefix-refine", type=whole(0, MAX_REFINE_STEPS), metavar="S",
+                   help="further refinement steps that also fit the pictures of truncated streams, for the coarse "
+                        "scales (default: the preset's; 0: none)")
     p.add_argument("--intra-trials", action=argparse.BooleanOptionalAction, default=None,
                    help="score every block of a later frame in intra mode too and keep the cheaper mode "
                         "(default: the preset's; fast does not)")
+    p.add_argument("--inter-lambda-scale", type=in_range(1.0, MAX_INTER_LAMBDA_SCALE), metavar="S",
+                   default=DEFAULT_INTER_LAMBDA_SCALE,
+                   help="the rate-distortion multiplier of a GOP's later frames over its first frame's, as "
+                        "conventional encoders code P frames below their I frame; 1 codes every frame alike "
+                        "(default: %(default)g)")
     p.add_argument("--skip-block", type=int, choices=bs.SKIP_BLOCKS, default=DEFAULT_SKIP_BLOCK, metavar="B",
                    help="side in tokens of the blocks an inter frame may copy from the previous frame for the "
                         f"price of a flag: {', '.join(map(str, bs.SKIP_BLOCKS))}; 0 turns block skip off "

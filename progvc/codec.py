@@ -37,7 +37,17 @@ from .limits import Limits, as_limits
 from .memory import MemoryEstimate, decode_estimate, estimate
 from .models.context import ContextModel
 from .models.tokenizer import Tokenizer
-from .options import DEFAULT_PRESET, DEFAULT_QUALITY, DEFAULT_SKIP_BLOCK, get_preset, quality_of, rd_lambda, scales_run
+from .options import (
+    DEFAULT_INTER_LAMBDA_SCALE,
+    DEFAULT_PRESET,
+    DEFAULT_QUALITY,
+    DEFAULT_SKIP_BLOCK,
+    check_inter_lambda_scale,
+    get_preset,
+    quality_of,
+    rd_lambda,
+    scales_run,
+)
 from .progress import NO_PROGRESS, Progress
 from .rate_control import budget_bytes, search_quality
 from .weights import load_named, parse_weights, serialize, sha256_hex
@@ -155,9 +165,12 @@ class Codec:
         top_p (the decoder's sampling defaults, stored in the stream), temporal (False codes every
         frame without temporal context), skip_block (the side of the blocks an inter frame may copy
         from the previous frame, :mod:`progvc.skip`; 0 turns block skip off), refine (overrides the
-        preset's refinement steps), intra_trials (overrides the preset's choice of scoring every
-        block of a later frame in intra mode too, :mod:`progvc.modes`),
-        progress, limits (a :class:`~progvc.limits.Limits`).
+        preset's refinement steps), prefix_refine (overrides the preset's steps of prefix-aware
+        refinement: the coarse scales are chosen for the pictures of truncated streams too,
+        :func:`progvc.scales.prefix_terms`), intra_trials (overrides the preset's choice of scoring every
+        block of a later frame in intra mode too, :mod:`progvc.modes`), inter_lambda_scale (the
+        lambda of a GOP's later frames over its first frame's, ``DEFAULT_INTER_LAMBDA_SCALE``; 1
+        codes every frame at one lambda), progress, limits (a :class:`~progvc.limits.Limits`).
         Reading options (passed to :func:`progvc.video_io.open_video`; a path is read one GOP at a
         time): ``max_frames`` (code only the first N frames), ``max_side`` (shrink by a whole factor
         until the long side fits), ``downscale`` (a whole factor), ``pix_fmt_in`` (raw .yuv layout).
@@ -165,13 +178,14 @@ class Codec:
         return self.encode_with_stats(video, n_scales, bpp=bpp, **options).bitstream
 
     def encode_with_stats(self, video: Any, n_scales: int | None = None, *, quality: float | None = None,
-                          preset: str = DEFAULT_PRESET, refine: int | None = None, bpp: float | None = None,
+                          preset: str = DEFAULT_PRESET, refine: int | None = None,
+                          prefix_refine: int | None = None, bpp: float | None = None,
                           gop_size: int | None = None, fps: float | Fraction | None = None,
                           size: tuple[int, int] | None = None, seed: int = 0,
                           temperature: float = DEFAULT_SAMPLING.temperature, top_k: int = DEFAULT_SAMPLING.top_k,
                           top_p: float = DEFAULT_SAMPLING.top_p, temporal: bool = True,
                           skip_block: int = DEFAULT_SKIP_BLOCK, intra_trials: bool | None = None,
-                          progress: bool = False,
+                          inter_lambda_scale: float = DEFAULT_INTER_LAMBDA_SCALE, progress: bool = False,
                           max_frames: int | None = None, max_side: int | None = None,
                           downscale: int = 1, pix_fmt_in: str = "yuv420p", limits: Limits | None = None
                           ) -> EncodeResult:
@@ -190,10 +204,13 @@ class Codec:
         lam = rd_lambda(DEFAULT_QUALITY if quality is None else quality)
         effort = get_preset(preset)
         refine = self._check_refine(effort.refine if refine is None else refine)
+        prefix_refine = _check_int("prefix_refine", effort.prefix_refine if prefix_refine is None else prefix_refine,
+                                   0, MAX_REFINE_STEPS)
         if intra_trials is None:
             intra_trials = effort.intra_trials
         elif not isinstance(intra_trials, bool):
             raise ConfigError(f"intra_trials must be True, False or None (the preset's), got {intra_trials!r}")
+        inter_lambda_scale = check_inter_lambda_scale(inter_lambda_scale)
         gop = self._check_gop(gop_size)
         _check_int("top_k", top_k, 0, (1 << 32) - 1)
         SamplingOptions(temperature, top_k, top_p)
@@ -214,19 +231,19 @@ class Codec:
         height, width = first.shape[1:3]
         limits.check_frame(width, height, "the video")
         limits.check_memory(estimate(self.config, width, height, gop, n, temporal=temporal, encode=True,
-                                     refine=refine > 0), "encoding")
+                                     refine=refine > 0 or prefix_refine > 0), "encoding")
         grids = self.tokenizer.grids(height, width)
         known = len(clip.frames) if isinstance(clip.frames, np.ndarray) else None  # a file: read as it goes
         if known is None and progress:  # the bar's total: count the file's frames (decoding is cheap beside coding)
             known = count_frames(video, size=size, max_frames=max_frames, pix_fmt_in=pix_fmt_in)
         steps, n_gops = (None, None) if known is None else (known * n, -(-known // gop))
         encoder = GopEncoder(self.tokenizer, self.context, grids, temporal=temporal, skip_block=skip_block,
-                             modes=temporal, intra_trials=intra_trials)
+                             modes=temporal, intra_trials=intra_trials, inter_lambda_scale=inter_lambda_scale)
         n_frames, coded, kept = 0, [], []
         with coding_mode(), Progress(progress, "encode", steps, n_gops) as bar:
             for g, gop_frames in enumerate(itertools.chain([first], batches)):
                 bar.gop(g, "tokenizing")
-                f = encoder.latent(gop_frames, refine)
+                f = encoder.latent(gop_frames, refine, prefix_refine)
                 n_frames += len(gop_frames)
                 if bpp is None:
                     coded.append(encoder.code(f, lam, n, bar))

@@ -34,7 +34,7 @@ from .models.tokenizer import Tokenizer
 from .modes import ModeModel
 from .progress import NO_PROGRESS, Progress
 from .rd import Choice, TokenChooser
-from .scales import missing_octaves
+from .scales import missing_octaves, prefix_terms
 from .skip import FlagModel, layout
 
 
@@ -108,6 +108,20 @@ class EncodedGop:
     rd_lambda: float
 
 
+@dataclass(frozen=True)
+class GopLatent:
+    """What a GOP's tokens are chosen to code: ``fine`` (T,C,h,w) at every scale from ``split`` on,
+    ``coarse`` (T,C,h,w, refined for truncated pictures) below it; no ``coarse``: ``fine`` everywhere."""
+
+    fine: torch.Tensor
+    coarse: torch.Tensor | None = None
+    split: int = 0
+
+    @property
+    def frames(self) -> int:
+        return self.fine.shape[0]
+
+
 class GopEncoder:
     """Encodes the GOPs of one frame size: ``latent`` once, then ``code`` at any lambda.
 
@@ -116,35 +130,42 @@ class GopEncoder:
     block keeps temporal context)."""
 
     def __init__(self, tokenizer: Tokenizer, context: ContextModel, grids: list[Grid], *, temporal: bool = True,
-                 skip_block: int = 0, modes: bool = False, intra_trials: bool = True) -> None:
+                 skip_block: int = 0, modes: bool = False, intra_trials: bool = True,
+                 inter_lambda_scale: float = 1.0) -> None:
         self.tok, self.ctx, self.grids, self.temporal = tokenizer, context, grids, temporal
         self.skip_block, self.modes = skip_block, modes and temporal
-        self.intra_trials = intra_trials
+        self.intra_trials, self.inter_lambda_scale = intra_trials, inter_lambda_scale
 
-    def latent(self, frames: torch.Tensor, refine: int) -> torch.Tensor:
-        """uint8 (T,H,W,3) -> the latent f (T,C,h,w) to quantise, refined by ``refine`` steps."""
-        return self.tok.encode_latent(frames, refine)
+    def latent(self, frames: torch.Tensor, refine: int, prefix_refine: int = 0) -> GopLatent:
+        """uint8 (T,H,W,3) -> what to quantise: the latent refined by ``refine`` steps, and if
+        ``prefix_refine`` > 0, that latent refined that many more steps for the pictures of
+        truncated streams too (:func:`progvc.scales.prefix_terms`), which the coarse scales code."""
+        f = self.tok.encode_latent(frames, refine)
+        if prefix_refine <= 0:
+            return GopLatent(f)
+        prefixes, split = prefix_terms(len(self.grids))
+        return GopLatent(f, self.tok.refined(frames, f, prefix_refine, prefixes), split)
 
-    def choose_tokens(self, f: torch.Tensor, lam: float) -> list[torch.Tensor]:
-        """The tokens ``code`` would send for latent f (T,C,h,w) at every scale, without range
-        coding (training the context model on what the encoder sends): K maps (T,h_k,w_k) int64."""
-        state = GopState(self.ctx, self.tok.vq, self.grids, f.shape[0], temporal=self.temporal, lam=lam)
+    def choose_tokens(self, f: GopLatent, lam: float) -> list[torch.Tensor]:
+        """The tokens ``code`` would send for latent f at every scale, without range coding
+        (training the context model on what the encoder sends): K maps (T,h_k,w_k) int64."""
+        state = GopState(self.ctx, self.tok.vq, self.grids, f.frames, temporal=self.temporal, lam=lam)
         state.run(range(len(self.grids)), self._pick(state, self._chooser(state, f, lam)))
         return state.token_maps()
 
-    def code(self, f: torch.Tensor, lam: float, n_scales: int, bar: Progress = NO_PROGRESS) -> EncodedGop:
+    def code(self, f: GopLatent, lam: float, n_scales: int, bar: Progress = NO_PROGRESS) -> EncodedGop:
         """Choose the tokens of the first ``n_scales`` scales at multiplier ``lam`` and range-code them
         (``bar`` advances once per (frame, scale))."""
-        state = GopState(self.ctx, self.tok.vq, self.grids, f.shape[0], temporal=self.temporal, lam=lam)
+        state = GopState(self.ctx, self.tok.vq, self.grids, f.frames, temporal=self.temporal, lam=lam)
         chooser = self._chooser(state, f, lam)
         coders = [ChunkEncoder() for _ in range(n_scales)]
         state.run(range(n_scales), bar.counting(self._pick(state, chooser, coders)))
         chunks = tuple(bs.Chunk(tokens_crc(state.tokens[k]), coders[k].finish()) for k in range(n_scales))
         return EncodedGop(chunks, chooser.bits[:, :n_scales], lam)
 
-    def _chooser(self, state: GopState, f: torch.Tensor, lam: float) -> TokenChooser:
-        return TokenChooser(self.tok.vq, self.grids, f, lam, state.f_hat, state.tokens, self.skip_block,
-                            state.intra if self.modes else None)
+    def _chooser(self, state: GopState, f: GopLatent, lam: float) -> TokenChooser:
+        return TokenChooser(self.tok.vq, self.grids, f.fine, lam, state.f_hat, state.tokens, self.skip_block,
+                            state.intra if self.modes else None, self.inter_lambda_scale, f.coarse, f.split)
 
     def _pick(self, state: GopState, chooser: TokenChooser, coders: list[ChunkEncoder] | None = None) -> Pick:
         """The encoder's pick: each block's choice (its mode tried both ways where the stream codes

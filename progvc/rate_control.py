@@ -7,12 +7,18 @@
       2. quality 0 too dear?                    -> quality 0, truncated per GOP to the budget
                                                    (progvc.truncate: the only case that drops scales)
       3. bisection on quality                   -> the dearest stream that still fits
+      4. every probe fitted (the budget lies between quality ~99.2 and 100)
+                                                -> bisection on lambda itself in (0, that probe's]
 
 One quality for every GOP is the rate-distortion-optimal split of a budget (every GOP then trades
 bits for distortion at the same slope lambda), and it lands on the budget however unevenly the
 GOPs' costs grow. Rate falls as lambda grows (the encoder picks cheaper tokens), so the search is a
 bisection; each probe codes every GOP again from latents computed once (the refinement of the
-preset runs once per GOP), at most ``2 + SEARCH_STEPS`` codings in all.
+preset runs once per GOP), at most ``2 + 2 * SEARCH_STEPS`` codings in all.
+
+Step 4 exists because the quality map jumps at its top: quality 100 is lambda 0 (the nearest
+codeword) while any quality below it is lambda >= 2^-5, and the rates in between, where skipping
+blocks and cheaper near-ties first pay, are reachable only by lambda.
 """
 
 from __future__ import annotations
@@ -56,7 +62,20 @@ def search_quality(code_all: Callable[[float], list[EncodedGop]], header: bs.Str
         if size <= budget:
             lo, fit = mid, probe
             if size >= GOOD_ENOUGH * budget:
-                break
+                return fit
         else:
             hi = mid
+    if hi < MAX_QUALITY:
+        return fit
+    lam_lo, lam_hi = 0.0, rd_lambda(lo)  # lambda 0 is too dear, lam_hi fits
+    for _ in range(SEARCH_STEPS):
+        mid = (lam_lo + lam_hi) / 2
+        probe = code_all(mid)
+        size = stream_bytes(header, probe)
+        if size <= budget:
+            lam_hi, fit = mid, probe
+            if size >= GOOD_ENOUGH * budget:
+                break
+        else:
+            lam_lo = mid
     return fit

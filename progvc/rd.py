@@ -29,8 +29,14 @@ the previous frame misleads the context model (motion, a cut), the whole (t, k) 
 intra mode (:mod:`progvc.modes`): the chooser scores the block under both modes' logits and keeps
 the lower total ``D + lambda R``.
 
+The frames after a GOP's first are chosen at ``lambda * inter_lambda_scale`` (default 2,
+:data:`progvc.options.DEFAULT_INTER_LAMBDA_SCALE`), as conventional encoders code P frames a few
+quantiser steps below their I frame: the first frame is what every later one copies and is
+predicted from, so its bits buy quality for the whole GOP. Only the encoder knows the scale; each
+GOP records the first frame's lambda, which conditions the context model.
+
 ``lambda = 0`` is the nearest codeword (the greedy tokenizer); the user's knob is ``quality``
-(:mod:`progvc.presets`).
+(:mod:`progvc.options`).
 """
 
 from __future__ import annotations
@@ -71,14 +77,19 @@ class TokenChooser:
     from the state as it grows. ``skip_block`` > 0 lets frames after the first copy B x B blocks of
     the previous frame's tokens (:mod:`progvc.skip`). ``intra`` (intra[k][t], the state's modes
     as they are committed) makes the chooser decide each later frame's context mode and code its
-    flag (:mod:`progvc.modes`). After the run, ``bits[t, k]`` holds the model's -log2 p of what
-    was sent (tokens and flags: the estimate beside the real bytes).
+    flag (:mod:`progvc.modes`). ``coarse`` (T,C,h,w), if given, is the latent the scales below
+    ``split`` code instead of f (prefix-aware refinement, :func:`progvc.scales.prefix_terms`).
+    After the run, ``bits[t, k]`` holds the model's -log2 p of what was sent (tokens and flags:
+    the estimate beside the real bytes).
     """
 
     def __init__(self, vq: MultiScaleResidualVQ, grids: list[Grid], f: torch.Tensor, lam: float,
                  f_hat: torch.Tensor, tokens: list[list[torch.Tensor]] | None = None, skip_block: int = 0,
-                 intra: list[list[bool]] | None = None) -> None:
+                 intra: list[list[bool]] | None = None, inter_lambda_scale: float = 1.0,
+                 coarse: torch.Tensor | None = None, split: int = 0) -> None:
         self.vq, self.grids, self.f, self.lam, self.f_hat = vq, grids, f, lam, f_hat
+        self.coarse, self.split = coarse, split if coarse is not None else 0
+        self.inter_lambda_scale = inter_lambda_scale
         self.tokens, self.skip_block = tokens, skip_block if tokens is not None else 0
         self.intra = intra
         e = vq.codebook.weight
@@ -89,7 +100,8 @@ class TokenChooser:
 
     def residual(self, t: int, k: int) -> torch.Tensor:
         """(n_k, C): what scale k of frame t is to code, the latent minus what is coded so far."""
-        z = resize(self.f[t:t + 1] - self.f_hat[t:t + 1], self.grids[k])  # (1, C, h_k, w_k)
+        f = self.coarse if k < self.split else self.f
+        z = resize(f[t:t + 1] - self.f_hat[t:t + 1], self.grids[k])  # (1, C, h_k, w_k)
         return z.flatten(2)[0].t()
 
     def distortion(self, t: int, k: int, rows: slice = slice(None), z: torch.Tensor | None = None) -> torch.Tensor:
@@ -102,6 +114,11 @@ class TokenChooser:
 
     def __call__(self, t: int, k: int, logits: torch.Tensor | RowLogits) -> np.ndarray:
         return self.choose(t, k, logits).tokens
+
+    def lam_of(self, t: int) -> float:
+        """The multiplier frame t's choices use: ``lam`` for a GOP's first frame, ``lam * inter_lambda_scale``
+        for the frames after it."""
+        return self.lam * self.inter_lambda_scale if t > 0 else self.lam
 
     def codes_mode(self, t: int) -> bool:
         """Whether frame t's blocks open with a context-mode flag."""
@@ -121,7 +138,8 @@ class TokenChooser:
             trials.append((intra_logits, self.flag_models[k].fork()))
         scored = [self._choose(t, k, lg, flag_model) for lg, flag_model in trials]
         intra, table, mode_bits = self.mode_models[k].decide(
-            scored[0][1:], scored[1][1:] if len(scored) > 1 else None, self.lam, ModeModel.context(t, self.intra[k]))
+            scored[0][1:], scored[1][1:] if len(scored) > 1 else None, self.lam_of(t),
+            ModeModel.context(t, self.intra[k]))
         choice, _, bits = scored[int(intra)]
         self.flag_models[k] = trials[int(intra)][1]
         self.bits[t, k] += bits + mode_bits
@@ -131,13 +149,13 @@ class TokenChooser:
                 ) -> tuple[Choice, float, float]:
         """The choice under ``logits`` (skip flags decided with ``flag_model``, which learns them),
         its total score J (D + lambda R without the rows' common ||z||^2) and its bits."""
-        z = self.residual(t, k)
+        z, lam = self.residual(t, k), self.lam_of(t)
         prev = self.tokens[k][t - 1].reshape(-1) if self.skip_block and t > 0 else None
         best, j_best, bits_best, d_prev = [], [], [], []
         for rows, part in logit_rows(logits):  # (n_k, V) float temporaries a slice at a time
             cost_bits = -torch.log_softmax(part.float(), dim=-1) / math.log(2)
             dist = self.distortion(t, k, rows, z)
-            score = dist + self.lam * cost_bits if self.lam > 0 else dist
+            score = dist + lam * cost_bits if lam > 0 else dist
             r = score.argmin(dim=1)
             best.append(r)
             bits_best.append(cost_bits.gather(1, r[:, None])[:, 0])
@@ -152,9 +170,9 @@ class TokenChooser:
         lay = layout(*self.grids[k], self.skip_block)
         j_code = np.bincount(lay.block, j_tokens, minlength=lay.n)
         j_skip = np.bincount(lay.block, torch.cat(d_prev).detach().double().cpu().numpy(), minlength=lay.n)
-        flags, tables, flag_bits = flag_model.decide(j_skip, j_code, self.lam, lay)
+        flags, tables, flag_bits = flag_model.decide(j_skip, j_code, lam, lay)
         copied = flags[lay.block]
         tokens = np.where(copied, prev.cpu().numpy(), tokens)
         coded = np.flatnonzero(~copied)
-        j = float(np.where(flags, j_skip, j_code).sum()) + self.lam * flag_bits
+        j = float(np.where(flags, j_skip, j_code).sum()) + lam * flag_bits
         return Choice(tokens, flags, tables, coded), j, flag_bits + float(bits[coded].sum())

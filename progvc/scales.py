@@ -40,3 +40,15 @@ def missing_octaves(grids: list[tuple[int, int]], n_sent: int) -> float:
     if not 1 <= n_sent <= len(grids):
         raise ValueError(f"n_sent={n_sent} outside 1..{len(grids)}")
     return math.log2(max(grids[-1]) / max(grids[n_sent - 1]))
+
+
+def prefix_terms(n_scales: int) -> tuple[tuple[int, ...], int]:
+    """What prefix-aware refinement optimises for a pyramid of ``n_scales``: the prefixes whose
+    pictures its loss counts (K-4, K-2 and K-1 scales, those of at least one) and the first scale
+    that is still chosen on the ordinary latent (K-2: the two finest scales correct what the
+    prefix-refined coarse scales leave, so the full picture keeps its quality).
+
+    See ``progvc.gop_coding.GopEncoder.latent``.
+    """
+    prefixes = tuple(n for n in (n_scales - 4, n_scales - 2, n_scales - 1) if n >= 1)
+    return prefixes, max(1, n_scales - 2)

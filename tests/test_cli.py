@@ -67,13 +67,18 @@ def test_encode_matches_the_library_and_decode_writes_exact_frames(files, codec,
                                                           "f_005.png", "f_006.png", "out.y4m"]
 
 
-def test_encode_options_frames_scales_and_bpp(files, tmp_path, capsys):
+def test_encode_options_frames_scales_and_bpp(files, codec, tmp_path, capsys):
     run(["encode", files / "clip.y4m", tmp_path / "a.pvc", "--frames", 3, "--scales", 2, "--gop", 2, *_w(files)],
         capsys)
     facts = progvc.info((tmp_path / "a.pvc").read_bytes())
     assert (facts.n_frames, facts.coded_scales, facts.gop_size) == (3, 2, 2)
     out, _ = run(["encode", files / "clip.y4m", tmp_path / "b.pvc", "--bpp", 1.0, *_w(files)], capsys)
     assert progvc.info((tmp_path / "b.pvc").read_bytes()).bpp <= 1.0 and "bpp" in out
+    run(["encode", files / "clip.y4m", tmp_path / "c.pvc", "--inter-lambda-scale", 1, "--quality", 90, *_w(files)],
+        capsys)
+    clip = read_video(files / "clip.y4m")
+    same = codec.encode(clip.frames, fps=clip.fps, quality=90, inter_lambda_scale=1)
+    assert (tmp_path / "c.pvc").read_bytes() == same != codec.encode(clip.frames, fps=clip.fps, quality=90)
 
 
 def test_truncate_verbs_equal_the_library(files, tmp_path, capsys):

@@ -10,6 +10,7 @@ import torch
 
 import progvc
 from progvc import bitstream as bs
+from progvc.models.quantizer import resize
 from progvc.options import DEFAULT_QUALITY, get_preset, quality_of, rd_lambda
 from progvc.rd import TokenChooser
 
@@ -73,6 +74,43 @@ def test_every_gop_records_the_lambda_its_tokens_were_chosen_with(tiny_codec, cl
         assert result.qualities == pytest.approx((30.0, 30.0), abs=1e-3)
         assert np.array_equal(tiny_codec.decode(result.bitstream, fill="none").shape, x.shape)
     assert bs.unpack(tiny_codec.encode(x, quality=100, preset="fast")).rd_lambdas in ((), (0.0, 0.0))
+
+
+def test_later_frames_are_chosen_at_the_scaled_lambda(tiny_codec, clip_factory):
+    """inter_lambda_scale multiplies the lambda of every frame after a GOP's first: the first
+    frame's choices and bits are untouched, the later frames' cost less, and either stream decodes
+    exactly at every truncation (each scale's token checksum holds; the decoder never learns the
+    scale)."""
+    gen = torch.Generator().manual_seed(2)
+    grids = tiny_codec.tokenizer.grids(32, 32)
+    f = torch.randn(3, tiny_codec.config.tokenizer.latent_channels, *grids[-1], generator=gen)
+    chooser = TokenChooser(tiny_codec.tokenizer.vq, grids, f, 0.5, torch.zeros_like(f), inter_lambda_scale=3.0)
+    assert (chooser.lam_of(0), chooser.lam_of(1), chooser.lam_of(2)) == (0.5, 1.5, 1.5)
+    base = clip_factory(1, 48, 64, seed=5)[0]  # every frame mirrored, shifted, its colours rotated: bits to save
+    x = np.stack([np.roll(base[:, ::(-1) ** t], 13 * t, axis=1)[..., [(t + c) % 3 for c in range(3)]]
+                  for t in range(4)])
+    one, scaled = (tiny_codec.encode_with_stats(x, quality=60, preset="fast", inter_lambda_scale=s) for s in (1, 8))
+    assert scaled.frame_bits[0] == one.frame_bits[0]
+    assert sum(scaled.frame_bits[1:]) < sum(one.frame_bits[1:])
+    for n in range(1, tiny_codec.n_scales + 1):
+        cut = progvc.truncate(scaled.bitstream, n_scales=n)
+        assert tiny_codec.decode(cut, fill="none").shape == x.shape  # BitstreamError if a checksum fails
+    for bad in (0.5, 0, 65, math.nan, True, "2"):
+        with pytest.raises(progvc.ConfigError, match="inter_lambda_scale"):
+            tiny_codec.encode(x, inter_lambda_scale=bad)
+
+
+def test_scales_below_the_split_code_the_coarse_latent(tiny_codec):
+    """Prefix-aware refinement hands the chooser a second latent: the scales below ``split``
+    code it, the finer ones the ordinary latent."""
+    gen = torch.Generator().manual_seed(3)
+    grids = tiny_codec.tokenizer.grids(32, 32)
+    f = torch.randn(1, tiny_codec.config.tokenizer.latent_channels, *grids[-1], generator=gen)
+    coarse = f + 1.0
+    chooser = TokenChooser(tiny_codec.tokenizer.vq, grids, f, 0.5, torch.zeros_like(f), coarse=coarse, split=2)
+    for k, source in ((0, coarse), (1, coarse), (2, f), (3, f)):
+        expect = resize(source, grids[k]).flatten(2)[0].t()
+        assert torch.equal(chooser.residual(0, k), expect), k
 
 
 def test_streams_of_format_version_1_are_refused_with_what_to_do(tiny_codec, clip_factory):

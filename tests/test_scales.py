@@ -1,7 +1,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from progvc.scales import scale_grids
+from progvc.scales import prefix_terms, scale_grids
 
 
 def test_var_like_schedule_for_square_latent():
@@ -20,3 +20,9 @@ def test_grids_grow_from_one_cell_to_the_full_latent(h, w, k):
     if max(h, w) >= k:  # long side strictly increases when there is room
         sides = [max(g) if h == w else (g[0] if h > w else g[1]) for g in grids]
         assert all(b > a for a, b in zip(sides, sides[1:], strict=False))
+
+
+def test_prefix_terms_aim_at_the_prefixes_a_stream_is_cut_to_and_keep_the_finest_scales():
+    assert prefix_terms(10) == ((6, 8, 9), 8)
+    assert prefix_terms(4) == ((2, 3), 2)
+    assert prefix_terms(1) == ((), 1)

@@ -69,18 +69,26 @@ class Tokenizer(nn.Module):
         ``refine`` > 0 runs that many steps of :meth:`refine_latent` on each frame first, for
         frames of at most ``REFINE_CHUNK_PIXELS`` (larger ones keep the greedy latent).
         """
-        f = self.analyse(frames)
-        if refine > 0 and frames.shape[1] * frames.shape[2] <= REFINE_CHUNK_PIXELS:
-            n = max(1, REFINE_CHUNK_PIXELS // (frames.shape[1] * frames.shape[2]))
-            f = torch.cat([self.refine_latent(frames[i:i + n], f[i:i + n], refine) for i in range(0, len(f), n)])
-        return f
+        return self.refined(frames, self.analyse(frames), refine)
+
+    @torch.no_grad()
+    def refined(self, frames: torch.Tensor, f: torch.Tensor, steps: int, prefixes: tuple[int, ...] = ()
+                ) -> torch.Tensor:
+        """:meth:`refine_latent` of latent f (T,C,h,w) a few frames at a time, for frames of at most
+        ``REFINE_CHUNK_PIXELS`` (larger ones, and ``steps`` = 0, keep f)."""
+        if steps <= 0 or frames.shape[1] * frames.shape[2] > REFINE_CHUNK_PIXELS:
+            return f
+        n = max(1, REFINE_CHUNK_PIXELS // (frames.shape[1] * frames.shape[2]))
+        return torch.cat([self.refine_latent(frames[i:i + n], f[i:i + n], steps, prefixes=prefixes)
+                          for i in range(0, len(f), n)])
 
     @torch.no_grad()
     def tokenize(self, frames: torch.Tensor, refine: int = 0) -> list[torch.Tensor]:
         """uint8 (T,H,W,3) -> K token maps (T,h_k,w_k) int64: nearest-codeword tokens (lambda = 0)."""
         return self.vq.quantize(self.encode_latent(frames, refine), self.grids(frames.shape[1], frames.shape[2]))
 
-    def refine_latent(self, frames: torch.Tensor, f: torch.Tensor, steps: int, lr: float = 0.1) -> torch.Tensor:
+    def refine_latent(self, frames: torch.Tensor, f: torch.Tensor, steps: int, lr: float = 0.1,
+                      prefixes: tuple[int, ...] = ()) -> torch.Tensor:
         """Encoder-side search: move the latent so that its *quantised* reconstruction fits the frames.
 
         frames uint8 (T,H,W,3), f = analyse(frames) (T,C,h,w) -> refined latent, same shape.
@@ -89,24 +97,35 @@ class Tokenizer(nn.Module):
         steps: 22.69 -> 23.45 dB mean on the dev clips, 0.4-1.1 dB per clip, at about the same
         bpp; benchmarks/results/eval_dev.json). Only the encoder changes: the stream and the
         decoder do not. Each frame keeps its refined latent only if that really decodes
-        closer to it than the greedy one. Frames are independent (Adam is per element), so
-        :meth:`tokenize` batches them up to ``REFINE_CHUNK_PIXELS`` to bound memory.
+        closer to it than the latent it started from. Frames are independent (Adam is per
+        element), so :meth:`tokenize` batches them up to ``REFINE_CHUNK_PIXELS`` to bound memory.
+
+        ``prefixes`` (scale counts): the loss also counts the picture of each of these prefixes of
+        the quantised pyramid, weighted as much as the full one in all (the mean over them is
+        added), so the coarse scales are chosen for what a truncated stream shows
+        (:func:`prefix_terms`). Each term is differentiated on its own, so memory stays that of
+        one synthesis pass.
         """
         grids = self.grids(frames.shape[1], frames.shape[2])
+        terms = [(len(grids), 1.0)] + [(n, 1.0 / len(prefixes)) for n in prefixes]
         with torch.inference_mode(False), torch.enable_grad():
             x = self.pad(to_unit(frames.clone()))  # clones: coding runs under inference_mode
             y = f.clone().requires_grad_(True)
             opt = torch.optim.Adam([y], lr=lr)
             for _ in range(steps):
-                f_hat, _, _ = self.vq(y, grids)
-                loss = (self.g_s(f_hat) - x).pow(2).mean(dim=(1, 2, 3)).sum()  # per-frame MSE, summed
-                (y.grad,) = torch.autograd.grad(loss, y)  # no gradients land on the weights
+                grad = torch.zeros_like(y)
+                for n, weight in terms:
+                    f_hat, _, _ = self.vq(y, grids, n)
+                    loss = weight * (self.g_s(f_hat) - x).pow(2).mean(dim=(1, 2, 3)).sum()  # per-frame MSE, summed
+                    grad += torch.autograd.grad(loss, y)[0]  # no gradients land on the weights
+                y.grad = grad
                 opt.step()
             y = y.detach()
 
         def errors(latent: torch.Tensor) -> torch.Tensor:
-            f_hat = self.vq.embed(self.vq.quantize(latent, grids), grids)
-            return (self.g_s(f_hat).clamp(-1, 1) - x).pow(2).mean(dim=(1, 2, 3))
+            tokens = self.vq.quantize(latent, grids)
+            return sum(weight * (self.g_s(self.vq.embed(tokens[:n], grids)).clamp(-1, 1) - x).pow(2).mean(dim=(1, 2, 3))
+                       for n, weight in terms)
 
         better = errors(y) < errors(f)
         return torch.where(better[:, None, None, None], y, f)
