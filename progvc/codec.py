@@ -204,8 +204,8 @@ class Codec:
         lam = rd_lambda(DEFAULT_QUALITY if quality is None else quality)
         effort = get_preset(preset)
         refine = self._check_refine(effort.refine if refine is None else refine)
-        prefix_refine = _check_int("prefix_refine", effort.prefix_refine if prefix_refine is None else prefix_refine,
-                                   0, MAX_REFINE_STEPS)
+        prefix_refine = self._check_refine(effort.prefix_refine if prefix_refine is None else prefix_refine,
+                                           "prefix_refine")
         if intra_trials is None:
             intra_trials = effort.intra_trials
         elif not isinstance(intra_trials, bool):
@@ -392,8 +392,8 @@ class Codec:
         return _check_int("gop_size", self.gop_size if gop_size is None else gop_size, 1, bs.MAX_GOP)
 
     @staticmethod
-    def _check_refine(refine: int) -> int:
-        return _check_int("refine", refine, 0, MAX_REFINE_STEPS)
+    def _check_refine(refine: int, name: str = "refine") -> int:
+        return _check_int(name, refine, 0, MAX_REFINE_STEPS)
 
     def _check_stream(self, h: bs.StreamHeader) -> None:
         if h.model_name != self.config.name or h.weights_sha256 != self.weights_sha256:

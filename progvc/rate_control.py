@@ -54,28 +54,26 @@ def search_quality(code_all: Callable[[float], list[EncodedGop]], header: bs.Str
     fit = code_all(rd_lambda(0.0))
     if stream_bytes(header, fit) > budget:
         return fit
-    lo, hi = 0.0, MAX_QUALITY
-    for _ in range(SEARCH_STEPS):
-        mid = (lo + hi) / 2
-        probe = code_all(rd_lambda(mid))
-        size = stream_bytes(header, probe)
-        if size <= budget:
-            lo, fit = mid, probe
-            if size >= GOOD_ENOUGH * budget:
-                return fit
-        else:
-            hi = mid
-    if hi < MAX_QUALITY:
+    fit, lo, hi, done = _bisect(code_all, header, budget, rd_lambda, 0.0, MAX_QUALITY, fit)
+    if done or hi < MAX_QUALITY:
         return fit
-    lam_lo, lam_hi = 0.0, rd_lambda(lo)  # lambda 0 is too dear, lam_hi fits
+    return _bisect(code_all, header, budget, float, rd_lambda(lo), 0.0, fit)[0]  # lambda 0 is too dear
+
+
+def _bisect(code_all: Callable[[float], list[EncodedGop]], header: bs.StreamHeader, budget: int,
+            lam_of: Callable[[float], float], fits: float, too_dear: float, fit: list[EncodedGop]
+            ) -> tuple[list[EncodedGop], float, float, bool]:
+    """``SEARCH_STEPS`` halvings of [fits, too_dear] (either order) at multiplier ``lam_of(u)``,
+    ``fit`` the coding at ``fits``. Returns the dearest fitting coding, the final bounds and
+    whether it filled ``GOOD_ENOUGH`` of the budget (then it stopped early)."""
     for _ in range(SEARCH_STEPS):
-        mid = (lam_lo + lam_hi) / 2
-        probe = code_all(mid)
+        mid = (fits + too_dear) / 2
+        probe = code_all(lam_of(mid))
         size = stream_bytes(header, probe)
         if size <= budget:
-            lam_hi, fit = mid, probe
+            fits, fit = mid, probe
             if size >= GOOD_ENOUGH * budget:
-                break
+                return fit, fits, too_dear, True
         else:
-            lam_lo = mid
-    return fit
+            too_dear = mid
+    return fit, fits, too_dear, False

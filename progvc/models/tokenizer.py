@@ -98,12 +98,12 @@ class Tokenizer(nn.Module):
         bpp; benchmarks/results/eval_dev.json). Only the encoder changes: the stream and the
         decoder do not. Each frame keeps its refined latent only if that really decodes
         closer to it than the latent it started from. Frames are independent (Adam is per
-        element), so :meth:`tokenize` batches them up to ``REFINE_CHUNK_PIXELS`` to bound memory.
+        element), so :meth:`refined` batches them up to ``REFINE_CHUNK_PIXELS`` to bound memory.
 
         ``prefixes`` (scale counts): the loss also counts the picture of each of these prefixes of
         the quantised pyramid, weighted as much as the full one in all (the mean over them is
         added), so the coarse scales are chosen for what a truncated stream shows
-        (:func:`prefix_terms`). Each term is differentiated on its own, so memory stays that of
+        (:func:`progvc.scales.prefix_terms`). Each term is differentiated on its own, so memory stays that of
         one synthesis pass.
         """
         grids = self.grids(frames.shape[1], frames.shape[2])
