@@ -20,7 +20,9 @@ For each clip (first ``--frames`` frames, area-downscaled until the long side is
 
 The results file is rewritten after every clip and a rerun skips clips already there. ``--report``
 prints markdown tables; with ``--anchor`` (a ``progvc bench`` results.json of an older model) it
-adds that model's sent-only and sampled points and BD-rates against it.
+adds that model's sent-only and sampled points and BD-rates against it; with ``--against`` (another
+results file, e.g. one made with ``--resize 2`` against one at full size) the BD-quality of the
+quality sweep against the other file's sweep and truncated stream.
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ def bench_clip(codec: Any, video: np.ndarray, args: argparse.Namespace) -> dict[
                            "height": int(video.shape[1])}
     start = time.perf_counter()
     enc = {"preset": args.preset, "skip_block": args.skip_block, "intra_trials": args.intra_trials,
-           "inter_lambda_scale": args.inter_lambda_scale, "prefix_refine": args.prefix_refine}
+           "inter_lambda_scale": args.inter_lambda_scale, "prefix_refine": args.prefix_refine, "resize": args.resize}
     res = codec.encode_with_stats(video, quality=args.quality, gop_size=args.gop, **enc)
     out["encode"] = {"seconds": time.perf_counter() - start, "bytes": len(res.bitstream), "bpp": res.bpp,
                      "frame_bits": list(res.frame_bits), "inter_intra": _inter_intra(res.frame_bits, args.gop)}
@@ -124,7 +126,8 @@ def run(args: argparse.Namespace) -> None:
     doc = _load(out)
     settings = {"model": codec.config.name, "quality": args.quality, "preset": args.preset,
                 "skip_block": args.skip_block, "intra_trials": args.intra_trials,
-                "inter_lambda_scale": args.inter_lambda_scale, "prefix_refine": args.prefix_refine, "gop": args.gop,
+                "inter_lambda_scale": args.inter_lambda_scale, "prefix_refine": args.prefix_refine,
+                "resize": args.resize, "gop": args.gop,
                 "frames": args.frames, "max_side": args.max_side, "fills": args.fills,
                 "sample_scales": args.sample_scales, "scales_from": args.scales_from,
                 "qualities": args.qualities, "static": args.static}
@@ -179,8 +182,10 @@ def report(doc: dict[str, Any], anchor: dict[str, Any] | None, default_fill: str
     modes = f"intra trials {trials}" if "intra_trials" in s else "no context modes (format 3 or older)"
     inter = s.get("inter_lambda_scale", 1.0)  # results files before the offset coded every frame alike
     prefix = s.get("prefix_refine")
+    resize = s.get("resize", 1)  # results files before resizing coded every frame at its own size
     lines = [f"Model {s['model']}, quality {s['quality']}, preset {s['preset']}"
              f"{'' if prefix is None else f' with prefix refinement {prefix}'}, "
+             f"{'' if resize == 1 else f'coded at 1/{resize} size, '}"
              f"block skip {f'{skip}x{skip}' if skip else 'off'}, {modes}, inter-frame lambda x{inter:g}, "
              f"{s['frames']} frames, "
              f"long side <= {s['max_side']}, GOP {s['gop']}; {len(clips)} clips.", ""]
@@ -284,6 +289,38 @@ def _against_conventional(clips: dict[str, Any], anchor: dict[str, Any]) -> list
     return lines
 
 
+def against_results(doc: dict[str, Any], other: dict[str, Any]) -> str:
+    """BD-quality of ``doc``'s quality sweep against ``other``'s quality sweep and against its
+    truncated stream (fill none, n < K), per clip and mean: for example coding at a reduced size
+    (``--resize 2``) against coding at full size, each over the rates where both curves reach."""
+    clips, others = doc["clips"], other["clips"]
+    names = [n for n in clips if n in others]
+    k = max(p["n_scales"] for c in others.values() for p in c["points"])
+    lines = [f"BD-quality of this file's quality sweep against {other['settings']['model']}'s results of "
+             f"{other['settings'].get('resize', 1)}x resize (PSNR-RGB dB / MS-SSIM; positive = better at the same "
+             "bpp) and its rate range (bpp):", "",
+             "| clip | vs its quality sweep | vs its stream cut to fewer scales (fill none) | sweep bpp here | "
+             "sweep bpp there |", "|---|---:|---:|---:|---:|"]
+    sums: dict[str, list[float]] = {}
+    for name in names:
+        cut = [p for p in others[name]["points"] if p["fill"] == "none" and p["n_scales"] < k]
+        cells = []
+        for key, ref in (("sweep", others[name]["sweep"]), ("cut", cut)):
+            got = [_bd(ref, clips[name]["sweep"], m, quality=True) for m in METRICS[:2]]
+            for m, g in zip(METRICS[:2], got, strict=True):
+                if g is not None:
+                    sums.setdefault(f"{key} {m}", []).append(g)
+            cells.append(f"{_fmt(got[0], '+.2f')} / {_fmt(got[1], '+.3f')}")
+        span = [f"{min(p['bpp'] for p in c):.4f}..{max(p['bpp'] for p in c):.4f}"
+                for c in (clips[name]["sweep"], others[name]["sweep"])]
+        lines.append(f"| {name[:40]} | " + " | ".join(cells + span) + " |")
+    lines.append("| mean | " + " | ".join(
+        " / ".join(f"**{_fmt(float(np.mean(sums[f'{key} {m}'])) if sums.get(f'{key} {m}') else None, spec)}**"
+                   for m, spec in zip(METRICS[:2], ("+.2f", "+.3f"), strict=True))
+        + f" ({len(sums.get(f'{key} psnr_rgb', []))})" for key in ("sweep", "cut")) + " | | |")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from progvc.options import DEFAULT_INTER_LAMBDA_SCALE, DEFAULT_SKIP_BLOCK
 
@@ -301,6 +338,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="prefix-aware refinement steps (default: the preset's)")
     p.add_argument("--inter-lambda-scale", type=float, default=DEFAULT_INTER_LAMBDA_SCALE,
                    help="lambda of a GOP's later frames over its first's (1: every frame alike)")
+    p.add_argument("--resize", type=int, default=1, help="code at 1/F of the width and height (progvc.resize)")
     p.add_argument("--gop", type=int, default=8)
     p.add_argument("--frames", type=int, default=8)
     p.add_argument("--max-side", type=int, default=480)
@@ -312,13 +350,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--report", default=None, metavar="RESULTS", help="print tables of a results file")
     p.add_argument("--anchor", default=None, metavar="BENCH_JSON", help="an older model's progvc bench results")
     p.add_argument("--default-fill", default=None, help="the fill of the 'prefix' BD curve (default: the codec's)")
+    p.add_argument("--against", default=None, metavar="RESULTS",
+                   help="with --report: also compare the quality sweep with another results file's curves")
     args = p.parse_args(argv)
     if args.report:
         from progvc.options import DEFAULT_FILL
 
         args.default_fill = args.default_fill or DEFAULT_FILL
         anchor = json.loads(Path(args.anchor).read_text()) if args.anchor else None
-        print(report(json.loads(Path(args.report).read_text()), anchor, args.default_fill))
+        doc = json.loads(Path(args.report).read_text())
+        print(report(doc, anchor, args.default_fill))
+        if args.against:
+            print("\n" + against_results(doc, json.loads(Path(args.against).read_text())))
         return 0
     if args.quality is None:
         from progvc.options import DEFAULT_QUALITY

@@ -8,7 +8,8 @@ Layout (all integers little-endian; the full description lives in ``docs/FORMAT.
                gop_size:u16 n_scales:u8 coded_scales:u8 seed:u64 temperature:f32 top_k:u32 top_p:f32
                flags:u8 (rows:u16 cols:u16) * n_scales       flags bit 0: no temporal context,
                                                               bits 1-2: block skip side (0, 1, 2, 4),
-                                                              bit 3: context-mode flags
+                                                              bit 3: context-mode flags,
+                                                              bits 4-5: resize factor (1, 2, 3, 4)
     gop      = n_chunks:u8 rd_lambda:f32 (payload_len:u32) * n_chunks crc32(n_chunks..lengths):u32 chunk*
     chunk    = crc32(tokens):u32 crc32(crc32(tokens) payload):u32 payload
 
@@ -33,10 +34,11 @@ from typing import NamedTuple
 from .errors import BitstreamError, ConfigError
 
 MAGIC = b"PGVC"
-VERSION = 4
-READABLE_VERSIONS = (2, 3, 4)
-"""Version 3 is version 4 without context-mode flags (flag bit 3 zero), version 2 is version 3
-without block skip (flag bits 1-2 zero): both still read."""
+VERSION = 5
+READABLE_VERSIONS = (2, 3, 4, 5)
+"""Version 4 is version 5 without resizing (flag bits 4-5 zero), version 3 is version 4 without
+context-mode flags (flag bit 3 zero), version 2 is version 3 without block skip (flag bits 1-2
+zero): all still read."""
 OLD_VERSIONS = {1: "progvc 0.1 (models progvc-small-v1..v3)"}
 MAX_SIDE = 8192
 MAX_FRAMES = 1 << 20
@@ -56,6 +58,17 @@ _SKIP_SHIFT = 1
 FLAG_MODES = 8
 """Header flag bit 3: every (frame after a GOP's first, scale) block starts with its context-mode
 flag (:mod:`progvc.modes`); only with temporal context."""
+RESIZE_FACTORS = (1, 2, 3, 4)
+"""Factors by which a stream's frames may be coded smaller than they are shown (:mod:`progvc.resize`),
+by the value of flag bits 4-5; 1: coded at their own size."""
+_RESIZE_SHIFT = 4
+
+
+def coded_size(width: int, height: int, resize: int) -> tuple[int, int]:
+    """(width, height) of a ``width x height`` frame coded at ``1/resize`` of its size, rounded up."""
+    return -(-width // resize), -(-height // resize)
+
+
 _CHUNK = struct.Struct("<II")
 _GOP_HEAD = struct.Struct("<Bf")  # n_chunks, rd_lambda
 
@@ -80,6 +93,13 @@ class StreamHeader:
     temporal: bool = True
     skip_block: int = 0
     modes: bool = False
+    resize: int = 1
+
+    @property
+    def coded_size(self) -> tuple[int, int]:
+        """(width, height) of the pictures the tokens describe (:func:`coded_size`); the decoder
+        scales them back to ``width x height``."""
+        return coded_size(self.width, self.height, self.resize)
 
     @property
     def n_scales(self) -> int:
@@ -156,6 +176,7 @@ def _validate_header(h: StreamHeader) -> None:
     _check(h.skip_block in SKIP_BLOCKS and (h.temporal or not h.skip_block),
            f"block skip side {h.skip_block} not one of {SKIP_BLOCKS} (0 without temporal context)")
     _check(h.temporal or not h.modes, "context-mode flags without temporal context")
+    _check(h.resize in RESIZE_FACTORS, f"resize factor {h.resize} not one of {RESIZE_FACTORS}")
     _check(0 < h.temperature <= 100 and 0 < h.top_p <= 1, "sampling parameters out of range")
     for r, c in h.grids:
         _check(1 <= r <= MAX_SIDE and 1 <= c <= MAX_SIDE, f"scale grid {r}x{c} out of range")
@@ -169,7 +190,7 @@ def pack_header(h: StreamHeader) -> bytes:
         h.width, h.height, h.n_frames, h.fps.numerator, h.fps.denominator, h.gop_size,
         h.n_scales, h.coded_scales, h.seed, h.temperature, h.top_k, h.top_p,
         (0 if h.temporal else FLAG_INTRA) | SKIP_BLOCKS.index(h.skip_block) << _SKIP_SHIFT
-        | (FLAG_MODES if h.modes else 0),
+        | (FLAG_MODES if h.modes else 0) | RESIZE_FACTORS.index(h.resize) << _RESIZE_SHIFT,
     ) + b"".join(struct.pack("<HH", r, c) for r, c in h.grids)
     head = _HEAD.pack(MAGIC, VERSION, len(body)) + body
     return head + struct.pack("<I", zlib.crc32(head))
@@ -225,14 +246,16 @@ def _unpack_header(data: bytes | memoryview) -> tuple[StreamHeader, int]:
     fields = _FIXED.unpack_from(body, 1 + name_len + 32)
     w, h, t, fn, fd, gop, k, coded, seed, temp, top_k, top_p, flags = fields
     _, version, _ = _HEAD.unpack_from(data, 0)
-    known = FLAG_INTRA | (3 << _SKIP_SHIFT if version >= 3 else 0) | (FLAG_MODES if version >= 4 else 0)
+    known = (FLAG_INTRA | (3 << _SKIP_SHIFT if version >= 3 else 0) | (FLAG_MODES if version >= 4 else 0)
+             | (3 << _RESIZE_SHIFT if version >= 5 else 0))
     _check(flags & ~known == 0, f"unknown header flags {flags:#x}")
     _check(len(body) == n_scales_at + 4 * k, "header length does not match its scale count")
     _check(fd > 0 and fn > 0, "frame rate is zero")
     grids = tuple(struct.unpack_from("<HH", body, n_scales_at + 4 * i) for i in range(k))
     header = StreamHeader(name.decode(), body[1 + name_len:1 + name_len + 32], w, h, t, Fraction(fn, fd),
                           gop, grids, coded, seed, temp, top_k, top_p, not flags & FLAG_INTRA,
-                          SKIP_BLOCKS[flags >> _SKIP_SHIFT & 3], bool(flags & FLAG_MODES))
+                          SKIP_BLOCKS[flags >> _SKIP_SHIFT & 3], bool(flags & FLAG_MODES),
+                          RESIZE_FACTORS[flags >> _RESIZE_SHIFT & 3])
     _validate_header(header)
     return header, end + 4
 

@@ -50,6 +50,7 @@ from .options import (
 )
 from .progress import NO_PROGRESS, Progress
 from .rate_control import budget_bytes, search_quality
+from .resize import downsample
 from .weights import load_named, parse_weights, serialize, sha256_hex
 
 
@@ -170,7 +171,9 @@ class Codec:
         :func:`progvc.scales.prefix_terms`), intra_trials (overrides the preset's choice of scoring every
         block of a later frame in intra mode too, :mod:`progvc.modes`), inter_lambda_scale (the
         lambda of a GOP's later frames over its first frame's, ``DEFAULT_INTER_LAMBDA_SCALE``; 1
-        codes every frame at one lambda), progress, limits (a :class:`~progvc.limits.Limits`).
+        codes every frame at one lambda), resize (1, 2, 3 or 4: code the frames at that fraction of
+        their width and height, and let the decoder scale them back up, :mod:`progvc.resize`; pays
+        at low rates), progress, limits (a :class:`~progvc.limits.Limits`).
         Reading options (passed to :func:`progvc.video_io.open_video`; a path is read one GOP at a
         time): ``max_frames`` (code only the first N frames), ``max_side`` (shrink by a whole factor
         until the long side fits), ``downscale`` (a whole factor), ``pix_fmt_in`` (raw .yuv layout).
@@ -185,7 +188,8 @@ class Codec:
                           temperature: float = DEFAULT_SAMPLING.temperature, top_k: int = DEFAULT_SAMPLING.top_k,
                           top_p: float = DEFAULT_SAMPLING.top_p, temporal: bool = True,
                           skip_block: int = DEFAULT_SKIP_BLOCK, intra_trials: bool | None = None,
-                          inter_lambda_scale: float = DEFAULT_INTER_LAMBDA_SCALE, progress: bool = False,
+                          inter_lambda_scale: float = DEFAULT_INTER_LAMBDA_SCALE, resize: int = 1,
+                          progress: bool = False,
                           max_frames: int | None = None, max_side: int | None = None,
                           downscale: int = 1, pix_fmt_in: str = "yuv420p", limits: Limits | None = None
                           ) -> EncodeResult:
@@ -219,6 +223,9 @@ class Codec:
             raise ConfigError(f"skip_block must be one of {', '.join(map(str, bs.SKIP_BLOCKS))} (0: no block skip), "
                               f"got {skip_block!r}")
         skip_block = skip_block if temporal else 0
+        if resize not in bs.RESIZE_FACTORS or isinstance(resize, bool):
+            raise ConfigError(f"resize must be one of {', '.join(map(str, bs.RESIZE_FACTORS))} (1: code the frames at "
+                              f"their own size), got {resize!r}")
         if bpp is not None and (isinstance(bpp, bool) or not isinstance(bpp, (int, float)) or not 0 < bpp < 1e6):
             raise ConfigError(f"bpp must be a positive number of bits per pixel, got {bpp!r}")
         limits = as_limits(limits)
@@ -230,9 +237,10 @@ class Codec:
             raise VideoError("the video contains no decodable frames; check that it plays")
         height, width = first.shape[1:3]
         limits.check_frame(width, height, "the video")
-        limits.check_memory(estimate(self.config, width, height, gop, n, temporal=temporal, encode=True,
-                                     refine=refine > 0 or prefix_refine > 0), "encoding")
-        grids = self.tokenizer.grids(height, width)
+        coded_w, coded_h = bs.coded_size(width, height, resize)
+        limits.check_memory(estimate(self.config, coded_w, coded_h, gop, n, temporal=temporal, encode=True,
+                                     refine=refine > 0 or prefix_refine > 0, resize=resize), "encoding")
+        grids = self.tokenizer.grids(coded_h, coded_w)
         known = len(clip.frames) if isinstance(clip.frames, np.ndarray) else None  # a file: read as it goes
         if known is None and progress:  # the bar's total: count the file's frames (decoding is cheap beside coding)
             known = count_frames(video, size=size, max_frames=max_frames, pix_fmt_in=pix_fmt_in)
@@ -243,7 +251,7 @@ class Codec:
         with coding_mode(), Progress(progress, "encode", steps, n_gops) as bar:
             for g, gop_frames in enumerate(itertools.chain([first], batches)):
                 bar.gop(g, "tokenizing")
-                f = encoder.latent(gop_frames, refine, prefix_refine)
+                f = encoder.latent(downsample(gop_frames, resize), refine, prefix_refine)
                 n_frames += len(gop_frames)
                 if bpp is None:
                     coded.append(encoder.code(f, lam, n, bar))
@@ -251,7 +259,8 @@ class Codec:
                     kept.append(f)  # reused by every probe of the quality search
             header = bs.StreamHeader(self.config.name, self.weights_sha256, width, height, n_frames,
                                      Fraction(clip.fps).limit_denominator(1 << 20), gop, tuple(grids), n, seed,
-                                     temperature, top_k, top_p, temporal, skip_block, modes=temporal)
+                                     temperature, top_k, top_p, temporal, skip_block, modes=temporal,
+                                     resize=resize)
             if bpp is not None:
                 coded = search_quality(lambda lam: [encoder.code(f, lam, n) for f in kept], header,
                                        budget_bytes(bpp, header))
@@ -401,7 +410,7 @@ class Codec:
                                  f"{h.weights_sha256.hex()[:12]}), but this codec is {self.config.name!r} "
                                  f"(weights {self.weights_sha256.hex()[:12]}); decode it with "
                                  "Codec.from_pretrained of that model")
-        if list(h.grids) != self.tokenizer.grids(h.height, h.width) or h.n_scales != self.n_scales:
+        if list(h.grids) != self.tokenizer.grids(*reversed(h.coded_size)) or h.n_scales != self.n_scales:
             raise BitstreamError("the stream's scale schedule does not match this model's; the header is corrupt")
 
 

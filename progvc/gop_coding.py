@@ -34,6 +34,7 @@ from .models.tokenizer import Tokenizer
 from .modes import ModeModel
 from .progress import NO_PROGRESS, Progress
 from .rd import Choice, TokenChooser
+from .resize import upsample
 from .scales import missing_octaves, prefix_terms
 from .skip import FlagModel, layout
 
@@ -226,7 +227,9 @@ class GopDecoder:
         if final:
             state.release()  # the caches are not needed for synthesis (nor kept beside it)
         missing = missing_octaves(grids, self.coded)
-        return self.tok.synthesise(state.f_hat, h.height, h.width, missing).cpu().numpy()
+        width, height = h.coded_size
+        pictures = self.tok.synthesise(state.f_hat, height, width, missing)
+        return upsample(pictures, h.resize, h.height, h.width).cpu().numpy()
 
     def token_maps(self) -> list[torch.Tensor]:
         """The decoded tokens, one (T,h_k,w_k) int64 map per decoded scale."""

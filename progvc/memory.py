@@ -117,12 +117,14 @@ class MemoryEstimate:
 
 def estimate(config: CodecConfig, width: int, height: int, gop_frames: int, scales: int, *,
              temporal: bool = True, encode: bool = False, refine: bool = False, output_frames: int = 0,
-             previews: bool = False) -> MemoryEstimate:
+             previews: bool = False, resize: int = 1) -> MemoryEstimate:
     """Peak bytes to code one GOP of ``gop_frames`` frames of ``width`` x ``height`` through its
     first ``scales`` scales (decoding with sampling runs every scale). ``encode`` adds the input
     frames, ``refine`` the refinement's backward pass; ``output_frames`` counts frames of an
     output array held beside the GOP (``Codec.decode``); ``previews``: frames are synthesised
-    while the caches are still kept for later chunks (the streaming ``Decoder``'s previews)."""
+    while the caches are still kept for later chunks (the streaming ``Decoder``'s previews).
+    ``resize``: ``width x height`` is the coded size of frames shown ``resize`` times larger
+    (:mod:`progvc.resize`), which is the size of the input and output frames."""
     tok = config.tokenizer
     h, w = -(-height // tok.stride), -(-width // tok.stride)
     tokens = tokens_per_scale(h, w, tok.n_scales)[:scales]
@@ -138,8 +140,10 @@ def estimate(config: CodecConfig, width: int, height: int, gop_frames: int, scal
         transform = max(transform, REFINE_BYTES_PER_PIXEL * min(gop_frames * area, REFINE_CHUNK_PIXELS))
     if encode:  # the quantiser's distance slices, beside the analysis pieces
         transform += 3 * 4 * min(LOOKUP_ENTRIES, gop_frames * h * w * tok.codebook_size)
-    frames = 3 * area * gop_frames * (2 if encode else 1)
-    return MemoryEstimate(context, logits, transform, frames, 3 * area * output_frames, encode, previews)
+    shown = area * resize**2  # the frames as given to encode and returned by decode
+    # encode holds the input and its coded copy; decode the synthesised frames and, when resized, their upsampling
+    frames = 3 * gop_frames * (shown + area if encode or resize > 1 else area)
+    return MemoryEstimate(context, logits, transform, frames, 3 * shown * output_frames, encode, previews)
 
 
 def logits_kept(rows: int, vocab: int) -> bool:
@@ -153,8 +157,10 @@ def decode_estimate(config: CodecConfig, header: StreamHeader, scales: int, outp
     """:func:`estimate` for decoding the largest GOP of the stream ``header`` describes through
     ``scales`` scales, from the header alone (what ``Codec.iter_decode``, the streaming ``Decoder``
     and ``progvc decode`` check)."""
-    return estimate(config, header.width, header.height, min(header.gop_size, header.n_frames), scales,
-                    temporal=header.temporal, output_frames=output_frames, previews=previews)
+    width, height = header.coded_size
+    return estimate(config, width, height, min(header.gop_size, header.n_frames), scales,
+                    temporal=header.temporal, output_frames=output_frames, previews=previews,
+                    resize=header.resize)
 
 
 def _context_bytes(config: CodecConfig, tokens: list[int], gop_frames: int, temporal: bool) -> int:

@@ -36,6 +36,7 @@ class StreamInfo:
     index_bytes: int
     bytes_per_scale: tuple[int, ...]
     complete: bool
+    resize: int = 1
 
     @property
     def tokens_per_frame(self) -> tuple[int, ...]:
@@ -55,7 +56,9 @@ class StreamInfo:
     def __str__(self) -> str:
         lines = [
             f"model       {self.model_name} (weights {self.weights_sha256[:12]})",
-            f"video       {self.width}x{self.height}, {self.n_frames} frames at {float(self.fps):.3f} fps",
+            f"video       {self.width}x{self.height}, {self.n_frames} frames at {float(self.fps):.3f} fps"
+            + ("" if self.resize == 1 else ", coded at {}x{} (resize {})".format(
+                *bs.coded_size(self.width, self.height, self.resize), self.resize)),
             f"GOPs        {self.n_gops} of {self.gop_size} frames",
             f"scales      {self.coded_scales} of {self.n_scales} coded" + ("" if self.complete else " (cut short)")
             + ("" if self.temporal else ", no temporal context")
@@ -87,5 +90,5 @@ def info(data: bytes, *, partial: bool = False) -> StreamInfo:
     return StreamInfo(h.model_name, h.weights_sha256.hex(), h.width, h.height, h.n_frames, h.fps, h.gop_size,
                       h.n_gops, h.n_scales, h.coded_scales, h.seed, h.temperature, h.top_k, h.top_p, h.temporal,
                       h.skip_block, h.modes, h.grids, memoryview(data).nbytes, header_bytes, index, tuple(per_scale),
-                      stream.complete)
+                      stream.complete, h.resize)
 

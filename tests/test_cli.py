@@ -79,6 +79,9 @@ def test_encode_options_frames_scales_and_bpp(files, codec, tmp_path, capsys):
     clip = read_video(files / "clip.y4m")
     same = codec.encode(clip.frames, fps=clip.fps, quality=90, inter_lambda_scale=1)
     assert (tmp_path / "c.pvc").read_bytes() == same != codec.encode(clip.frames, fps=clip.fps, quality=90)
+    out, _ = run(["encode", files / "clip.y4m", tmp_path / "d.pvc", "--resize", 2, *_w(files)], capsys)
+    assert (tmp_path / "d.pvc").read_bytes() == codec.encode(clip.frames, fps=clip.fps, resize=2)
+    assert f"of {clip.frames.shape[2]}x{clip.frames.shape[1]}" in out  # the size shown, not the coded one
 
 
 def test_truncate_verbs_equal_the_library(files, tmp_path, capsys):

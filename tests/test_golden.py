@@ -8,9 +8,9 @@ When such a change is intended, regenerate and commit the new files with the cha
 Each case encodes a fixed clip with fixed options, and stores the stream (``NAME.pvc``) and the
 sha256 of its decodes (``golden.json``: every scale with fill "none", one scale fewer with fill
 "mean"). The test checks that encoding gives the same bytes and that decoding the stored stream
-gives the same frames. The ``v2-*`` and ``v3-*`` streams were written in format versions 2 (before
-block skip) and 3 (before context modes) and are kept as they are: they must still decode to the
-same frames.
+gives the same frames. The ``v2-*``, ``v3-*`` and ``v4-*`` streams were written in format versions 2
+(before block skip), 3 (before context modes) and 4 (before resizing) and are kept as they are:
+they must still decode to the same frames.
 """
 
 from __future__ import annotations
@@ -62,6 +62,11 @@ def test_tiny_model_streams_are_golden(tiny_codec, preset):
     _check(f"tiny-{preset}", tiny_codec, smooth_clip(3, 24, 40, seed=7), quality=50, preset=preset, gop_size=2)
 
 
+def test_resized_stream_is_golden(tiny_codec):
+    _check("tiny-resize-2", tiny_codec, smooth_clip(3, 23, 41, seed=7), quality=50, preset="fast", gop_size=2,
+           resize=2)
+
+
 @pytest.mark.weights
 def test_shipped_model_stream_is_golden():
     from progvc.samples import sample_clip
@@ -70,11 +75,12 @@ def test_shipped_model_stream_is_golden():
     _check(codec.config.name, codec, sample_clip(2, 48, 64, seed=1).frames, preset="fast")
 
 
-@pytest.mark.parametrize("name", ["v2-tiny-fast", pytest.param("v2-progvc-small-v4", marks=pytest.mark.weights),
-                                  "v3-tiny-fast", pytest.param("v3-progvc-small-v4", marks=pytest.mark.weights)])
+@pytest.mark.parametrize("name", [f"{v}-{model}" if model == "tiny-fast" else
+                                  pytest.param(f"{v}-{model}", marks=pytest.mark.weights)
+                                  for v in ("v2", "v3", "v4") for model in ("tiny-fast", "progvc-small-v4")])
 def test_older_format_streams_still_decode_to_the_same_frames(tiny_codec, name):
     """Format 2 is format 3 without block-skip flags, format 3 is format 4 without context-mode
-    flags: their streams decode exactly as before."""
+    flags, format 4 is format 5 without resizing: their streams decode exactly as before."""
     stored = (GOLDEN / f"{name}.pvc").read_bytes()
     assert stored[4] == int(name[1])
     codec = tiny_codec if "-tiny-" in name else progvc.Codec.from_pretrained(device="cpu")
