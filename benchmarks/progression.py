@@ -266,7 +266,7 @@ def report(doc: dict[str, Any], anchor: dict[str, Any] | None, default_fill: str
                 got = [g for g in got if g is not None]
                 cells.append(f"{_fmt(float(np.mean(got)) if got else None, '.3f')} ({len(got)})")
             lines.append(f"| fill={f} | " + " | ".join(cells) + " |")
-        lines += _against_conventional(clips, anchor)
+        lines += _against_conventional(clips, anchor) + _same_rate(clips, anchor)
     return "\n".join(lines)
 
 
@@ -286,6 +286,34 @@ def _against_conventional(clips: dict[str, Any], anchor: dict[str, Any]) -> list
             got = [g for g in got if g is not None]
             cells.append(f"{_fmt(float(np.mean(got)) if got else None, '+.1f')} ({len(got)})")
         lines.append(f"| {codec} | " + " | ".join(cells) + " |")
+    return lines
+
+
+LOW_RATE = 0.05  # bpp: the issue's "below 0.05 bpp" comparison with the conventional codecs
+
+
+def _same_rate(clips: dict[str, Any], anchor: dict[str, Any]) -> list[str]:
+    """Each quality-sweep point at or below ``LOW_RATE`` that lies within a conventional codec's CRF
+    range, against that codec's curve interpolated in log-rate at the same bpp (mean over points)."""
+    lines = ["", f"At the same rate, quality-sweep points at or below {LOW_RATE} bpp inside each codec's CRF "
+             "range (its curve interpolated in log-rate), mean over points (PSNR-RGB / MS-SSIM / VMAF):", "",
+             "| codec | points | mean bpp | progvc | codec |", "|---|---:|---:|---:|---:|"]
+    for codec in sorted({r["codec"] for r in anchor["runs"]} - {"progvc"}):
+        ours, theirs = [], []
+        for run in anchor["runs"]:
+            if run["codec"] != codec or run["clip"] not in clips:
+                continue
+            ref = sorted(run["points"], key=lambda q: q["bpp"])
+            x = np.log([q["bpp"] for q in ref])
+            for p in clips[run["clip"]]["sweep"]:
+                if p["bpp"] <= LOW_RATE and x[0] <= math.log(p["bpp"]) <= x[-1]:
+                    ours.append([p["bpp"]] + [p[m] or 0.0 for m in METRICS])
+                    theirs.append([float(np.interp(math.log(p["bpp"]), x, [q[m] or 0.0 for q in ref]))
+                                   for m in METRICS])
+        if ours:
+            o, t = np.mean(ours, axis=0), np.mean(theirs, axis=0)
+            lines.append(f"| {codec} | {len(ours)} | {o[0]:.4f} | {o[1]:.2f} / {o[2]:.3f} / {o[3]:.1f} | "
+                         f"{t[0]:.2f} / {t[1]:.3f} / {t[2]:.1f} |")
     return lines
 
 

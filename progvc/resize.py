@@ -2,10 +2,13 @@
 and the decoder scales the pictures back up to the frame size (AV1's resize mode).
 
 Why: the token pyramid of a frame spends its coarse scales on a picture that only its finest
-scales complete, so at low rates a truncated or high-lambda stream is a heavy blur. The full
-pyramid of a frame half the size, scaled back up, is sharper for the same bits: on the dev clips
-(8 frames, long side <= 480) it gave 1-2 dB more PSNR than the truncated full-size stream below
-about 0.03 bpp (``benchmarks/README.md``, "Coding at a reduced size"). Above that, full size wins.
+scales complete, so at low rates a truncated stream is a heavy blur. The complete pyramid of a
+frame half the size, scaled back up, is the better picture for the same bits: on the dev clips (8
+frames, long side <= 480, progvc-small-v4) the half-size quality sweep is 0.95 dB PSNR / 0.098
+MS-SSIM above the full-size stream cut to 5..9 scales at equal rate (every clip), and 0.39 dB /
+0.046 above the full-size quality sweep where both reach (8 of 10 clips; the crossover is near
+0.04 bpp, and a 176x144 clip loses). VMAF, though, prefers the full-size sweep's sharper texture
+(``benchmarks/README.md``, "Coding at a reduced size").
 
 ::
 
