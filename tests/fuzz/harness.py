@@ -94,7 +94,7 @@ EXTREMES: dict[str, list[Any]] = {
     "temperature": [0.0, -0.0, -1.0, 1e-45, 100.0, 100.00001, math.inf, math.nan],
     "top_k": [0, (1 << 32) - 1],
     "top_p": [0.0, -0.0, 1e-45, 1.0, 1.0000001, math.inf, math.nan],
-    "flags": [0, 1, 2, 3, 6, 7, 8, 9, 14, 16, 255],
+    "flags": [0, 1, 2, 3, 6, 7, 8, 9, 14, 16, 17, 48, 49, 64, 255],
     "side": [0, 1, 8192, 8193, 65535],
 }
 """Header field values at and beyond the bounds of docs/FORMAT.md (``side``: a grid's rows or cols)."""
@@ -131,7 +131,7 @@ def header_valid(f: dict[str, Any]) -> bool:
             and 1 <= f["width"] <= 8192 and 1 <= f["height"] <= 8192 and 1 <= f["frames"] <= 1 << 20
             and f["fps_num"] > 0 and f["fps_den"] > 0 and 1 <= f["gop"] <= 256 and 1 <= k <= 32
             and 1 <= f["coded"] <= k and 0 < f32(f["temperature"]) <= 100 and 0 < f32(f["top_p"]) <= 1
-            and f["flags"] & ~15 == 0 and not (f["flags"] & 1 and f["flags"] & 14)  # skip, modes need temporal
+            and f["flags"] & ~63 == 0 and not (f["flags"] & 1 and f["flags"] & 14)  # skip, modes need temporal
             and all(1 <= s <= 8192 for grid in f["grids"] for s in grid))
 
 
@@ -339,6 +339,7 @@ HEADER_CHANGES: dict[str, Callable[[Draws, bs.StreamHeader], Any]] = {
     "temporal": lambda d, h: not h.temporal,
     "skip_block": lambda d, h: pick(d, [s for s in bs.SKIP_BLOCKS if s != h.skip_block]),
     "modes": lambda d, h: not h.modes,
+    "resize": lambda d, h: pick(d, [f for f in bs.RESIZE_FACTORS if f != h.resize]),
     "seed": lambda d, h: d.integer(0, (1 << 64) - 1),
     "temperature": lambda d, h: pick(d, [1e-3, 0.5, 2.0, 100.0]),
     "top_k": lambda d, h: pick(d, [1, 2, 63, 64, (1 << 32) - 1]),
@@ -403,8 +404,8 @@ def _same_context(ref: Reference, stream: bs.Stream, g: int, k: int) -> bool:
     """Whether tokens (g, k) of ``stream`` must equal the reference's: same coding header, same
     frame count in GOP g and the same chunks 1..k there (GOPs code on their own)."""
     a, b = ref.stream.header, stream.header
-    return ((a.model_name, a.weights_sha256, a.grids, a.temporal, a.skip_block, a.modes)
-            == (b.model_name, b.weights_sha256, b.grids, b.temporal, b.skip_block, b.modes)
+    return ((a.model_name, a.weights_sha256, a.grids, a.temporal, a.skip_block, a.modes, a.resize)
+            == (b.model_name, b.weights_sha256, b.grids, b.temporal, b.skip_block, b.modes, b.resize)
             and g < len(ref.stream.gops) and a.gop_frames(g) == b.gop_frames(g)
             and stream.gops[g][:k + 1] == ref.stream.gops[g][:k + 1])
 
