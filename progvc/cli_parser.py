@@ -202,11 +202,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="side in tokens of the blocks an inter frame may copy from the previous frame for the "
                         f"price of a flag: {', '.join(map(str, bs.SKIP_BLOCKS))}; 0 turns block skip off "
                         "(default: %(default)s)")
-    p.add_argument("--resize", type=int, choices=bs.RESIZE_FACTORS, default=1, metavar="F",
+    p.add_argument("--resize", type=int, choices=bs.RESIZE_FACTORS, metavar="F",
                    help="code the frames at 1/F of their width and height and let the decoder scale them back "
                         f"up ({', '.join(map(str, bs.RESIZE_FACTORS))}); on the dev clips 2 gave more PSNR and "
                         "MS-SSIM for the bits below about 0.04 bpp (unlike --downscale, the decoded video keeps the "
-                        "input's size; default: %(default)s)")
+                        "input's size; default: 1, or with --bpp whichever of 1 and 2 decodes closer to the input)")
     _limit_options(p, total=False)
     _model_options(p, "the default one")
     _progress_options(p)

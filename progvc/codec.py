@@ -38,6 +38,7 @@ from .memory import MemoryEstimate, decode_estimate, estimate
 from .models.context import ContextModel
 from .models.tokenizer import Tokenizer
 from .options import (
+    AUTO_RESIZE,
     DEFAULT_INTER_LAMBDA_SCALE,
     DEFAULT_PRESET,
     DEFAULT_QUALITY,
@@ -173,7 +174,8 @@ class Codec:
         lambda of a GOP's later frames over its first frame's, ``DEFAULT_INTER_LAMBDA_SCALE``; 1
         codes every frame at one lambda), resize (1, 2, 3 or 4: code the frames at that fraction of
         their width and height, and let the decoder scale them back up, :mod:`progvc.resize`; pays
-        at low rates), progress, limits (a :class:`~progvc.limits.Limits`).
+        at low rates; None, the default, is 1, but with ``bpp`` the size of ``AUTO_RESIZE`` whose
+        stream decodes closer to the video), progress, limits (a :class:`~progvc.limits.Limits`).
         Reading options (passed to :func:`progvc.video_io.open_video`; a path is read one GOP at a
         time): ``max_frames`` (code only the first N frames), ``max_side`` (shrink by a whole factor
         until the long side fits), ``downscale`` (a whole factor), ``pix_fmt_in`` (raw .yuv layout).
@@ -188,7 +190,7 @@ class Codec:
                           temperature: float = DEFAULT_SAMPLING.temperature, top_k: int = DEFAULT_SAMPLING.top_k,
                           top_p: float = DEFAULT_SAMPLING.top_p, temporal: bool = True,
                           skip_block: int = DEFAULT_SKIP_BLOCK, intra_trials: bool | None = None,
-                          inter_lambda_scale: float = DEFAULT_INTER_LAMBDA_SCALE, resize: int = 1,
+                          inter_lambda_scale: float = DEFAULT_INTER_LAMBDA_SCALE, resize: int | None = None,
                           progress: bool = False,
                           max_frames: int | None = None, max_side: int | None = None,
                           downscale: int = 1, pix_fmt_in: str = "yuv420p", limits: Limits | None = None
@@ -198,8 +200,17 @@ class Codec:
         A path is read one GOP at a time, so memory does not grow with the video's length (with
         ``bpp`` the GOPs' latents are kept for the quality search: one (C,h,w) float32 latent per
         frame); frames above ``limits.max_frame_pixels`` raise LimitError before any model work.
+        ``resize=None`` is 1, except with ``bpp``: then the video is coded to the budget at each size
+        of ``AUTO_RESIZE`` and the stream whose decode is closer to the source is kept
+        (:meth:`_encode_at_best_size`).
         """
         from .video_io import count_frames, open_video
+
+        if resize is None and bpp is not None:
+            options = {name: value for name, value in locals().items()
+                       if name not in ("self", "video", "resize", "count_frames", "open_video")}
+            return self._encode_at_best_size(video, options)
+        resize = 1 if resize is None else resize
 
         if bpp is not None and (n_scales is not None or quality is not None):
             raise ConfigError("give bpp, or n_scales and/or quality, not both: bpp searches the quality itself")
@@ -277,6 +288,29 @@ class Codec:
             coded = [EncodedGop(c.chunks[:len(k)], c.bits[:, :len(k)], c.rd_lambda)
                      for c, k in zip(coded, bs.unpack(data).gops, strict=True)]
         return EncodeResult.of(data, coded, header, time.perf_counter() - start)
+
+    def _encode_at_best_size(self, video: Any, options: dict[str, Any]) -> EncodeResult:
+        """``encode_with_stats(video, **options)`` at each size of ``AUTO_RESIZE``, every one filling
+        the bpp budget; the stream kept is the one whose decode has the least squared error against
+        the source (the highest PSNR; the first size on a tie), the source read again and compared
+        GOP by GOP."""
+        from .video_io import batches, open_video
+
+        start = time.perf_counter()
+        best: tuple[int, EncodeResult] | None = None
+        for factor in AUTO_RESIZE:
+            result = self.encode_with_stats(video, resize=factor, **options)
+            clip = open_video(video, size=options["size"], fps=options["fps"], max_frames=options["max_frames"],
+                              max_side=options["max_side"], downscale=options["downscale"],
+                              pix_fmt_in=options["pix_fmt_in"])
+            gops = self.iter_decode(result.bitstream, limits=options["limits"])
+            error = sum(int(np.square(src.astype(np.int32) - out).sum())
+                        for source, decoded in zip(batches(clip.frames, gops.header.gop_size), gops, strict=True)
+                        for src, out in zip(source, decoded, strict=True))
+            if best is None or error < best[0]:
+                best = (error, result)
+        assert best is not None
+        return replace(best[1], seconds=time.perf_counter() - start)
 
     # -- decoding ------------------------------------------------------------------------------
     def decode(self, bitstream: bytes, n_scales: int | None = None, fill: str | None = None,

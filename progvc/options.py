@@ -94,6 +94,13 @@ DEFAULT_SKIP_BLOCK = 2
 dev clips against 1, 4 and 8 (benchmarks/README.md, "Block skip: block side")."""
 
 
+AUTO_RESIZE = (1, 2)
+"""The sizes ``encode(bpp=R)`` tries when not told ``resize`` (:mod:`progvc.resize`): it codes the
+video to the budget at full and at half width and height and keeps the stream whose decode has the
+higher PSNR. On the dev clips half size was the better picture below about 0.04 bpp
+(benchmarks/README.md, "Coding at a reduced size"); 3 and 4 were not measured."""
+
+
 FILL_MODES = ("mean", "sample", "none")
 DEFAULT_FILL = "none"
 """Measured best on dev with progvc-small-v4 (benchmarks/README.md, "Fill modes"): filling the scales

@@ -104,17 +104,41 @@ def test_encode_with_bpp_lands_within_ten_percent_below_the_target(tiny_codec, c
     full = tiny_codec.encode_with_stats(x, quality=100)
     low = tiny_codec.encode_with_stats(x, quality=0)
     for bpp in (0.6 * low.bpp + 0.4 * full.bpp, 0.2 * low.bpp + 0.8 * full.bpp, full.bpp * 2):
-        res = tiny_codec.encode_with_stats(x, bpp=bpp)
-        assert res.bpp <= bpp and tiny_codec.encode(x, bpp=bpp) == res.bitstream
+        res = tiny_codec.encode_with_stats(x, bpp=bpp, resize=1)  # the search itself, at one size
+        assert res.bpp <= bpp and tiny_codec.encode(x, bpp=bpp, resize=1) == res.bitstream
         assert res.bpp >= 0.9 * min(bpp, full.bpp), (bpp, res.bpp)
         assert tiny_codec.decode(res.bitstream).shape == x.shape
     below = 0.5 * low.bpp  # reachable only by dropping scales
-    res = tiny_codec.encode_with_stats(x, bpp=below)
+    res = tiny_codec.encode_with_stats(x, bpp=below, resize=1)
     assert res.bpp <= below and max(counts(res.bitstream)) < tiny_codec.n_scales
     with pytest.raises(progvc.ConfigError, match="not both"):
         tiny_codec.encode(x, 2, bpp=0.5)
     with pytest.raises(progvc.ConfigError, match="smallest"):
         tiny_codec.encode(x, bpp=1e-4)
+
+
+def _sse(a: np.ndarray, b: np.ndarray) -> int:
+    return int(np.square(a.astype(np.int64) - b).sum())
+
+
+@pytest.mark.slow
+def test_bpp_without_resize_keeps_the_size_that_decodes_closer(tiny_codec, clip_factory):
+    """Both sizes of AUTO_RESIZE are coded to the budget; the stream kept is the one whose decode
+    has the least squared error against the source."""
+    from progvc.options import AUTO_RESIZE
+
+    assert AUTO_RESIZE == (1, 2)
+    x = clip_factory(5, 32, 48, seed=8)
+    low, high = (tiny_codec.encode_with_stats(x, quality=q, resize=1).bpp for q in (0, 100))
+    chosen = set()
+    for bpp in (0.5 * low, low, 0.5 * (low + high), 2 * high):
+        got = tiny_codec.encode_with_stats(x, bpp=bpp)
+        streams = [tiny_codec.encode(x, bpp=bpp, resize=f) for f in AUTO_RESIZE]
+        errors = [_sse(x, tiny_codec.decode(data)) for data in streams]
+        assert got.bitstream == streams[int(np.argmin(errors))] and got.bpp <= bpp, bpp
+        assert got.bitstream == tiny_codec.encode(x, bpp=bpp)  # same input, same bytes
+        chosen.add(progvc.info(got.bitstream).resize)
+    assert chosen == {1, 2}  # half size at the two lowest budgets, full size at the two highest
 
 
 def test_module_level_encode_with_bpp(tmp_path, monkeypatch, clip_factory):
