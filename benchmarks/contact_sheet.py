@@ -4,11 +4,13 @@
 
     python -m benchmarks.contact_sheet ../shared/clips/dev/a.mp4 ../shared/clips/dev/b.yuv \\
         --scales 6,8 --out benchmarks/results/fill_contact_sheet.png
+    python -m benchmarks.contact_sheet ... --fills none --resize 2 --out resize_contact_sheet.png
 
 One row per (clip, n_scales): the clip's first frame (read like ``benchmarks.progression``: first
 ``--frames`` frames, long side <= ``--max-side``), and that frame decoded from the default-quality
-stream truncated to n scales in each fill mode, each tile labelled with its PSNR and detail ratio
-(:func:`progvc.bench.metrics.detail_ratio`) over the whole clip.
+stream truncated to n scales in each of ``--fills``, each tile labelled with its PSNR and detail
+ratio (:func:`progvc.bench.metrics.detail_ratio`) over the whole clip. ``--resize F`` adds the clip
+coded at 1/F size to the truncated stream's bytes (``encode(bpp=..., resize=F)``, :mod:`progvc.resize`).
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ def _label(tile: np.ndarray, text: str) -> np.ndarray:
     return np.asarray(img)
 
 
-def sheet(paths: Sequence[Path], scales: Sequence[int], frames: int, max_side: int, seed: int) -> np.ndarray:
+def sheet(paths: Sequence[Path], scales: Sequence[int], frames: int, max_side: int, seed: int,
+          fills: Sequence[str] = FILLS, resize: int = 1) -> np.ndarray:
     """The contact sheet as one (H, W, 3) uint8 image."""
     import progvc
     from progvc.bench.metrics import detail_ratio, psnr
@@ -48,9 +51,14 @@ def sheet(paths: Sequence[Path], scales: Sequence[int], frames: int, max_side: i
         for n in scales:
             part = progvc.truncate(data, n_scales=n)
             tiles = [_label(video[0], f"{Path(path).name[:24]} source")]
-            for fill in FILLS:
+            for fill in fills:
                 rec = codec.decode(part, fill=fill, seed=seed)
                 tiles.append(_label(rec[0], f"n={n} {fill}: {psnr(video, rec):.1f} dB, detail "
+                                            f"{detail_ratio(video, rec):.2f}"))
+            if resize > 1:
+                bpp = 8 * len(part) / video[..., 0].size
+                rec = codec.decode(codec.encode(video, bpp=bpp, resize=resize))
+                tiles.append(_label(rec[0], f"1/{resize} size, {bpp:.3f} bpp: {psnr(video, rec):.1f} dB, detail "
                                             f"{detail_ratio(video, rec):.2f}"))
             rows.append(np.concatenate(tiles, axis=1))
     width = max(r.shape[1] for r in rows)
@@ -66,9 +74,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--frames", type=int, default=8)
     p.add_argument("--max-side", type=int, default=480)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fills", default=",".join(FILLS), type=lambda v: v.split(","))
+    p.add_argument("--resize", type=int, default=1, help="add the clip coded at 1/F size to the same bytes")
     p.add_argument("--out", type=Path, default=Path("fill_contact_sheet.png"))
     args = p.parse_args(argv)
-    Image.fromarray(sheet(args.clips, args.scales, args.frames, args.max_side, args.seed)).save(args.out)
+    image = sheet(args.clips, args.scales, args.frames, args.max_side, args.seed, args.fills, args.resize)
+    Image.fromarray(image).save(args.out)
     print(f"wrote {args.out}")
     return 0
 

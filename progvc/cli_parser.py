@@ -42,7 +42,8 @@ EXAMPLES = {  # f-strings where they show a default
   progvc encode clip.mp4 clip.pvc --quality 50                    smaller stream (0..100, default 60)
   progvc encode clip.mp4 clip.pvc --preset slow                   slower encoder, better compression
   progvc encode clip.mp4 clip.pvc --scales 6 --preset fast --device cuda
-  progvc encode clip.mp4 clip.pvc --bpp 0.05                      the quality that fits a bit budget
+  progvc encode clip.mp4 clip.pvc --bpp 0.05                      the quality (and size) that fit a bit budget
+  progvc encode clip.mp4 clip.pvc --resize 2                      code at half width and height
   progvc encode seq_352x288.yuv seq.pvc --size 352x288 --fps 30
   progvc encode clip.mp4 clip.pvc --weights run/final.safetensors""",
     "decode": f"""examples:
@@ -164,7 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--scales", type=whole(1, bs.MAX_SCALES), metavar="N", help="code the first N scales (default: all)")
     g.add_argument("--bpp", type=positive(what=" of bits per pixel such as 0.05"), metavar="R",
-                   help="fit R bits per pixel: the quality is searched, scales dropped only if it must")
+                   help="fit R bits per pixel: the quality is searched, scales dropped only if it must; at full "
+                        "and at half size unless --resize is given, keeping the one that decodes closer")
     p.add_argument("--quality", type=quality, metavar="Q",
                    help=f"rate-distortion trade-off, 0..100, higher is better and larger (default {DEFAULT_QUALITY:g}; "
                         "not with --bpp)")
