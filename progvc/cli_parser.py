@@ -165,8 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--scales", type=whole(1, bs.MAX_SCALES), metavar="N", help="code the first N scales (default: all)")
     g.add_argument("--bpp", type=positive(what=" of bits per pixel such as 0.05"), metavar="R",
-                   help="fit R bits per pixel: the quality is searched, scales dropped only if it must; at full "
-                        "and at half size unless --resize is given, keeping the one that decodes closer")
+                   help="fit R bits per pixel: the quality is searched, scales dropped only if it must; at full, "
+                        "half and third size unless --resize is given, keeping the one that decodes closest")
     p.add_argument("--quality", type=quality, metavar="Q",
                    help=f"rate-distortion trade-off, 0..100, higher is better and larger (default {DEFAULT_QUALITY:g}; "
                         "not with --bpp)")
@@ -208,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="code the frames at 1/F of their width and height and let the decoder scale them back "
                         f"up ({', '.join(map(str, bs.RESIZE_FACTORS))}); on the dev clips 2 gave more PSNR and "
                         "MS-SSIM for the bits below about 0.04 bpp (unlike --downscale, the decoded video keeps the "
-                        "input's size; default: 1, or with --bpp whichever of 1 and 2 decodes closer to the input)")
+                        "input's size; default: 1, or with --bpp whichever of 1, 2 and 3 decodes closest to the input)")
     _limit_options(p, total=False)
     _model_options(p, "the default one")
     _progress_options(p)

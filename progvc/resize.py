@@ -9,8 +9,8 @@ MS-SSIM above the full-size stream cut to 5..9 scales at equal rate (every clip)
 0.046 above the full-size quality sweep where both reach (8 of 10 clips; the crossover is near
 0.04 bpp, and a 176x144 clip loses). VMAF, though, prefers the full-size sweep's sharper texture
 (``benchmarks/README.md``, "Coding at a reduced size"). So ``encode(bpp=R)`` without ``resize``
-codes the video to the budget at full and at half size and keeps the stream that decodes closer
-to the source (``Codec._encode_at_best_size``, ``options.AUTO_RESIZE``).
+codes the video to the budget at full, half and a third of its size and keeps the stream that
+decodes closest to the source (``Codec._encode_at_best_size``, ``options.AUTO_RESIZE``).
 
 ::
 

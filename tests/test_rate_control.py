@@ -123,11 +123,11 @@ def _sse(a: np.ndarray, b: np.ndarray) -> int:
 
 @pytest.mark.slow
 def test_bpp_without_resize_keeps_the_size_that_decodes_closer(tiny_codec, clip_factory):
-    """Both sizes of AUTO_RESIZE are coded to the budget; the stream kept is the one whose decode
+    """Every size of AUTO_RESIZE is coded to the budget; the stream kept is the one whose decode
     has the least squared error against the source."""
     from progvc.options import AUTO_RESIZE
 
-    assert AUTO_RESIZE == (1, 2)
+    assert AUTO_RESIZE[0] == 1
     x = clip_factory(5, 32, 48, seed=8)
     low, high = (tiny_codec.encode_with_stats(x, quality=q, resize=1).bpp for q in (0, 100))
     chosen = set()
