@@ -292,25 +292,23 @@ class Codec:
     def _encode_at_best_size(self, video: Any, options: dict[str, Any]) -> EncodeResult:
         """``encode_with_stats(video, **options)`` at each size of ``AUTO_RESIZE``, every one filling
         the bpp budget; the stream kept is the one whose decode has the least squared error against
-        the source (the highest PSNR; the first size on a tie), the source read again and compared
-        GOP by GOP."""
+        the source (the highest PSNR; the first size on a tie). The source is read once more and
+        compared GOP by GOP with every candidate's decode of that GOP."""
         from .video_io import batches, open_video
 
         start = time.perf_counter()
-        best: tuple[int, EncodeResult] | None = None
-        for factor in AUTO_RESIZE:
-            result = self.encode_with_stats(video, resize=factor, **options)
-            clip = open_video(video, size=options["size"], fps=options["fps"], max_frames=options["max_frames"],
-                              max_side=options["max_side"], downscale=options["downscale"],
-                              pix_fmt_in=options["pix_fmt_in"])
-            gops = self.iter_decode(result.bitstream, limits=options["limits"])
-            error = sum(int(np.square(src.astype(np.int32) - out).sum())
-                        for source, decoded in zip(batches(clip.frames, gops.header.gop_size), gops, strict=True)
-                        for src, out in zip(source, decoded, strict=True))
-            if best is None or error < best[0]:
-                best = (error, result)
-        assert best is not None
-        return replace(best[1], seconds=time.perf_counter() - start)
+        results = [self.encode_with_stats(video, resize=factor, **options) for factor in AUTO_RESIZE]
+        clip = open_video(video, size=options["size"], fps=options["fps"], max_frames=options["max_frames"],
+                          max_side=options["max_side"], downscale=options["downscale"],
+                          pix_fmt_in=options["pix_fmt_in"])
+        decodes = [self.iter_decode(r.bitstream, limits=options["limits"]) for r in results]
+        errors = [0] * len(results)
+        for source, *decoded in zip(batches(clip.frames, decodes[0].header.gop_size), *decodes, strict=True):
+            for i, frames in enumerate(decoded):
+                errors[i] += sum(int(np.square(src.astype(np.int32) - out).sum())
+                                 for src, out in zip(source, frames, strict=True))
+        best = results[errors.index(min(errors))]
+        return replace(best, seconds=time.perf_counter() - start)
 
     # -- decoding ------------------------------------------------------------------------------
     def decode(self, bitstream: bytes, n_scales: int | None = None, fill: str | None = None,
