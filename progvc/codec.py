@@ -230,13 +230,9 @@ class Codec:
         _check_int("top_k", top_k, 0, (1 << 32) - 1)
         SamplingOptions(temperature, top_k, top_p)
         seed = check_seed(seed)
-        if skip_block not in bs.SKIP_BLOCKS or isinstance(skip_block, bool):
-            raise ConfigError(f"skip_block must be one of {', '.join(map(str, bs.SKIP_BLOCKS))} (0: no block skip), "
-                              f"got {skip_block!r}")
+        _check_one_of("skip_block", skip_block, bs.SKIP_BLOCKS, "0: no block skip")
         skip_block = skip_block if temporal else 0
-        if resize not in bs.RESIZE_FACTORS or isinstance(resize, bool):
-            raise ConfigError(f"resize must be one of {', '.join(map(str, bs.RESIZE_FACTORS))} (1: code the frames at "
-                              f"their own size), got {resize!r}")
+        _check_one_of("resize", resize, bs.RESIZE_FACTORS, "1: code the frames at their own size")
         if bpp is not None and (isinstance(bpp, bool) or not isinstance(bpp, (int, float)) or not 0 < bpp < 1e6):
             raise ConfigError(f"bpp must be a positive number of bits per pixel, got {bpp!r}")
         limits = as_limits(limits)
@@ -463,6 +459,12 @@ def _check_int(name: str, value: Any, lo: int, hi: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
         raise ConfigError(f"{name} must be an integer in {lo}..{hi}, got {value!r}")
     return int(value)
+
+
+def _check_one_of(name: str, value: Any, choices: tuple[int, ...], hint: str) -> None:
+    """An option that must be one of ``choices`` (bools refused), else ConfigError naming it."""
+    if isinstance(value, bool) or value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(map(str, choices))} ({hint}), got {value!r}")
 
 
 def _frames_buffer(h: bs.StreamHeader, n_frames: int) -> np.ndarray:
