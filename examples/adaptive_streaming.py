@@ -53,11 +53,6 @@ def rate_at(trace: list[tuple[float, float]], t: float) -> float:
     return next(r for start, r in reversed(trace) if start <= t)
 
 
-def gop_costs(chunks: tuple[bs.Chunk, ...]) -> list[int]:
-    """Bytes of a GOP unit that keeps its first n chunks, n = 1..len(chunks) (see docs/FORMAT.md)."""
-    return [bs.index_size(n) + sum(c.size for c in chunks[:n]) for n in range(1, len(chunks) + 1)]
-
-
 def adapt(data: bytes, trace: list[tuple[float, float]]) -> tuple[bytes, list[int], list[float]]:
     """Truncate every GOP to what the link carries during it. Returns (stream, chunks per GOP, budgets)."""
     stream = bs.unpack(data)
@@ -66,7 +61,7 @@ def adapt(data: bytes, trace: list[tuple[float, float]]) -> tuple[bytes, list[in
     for g, chunks in enumerate(stream.gops):
         duration = h.gop_frames(g) / float(h.fps)
         budget = rate_at(trace, g * h.gop_size / float(h.fps)) * 1000 * duration / 8
-        costs = gop_costs(chunks)
+        costs = bs.gop_costs(chunks)
         n = max(1, sum(1 for c in costs if c <= budget + carry))
         carry += budget - costs[n - 1]
         kept.append(chunks[:n])
@@ -145,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     starts = range(0, len(frames), gop)
     quality = [psnr(got[s:s + gop], frames[s:s + gop]) for s in starts]
     full = [psnr(best[s:s + gop], frames[s:s + gop]) for s in starts]
-    sent = [gop_costs(chunks)[-1] for chunks in bs.unpack(small).gops]
+    sent = [bs.gop_costs(chunks)[-1] for chunks in bs.unpack(small).gops]
     print(f"{len(frames)} frames at {fps:g} fps in {header.n_gops} GOPs; full stream {len(data)} bytes, "
           f"adapted {len(small)} bytes")
     print("  GOP  time_s  allowed_B  sent_B  scales  PSNR_dB  full_dB")

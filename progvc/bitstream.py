@@ -4,14 +4,19 @@ Layout (all integers little-endian; the full description lives in ``docs/FORMAT.
 
     stream   = header gop*
     header   = "PGVC" version:u8 body_len:u16 body crc32(magic..body):u32
-    body     = name_len:u8 name sha256[32] width:u32 height:u32 frames:u32 fps_num:u32 fps_den:u32
-               gop_size:u16 n_scales:u8 coded_scales:u8 seed:u64 temperature:f32 top_k:u32 top_p:f32
-               flags:u8 (rows:u16 cols:u16) * n_scales       flags bit 0: no temporal context,
-                                                              bits 1-2: block skip side (0, 1, 2, 4),
-                                                              bit 3: context-mode flags,
-                                                              bits 4-5: resize factor (1, 2, 3, 4)
-    gop      = n_chunks:u8 rd_lambda:f32 (payload_len:u32) * n_chunks crc32(n_chunks..lengths):u32 chunk*
-    chunk    = crc32(tokens):u32 crc32(crc32(tokens) payload):u32 payload
+    body     = name_len:u8 name sha256[32] width:v height:v frames:v fps_num:v fps_den:v gop_size:v
+               n_scales:u8 coded_scales:u8 flags:u8                flags bit 0: no temporal context,
+               [seed:u64 temperature:f32 top_k:u32 top_p:f32]     bits 1-2: block skip side (0, 1, 2, 4),
+               (rows:v cols:v) * n_scales                          bit 3: context-mode flags,
+                                                                   bits 4-5: resize factor (1, 2, 3, 4),
+                                                                   bit 6: the sampling fields are there
+               (v: an unsigned LEB128 varint; without flag bit 6 the sampling fields are IMPLIED_SAMPLING)
+    gop      = n_chunks:u8 rd_lambda:f32 (payload_len:varint) * n_chunks crc32(n_chunks..lengths):u32 chunk*
+    chunk    = crc16(tokens):u16 crc16(crc16(tokens) payload):u16 payload     (crc16: low half of CRC-32)
+
+    (versions 2-5: the body's v fields are width..fps_den:u32 gop_size:u16, rows and cols u16, the
+    sampling fields always follow coded_scales and come before the flags; payload_len:u32, and
+    chunk = crc32(tokens):u32 crc32(crc32(tokens) payload):u32 payload)
 
 Chunk ``k`` of a GOP holds the tokens of scale ``k`` of every frame of that GOP, so chunks run
 coarse to fine and truncation is a byte operation: keep the first ``n`` chunks of each GOP and
@@ -34,11 +39,13 @@ from typing import NamedTuple
 from .errors import BitstreamError, ConfigError
 
 MAGIC = b"PGVC"
-VERSION = 5
-READABLE_VERSIONS = (2, 3, 4, 5)
-"""Version 4 is version 5 without resizing (flag bits 4-5 zero), version 3 is version 4 without
-context-mode flags (flag bit 3 zero), version 2 is version 3 without block skip (flag bits 1-2
-zero): all still read."""
+VERSION = 6
+READABLE_VERSIONS = (2, 3, 4, 5, 6)
+"""Version 5 is version 6 with 32-bit chunk checks and lengths (``_WIDE_CHUNKS``), version 4 is
+version 5 without resizing (flag bits 4-5 zero), version 3 is version 4 without context-mode flags
+(flag bit 3 zero), version 2 is version 3 without block skip (flag bits 1-2 zero): all still read.
+:func:`pack` writes version 6, so truncating an older stream also makes it smaller."""
+_WIDE_CHUNKS = 5  # the last version whose chunks carry u32 checks and whose indexes carry u32 lengths
 OLD_VERSIONS = {1: "progvc 0.1 (models progvc-small-v1..v3)"}
 MAX_SIDE = 8192
 MAX_FRAMES = 1 << 20
@@ -49,7 +56,9 @@ MAX_NAME = 64
 MAX_LAMBDA = 1e6
 
 _HEAD = struct.Struct("<4sBH")
-_FIXED = struct.Struct("<IIIIIHBBQfIfB")  # width .. flags
+_FIXED = struct.Struct("<IIIIIHBBQfIfB")  # width .. flags, versions 2-5
+_SAMPLING = struct.Struct("<QfIf")  # seed, temperature, top_k, top_p
+_MAX_U32 = (1 << 32) - 1
 FLAG_INTRA = 1
 SKIP_BLOCKS = (0, 1, 2, 4)
 """Block sides of inter-frame block skip (:mod:`progvc.skip`) the header can signal, by the value
@@ -62,6 +71,12 @@ RESIZE_FACTORS = (1, 2, 3, 4)
 """Factors by which a stream's frames may be coded smaller than they are shown (:mod:`progvc.resize`),
 by the value of flag bits 4-5; 1: coded at their own size."""
 _RESIZE_SHIFT = 4
+FLAG_SAMPLING = 64
+"""Header flag bit 6 (version 6): the sampling fields follow the flags. Without it they are
+:data:`IMPLIED_SAMPLING`, the encoder's defaults, and take no bytes."""
+IMPLIED_SAMPLING = (0, struct.unpack("<f", struct.pack("<f", 0.3))[0], 16, 1.0)
+"""(seed, temperature, top_k, top_p) of a version-6 header without flag bit 6 (the temperature as
+the f32 it is stored as): ``progvc.fill.DEFAULT_SAMPLING`` with seed 0."""
 
 
 def coded_size(width: int, height: int, resize: int) -> tuple[int, int]:
@@ -69,13 +84,19 @@ def coded_size(width: int, height: int, resize: int) -> tuple[int, int]:
     return -(-width // resize), -(-height // resize)
 
 
-_CHUNK = struct.Struct("<II")
+_CHUNK = struct.Struct("<HH")
+_WIDE_CHUNK = struct.Struct("<II")  # versions <= _WIDE_CHUNKS
 _GOP_HEAD = struct.Struct("<Bf")  # n_chunks, rd_lambda
+_MAX_VARINT = 5  # bytes of a payload length at most (< 2**35, checked against the bytes left)
+TOKEN_CHECK = 0xFFFF
+"""Bits of a token CRC-32 a version-6 chunk keeps (:meth:`Chunk.of`)."""
 
 
 @dataclass(frozen=True)
 class StreamHeader:
-    """Everything a decoder must know before the first chunk. ``grids`` are the K latent grids."""
+    """Everything a decoder must know before the first chunk. ``grids`` are the K latent grids;
+    ``version`` is the format version the stream was read from (it sets the layout of its GOP
+    units; :func:`pack` always writes :data:`VERSION`)."""
 
     model_name: str
     weights_sha256: bytes
@@ -94,6 +115,7 @@ class StreamHeader:
     skip_block: int = 0
     modes: bool = False
     resize: int = 1
+    version: int = VERSION
 
     @property
     def coded_size(self) -> tuple[int, int]:
@@ -116,14 +138,32 @@ class StreamHeader:
 
 @dataclass(frozen=True)
 class Chunk:
-    """The range-coded tokens of one (GOP, scale) with CRCs of the tokens and of the payload."""
+    """The range-coded tokens of one (GOP, scale) and the check of its tokens: the low 16 bits of
+    their CRC-32 (``wide``: all 32, as versions 2-5 store it). The payload's own check is made
+    when the chunk is packed and verified when it is read.
+
+    Why 16 bits: at low rates a GOP unit is a few hundred bytes, and two 32-bit checks per chunk
+    were 80 of them for 10 scales. A 16-bit check still catches all but 1 in 65,536 corrupt
+    chunks, and a corrupt chunk also garbles the tokens of every later scale of its GOP (they are
+    decoded in its context), each checked again."""
 
     crc_tokens: int
     payload: bytes
+    wide: bool = False
+
+    @classmethod
+    def of(cls, tokens_crc32: int, payload: bytes) -> Chunk:
+        """The chunk the encoder writes for tokens whose CRC-32 is ``tokens_crc32``."""
+        return cls(tokens_crc32 & TOKEN_CHECK, payload)
+
+    def tokens_match(self, tokens_crc32: int) -> bool:
+        """Whether decoded tokens with CRC-32 ``tokens_crc32`` are the ones the encoder coded."""
+        return (tokens_crc32 if self.wide else tokens_crc32 & TOKEN_CHECK) == self.crc_tokens
 
     @property
     def size(self) -> int:
-        return _CHUNK.size + len(self.payload)
+        """Bytes of the chunk in its stream (check(s) and payload)."""
+        return (_WIDE_CHUNK if self.wide else _CHUNK).size + len(self.payload)
 
 
 @dataclass(frozen=True)
@@ -141,20 +181,50 @@ class Stream:
 
 
 class GopIndex(NamedTuple):
-    """What a GOP index says: the lambda its tokens were chosen with and each chunk's payload length."""
+    """What a GOP index says: the lambda its tokens were chosen with, each chunk's payload length,
+    and the bytes the index itself takes (count to CRC) and each chunk's header."""
 
     rd_lambda: float
     lengths: tuple[int, ...]
+    size: int
+    chunk_head: int = _CHUNK.size
 
 
-def index_size(n_chunks: int) -> int:
-    """Bytes of a GOP index that lists ``n_chunks`` chunks: count, rd_lambda, lengths, CRC."""
-    return _GOP_HEAD.size + 4 * n_chunks + 4
+def varint(n: int) -> bytes:
+    """LEB128: 7 bits per byte, low first, high bit set on all but the last."""
+    out = bytearray()
+    while n >= 0x80:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    return bytes(out + bytes([n]))
 
 
-def _chunk_crc(crc_tokens: int, payload: bytes) -> int:
-    """CRC of a chunk's token checksum and payload: every byte of a chunk is covered."""
-    return zlib.crc32(payload, zlib.crc32(struct.pack("<I", crc_tokens)))
+def _read_varint(view: bytes | memoryview, pos: int) -> tuple[int, int] | None:
+    """(value, position after it) of the varint at ``view[pos:]``; None if it is cut short."""
+    value = 0
+    for i in range(_MAX_VARINT):
+        if pos + i >= len(view):
+            return None
+        byte = view[pos + i]
+        value |= (byte & 0x7F) << 7 * i
+        if not byte & 0x80:
+            _check(byte or i == 0, "payload length has a redundant zero byte")
+            return value, pos + i + 1
+    raise BitstreamError(f"corrupt progvc stream: payload length longer than {_MAX_VARINT} bytes; "
+                         "re-download or re-encode the file")
+
+
+def index_size(lengths: Sequence[int], wide: bool = False) -> int:
+    """Bytes of the GOP index of chunks with these payload lengths: count, rd_lambda, lengths
+    (varints; u32 in ``wide`` versions 2-5), CRC."""
+    return _GOP_HEAD.size + (4 * len(lengths) if wide else sum(len(varint(n)) for n in lengths)) + 4
+
+
+def _chunk_crc(crc_tokens: int, payload: bytes, wide: bool = False) -> int:
+    """Check of a chunk's token check and payload: every byte of a chunk is covered (the low 16
+    bits of their CRC-32; all 32 for ``wide`` chunks)."""
+    crc = zlib.crc32(payload, zlib.crc32(struct.pack("<I" if wide else "<H", crc_tokens)))
+    return crc if wide else crc & 0xFFFF
 
 
 def _check(cond: bool, what: str) -> None:
@@ -172,6 +242,7 @@ def _validate_header(h: StreamHeader) -> None:
     _check(1 <= h.n_scales <= MAX_SCALES, f"scale count {h.n_scales} outside 1..{MAX_SCALES}")
     _check(1 <= h.coded_scales <= h.n_scales, f"coded scales {h.coded_scales} outside 1..{h.n_scales}")
     _check(h.fps > 0, "frame rate is not positive")
+    _check(h.fps.numerator <= _MAX_U32 and h.fps.denominator <= _MAX_U32, "frame rate terms above 2^32 - 1")
     _check(len(h.weights_sha256) == 32, "weights hash is not 32 bytes")
     _check(h.skip_block in SKIP_BLOCKS and (h.temporal or not h.skip_block),
            f"block skip side {h.skip_block} not one of {SKIP_BLOCKS} (0 without temporal context)")
@@ -183,15 +254,19 @@ def _validate_header(h: StreamHeader) -> None:
 
 
 def pack_header(h: StreamHeader) -> bytes:
-    """The header's bytes (magic to CRC), validated."""
+    """The header's bytes (magic to CRC) in version :data:`VERSION`, validated."""
     _validate_header(h)
     name = h.model_name.encode("ascii")
-    body = bytes([len(name)]) + name + h.weights_sha256 + _FIXED.pack(
-        h.width, h.height, h.n_frames, h.fps.numerator, h.fps.denominator, h.gop_size,
-        h.n_scales, h.coded_scales, h.seed, h.temperature, h.top_k, h.top_p,
-        (0 if h.temporal else FLAG_INTRA) | SKIP_BLOCKS.index(h.skip_block) << _SKIP_SHIFT
-        | (FLAG_MODES if h.modes else 0) | RESIZE_FACTORS.index(h.resize) << _RESIZE_SHIFT,
-    ) + b"".join(struct.pack("<HH", r, c) for r, c in h.grids)
+    sampling = _SAMPLING.unpack(_SAMPLING.pack(h.seed, h.temperature, h.top_k, h.top_p))  # as stored
+    explicit = sampling != IMPLIED_SAMPLING
+    flags = ((0 if h.temporal else FLAG_INTRA) | SKIP_BLOCKS.index(h.skip_block) << _SKIP_SHIFT
+             | (FLAG_MODES if h.modes else 0) | RESIZE_FACTORS.index(h.resize) << _RESIZE_SHIFT
+             | (FLAG_SAMPLING if explicit else 0))
+    body = (bytes([len(name)]) + name + h.weights_sha256
+            + b"".join(varint(v) for v in (h.width, h.height, h.n_frames, h.fps.numerator, h.fps.denominator,
+                                           h.gop_size))
+            + bytes([h.n_scales, h.coded_scales, flags]) + (_SAMPLING.pack(*sampling) if explicit else b"")
+            + b"".join(varint(r) + varint(c) for r, c in h.grids))
     head = _HEAD.pack(MAGIC, VERSION, len(body)) + body
     return head + struct.pack("<I", zlib.crc32(head))
 
@@ -238,26 +313,57 @@ def _unpack_header(data: bytes | memoryview) -> tuple[StreamHeader, int]:
     _check(len(data) >= end + 4, "header is cut short")
     _check(struct.unpack_from("<I", data, end)[0] == zlib.crc32(data[:end]), "header checksum mismatch")
     body = bytes(data[_HEAD.size:end])
+    _, version, _ = _HEAD.unpack_from(data, 0)
     name_len = body[0] if body else 0
-    n_scales_at = 1 + name_len + 32 + _FIXED.size
-    _check(len(body) >= n_scales_at, "header body too short")
+    _check(len(body) >= 1 + name_len + 32, "header body too short")
     name = body[1:1 + name_len]
     _check(name.isascii() and len(name) > 0, "model name is not ASCII")
-    fields = _FIXED.unpack_from(body, 1 + name_len + 32)
-    w, h, t, fn, fd, gop, k, coded, seed, temp, top_k, top_p, flags = fields
-    _, version, _ = _HEAD.unpack_from(data, 0)
+    sha = body[1 + name_len:1 + name_len + 32]
+    read = _read_body_v6 if version > _WIDE_CHUNKS else _read_body_v5
+    w, h, t, fn, fd, gop, coded, (seed, temp, top_k, top_p), flags, grids = read(body, 1 + name_len + 32)
     known = (FLAG_INTRA | (3 << _SKIP_SHIFT if version >= 3 else 0) | (FLAG_MODES if version >= 4 else 0)
-             | (3 << _RESIZE_SHIFT if version >= 5 else 0))
+             | (3 << _RESIZE_SHIFT if version >= 5 else 0) | (FLAG_SAMPLING if version >= 6 else 0))
     _check(flags & ~known == 0, f"unknown header flags {flags:#x}")
-    _check(len(body) == n_scales_at + 4 * k, "header length does not match its scale count")
     _check(fd > 0 and fn > 0, "frame rate is zero")
-    grids = tuple(struct.unpack_from("<HH", body, n_scales_at + 4 * i) for i in range(k))
-    header = StreamHeader(name.decode(), body[1 + name_len:1 + name_len + 32], w, h, t, Fraction(fn, fd),
-                          gop, grids, coded, seed, temp, top_k, top_p, not flags & FLAG_INTRA,
-                          SKIP_BLOCKS[flags >> _SKIP_SHIFT & 3], bool(flags & FLAG_MODES),
-                          RESIZE_FACTORS[flags >> _RESIZE_SHIFT & 3])
+    header = StreamHeader(name.decode(), sha, w, h, t, Fraction(fn, fd), gop, grids, coded, seed, temp, top_k,
+                          top_p, not flags & FLAG_INTRA, SKIP_BLOCKS[flags >> _SKIP_SHIFT & 3],
+                          bool(flags & FLAG_MODES), RESIZE_FACTORS[flags >> _RESIZE_SHIFT & 3], version)
     _validate_header(header)
     return header, end + 4
+
+
+def _read_body_v5(body: bytes, pos: int) -> tuple:
+    """The fields after the weights hash, laid out as versions 2-5 do (fixed widths)."""
+    _check(len(body) >= pos + _FIXED.size, "header body too short")
+    w, h, t, fn, fd, gop, k, coded, seed, temp, top_k, top_p, flags = _FIXED.unpack_from(body, pos)
+    pos += _FIXED.size
+    _check(len(body) == pos + 4 * k, "header length does not match its scale count")
+    grids = tuple(struct.unpack_from("<HH", body, pos + 4 * i) for i in range(k))
+    return w, h, t, fn, fd, gop, coded, (seed, temp, top_k, top_p), flags, grids
+
+
+def _read_body_v6(body: bytes, pos: int) -> tuple:
+    """The fields after the weights hash, laid out as version 6 does (varints, optional sampling)."""
+    def v() -> int:
+        nonlocal pos
+        got = _read_varint(body, pos)
+        _check(got is not None, "header body too short")
+        value, pos = got  # type: ignore[misc]
+        _check(value <= _MAX_U32, f"header field {value} above 2^32 - 1")
+        return value
+
+    w, h, t, fn, fd, gop = (v() for _ in range(6))
+    _check(len(body) >= pos + 3, "header body too short")
+    k, coded, flags = body[pos:pos + 3]
+    pos += 3
+    sampling = IMPLIED_SAMPLING
+    if flags & FLAG_SAMPLING:
+        _check(len(body) >= pos + _SAMPLING.size, "header body too short")
+        sampling = _SAMPLING.unpack_from(body, pos)
+        pos += _SAMPLING.size
+    grids = tuple((v(), v()) for _ in range(k))
+    _check(pos == len(body), "header length does not match its scale count")
+    return w, h, t, fn, fd, gop, coded, sampling, flags, grids
 
 
 def pack(stream: Stream) -> bytes:
@@ -275,9 +381,11 @@ def pack(stream: Stream) -> bytes:
         lam = stream.rd_lambda(g)
         if not 0 <= lam <= MAX_LAMBDA:
             raise ValueError(f"rd_lambda {lam} of GOP {g} outside 0..{MAX_LAMBDA}")
-        index = _GOP_HEAD.pack(len(chunks), lam) + b"".join(struct.pack("<I", len(c.payload)) for c in chunks)
+        index = _GOP_HEAD.pack(len(chunks), lam) + b"".join(varint(len(c.payload)) for c in chunks)
         out += [index, struct.pack("<I", zlib.crc32(index))]
-        out += [_CHUNK.pack(c.crc_tokens, _chunk_crc(c.crc_tokens, c.payload)) + c.payload for c in chunks]
+        for c in chunks:
+            check = c.crc_tokens & TOKEN_CHECK  # a chunk read from an older stream keeps 16 of its 32 bits
+            out.append(_CHUNK.pack(check, _chunk_crc(check, c.payload)) + c.payload)
     return b"".join(out)
 
 
@@ -290,7 +398,7 @@ def unpack(data: bytes | bytearray | memoryview, *, partial: bool = False) -> St
     """
     view = _as_bytes(data)
     header, pos = _unpack_header(view)
-    min_gop = index_size(1) + _CHUNK.size  # one chunk with an empty payload
+    min_gop = index_size([0]) + _CHUNK.size  # one chunk with an empty payload
     _check(partial or header.n_gops * min_gop <= len(view) - pos,
            f"header promises {header.n_gops} GOPs but only {len(view) - pos} bytes follow")
     gops: list[tuple[Chunk, ...]] = []
@@ -309,7 +417,7 @@ def unpack(data: bytes | bytearray | memoryview, *, partial: bool = False) -> St
 
 
 def gop_index(prefix: bytes | bytearray | memoryview, header: StreamHeader, pos: int = 0) -> GopIndex | None:
-    """The GOP index at ``prefix[pos:]``: its rd_lambda and the payload lengths of its chunks.
+    """The GOP index at ``prefix[pos:]``: its rd_lambda, the payload lengths of its chunks and its size.
 
     None while the index is incomplete. The chunk count is checked against ``header`` as soon as
     its byte is in, the index CRC and the lambda's range once the whole index is; each raises
@@ -320,21 +428,35 @@ def gop_index(prefix: bytes | bytearray | memoryview, header: StreamHeader, pos:
         return None
     n = view[pos]
     _check(1 <= n <= header.coded_scales, f"GOP has {n} chunks, header allows 1..{header.coded_scales}")
-    end = pos + index_size(n) - 4
+    end = pos + _GOP_HEAD.size
+    if header.version <= _WIDE_CHUNKS:
+        end += 4 * n
+        if end > len(view):
+            return None
+        lengths = struct.unpack_from(f"<{n}I", view, pos + _GOP_HEAD.size)
+    else:
+        read = []
+        for _ in range(n):
+            got = _read_varint(view, end)
+            if got is None:
+                return None
+            length, end = got
+            read.append(length)
+        lengths = tuple(read)
     if end + 4 > len(view):
         return None
     _check(struct.unpack_from("<I", view, end)[0] == zlib.crc32(view[pos:end]), "GOP index checksum mismatch")
     lam = _GOP_HEAD.unpack_from(view, pos)[1]
     _check(0 <= lam <= MAX_LAMBDA, f"GOP rd_lambda {lam} outside 0..{MAX_LAMBDA}")
-    return GopIndex(lam, struct.unpack_from(f"<{n}I", view, pos + _GOP_HEAD.size))
+    wide = header.version <= _WIDE_CHUNKS
+    return GopIndex(lam, lengths, end + 4 - pos, (_WIDE_CHUNK if wide else _CHUNK).size)
 
 
-def chunk_ends(lengths: Sequence[int]) -> list[int]:
-    """Where each chunk of a GOP unit ends, in bytes from the start of the unit (index included),
-    given the payload lengths of its index."""
-    ends, pos = [], index_size(len(lengths))
-    for length in lengths:
-        pos += _CHUNK.size + length
+def chunk_ends(index: GopIndex) -> list[int]:
+    """Where each chunk of a GOP unit ends, in bytes from the start of the unit (index included)."""
+    ends, pos = [], index.size
+    for length in index.lengths:
+        pos += index.chunk_head + length
         ends.append(pos)
     return ends
 
@@ -360,18 +482,19 @@ def read_gop(data: bytes | bytearray | memoryview, header: StreamHeader, pos: in
     index = gop_index(view, header, pos)
     if index is None:
         return short("a GOP index")
-    lam, lengths = index
-    pos += index_size(len(lengths))
-    for length in lengths:
-        stop = pos + _CHUNK.size + length
+    lam, wide = index.rd_lambda, header.version <= _WIDE_CHUNKS
+    head = _WIDE_CHUNK if wide else _CHUNK
+    pos += index.size
+    for length in index.lengths:
+        stop = pos + head.size + length
         if stop > len(view):
             if not partial:
                 _check(False, f"chunk of {length} bytes runs past the end of the stream")
             return short("a chunk")
-        crc_tokens, crc_payload = _CHUNK.unpack_from(view, pos)
-        payload = bytes(view[pos + _CHUNK.size:stop])
-        _check(_chunk_crc(crc_tokens, payload) == crc_payload, "chunk payload checksum mismatch")
-        chunks.append(Chunk(crc_tokens, payload))
+        crc_tokens, crc_payload = head.unpack_from(view, pos)
+        payload = bytes(view[pos + head.size:stop])
+        _check(_chunk_crc(crc_tokens, payload, wide) == crc_payload, "chunk payload checksum mismatch")
+        chunks.append(Chunk(crc_tokens, payload, wide))
         pos = stop
     return tuple(chunks), lam, pos, True
 
@@ -422,11 +545,12 @@ def truncate(data: bytes, n_scales: int | None = None, max_bytes: int | None = N
     return pack(_keep(stream, _fit_budget(stream, max_bytes, header_size(data))))
 
 
-def _gop_costs(chunks: tuple[Chunk, ...]) -> list[int]:
-    """Bytes of a GOP unit that keeps its first n chunks, for n = 1..len(chunks) (increasing)."""
-    costs, total = [], index_size(0)  # n_chunks and the index CRC
+def gop_costs(chunks: tuple[Chunk, ...]) -> list[int]:
+    """Bytes of a GOP unit that keeps its first n chunks, for n = 1..len(chunks) (increasing), as
+    :func:`pack` writes it (the current version, whatever version the chunks were read from)."""
+    costs, total = [], index_size([])  # n_chunks, rd_lambda and the index CRC
     for c in chunks:
-        total += 4 + c.size  # its length in the index, then the chunk itself
+        total += len(varint(len(c.payload))) + _CHUNK.size + len(c.payload)  # its length in the index, the chunk
         costs.append(total)
     return costs
 
@@ -441,7 +565,7 @@ def _fit_budget(stream: Stream, max_bytes: int, header_bytes: int) -> list[int]:
     GOPs in order, so no budget goes to waste and ``max_bytes >= len(stream)`` keeps everything.
     """
     h = stream.header
-    costs = [_gop_costs(chunks) for chunks in stream.gops]
+    costs = [gop_costs(chunks) for chunks in stream.gops]
     reserve = sum(c[0] for c in costs)  # one chunk in every GOP still to come
     budget = max_bytes - header_bytes
     if budget < reserve:

@@ -20,7 +20,7 @@ decodes closest to the source (``Codec._encode_at_best_size``, ``options.AUTO_RE
 
 Both run on the codec's device, one frame at a time (a frame's float copy is all they add). The
 bicubic kernel is torch's (a = -0.75, ``align_corners=False``); its output is rounded and clamped to
-uint8. A stream records ``f`` in its header (format version 5, flag bits 4-5).
+uint8. A stream records ``f`` in its header (format version 5 on, flag bits 4-5).
 """
 
 from __future__ import annotations

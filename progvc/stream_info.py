@@ -83,7 +83,7 @@ def info(data: bytes, *, partial: bool = False) -> StreamInfo:
     per_scale = [0] * h.coded_scales
     index = 0
     for chunks in stream.gops:
-        index += bs.index_size(len(chunks))
+        index += bs.index_size([len(c.payload) for c in chunks], wide=chunks[0].wide)
         for k, c in enumerate(chunks):
             per_scale[k] += c.size
     header_bytes = bs.header_size(data)

@@ -88,6 +88,7 @@ class Decoder:
         self._pos = 0  # where the current GOP unit starts in _buf (dropped once per feed, not per GOP)
         self._gop = 0  # index of the GOP being received
         self._lengths: tuple[int, ...] | None = None  # its chunk payload lengths, once its index is in
+        self._ends: list[int] = []  # where its chunks end, from the start of its unit
         self._chunks: list[bs.Chunk] = []  # its chunks validated so far
         self._gop_decoder: GopDecoder | None = None
         self._rd_lambda = 0.0
@@ -165,8 +166,8 @@ class Decoder:
             index = bs.gop_index(self._buf, h, start)  # validated as soon as its bytes are in
             if index is None:
                 return False
-            self._rd_lambda, self._lengths = index
-        ends = bs.chunk_ends(self._lengths)
+            self._rd_lambda, self._lengths, self._ends = index.rd_lambda, index.lengths, bs.chunk_ends(index)
+        ends = self._ends
         have = bisect.bisect_right(ends, len(self._buf) - start)  # chunks whose bytes are all in
         if have > len(self._chunks):
             unit = bytes(self._buf[start:start + ends[have - 1]])  # a copy: a view would pin the bytearray

@@ -97,3 +97,22 @@ def shared_clip(name_part: str) -> Path:
     if not matches:
         pytest.skip("../shared/clips is not present")
     return matches[0]
+
+
+def legacy_header(h, version: int) -> bytes:
+    """``h`` laid out as format versions 2-5 do (fixed-width fields, docs/FORMAT.md "Versions"),
+    labelled ``version``, with a correct CRC: how a test makes an older stream's header."""
+    import struct
+    import zlib
+
+    from progvc import bitstream as bs
+
+    flags = ((0 if h.temporal else 1) | bs.SKIP_BLOCKS.index(h.skip_block) << 1 | (8 if h.modes else 0)
+             | bs.RESIZE_FACTORS.index(h.resize) << 4)
+    name = h.model_name.encode()
+    body = (bytes([len(name)]) + name + h.weights_sha256
+            + struct.pack("<IIIIIHBBQfIfB", h.width, h.height, h.n_frames, h.fps.numerator, h.fps.denominator,
+                          h.gop_size, h.n_scales, h.coded_scales, h.seed, h.temperature, h.top_k, h.top_p, flags)
+            + b"".join(struct.pack("<HH", r, c) for r, c in h.grids))
+    head = struct.pack("<4sBH", bs.MAGIC, version, len(body)) + body
+    return head + struct.pack("<I", zlib.crc32(head))

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from dataclasses import replace
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -108,7 +109,7 @@ def test_info_describes_bytes_per_scale():
     data = bs.pack(stream)
     info = progvc.info(data)
     assert info.total_bytes == len(data)
-    assert info.bytes_per_scale == tuple(stream.header.n_gops * (8 + 4 * (k + 1)) for k in range(3))
+    assert info.bytes_per_scale == tuple(stream.header.n_gops * (4 + 4 * (k + 1)) for k in range(3))  # 16-bit checks
     assert info.header_bytes + info.index_bytes + sum(info.bytes_per_scale) == len(data)
     assert info.fps == Fraction(30000, 1001) and info.seed == 7
     assert "33x17" in str(info) and info.to_dict()["bpp"] > 0
@@ -140,3 +141,61 @@ def test_random_bytes_never_escape_as_other_exceptions():
             data = good[: int(rng.integers(0, len(good)))] + data
         with contextlib.suppress(progvc.BitstreamError):
             bs.unpack(data)
+
+
+@pytest.mark.parametrize("n", [0, 1, 127, 128, 300, 16383, 16384, (1 << 32) - 1])
+def test_payload_lengths_are_varints_that_round_trip(n):
+    code = bs.varint(n)
+    assert len(code) == max(1, -(-n.bit_length() // 7))
+    assert bs._read_varint(code, 0) == (n, len(code))
+    assert bs._read_varint(code[:-1], 0) is None  # cut short: wait for more bytes
+
+
+@pytest.mark.parametrize("code", [b"\x80\x00", b"\xff\xff\xff\xff\xff\x01"])
+def test_non_canonical_or_overlong_varints_are_refused(code):
+    with pytest.raises(progvc.BitstreamError):
+        bs._read_varint(code, 0)
+
+
+def test_default_sampling_takes_no_header_bytes_and_other_sampling_round_trips():
+    base = make_stream().header
+    implied = replace(base, seed=0, temperature=0.3, top_k=16, top_p=1.0)
+    small, big = bs.pack_header(implied), bs.pack_header(base)
+    assert len(big) - len(small) == 20  # seed u64, temperature f32, top_k u32, top_p f32
+    got = bs.parse_header(small)
+    assert (got.seed, got.temperature, got.top_k, got.top_p) == bs.IMPLIED_SAMPLING
+    assert bs.parse_header(big) == base
+    from progvc.fill import DEFAULT_SAMPLING  # the encoder's defaults are the implied ones
+    assert bs.IMPLIED_SAMPLING[1:] == (np.float32(DEFAULT_SAMPLING.temperature), DEFAULT_SAMPLING.top_k,
+                                       DEFAULT_SAMPLING.top_p)
+
+
+def test_chunks_keep_16_bits_of_the_token_crc_and_older_streams_keep_32():
+    chunk = bs.Chunk.of(0x12345678, b"abcd")
+    assert chunk.crc_tokens == 0x5678 and chunk.tokens_match(0x12345678) and chunk.tokens_match(0xABCD5678)
+    assert not chunk.tokens_match(0x12345679)
+    wide = bs.Chunk(0x12345678, b"abcd", wide=True)
+    assert wide.tokens_match(0x12345678) and not wide.tokens_match(0xABCD5678)
+    assert (chunk.size, wide.size) == (8, 12)
+
+
+def test_an_older_stream_is_rewritten_in_the_current_format_by_truncate():
+    golden = Path(__file__).parent / "golden" / "v5-tiny-fast.pvc"
+    old = golden.read_bytes()
+    stream = bs.unpack(old)
+    assert stream.header.version == 5 and all(c.wide for g in stream.gops for c in g)
+    new = bs.truncate(old, n_scales=stream.header.coded_scales)
+    again = bs.unpack(new)
+    assert again.header.version == bs.VERSION and len(new) < len(old)
+    assert [[c.payload for c in g] for g in again.gops] == [[c.payload for c in g] for g in stream.gops]
+    assert all(c.crc_tokens == o.crc_tokens & bs.TOKEN_CHECK
+               for g, h in zip(again.gops, stream.gops, strict=True) for c, o in zip(g, h, strict=True))
+
+
+@pytest.mark.parametrize("name", ["v5-tiny-fast", "v5-progvc-small-v4", "v5-tiny-resize-2"])
+def test_the_container_benchmark_restates_the_format_5_layout_exactly(name):
+    from benchmarks.container import format5_bytes
+
+    old = (Path(__file__).parent / "golden" / f"{name}.pvc").read_bytes()
+    assert format5_bytes(bs.unpack(old)) == len(old)
+    assert format5_bytes(bs.unpack(bs.truncate(old, n_scales=2))) > len(bs.truncate(old, n_scales=2))

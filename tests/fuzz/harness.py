@@ -94,27 +94,28 @@ EXTREMES: dict[str, list[Any]] = {
     "temperature": [0.0, -0.0, -1.0, 1e-45, 100.0, 100.00001, math.inf, math.nan],
     "top_k": [0, (1 << 32) - 1],
     "top_p": [0.0, -0.0, 1e-45, 1.0, 1.0000001, math.inf, math.nan],
-    "flags": [0, 1, 2, 3, 6, 7, 8, 9, 14, 16, 17, 48, 49, 64, 255],
+    "flags": [0, 1, 2, 3, 6, 7, 8, 9, 14, 16, 17, 48, 49, 64, 65, 72, 128, 255],
     "side": [0, 1, 8192, 8193, 65535],
 }
 """Header field values at and beyond the bounds of docs/FORMAT.md (``side``: a grid's rows or cols)."""
 
 VALID = dict(name=b"m", sha=bytes(range(32)), width=33, height=17, frames=5, fps_num=30000, fps_den=1001, gop=2,
-             coded=3, seed=7, temperature=1.0, top_k=0, top_p=1.0, flags=0, grids=((1, 2), (2, 3), (3, 4)))
+             coded=3, seed=7, temperature=1.0, top_k=0, top_p=1.0, flags=64, grids=((1, 2), (2, 3), (3, 4)))
 
 
 def header_bytes(f: dict[str, Any], body_len: int | None = None) -> bytes:
     """A header laid out from ``f`` with ``struct`` as docs/FORMAT.md says, with a correct CRC.
 
-    The scale count is ``len(f["grids"])``. ``body_len`` overrides the length field; the body is then
-    cut or zero-padded to it, so the CRC still matches and only the bounds checks can object.
+    The scale count is ``len(f["grids"])``; the sampling fields are written when flag bit 6 is
+    set. ``body_len`` overrides the length field; the body is then cut or zero-padded to it, so
+    the CRC still matches and only the bounds checks can object.
     """
     grids = f["grids"]
     body = (bytes([len(f["name"]) % 256]) + f["name"] + f["sha"]
-            + struct.pack("<IIIIIHBBQfIfB", f["width"], f["height"], f["frames"], f["fps_num"], f["fps_den"],
-                          f["gop"], len(grids) % 256, f["coded"], f["seed"], f["temperature"], f["top_k"],
-                          f["top_p"], f["flags"])
-            + b"".join(struct.pack("<HH", r, c) for r, c in grids))
+            + b"".join(leb128(f[k]) for k in ("width", "height", "frames", "fps_num", "fps_den", "gop"))
+            + bytes([len(grids) % 256, f["coded"], f["flags"]])
+            + (struct.pack("<QfIf", f["seed"], f["temperature"], f["top_k"], f["top_p"]) if f["flags"] & 64 else b"")
+            + b"".join(leb128(r) + leb128(c) for r, c in grids))
     if body_len is not None:
         body = body[:body_len].ljust(body_len, b"\0")
     head = struct.pack("<4sBH", bs.MAGIC, bs.VERSION, len(body)) + body
@@ -130,9 +131,24 @@ def header_valid(f: dict[str, Any]) -> bool:
     return (1 <= len(f["name"]) <= 64 and f["name"].isascii()
             and 1 <= f["width"] <= 8192 and 1 <= f["height"] <= 8192 and 1 <= f["frames"] <= 1 << 20
             and f["fps_num"] > 0 and f["fps_den"] > 0 and 1 <= f["gop"] <= 256 and 1 <= k <= 32
-            and 1 <= f["coded"] <= k and 0 < f32(f["temperature"]) <= 100 and 0 < f32(f["top_p"]) <= 1
-            and f["flags"] & ~63 == 0 and not (f["flags"] & 1 and f["flags"] & 14)  # skip, modes need temporal
+            and 1 <= f["coded"] <= k
+            and (not f["flags"] & 64 or (0 < f32(f["temperature"]) <= 100 and 0 < f32(f["top_p"]) <= 1))
+            and f["flags"] & ~127 == 0 and not (f["flags"] & 1 and f["flags"] & 14)  # skip, modes need temporal
             and all(1 <= s <= 8192 for grid in f["grids"] for s in grid))
+
+
+def leb128(n: int) -> bytes:
+    """A payload length as the format's varint: 7 bits per byte, low first, high bit = more."""
+    out = bytearray()
+    while True:
+        out.append(n & 0x7F | (0x80 if n >= 0x80 else 0))
+        n >>= 7
+        if not n:
+            return bytes(out)
+
+
+def _chunk_check(t: int, payload: bytes) -> int:
+    return zlib.crc32(payload, zlib.crc32(struct.pack("<H", t))) & 0xFFFF
 
 
 def gop_bytes(payloads: Sequence[bytes], tokens: Sequence[int] | None = None, n_chunks: int | None = None,
@@ -140,11 +156,11 @@ def gop_bytes(payloads: Sequence[bytes], tokens: Sequence[int] | None = None, n_
     """One GOP unit with correct index and chunk CRCs; ``n_chunks`` / ``lengths`` override the index."""
     lengths = [len(p) for p in payloads] if lengths is None else list(lengths)
     index = struct.pack("<Bf", len(lengths) if n_chunks is None else n_chunks, rd_lambda)
-    index += struct.pack(f"<{len(lengths)}I", *lengths)
+    index += b"".join(leb128(n) for n in lengths)
     out = [index, struct.pack("<I", zlib.crc32(index))]
     for i, p in enumerate(payloads):
-        t = tokens[i] if tokens else i
-        out.append(struct.pack("<II", t, zlib.crc32(p, zlib.crc32(struct.pack("<I", t)))) + p)
+        t = (tokens[i] if tokens else i) & 0xFFFF
+        out.append(struct.pack("<HH", t, _chunk_check(t, p)) + p)
     return b"".join(out)
 
 
@@ -162,18 +178,25 @@ def reseal(data: bytes) -> bytes:
     struct.pack_into("<I", out, pos, zlib.crc32(out[:pos]))
     pos += 4
     while pos < len(out):
-        n, end = out[pos], pos + 5 + 4 * out[pos]  # n_chunks u8, rd_lambda f32, lengths
+        n, end, lengths = out[pos], pos + 5, []  # n_chunks u8, rd_lambda f32, lengths
+        for _ in range(n):
+            value, shift = 0, 0
+            while end < len(out) and shift < 35:
+                value |= (out[end] & 0x7F) << shift
+                end, shift = end + 1, shift + 7
+                if not out[end - 1] & 0x80:
+                    break
+            lengths.append(value)
         if end + 4 > len(out):
             break
         struct.pack_into("<I", out, end, zlib.crc32(out[pos:end]))
-        lengths = struct.unpack_from(f"<{n}I", out, pos + 5)
         pos = end + 4
         for length in lengths:
-            if pos + 8 + length > len(out):
+            if pos + 4 + length > len(out):
                 return bytes(out)
-            crc = zlib.crc32(out[pos + 8:pos + 8 + length], zlib.crc32(out[pos:pos + 4]))
-            struct.pack_into("<I", out, pos + 4, crc)
-            pos += 8 + length
+            t = struct.unpack_from("<H", out, pos)[0]
+            struct.pack_into("<H", out, pos + 2, _chunk_check(t, bytes(out[pos + 4:pos + 4 + length])))
+            pos += 4 + length
     return bytes(out)
 
 
@@ -370,7 +393,7 @@ def mutate_stream(d: Draws, refs: Sequence[Reference]) -> tuple[bytes, Reference
         gops[g][k] = replace(c, payload=flip(d, c.payload, d.integer(1, 3)))
     elif kind == 1:  # wrong token checksum
         g, k = where()
-        gops[g][k] = replace(gops[g][k], crc_tokens=gops[g][k].crc_tokens ^ d.integer(1, (1 << 32) - 1))
+        gops[g][k] = replace(gops[g][k], crc_tokens=gops[g][k].crc_tokens ^ d.integer(1, bs.TOKEN_CHECK))
     elif kind == 2:  # two chunks swapped (between GOPs and/or scales)
         (g, k), (g2, k2) = where(), where()
         gops[g][k], gops[g2][k2] = gops[g2][k2], gops[g][k]
@@ -438,7 +461,7 @@ def check_decoder(codec: Any, d: Draws, data: bytes, ref: Reference, partial: bo
         assert len(maps) == min(len(chunks), n or h.coded_scales)
         for k, r in enumerate(maps):
             assert tuple(r.shape) == (h.gop_frames(g), *h.grids[k])
-            assert tokens_crc(list(r)) == chunks[k].crc_tokens, f"tokens ({g},{k}) fail their checksum"
+            assert chunks[k].tokens_match(tokens_crc(list(r))), f"tokens ({g},{k}) fail their checksum"
             if _same_context(ref, stream, g, k):
                 assert torch.equal(r, ref.tokens[g][k]), f"tokens ({g},{k}) differ from the encoder's"
     if d.integer(0, 3) == 0:
@@ -476,7 +499,7 @@ def claim(codec: Any, data: bytes, width: int, height: int, n_frames: int | None
     grids = tuple(codec.tokenizer.grids(height, width))
     assert grids[0] == h.grids[0] and n_frames % h.gop_size == 0 and h.gop_frames(0) == h.gop_size
     start = bs.header_size(data)
-    unit = data[start:start + bs.chunk_ends(bs.gop_index(data, h, start).lengths)[-1]]  # type: ignore[arg-type]
+    unit = data[start:start + bs.chunk_ends(bs.gop_index(data, h, start))[-1]]  # type: ignore[arg-type]
     fields = dict(VALID, name=h.model_name.encode(), sha=h.weights_sha256, width=width, height=height,
                   frames=n_frames, fps_num=h.fps.numerator, fps_den=h.fps.denominator, gop=h.gop_size,
                   coded=1, seed=h.seed, grids=grids, flags=0 if h.temporal else 1)

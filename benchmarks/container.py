@@ -1,0 +1,132 @@
+"""What the container costs: each clip's default stream cut to n scales, in the format-5 layout
+and in the current one (the same chunks; only the header, the GOP indexes and the chunk checks
+differ, so the pictures are the same and only the rate changes).
+
+    python -m benchmarks.container ../shared/clips/dev            # encodes: dev setting, default encoder
+    python -m benchmarks.container --streams DIR                  # .pvc files already made (any version)
+    python -m benchmarks.container ../shared/clips/dev --rebyte RESULTS --out NEW
+
+Prints a markdown table: mean bytes per stream at each n in both layouts, and the share saved
+(mean, min and max over the clips). ``--rebyte`` takes a ``benchmarks.progression`` results file
+made with an older container and writes it again with every stream's bytes and bpp in the
+current one: it encodes each stream again with the file's settings (the encoder is
+deterministic and the tokens do not depend on the container), checks that the default stream
+decodes to the recorded PSNR, and leaves every quality number as it was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import struct
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from progvc import bitstream as bs
+
+
+def format5_bytes(stream: bs.Stream) -> int:
+    """Bytes of ``stream`` laid out as format 5 wrote it (docs/FORMAT.md, "Versions"): a
+    fixed-width header with the sampling fields, u16 grids; u32 payload lengths; two u32 checks
+    per chunk."""
+    h = stream.header
+    header = 7 + 1 + len(h.model_name) + 32 + struct.calcsize("<IIIIIHBBQfIfB") + 4 * h.n_scales + 4
+    return header + sum(5 + 4 * len(chunks) + 4 + sum(8 + len(c.payload) for c in chunks) for chunks in stream.gops)
+
+
+def streams_of_clips(folder: str, frames: int, max_side: int, gop: int) -> dict[str, bytes]:
+    """The default encoder's stream of every clip in ``folder``, in the setting of
+    benchmarks/results/dev (first ``frames`` frames, long side area-downscaled to ``max_side``)."""
+    import progvc
+    from progvc.bench.rd import downscale_area, find_clips, read_clip
+
+    codec = progvc.Codec.from_pretrained(device="cpu")
+    out = {}
+    for path in find_clips(folder):
+        video, _ = read_clip(path, frames)
+        video = downscale_area(video[:frames], max(1, -(-max(video.shape[1:3]) // max_side)))
+        out[path.name] = codec.encode(video, gop_size=gop)
+        print(f"{path.name}: {len(out[path.name])} bytes", flush=True)
+    return out
+
+
+def table(streams: dict[str, bytes]) -> str:
+    rows = ["| n scales | format 5 (bytes) | format 6 (bytes) | saved (bytes) | saved, mean (min-max) |",
+            "|---:|---:|---:|---:|---:|"]
+    n_max = max(bs.parse_header(d).n_scales for d in streams.values())
+    for n in range(1, n_max + 1):
+        old, new = [], []
+        for data in streams.values():
+            if n > bs.parse_header(data).coded_scales:
+                continue
+            cut = bs.truncate(data, n_scales=n)
+            old.append(format5_bytes(bs.unpack(cut)))
+            new.append(len(cut))
+        o, w = np.array(old, float), np.array(new, float)
+        saved = 100 * (1 - w / o)
+        rows.append(f"| {n} | {o.mean():.0f} | {w.mean():.0f} | {o.mean() - w.mean():.0f} | "
+                    f"{saved.mean():.1f}% ({saved.min():.1f}-{saved.max():.1f}) |")
+    return "\n".join(rows)
+
+
+def rebyte(results: str, clips: str, out: str) -> None:
+    """See the module docstring. Raises SystemExit if a re-encoded stream decodes differently."""
+    import json
+
+    import progvc
+    from progvc.bench.metrics import psnr
+    from progvc.bench.rd import downscale_area, find_clips, read_clip
+
+    doc = json.loads(Path(results).read_text())
+    st = doc["settings"]
+    codec = progvc.Codec.from_pretrained(name=st["model"], device="cpu")
+    enc = {k: st.get(k) for k in ("preset", "skip_block", "intra_trials", "inter_lambda_scale", "prefix_refine")}
+    enc["resize"] = st.get("resize")
+    paths = {p.name: p for p in find_clips(clips)}
+    for name, clip in doc["clips"].items():
+        video, _ = read_clip(paths[name], st["frames"])
+        video = downscale_area(video[:st["frames"]], max(1, -(-max(video.shape[1:3]) // st["max_side"])))
+        pixels = video.shape[0] * video.shape[1] * video.shape[2]
+        default = codec.encode(video, quality=st["quality"], gop_size=st["gop"], **enc)
+        full = next(p for p in clip["points"] if p["n_scales"] == codec.n_scales)
+        if psnr(video, codec.decode(default)) != full["psnr_rgb"]:
+            raise SystemExit(f"{name}: the re-encoded stream decodes differently; cannot rebyte")
+        for p in clip["points"]:
+            p["bytes"] = len(bs.truncate(default, n_scales=p["n_scales"]))
+            p["bpp"] = 8 * p["bytes"] / pixels
+        for p in clip["sweep"]:
+            data = default if p["quality"] == st["quality"] else codec.encode(
+                video, quality=p["quality"], gop_size=st["gop"], **enc)
+            p["bytes"], p["bpp"] = len(data), 8 * len(data) / pixels
+        clip["encode"]["bytes"], clip["encode"]["bpp"] = len(default), 8 * len(default) / pixels
+        print(f"{name}: {clip['encode']['bytes']} bytes", flush=True)
+    doc["settings"]["container"] = bs.VERSION
+    Path(out).write_text(json.dumps(doc, indent=1))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("clips", nargs="?", help="folder of clips to encode with the default encoder")
+    p.add_argument("--streams", help="folder of .pvc streams instead")
+    p.add_argument("--frames", type=int, default=8)
+    p.add_argument("--max-side", type=int, default=480)
+    p.add_argument("--gop", type=int, default=8)
+    p.add_argument("--rebyte", metavar="RESULTS", help="a benchmarks.progression results file to re-measure")
+    p.add_argument("--out", help="where --rebyte writes")
+    args = p.parse_args(argv)
+    if bool(args.clips) == bool(args.streams):
+        p.error("give a clips folder or --streams, not both")
+    if args.rebyte:
+        if not (args.clips and args.out):
+            p.error("--rebyte needs the clips folder and --out")
+        rebyte(args.rebyte, args.clips, args.out)
+        return 0
+    streams = ({f.name: f.read_bytes() for f in sorted(Path(args.streams).glob("*.pvc"))} if args.streams
+               else streams_of_clips(args.clips, args.frames, args.max_side, args.gop))
+    print(table(streams))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
