@@ -339,8 +339,8 @@ def against_results(doc: dict[str, Any], other: dict[str, Any]) -> str:
                 if g is not None:
                     sums.setdefault(f"{key} {m}", []).append(g)
             cells.append(f"{_fmt(got[0], '+.2f')} / {_fmt(got[1], '+.3f')}")
-        span = [f"{min(p['bpp'] for p in c):.4f}..{max(p['bpp'] for p in c):.4f}"
-                for c in (clips[name]["sweep"], others[name]["sweep"])]
+        span = [f"{min(p['bpp'] for p in c):.4f}..{max(p['bpp'] for p in c):.4f}" if c else "n/a"
+                for c in (clips[name]["sweep"], others[name]["sweep"])]  # a file may have no sweep
         lines.append(f"| {name[:40]} | " + " | ".join(cells + span) + " |")
     lines.append("| mean | " + " | ".join(
         " / ".join(f"**{_fmt(float(np.mean(sums[f'{key} {m}'])) if sums.get(f'{key} {m}') else None, spec)}**"

@@ -87,7 +87,7 @@ def coded_size(width: int, height: int, resize: int) -> tuple[int, int]:
 _CHUNK = struct.Struct("<HH")
 _WIDE_CHUNK = struct.Struct("<II")  # versions <= _WIDE_CHUNKS
 _GOP_HEAD = struct.Struct("<Bf")  # n_chunks, rd_lambda
-_MAX_VARINT = 5  # bytes of a payload length at most (< 2**35, checked against the bytes left)
+_MAX_VARINT = 5  # bytes of a varint at most (< 2**35; header fields are then checked <= 2**32 - 1)
 TOKEN_CHECK = 0xFFFF
 """Bits of a token CRC-32 a version-6 chunk keeps (:meth:`Chunk.of`)."""
 
@@ -208,9 +208,9 @@ def _read_varint(view: bytes | memoryview, pos: int) -> tuple[int, int] | None:
         byte = view[pos + i]
         value |= (byte & 0x7F) << 7 * i
         if not byte & 0x80:
-            _check(byte or i == 0, "payload length has a redundant zero byte")
+            _check(byte or i == 0, "a varint has a redundant zero byte")
             return value, pos + i + 1
-    raise BitstreamError(f"corrupt progvc stream: payload length longer than {_MAX_VARINT} bytes; "
+    raise BitstreamError(f"corrupt progvc stream: a varint longer than {_MAX_VARINT} bytes; "
                          "re-download or re-encode the file")
 
 
