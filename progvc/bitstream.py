@@ -12,7 +12,7 @@ Layout (all integers little-endian; the full description lives in ``docs/FORMAT.
                                                                    bit 6: the sampling fields are there
                (v: an unsigned LEB128 varint; without flag bit 6 the sampling fields are IMPLIED_SAMPLING)
     gop      = n_chunks:u8 rd_lambda:f32 (payload_len:varint) * n_chunks crc32(n_chunks..lengths):u32 chunk*
-    chunk    = crc16(tokens):u16 crc16(crc16(tokens) payload):u16 payload     (crc16: low half of CRC-32)
+    chunk    = crc32(tokens):u32 crc16(crc32(tokens) payload):u16 payload     (crc16: low half of CRC-32)
 
     (versions 2-5: the body's v fields are width..fps_den:u32 gop_size:u16, rows and cols u16, the
     sampling fields always follow coded_scales and come before the flags; payload_len:u32, and
@@ -84,12 +84,10 @@ def coded_size(width: int, height: int, resize: int) -> tuple[int, int]:
     return -(-width // resize), -(-height // resize)
 
 
-_CHUNK = struct.Struct("<HH")
+_CHUNK = struct.Struct("<IH")
 _WIDE_CHUNK = struct.Struct("<II")  # versions <= _WIDE_CHUNKS
 _GOP_HEAD = struct.Struct("<Bf")  # n_chunks, rd_lambda
 _MAX_VARINT = 5  # bytes of a varint at most (< 2**35; header fields are then checked <= 2**32 - 1)
-TOKEN_CHECK = 0xFFFF
-"""Bits of a token CRC-32 a version-6 chunk keeps (:meth:`Chunk.of`)."""
 
 
 @dataclass(frozen=True)
@@ -138,31 +136,23 @@ class StreamHeader:
 
 @dataclass(frozen=True)
 class Chunk:
-    """The range-coded tokens of one (GOP, scale) and the check of its tokens: the low 16 bits of
-    their CRC-32 (``wide``: all 32, as versions 2-5 store it). The payload's own check is made
-    when the chunk is packed and verified when it is read.
+    """The range-coded tokens of one (GOP, scale) with the CRC-32 of its tokens. The payload's own
+    check is made when the chunk is packed and verified when it is read: the low 16 bits of a
+    CRC-32 (``wide``: read from a version 2-5 stream, whose chunks carry all 32).
 
-    Why 16 bits: at low rates a GOP unit is a few hundred bytes, and two 32-bit checks per chunk
-    were 80 of them for 10 scales. A 16-bit check still catches all but 1 in 65,536 corrupt
-    chunks, and a corrupt chunk also garbles the tokens of every later scale of its GOP (they are
-    decoded in its context), each checked again."""
+    Why the tokens keep 32 bits and the payload 16: the token check is the end-to-end guarantee
+    that a decode is exact (a stream decoded where its probabilities differ, e.g. on another kind
+    of device, may differ in a few tokens of one scale, which nothing else would catch); the
+    payload check only refuses a corrupt chunk before it is decoded, and a corrupt chunk that
+    passes it (1 in 65,536) is still caught by its tokens' check."""
 
     crc_tokens: int
     payload: bytes
     wide: bool = False
 
-    @classmethod
-    def of(cls, tokens_crc32: int, payload: bytes) -> Chunk:
-        """The chunk the encoder writes for tokens whose CRC-32 is ``tokens_crc32``."""
-        return cls(tokens_crc32 & TOKEN_CHECK, payload)
-
-    def tokens_match(self, tokens_crc32: int) -> bool:
-        """Whether decoded tokens with CRC-32 ``tokens_crc32`` are the ones the encoder coded."""
-        return (tokens_crc32 if self.wide else tokens_crc32 & TOKEN_CHECK) == self.crc_tokens
-
     @property
     def size(self) -> int:
-        """Bytes of the chunk in its stream (check(s) and payload)."""
+        """Bytes of the chunk in its stream (checks and payload)."""
         return (_WIDE_CHUNK if self.wide else _CHUNK).size + len(self.payload)
 
 
@@ -221,9 +211,9 @@ def index_size(lengths: Sequence[int], wide: bool = False) -> int:
 
 
 def _chunk_crc(crc_tokens: int, payload: bytes, wide: bool = False) -> int:
-    """Check of a chunk's token check and payload: every byte of a chunk is covered (the low 16
-    bits of their CRC-32; all 32 for ``wide`` chunks)."""
-    crc = zlib.crc32(payload, zlib.crc32(struct.pack("<I" if wide else "<H", crc_tokens)))
+    """Check of a chunk's token CRC and payload, so that every byte of a chunk is covered: the low
+    16 bits of their CRC-32 (all 32 for ``wide`` chunks)."""
+    crc = zlib.crc32(payload, zlib.crc32(struct.pack("<I", crc_tokens)))
     return crc if wide else crc & 0xFFFF
 
 
@@ -383,9 +373,7 @@ def pack(stream: Stream) -> bytes:
             raise ValueError(f"rd_lambda {lam} of GOP {g} outside 0..{MAX_LAMBDA}")
         index = _GOP_HEAD.pack(len(chunks), lam) + b"".join(varint(len(c.payload)) for c in chunks)
         out += [index, struct.pack("<I", zlib.crc32(index))]
-        for c in chunks:
-            check = c.crc_tokens & TOKEN_CHECK  # a chunk read from an older stream keeps 16 of its 32 bits
-            out.append(_CHUNK.pack(check, _chunk_crc(check, c.payload)) + c.payload)
+        out += [_CHUNK.pack(c.crc_tokens, _chunk_crc(c.crc_tokens, c.payload)) + c.payload for c in chunks]
     return b"".join(out)
 
 

@@ -161,7 +161,7 @@ class GopEncoder:
         chooser = self._chooser(state, f, lam)
         coders = [ChunkEncoder() for _ in range(n_scales)]
         state.run(range(n_scales), bar.counting(self._pick(state, chooser, coders)))
-        chunks = tuple(bs.Chunk.of(tokens_crc(state.tokens[k]), coders[k].finish()) for k in range(n_scales))
+        chunks = tuple(bs.Chunk(tokens_crc(state.tokens[k]), coders[k].finish()) for k in range(n_scales))
         return EncodedGop(chunks, chooser.bits[:, :n_scales], lam)
 
     def _chooser(self, state: GopState, f: GopLatent, lam: float) -> TokenChooser:
@@ -209,7 +209,7 @@ class GopDecoder:
             return read_choice(decoder, logits, tokens[t - 1] if t > 0 else None, flag_model, skip, grid)
 
         self.state.run(range(k, k + 1), self.bar.counting(pick))
-        if not chunk.tokens_match(tokens_crc(self.state.tokens[k])):
+        if tokens_crc(self.state.tokens[k]) != chunk.crc_tokens:
             raise BitstreamError(f"scale {k + 1} of GOP {self.gop + 1} decoded to tokens that fail their checksum: "
                                  "the stream is corrupt, or was encoded on another kind of device or dtype whose "
                                  "probabilities differ; decode it where it was encoded")

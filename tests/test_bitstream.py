@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import struct
 import subprocess
 import sys
+import zlib
 from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
@@ -109,7 +111,7 @@ def test_info_describes_bytes_per_scale():
     data = bs.pack(stream)
     info = progvc.info(data)
     assert info.total_bytes == len(data)
-    assert info.bytes_per_scale == tuple(stream.header.n_gops * (4 + 4 * (k + 1)) for k in range(3))  # 16-bit checks
+    assert info.bytes_per_scale == tuple(stream.header.n_gops * (6 + 4 * (k + 1)) for k in range(3))  # u32 + u16 checks
     assert info.header_bytes + info.index_bytes + sum(info.bytes_per_scale) == len(data)
     assert info.fps == Fraction(30000, 1001) and info.seed == 7
     assert "33x17" in str(info) and info.to_dict()["bpp"] > 0
@@ -170,13 +172,14 @@ def test_default_sampling_takes_no_header_bytes_and_other_sampling_round_trips()
                                        DEFAULT_SAMPLING.top_p)
 
 
-def test_chunks_keep_16_bits_of_the_token_crc_and_older_streams_keep_32():
-    chunk = bs.Chunk.of(0x12345678, b"abcd")
-    assert chunk.crc_tokens == 0x5678 and chunk.tokens_match(0x12345678) and chunk.tokens_match(0xABCD5678)
-    assert not chunk.tokens_match(0x12345679)
+def test_chunks_check_their_payload_with_16_bits_and_older_streams_with_32():
+    chunk = bs.Chunk(0x12345678, b"abcd")
+    data = bs.pack(bs.Stream(replace(make_stream(n_frames=1, gop=1, scales=1).header), ((chunk,),)))
+    assert data[-4 - 6:-4 - 2] == struct.pack("<I", 0x12345678)  # the token CRC whole, then 2 bytes
+    payload_check = zlib.crc32(b"abcd", zlib.crc32(struct.pack("<I", 0x12345678))) & 0xFFFF
+    assert struct.unpack("<H", data[-6:-4])[0] == payload_check
     wide = bs.Chunk(0x12345678, b"abcd", wide=True)
-    assert wide.tokens_match(0x12345678) and not wide.tokens_match(0xABCD5678)
-    assert (chunk.size, wide.size) == (8, 12)
+    assert (chunk.size, wide.size) == (10, 12)
 
 
 def test_an_older_stream_is_rewritten_in_the_current_format_by_truncate():
@@ -188,7 +191,7 @@ def test_an_older_stream_is_rewritten_in_the_current_format_by_truncate():
     again = bs.unpack(new)
     assert again.header.version == bs.VERSION and len(new) < len(old)
     assert [[c.payload for c in g] for g in again.gops] == [[c.payload for c in g] for g in stream.gops]
-    assert all(c.crc_tokens == o.crc_tokens & bs.TOKEN_CHECK
+    assert all(c.crc_tokens == o.crc_tokens and not c.wide
                for g, h in zip(again.gops, stream.gops, strict=True) for c, o in zip(g, h, strict=True))
 
 
