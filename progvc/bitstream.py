@@ -32,7 +32,7 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import NamedTuple
 
@@ -159,12 +159,14 @@ class Chunk:
 @dataclass(frozen=True)
 class Stream:
     """A parsed stream: ``gops[g]`` is GOP g's chunks, coarse first; ``rd_lambdas[g]`` the
-    encoder's lambda for GOP g (empty: 0.0 for every GOP)."""
+    encoder's lambda for GOP g (empty: 0.0 for every GOP); ``index_bytes``: what the GOP indexes
+    took in the bytes it was read from (0 for a stream not read from bytes; not compared)."""
 
     header: StreamHeader
     gops: tuple[tuple[Chunk, ...], ...]
     complete: bool = True
     rd_lambdas: tuple[float, ...] = ()
+    index_bytes: int = field(default=0, compare=False)
 
     def rd_lambda(self, g: int) -> float:
         return self.rd_lambdas[g] if self.rd_lambdas else 0.0
@@ -391,8 +393,11 @@ def unpack(data: bytes | bytearray | memoryview, *, partial: bool = False) -> St
            f"header promises {header.n_gops} GOPs but only {len(view) - pos} bytes follow")
     gops: list[tuple[Chunk, ...]] = []
     lambdas: list[float] = []
+    index_bytes = 0
     complete = True
     for _ in range(header.n_gops):
+        index = gop_index(view, header, pos)
+        index_bytes += index.size if index else 0
         chunks, lam, pos, ok = read_gop(view, header, pos, partial=partial)
         if chunks:
             gops.append(chunks)
@@ -401,7 +406,8 @@ def unpack(data: bytes | bytearray | memoryview, *, partial: bool = False) -> St
             complete = False
             break
     _check(pos == len(view) or not complete, f"{len(view) - pos} unexpected bytes after the last GOP")
-    return Stream(header, tuple(gops), complete, tuple(lambdas) if any(lambdas) else ())  # () is all zeros
+    return Stream(header, tuple(gops), complete, tuple(lambdas) if any(lambdas) else (),  # () is all zeros
+                  index_bytes)
 
 
 def gop_index(prefix: bytes | bytearray | memoryview, header: StreamHeader, pos: int = 0) -> GopIndex | None:

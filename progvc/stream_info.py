@@ -81,14 +81,13 @@ def info(data: bytes, *, partial: bool = False) -> StreamInfo:
     stream = bs.unpack(data, partial=partial)
     h = stream.header
     per_scale = [0] * h.coded_scales
-    index = 0
     for chunks in stream.gops:
-        index += bs.index_size([len(c.payload) for c in chunks], wide=chunks[0].wide)
         for k, c in enumerate(chunks):
             per_scale[k] += c.size
     header_bytes = bs.header_size(data)
     return StreamInfo(h.model_name, h.weights_sha256.hex(), h.width, h.height, h.n_frames, h.fps, h.gop_size,
                       h.n_gops, h.n_scales, h.coded_scales, h.seed, h.temperature, h.top_k, h.top_p, h.temporal,
-                      h.skip_block, h.modes, h.grids, memoryview(data).nbytes, header_bytes, index, tuple(per_scale),
+                      h.skip_block, h.modes, h.grids, memoryview(data).nbytes, header_bytes, stream.index_bytes,
+                      tuple(per_scale),
                       stream.complete, h.resize)
 

@@ -202,3 +202,10 @@ def test_the_container_benchmark_restates_the_format_5_layout_exactly(name):
     old = (Path(__file__).parent / "golden" / f"{name}.pvc").read_bytes()
     assert format5_bytes(bs.unpack(old)) == len(old)
     assert format5_bytes(bs.unpack(bs.truncate(old, n_scales=2))) > len(bs.truncate(old, n_scales=2))
+
+
+@pytest.mark.parametrize("name", ["tiny-fast", "v5-tiny-fast", "v2-tiny-fast"])
+def test_info_accounts_for_every_byte_in_any_format(name):
+    data = (Path(__file__).parent / "golden" / f"{name}.pvc").read_bytes()
+    info = progvc.info(data)
+    assert info.header_bytes + info.index_bytes + sum(info.bytes_per_scale) == info.total_bytes == len(data)
