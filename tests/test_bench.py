@@ -341,3 +341,19 @@ def test_speed_helpers_measure_workloads():
            "decode_sampled_fps": 3.0, "encode_peak_mb": 10.0, "decode_peak_mb": 9.0, "context_tokens_per_s": 1e3,
            "range_encode_symbols_per_s": 1e6, "range_decode_symbols_per_s": 1e6}
     assert speed.markdown([row]).splitlines()[-1].startswith("| cpu | cif | 4 | 1.50 / 1.00 / 0.50 | 2.00 |")
+
+
+def test_gop_length_report_measures_bits_and_psnr_at_equal_rate(tmp_path):
+    from benchmarks.gop_length import report
+
+    # GOP 8's curve: 2 dB per octave through (0.02, 20) and (0.04, 22); GOP 24 at half the bits of
+    # q45 and 1 dB lower is 1 dB above that curve; at q60 the same bits and 0.5 dB higher.
+    rows = [dict(clip="c", q=45, gop=8, bpp=0.02, psnr_rgb=20.0),
+            dict(clip="c", q=60, gop=8, bpp=0.04, psnr_rgb=22.0),
+            dict(clip="c", q=45, gop=24, bpp=0.01, psnr_rgb=19.0),
+            dict(clip="c", q=60, gop=24, bpp=0.04, psnr_rgb=22.5)]
+    path = tmp_path / "gop.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    table = report(path)
+    assert "| c | 24 | -50%, +0% | +1.00 dB, +0.50 dB |" in table
+    assert table.endswith("| mean | | -25% | +0.75 dB |")
