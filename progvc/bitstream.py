@@ -174,12 +174,18 @@ class Stream:
 
 class GopIndex(NamedTuple):
     """What a GOP index says: the lambda its tokens were chosen with, each chunk's payload length,
-    and the bytes the index itself takes (count to CRC) and each chunk's header."""
+    and the bytes the index itself takes (count to CRC); ``wide``: its chunks are laid out as in
+    versions 2-5 (u32 checks)."""
 
     rd_lambda: float
     lengths: tuple[int, ...]
     size: int
-    chunk_head: int = _CHUNK.size
+    wide: bool = False
+
+    @property
+    def chunk_head(self) -> int:
+        """Bytes before each chunk's payload (its checks)."""
+        return (_WIDE_CHUNK if self.wide else _CHUNK).size
 
 
 def varint(n: int) -> bytes:
@@ -396,9 +402,9 @@ def unpack(data: bytes | bytearray | memoryview, *, partial: bool = False) -> St
     index_bytes = 0
     complete = True
     for _ in range(header.n_gops):
-        index = gop_index(view, header, pos)
-        index_bytes += index.size if index else 0
-        chunks, lam, pos, ok = read_gop(view, header, pos, partial=partial)
+        chunks, lam, end, ok = read_gop(view, header, pos, partial=partial)
+        index_bytes += end - pos - sum(c.size for c in chunks)  # 0 while the index is not in
+        pos = end
         if chunks:
             gops.append(chunks)
             lambdas.append(lam)
@@ -422,8 +428,8 @@ def gop_index(prefix: bytes | bytearray | memoryview, header: StreamHeader, pos:
         return None
     n = view[pos]
     _check(1 <= n <= header.coded_scales, f"GOP has {n} chunks, header allows 1..{header.coded_scales}")
-    end = pos + _GOP_HEAD.size
-    if header.version <= _WIDE_CHUNKS:
+    end, wide = pos + _GOP_HEAD.size, header.version <= _WIDE_CHUNKS
+    if wide:
         end += 4 * n
         if end > len(view):
             return None
@@ -442,8 +448,7 @@ def gop_index(prefix: bytes | bytearray | memoryview, header: StreamHeader, pos:
     _check(struct.unpack_from("<I", view, end)[0] == zlib.crc32(view[pos:end]), "GOP index checksum mismatch")
     lam = _GOP_HEAD.unpack_from(view, pos)[1]
     _check(0 <= lam <= MAX_LAMBDA, f"GOP rd_lambda {lam} outside 0..{MAX_LAMBDA}")
-    wide = header.version <= _WIDE_CHUNKS
-    return GopIndex(lam, lengths, end + 4 - pos, (_WIDE_CHUNK if wide else _CHUNK).size)
+    return GopIndex(lam, lengths, end + 4 - pos, wide)
 
 
 def chunk_ends(index: GopIndex) -> list[int]:
@@ -476,7 +481,7 @@ def read_gop(data: bytes | bytearray | memoryview, header: StreamHeader, pos: in
     index = gop_index(view, header, pos)
     if index is None:
         return short("a GOP index")
-    lam, wide = index.rd_lambda, header.version <= _WIDE_CHUNKS
+    lam, wide = index.rd_lambda, index.wide
     head = _WIDE_CHUNK if wide else _CHUNK
     pos += index.size
     for length in index.lengths:

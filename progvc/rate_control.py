@@ -40,8 +40,7 @@ def budget_bytes(bpp: float, header: bs.StreamHeader) -> int:
 
 def stream_bytes(header: bs.StreamHeader, coded: list[EncodedGop]) -> int:
     """Size of the stream these GOPs make (header, indexes and chunk headers included)."""
-    return len(bs.pack_header(header)) + sum(
-        bs.index_size([len(ch.payload) for ch in c.chunks]) + sum(ch.size for ch in c.chunks) for c in coded)
+    return len(bs.pack_header(header)) + sum(bs.gop_costs(c.chunks)[-1] for c in coded)
 
 
 def search_quality(code_all: Callable[[float], list[EncodedGop]], header: bs.StreamHeader, budget: int

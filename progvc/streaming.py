@@ -87,8 +87,7 @@ class Decoder:
         self._buf = bytearray()  # bytes received and not dropped yet
         self._pos = 0  # where the current GOP unit starts in _buf (dropped once per feed, not per GOP)
         self._gop = 0  # index of the GOP being received
-        self._lengths: tuple[int, ...] | None = None  # its chunk payload lengths, once its index is in
-        self._ends: list[int] = []  # where its chunks end, from the start of its unit
+        self._ends: list[int] | None = None  # where its chunks end from its start, once its index is in
         self._chunks: list[bs.Chunk] = []  # its chunks validated so far
         self._gop_decoder: GopDecoder | None = None
         self._rd_lambda = 0.0
@@ -162,24 +161,24 @@ class Decoder:
         """Consume what the buffer completes of the current GOP; True if it finished the GOP."""
         h, start = self.header, self._pos
         assert h is not None
-        if self._lengths is None:
+        if self._ends is None:
             index = bs.gop_index(self._buf, h, start)  # validated as soon as its bytes are in
             if index is None:
                 return False
-            self._rd_lambda, self._lengths, self._ends = index.rd_lambda, index.lengths, bs.chunk_ends(index)
+            self._rd_lambda, self._ends = index.rd_lambda, bs.chunk_ends(index)
         ends = self._ends
         have = bisect.bisect_right(ends, len(self._buf) - start)  # chunks whose bytes are all in
         if have > len(self._chunks):
             unit = bytes(self._buf[start:start + ends[have - 1]])  # a copy: a view would pin the bytearray
             self._chunks = list(bs.read_gop(unit, h, partial=True)[0])
-        n_use = len(self._lengths) if self.n_req is None else min(len(self._lengths), self.n_req)
+        n_use = len(ends) if self.n_req is None else min(len(ends), self.n_req)
         while self._coded < min(have, n_use):
             self._decode_next(updates, final=self._coded + 1 == n_use)
-        if have < len(self._lengths):
+        if have < len(ends):
             return False
         self._pos += ends[-1]
         self._gop += 1
-        self._lengths, self._chunks, self._gop_decoder, self._coded, self._last = None, [], None, 0, None
+        self._ends, self._chunks, self._gop_decoder, self._coded, self._last = None, [], None, 0, None
         return True
 
     # -- decoding ------------------------------------------------------------------------------
