@@ -40,13 +40,12 @@ def sheet(paths: Sequence[Path], scales: Sequence[int], frames: int, max_side: i
     """The contact sheet as one (H, W, 3) uint8 image."""
     import progvc
     from progvc.bench.metrics import detail_ratio, psnr
-    from progvc.bench.rd import downscale_area, read_clip
+    from progvc.bench.rd import read_frames
 
     codec = progvc.Codec.from_pretrained(device="cpu")
     rows = []
     for path in paths:
-        video, _ = read_clip(Path(path), frames)
-        video = downscale_area(video[:frames], max(1, -(-max(video.shape[1:3]) // max_side)))
+        video = read_frames(Path(path), frames, max_side)
         data = codec.encode(video)
         for n in scales:
             part = progvc.truncate(data, n_scales=n)

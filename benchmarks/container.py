@@ -39,13 +39,12 @@ def streams_of_clips(folder: str, frames: int, max_side: int, gop: int) -> dict[
     """The default encoder's stream of every clip in ``folder``, in the setting of
     benchmarks/results/dev (first ``frames`` frames, long side area-downscaled to ``max_side``)."""
     import progvc
-    from progvc.bench.rd import downscale_area, find_clips, read_clip
+    from progvc.bench.rd import find_clips, read_frames
 
     codec = progvc.Codec.from_pretrained(device="cpu")
     out = {}
     for path in find_clips(folder):
-        video, _ = read_clip(path, frames)
-        video = downscale_area(video[:frames], max(1, -(-max(video.shape[1:3]) // max_side)))
+        video = read_frames(path, frames, max_side)
         out[path.name] = codec.encode(video, gop_size=gop)
         print(f"{path.name}: {len(out[path.name])} bytes", flush=True)
     return out
@@ -76,7 +75,7 @@ def rebyte(results: str, clips: str, out: str) -> None:
 
     import progvc
     from progvc.bench.metrics import psnr
-    from progvc.bench.rd import downscale_area, find_clips, read_clip
+    from progvc.bench.rd import find_clips, read_frames
 
     doc = json.loads(Path(results).read_text())
     st = doc["settings"]
@@ -85,8 +84,7 @@ def rebyte(results: str, clips: str, out: str) -> None:
     enc["resize"] = st.get("resize")
     paths = {p.name: p for p in find_clips(clips)}
     for name, clip in doc["clips"].items():
-        video, _ = read_clip(paths[name], st["frames"])
-        video = downscale_area(video[:st["frames"]], max(1, -(-max(video.shape[1:3]) // st["max_side"])))
+        video = read_frames(paths[name], st["frames"], st["max_side"])
         pixels = video.shape[0] * video.shape[1] * video.shape[2]
         default = codec.encode(video, quality=st["quality"], gop_size=st["gop"], **enc)
         full = next(p for p in clip["points"] if p["n_scales"] == codec.n_scales)

@@ -25,7 +25,7 @@ import numpy as np
 def run(args: argparse.Namespace) -> None:
     import progvc
     from progvc.bench.metrics import SequenceMetrics
-    from progvc.bench.rd import downscale_area, find_clips, read_clip
+    from progvc.bench.rd import find_clips, read_frames
 
     out = Path(args.out)
     done = {(r["clip"], r["q"], r["gop"]) for r in _rows(out)} if out.exists() else set()
@@ -34,8 +34,7 @@ def run(args: argparse.Namespace) -> None:
     for path in find_clips(args.clips):
         if wanted and not any(w in path.name for w in wanted):
             continue
-        video, _ = read_clip(path, args.frames)
-        video = downscale_area(video[:args.frames], max(1, -(-max(video.shape[1:3]) // args.max_side)))
+        video = read_frames(path, args.frames, args.max_side)
         metrics = SequenceMetrics(video)
         for q in args.qualities:
             for gop in args.gops:

@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> None:
     import torch
 
     import progvc
-    from progvc.bench.rd import downscale_area, find_clips, read_clip
+    from progvc.bench.rd import find_clips, read_frames
 
     torch.manual_seed(SEED)
     codec = (progvc.Codec.from_file(args.model_file, device="cpu") if args.model_file
@@ -137,9 +137,7 @@ def run(args: argparse.Namespace) -> None:
     for path in find_clips(args.clips):
         if path.name in doc["clips"]:
             continue
-        video, _ = read_clip(path, args.frames)
-        factor = max(1, -(-max(video.shape[1:3]) // args.max_side))
-        video = downscale_area(video[:args.frames], factor)
+        video = read_frames(path, args.frames, args.max_side)
         print(path.name, video.shape, flush=True)
         doc["clips"][path.name] = bench_clip(codec, video, args)
         _save(doc, out)

@@ -64,6 +64,14 @@ def read_clip(path: Path, max_frames: int) -> tuple[np.ndarray, Fraction | None]
     return np.ascontiguousarray(np.asarray(video.frames), dtype=np.uint8), video.fps
 
 
+def read_frames(path: Path, max_frames: int, max_side: int) -> np.ndarray:
+    """The first ``max_frames`` frames of ``path``, area-downscaled by the smallest whole factor
+    that brings the long side to ``max_side`` or less (:func:`progvc.downscale.factor_for`): how
+    the benchmarks read a clip in the setting of benchmarks/results/dev."""
+    video, _ = read_clip(path, max_frames)
+    return downscale_area(video[:max_frames], factor_for(video.shape[2], video.shape[1], max_side=max_side))
+
+
 def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
     start = time.perf_counter()
     out = fn()
