@@ -49,6 +49,15 @@ def test_wheel_holds_every_model_the_manifest_lists(wheel):
     assert wheel.stat().st_size < MAX_WHEEL_BYTES
 
 
+def test_wheel_version_is_the_package_version(wheel):
+    """pyproject.toml reads the version from progvc/__init__.py, so the two cannot drift."""
+    import progvc
+
+    assert wheel.name.startswith(f"progvc-{progvc.__version__}-")
+    metadata = next(n for n in zipfile.ZipFile(wheel).namelist() if n.endswith(".dist-info/METADATA"))
+    assert f"Version: {progvc.__version__}\n" in zipfile.ZipFile(wheel).read(metadata).decode()
+
+
 def test_installed_wheel_codes_with_the_shipped_model_from_another_folder(wheel, tmp_path):
     site, elsewhere = tmp_path / "site-packages", tmp_path / "elsewhere"
     elsewhere.mkdir()
