@@ -245,10 +245,11 @@ class Codec:
         height, width = first.shape[1:3]
         limits.check_frame(width, height, "the video")
         coded_w, coded_h = bs.coded_size(width, height, resize)
-        limits.check_memory(estimate(self.config, coded_w, coded_h, gop, n, temporal=temporal, encode=True,
+        known = len(clip.frames) if isinstance(clip.frames, np.ndarray) else None  # a file: read as it goes
+        largest = gop if known is None else min(gop, known)  # a short clip is one short GOP
+        limits.check_memory(estimate(self.config, coded_w, coded_h, largest, n, temporal=temporal, encode=True,
                                      refine=refine > 0 or prefix_refine > 0, resize=resize), "encoding")
         grids = self.tokenizer.grids(coded_h, coded_w)
-        known = len(clip.frames) if isinstance(clip.frames, np.ndarray) else None  # a file: read as it goes
         if known is None and progress:  # the bar's total: count the file's frames (decoding is cheap beside coding)
             known = count_frames(video, size=size, max_frames=max_frames, pix_fmt_in=pix_fmt_in)
         steps, n_gops = (None, None) if known is None else (known * n, -(-known // gop))

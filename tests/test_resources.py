@@ -253,6 +253,20 @@ def test_a_job_that_will_not_fit_is_refused_with_the_estimate(tiny_codec, monkey
         tiny_codec.iter_decode(data)
 
 
+def test_a_short_clip_is_checked_for_the_frames_it_has_not_the_gop_it_could_fill(tiny_codec):
+    """A GOP longer than the clip codes the clip as one short GOP, so encode's memory check
+    counts the clip's frames: a long default GOP does not refuse a short clip."""
+    from progvc.memory import estimate
+
+    clip = smooth_clip(4, 20, 28, seed=8)
+    need = {g: estimate(tiny_codec.config, 28, 20, g, tiny_codec.n_scales, encode=True, refine=True).total
+            for g in (4, 64)}
+    assert need[64] > need[4]
+    fits = Limits(max_memory=need[4])
+    long, short = (bs.unpack(tiny_codec.encode(clip, gop_size=g, limits=fits)) for g in (64, 4))
+    assert long.header.gop_size == 64 and long.gops == short.gops  # the same tokens; only the header differs
+
+
 def test_memory_estimate_of_the_shipped_architecture_matches_the_measured_table():
     """The numbers benchmarks/README.md quotes, so that a change to the estimate shows there."""
     from progvc.config import small_config
