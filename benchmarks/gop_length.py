@@ -9,6 +9,11 @@ dev setting, with more frames), coded at every ``--qualities`` with every ``--go
 every scale), decoded and scored; one JSON line per stream, appended (a rerun skips what is there).
 ``--report`` prints, per clip, the change in bits and the PSNR at the longer GOP's rates minus the
 GOP-8 curve's there (the two-quality line through GOP 8's points, in log-rate).
+
+``--anchors x265`` (or x264, svtav1) also codes the same frames with that codec at every ``--gops``
+(a keyframe exactly every GOP, its CRF sweep; :mod:`progvc.bench.baselines`), and the report adds
+progvc's BD-rate against it at each GOP length: whether a longer GOP narrows the gap or the
+conventional codec gains as much.
 """
 
 from __future__ import annotations
@@ -24,11 +29,12 @@ import numpy as np
 
 def run(args: argparse.Namespace) -> None:
     import progvc
+    from progvc.bench.baselines import encode_decode, get_baseline
     from progvc.bench.metrics import SequenceMetrics
     from progvc.bench.rd import find_clips, read_frames
 
     out = Path(args.out)
-    done = {(r["clip"], r["q"], r["gop"]) for r in _rows(out)} if out.exists() else set()
+    done = {(r["clip"], _key(r), r["gop"]) for r in _rows(out)} if out.exists() else set()
     codec = progvc.Codec.from_pretrained(device="cpu")
     wanted = [s for s in args.only.split(",") if s]
     for path in find_clips(args.clips):
@@ -41,21 +47,39 @@ def run(args: argparse.Namespace) -> None:
                 if (path.name, q, gop) in done:
                     continue
                 res = codec.encode_with_stats(video, quality=q, gop_size=gop, resize=1)
-                row = {"clip": path.name, "q": q, "gop": gop, "frames": len(video), "bpp": res.bpp,
-                       **metrics(codec.decode(res.bitstream))}
-                with out.open("a") as f:
-                    f.write(json.dumps(row) + "\n")
-                print(f"{path.name} q={q:g} gop={gop}: {res.bpp:.4f} bpp {row['psnr_rgb']:.2f} dB", flush=True)
+                _append(out, {"clip": path.name, "q": q, "gop": gop, "frames": len(video), "bpp": res.bpp,
+                              **metrics(codec.decode(res.bitstream))})
+        for name in args.anchors:
+            for gop in args.gops:
+                for crf in get_baseline(name).default_crfs:
+                    if (path.name, f"{name}:{crf}", gop) in done:
+                        continue
+                    res = encode_decode(video, name, crf, gop=gop)
+                    _append(out, {"clip": path.name, "codec": name, "crf": crf, "gop": gop, "frames": len(video),
+                                  "bpp": 8 * res.nbytes / video[..., 0].size, **metrics(res.frames)})
+
+
+def _append(path: Path, row: dict) -> None:
+    with path.open("a") as f:
+        f.write(json.dumps(row) + "\n")
+    what = f"q={row['q']:g}" if "q" in row else f"{row['codec']} crf={row['crf']}"
+    print(f"{row['clip']} {what} gop={row['gop']}: {row['bpp']:.4f} bpp {row['psnr_rgb']:.2f} dB", flush=True)
 
 
 def _rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def _key(row: dict) -> float | str:
+    """What a row was coded at: progvc's quality, or "codec:crf" for an anchor."""
+    return row["q"] if "codec" not in row else f"{row['codec']}:{row['crf']}"
+
+
 def report(path: Path) -> str:
     """Per clip and longer GOP: bits against GOP 8 at each quality, and PSNR at its rates against
     GOP 8's curve (a line in log-rate through GOP 8's lowest and highest quality)."""
-    rows = _rows(path)
+    every = _rows(path)
+    rows = [r for r in every if "codec" not in r]
     lines = ["| clip | GOP | bits against GOP 8, per quality | PSNR-RGB at its rates minus GOP 8's curve |",
              "|---|---:|---:|---:|"]
     bits, gains = [], []
@@ -75,6 +99,35 @@ def report(path: Path) -> str:
             lines.append(f"| {clip[:40]} | {gop} | " + ", ".join(f"{x:+.0f}%" for x in b) + " | "
                          + ", ".join(f"{x:+.2f} dB" for x in d) + " |")
     lines.append(f"| mean | | {np.mean(bits):+.0f}% | {np.mean(gains):+.2f} dB |")
+    anchors = sorted({r["codec"] for r in every if "codec" in r})
+    return "\n".join(lines + [t for name in anchors for t in ("", _against(every, name))])
+
+
+def _against(rows: list[dict], anchor: str) -> str:
+    """progvc's BD-rate (PSNR-RGB / MS-SSIM) against ``anchor`` on each clip, both at the same GOP."""
+    from progvc.bench.bdrate import BDRateError, bd_rate
+
+    gops = sorted({r["gop"] for r in rows if r.get("codec") == anchor})
+    lines = [f"progvc's BD-rate against {anchor} at the same GOP (PSNR-RGB / MS-SSIM; negative: fewer bits):", "",
+             "| clip | " + " | ".join(f"GOP {g}" for g in gops) + " |", "|---|" + "---:|" * len(gops)]
+    found: dict[int, list[tuple[float, float]]] = {g: [] for g in gops}
+    for clip in sorted({r["clip"] for r in rows}):
+        cells = []
+        for g in gops:
+            ours = [r for r in rows if r["clip"] == clip and r["gop"] == g and "codec" not in r]
+            theirs = [r for r in rows if r["clip"] == clip and r["gop"] == g and r.get("codec") == anchor]
+            try:
+                bd = tuple(bd_rate([r["bpp"] for r in theirs], [r[m] for r in theirs],
+                                   [r["bpp"] for r in ours], [r[m] for r in ours]) for m in ("psnr_rgb", "ms_ssim"))
+            except BDRateError:
+                cells.append("n/a")
+                continue
+            found[g].append(bd)
+            cells.append(f"{bd[0]:+.0f}% / {bd[1]:+.0f}%")
+        lines.append(f"| {clip[:40]} | " + " | ".join(cells) + " |")
+    means = [f"{np.mean([b[0] for b in found[g]]):+.0f}% / {np.mean([b[1] for b in found[g]]):+.0f}% "
+             f"({len(found[g])})" if found[g] else "n/a" for g in gops]
+    lines.append("| mean (clips) | " + " | ".join(means) + " |")
     return "\n".join(lines)
 
 
@@ -87,6 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--max-side", type=int, default=480)
     p.add_argument("--gops", type=lambda s: [int(x) for x in s.split(",")], default=[8, 24])
     p.add_argument("--qualities", type=lambda s: [float(x) for x in s.split(",")], default=[45.0, 60.0])
+    p.add_argument("--anchors", type=lambda s: [x for x in s.split(",") if x], default=[],
+                   help="conventional codecs to code at the same GOPs too (x264, x265, svtav1)")
     p.add_argument("--report", metavar="JSONL")
     args = p.parse_args(argv)
     if args.report:

@@ -23,7 +23,7 @@ from progvc.samples import sample_clip
 from progvc.video_io import read_video, write_video
 
 QUICK = {"n_frames": 4, "height": 144, "width": 176}
-"""The quick tour's built-in clip: two frames of 128x96 (one GOP), coded in seconds on two CPU cores."""
+"""The quick tour's built-in clip: four frames of 176x144 (one GOP), coded in seconds on two CPU cores."""
 FULL = {"n_frames": 8, "height": 288, "width": 352}
 """The full demo's built-in clip: eight CIF frames (one GOP)."""
 FAST_ENCODER = {"preset": "fast"}
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("video", nargs="?", help="any video PyAV reads (default: the built-in sample)")
     p.add_argument("--full", action="store_true", help="the full demo: 8 CIF frames, encoder refinement, every "
                    "number of scales (minutes on a CPU)")
-    p.add_argument("--frames", type=int, default=None, help="frames of the video to code (default: 2, --full 8)")
+    p.add_argument("--frames", type=int, default=None, help="frames of the video to code (default: 4, --full 8)")
     p.add_argument("--max-side", type=int, default=None, help="shrink the video until its long side fits")
     p.add_argument("--out", type=Path, default=Path("progvc-quickstart"), help="folder for the outputs")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")

@@ -357,3 +357,23 @@ def test_gop_length_report_measures_bits_and_psnr_at_equal_rate(tmp_path):
     table = report(path)
     assert "| c | 24 | -50%, +0% | +1.00 dB, +0.50 dB |" in table
     assert table.endswith("| mean | | -25% | +0.75 dB |")
+
+
+def test_gop_length_report_gives_bd_rate_against_an_anchor_at_each_gop(tmp_path):
+    from benchmarks.gop_length import report
+
+    # The anchor's curve is the same at both GOPs and reaches progvc's GOP-8 quality with half the
+    # bits (progvc: +100%); progvc's GOP-24 points cost half its GOP-8 bits, on the anchor's curve
+    # (0%). MS-SSIM follows PSNR / 100.
+    ours = [(45, 8, 0.04, 20.0), (60, 8, 0.08, 22.0), (45, 24, 0.02, 20.0), (60, 24, 0.04, 22.0)]
+    theirs = [(c, g, b, q) for g in (8, 24) for c, (b, q) in
+              zip((37, 32, 27), ((0.02, 20.0), (0.04, 22.0), (0.08, 24.0)), strict=True)]
+    rows = ([dict(clip="c", q=q, gop=g, bpp=b, psnr_rgb=p, ms_ssim=p / 100) for q, g, b, p in ours]
+            + [dict(clip="c", codec="x265", crf=c, gop=g, bpp=b, psnr_rgb=p, ms_ssim=p / 100)
+               for c, g, b, p in theirs])
+    path = tmp_path / "gop.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    table = report(path)
+    assert "| c | 24 | -50%, -50% |" in table  # the anchor rows stay out of the GOP table
+    assert "| c | +100% / +100% | +0% / +0% |" in table
+    assert table.endswith("| mean (clips) | +100% / +100% (1) | +0% / +0% (1) |")
