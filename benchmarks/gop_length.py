@@ -82,7 +82,8 @@ def report(path: Path) -> str:
     rows = [r for r in every if "codec" not in r]
     lines = ["| clip | GOP | bits against GOP 8, per quality | PSNR-RGB at its rates minus GOP 8's curve |",
              "|---|---:|---:|---:|"]
-    bits, gains = [], []
+    bits: dict[int, list[float]] = {}
+    gains: dict[int, list[float]] = {}
     for clip in sorted({r["clip"] for r in rows}):
         by = {(r["gop"], r["q"]): r for r in rows if r["clip"] == clip}
         qs = sorted({q for g, q in by if g == 8})
@@ -94,11 +95,11 @@ def report(path: Path) -> str:
             pts = [(by[(8, q)], by[(gop, q)]) for q in qs if (gop, q) in by]
             b = [100 * (o["bpp"] / a["bpp"] - 1) for a, o in pts]
             d = [o["psnr_rgb"] - (lo["psnr_rgb"] + slope * math.log2(o["bpp"] / lo["bpp"])) for _, o in pts]
-            bits += b
-            gains += d
+            bits.setdefault(gop, []).extend(b)
+            gains.setdefault(gop, []).extend(d)
             lines.append(f"| {clip[:40]} | {gop} | " + ", ".join(f"{x:+.0f}%" for x in b) + " | "
                          + ", ".join(f"{x:+.2f} dB" for x in d) + " |")
-    lines.append(f"| mean | | {np.mean(bits):+.0f}% | {np.mean(gains):+.2f} dB |")
+    lines += [f"| mean | {gop} | {np.mean(bits[gop]):+.0f}% | {np.mean(gains[gop]):+.2f} dB |" for gop in sorted(bits)]
     anchors = sorted({r["codec"] for r in every if "codec" in r})
     return "\n".join(lines + [t for name in anchors for t in ("", _against(every, name))])
 

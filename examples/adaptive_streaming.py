@@ -112,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("video", nargs="?", help="any video PyAV reads (default: built-in sample)")
     p.add_argument("--frames", type=int, default=48, help="frames to stream (default 48)")
     p.add_argument("--size", default="352x288", help="size of the built-in sample, WxH")
+    p.add_argument("--gop", type=int, default=8,
+                   help="frames per GOP, the step of adaptation (default 8: a third of a second at 25 fps)")
     p.add_argument("--trace", type=parse_trace, help="bandwidth steps time_s:kbit_s,... (default: see above)")
     p.add_argument("--out", default="adaptive_streaming.png", help="the plot to write")
     p.add_argument("--seed", type=int, default=0, help="sampling seed of the receiver")
@@ -127,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     frames = clip.frames
     codec = progvc.Codec.from_file(args.weights, device=args.device) if args.weights else \
         progvc.Codec.from_pretrained(device=args.device)
-    data = codec.encode(frames, fps=clip.fps)
+    data = codec.encode(frames, fps=clip.fps, gop_size=args.gop)
     header = bs.parse_header(data)
     fps, gop = float(header.fps), header.gop_size
     trace = args.trace

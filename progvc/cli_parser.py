@@ -175,7 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                        + (", intra trials)" if p.intra_trials else ")")
                                                        for p in PRESETS.values()) + " "
                         f"(default {DEFAULT_PRESET})")
-    p.add_argument("--gop", type=whole(1, bs.MAX_GOP), metavar="G", help="frames per GOP (default: the model's)")
+    p.add_argument("--gop", type=whole(1, bs.MAX_GOP), metavar="G",
+                   help="frames per GOP (default: 32 up to 854x480, 16 at 720p, 8 at 1080p: as many as fit the pixels "
+                        "of 8 frames of 1080p). Shorter: finer random access and truncation, less latency, more bits")
     p.add_argument("--frames", type=whole(1, MAX_FRAMES, " of frames"), metavar="N",
                    help="encode only the first N frames (default: all)")
     p.add_argument("--max-side", type=whole(1, MAX_SIDE, " of pixels"), metavar="PX",

@@ -44,6 +44,7 @@ from .options import (
     DEFAULT_QUALITY,
     DEFAULT_SKIP_BLOCK,
     check_inter_lambda_scale,
+    default_gop_size,
     get_preset,
     quality_of,
     rd_lambda,
@@ -152,6 +153,8 @@ class Codec:
 
     @property
     def gop_size(self) -> int:
+        """Frames per GOP of the sequences the model was trained on (``config.gop_size``). ``encode``
+        without ``gop_size`` codes longer GOPs: :func:`progvc.options.default_gop_size`."""
         return self.config.gop_size
 
     # -- encoding ------------------------------------------------------------------------------
@@ -163,7 +166,9 @@ class Codec:
         token choice; ``preset`` ("fast", "medium", "slow") the encoder's effort. ``bpp`` instead of
         ``n_scales``/``quality``: one quality for the whole stream is searched so that the stream
         fills the budget without exceeding it, and scales are dropped only when quality 0 is still
-        too dear. Other options: gop_size, fps, size (W,H) for raw .yuv, seed / temperature / top_k /
+        too dear. Other options: gop_size (frames per GOP; default
+        :func:`progvc.options.default_gop_size`: 32 up to 854x480, 16 at 720p, 8 at 1080p), fps,
+        size (W,H) for raw .yuv, seed / temperature / top_k /
         top_p (the decoder's sampling defaults, stored in the stream), temporal (False codes every
         frame without temporal context), skip_block (the side of the blocks an inter frame may copy
         from the previous frame, :mod:`progvc.skip`; 0 turns block skip off), refine (overrides the
@@ -226,7 +231,8 @@ class Codec:
         elif not isinstance(intra_trials, bool):
             raise ConfigError(f"intra_trials must be True, False or None (the preset's), got {intra_trials!r}")
         inter_lambda_scale = check_inter_lambda_scale(inter_lambda_scale)
-        gop = self._check_gop(gop_size)
+        if gop_size is not None:
+            _check_int("gop_size", gop_size, 1, bs.MAX_GOP)
         _check_int("top_k", top_k, 0, (1 << 32) - 1)
         SamplingOptions(temperature, top_k, top_p)
         seed = check_seed(seed)
@@ -238,13 +244,10 @@ class Codec:
         limits = as_limits(limits)
         clip = open_video(video, size=size, fps=fps, max_frames=max_frames, max_side=max_side, downscale=downscale,
                           pix_fmt_in=pix_fmt_in)
-        batches = self._gops(clip.frames, gop)
-        first = next(batches, None)
-        if first is None:
-            raise VideoError("the video contains no decodable frames; check that it plays")
-        height, width = first.shape[1:3]
+        frames, (height, width) = _peek_size(clip.frames)
         limits.check_frame(width, height, "the video")
         coded_w, coded_h = bs.coded_size(width, height, resize)
+        gop = default_gop_size(coded_w, coded_h) if gop_size is None else gop_size
         known = len(clip.frames) if isinstance(clip.frames, np.ndarray) else None  # a file: read as it goes
         largest = gop if known is None else min(gop, known)  # a short clip is one short GOP
         limits.check_memory(estimate(self.config, coded_w, coded_h, largest, n, temporal=temporal, encode=True,
@@ -257,7 +260,7 @@ class Codec:
                              modes=temporal, intra_trials=intra_trials, inter_lambda_scale=inter_lambda_scale)
         n_frames, coded, kept = 0, [], []
         with coding_mode(), Progress(progress, "encode", steps, n_gops) as bar:
-            for g, gop_frames in enumerate(itertools.chain([first], batches)):
+            for g, gop_frames in enumerate(self._gops(frames, gop)):
                 bar.gop(g, "tokenizing")
                 f = encoder.latent(downsample(gop_frames, resize), refine, prefix_refine)
                 n_frames += len(gop_frames)
@@ -426,9 +429,6 @@ class Codec:
     def _check_scales(self, n_scales: int | None) -> int:
         return _check_int("n_scales", self.n_scales if n_scales is None else n_scales, 1, self.n_scales)
 
-    def _check_gop(self, gop_size: int | None) -> int:
-        return _check_int("gop_size", self.gop_size if gop_size is None else gop_size, 1, bs.MAX_GOP)
-
     @staticmethod
     def _check_refine(refine: int, name: str = "refine") -> int:
         return _check_int(name, refine, 0, MAX_REFINE_STEPS)
@@ -453,6 +453,19 @@ def _checked_shapes(config: CodecConfig, state: dict[str, torch.Tensor], origin:
         raise WeightsError(f"{origin}: tensors do not match its config (first mismatches: "
                            f"{(bad + extra)[:3]}); the file is damaged or was saved with another config")
     return state
+
+
+def _peek_size(frames: np.ndarray | Iterator[np.ndarray]) -> tuple[np.ndarray | Iterator[np.ndarray], tuple[int, int]]:
+    """``frames`` (a (T,H,W,3) array or an iterator of (H,W,3) frames, read once) and the size
+    (H, W) of its first frame, which the default GOP length depends on; VideoError if there is none."""
+    if isinstance(frames, np.ndarray):
+        if len(frames):
+            return frames, frames.shape[1:3]
+    else:
+        first = next(frames, None)
+        if first is not None:
+            return itertools.chain([first], frames), first.shape[:2]
+    raise VideoError("the video contains no decodable frames; check that it plays")
 
 
 def _check_int(name: str, value: Any, lo: int, hi: int) -> int:

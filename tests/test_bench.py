@@ -356,7 +356,7 @@ def test_gop_length_report_measures_bits_and_psnr_at_equal_rate(tmp_path):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     table = report(path)
     assert "| c | 24 | -50%, +0% | +1.00 dB, +0.50 dB |" in table
-    assert table.endswith("| mean | | -25% | +0.75 dB |")
+    assert table.endswith("| mean | 24 | -25% | +0.75 dB |")
 
 
 def test_gop_length_report_gives_bd_rate_against_an_anchor_at_each_gop(tmp_path):

@@ -29,7 +29,7 @@ def files(tmp_path_factory):
     save_weights(root / "tiny.safetensors", random_weights(cfg), cfg)
     clip = smooth_clip(6, 20, 28, seed=3)
     write_video(root / "clip.y4m", clip, fps=12)
-    assert cli.main(["encode", str(root / "clip.y4m"), str(root / "clip.pvc"), *_w(root)]) == 0
+    assert cli.main(["encode", str(root / "clip.y4m"), str(root / "clip.pvc"), "--gop", "4", *_w(root)]) == 0
     return root
 
 
@@ -55,7 +55,7 @@ def run(argv, capsys, code=0):
 def test_encode_matches_the_library_and_decode_writes_exact_frames(files, codec, tmp_path, capsys):
     clip = read_video(files / "clip.y4m")
     data = (files / "clip.pvc").read_bytes()
-    assert data == codec.encode(clip.frames, fps=clip.fps)
+    assert data == codec.encode(clip.frames, fps=clip.fps, gop_size=4)
     out, _ = run(["decode", files / "clip.pvc", tmp_path / "out.y4m", *_w(files), "--seed", 4, "--exact"], capsys)
     assert "6 frames of 28x20" in out and "exact RGB 4:4:4" in out
     back = read_video(tmp_path / "out.y4m")

@@ -30,7 +30,7 @@ def files(tmp_path_factory):
     video_io.write_video(root / "clip.y4m", clip, fps=12)
     (root / "raw.yuv").write_bytes(bytes(28 * 20 * 3 // 2 * 2))  # two 28x20 yuv420p frames
     codec = Codec.from_file(root / "tiny.safetensors", device="cpu")
-    data = codec.encode(clip, fps=12)
+    data = codec.encode(clip, fps=12, gop_size=4)
     (root / "clip.pvc").write_bytes(data)
     (root / "two.pvc").write_bytes(progvc.truncate(data, n_scales=2))
     (root / "cut.pvc").write_bytes(data[: len(data) - 7])

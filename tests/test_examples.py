@@ -65,7 +65,7 @@ def test_progressive_preview_grid_is_exact(weights, tmp_path):
 def test_adaptive_streaming(weights, tmp_path, capsys):
     out = tmp_path / "trace.png"
     args = ["--weights", str(weights), "--device", "cpu", "--frames", "10", "--size", "40x24", "--out", str(out),
-            "--trace", "0:8,0.16:0.05,0.32:8"]
+            "--gop", "4", "--trace", "0:8,0.16:0.05,0.32:8"]
     assert load("adaptive_streaming").main(args) == 0
     assert png_shape(out)[0] == 1 and not [p for p in tmp_path.iterdir() if p.name != "trace.png"]
     rows = [line.split() for line in capsys.readouterr().out.splitlines() if line[:5].strip().isdigit()]
@@ -77,7 +77,7 @@ def test_adaptive_streaming(weights, tmp_path, capsys):
 def test_adaptive_streaming_keeps_what_fits(weights):
     module = load("adaptive_streaming")
     codec = Codec.from_file(weights, device="cpu")
-    data = codec.encode(smooth_clip(8, 16, 24), fps=4)  # 2 GOPs of one second each
+    data = codec.encode(smooth_clip(8, 16, 24), fps=4, gop_size=4)  # 2 GOPs of one second each
     small, kept, budgets = module.adapt(data, [(0.0, 1e6)])
     assert small == data and kept == [4, 4]
     small, kept, _ = module.adapt(data, [(0.0, 1e-3)])

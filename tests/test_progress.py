@@ -28,7 +28,7 @@ def test_bars_count_every_frame_and_scale(tiny_codec, clip_factory, monkeypatch)
     monkeypatch.setattr(tqdm, "tqdm", FakeBar)
     FakeBar.bars = []
     x = clip_factory(6, 16, 24)  # GOPs of 4 and 2 frames
-    data = tiny_codec.encode(x, n_scales=3, progress=True)
+    data = tiny_codec.encode(x, n_scales=3, gop_size=4, progress=True)
     tiny_codec.decode(data, fill="sample", progress=True, seed=1)  # 3 scales decoded, 1 sampled
     tiny_codec.decode(progvc.truncate(data, n_scales=2), fill="none", progress=True)
     tiny_codec.decode(data)  # no bar

@@ -267,6 +267,26 @@ def test_a_short_clip_is_checked_for_the_frames_it_has_not_the_gop_it_could_fill
     assert long.header.gop_size == 64 and long.gops == short.gops  # the same tokens; only the header differs
 
 
+def test_the_default_gop_is_as_long_as_8_frames_of_1080p_allow(tiny_codec):
+    """Without gop_size, encode codes GOPs of up to 32 frames, fewer at larger sizes, so that a
+    default GOP's decode needs no more memory than 8 frames of 1080p (the measured row)."""
+    from progvc.config import small_config
+    from progvc.memory import estimate
+    from progvc.options import default_gop_size
+
+    sizes = {"qcif": (176, 144), "cif": (352, 288), "480p": (854, 480), "576p": (1024, 576), "720p": (1280, 720),
+             "1080p": (1920, 1080), "4k": (3840, 2160)}
+    gops = {name: default_gop_size(w, h) for name, (w, h) in sizes.items()}
+    assert gops == {"qcif": 32, "cif": 32, "480p": 32, "576p": 24, "720p": 16, "1080p": 8, "4k": 8}
+    cfg = small_config()
+    reference = estimate(cfg, 1920, 1080, 8, 10).total  # pixels are not quite memory: within 3%
+    ratios = {name: estimate(cfg, w, h, gops[name], 10).total / reference for name, (w, h) in sizes.items()}
+    assert max(r for name, r in ratios.items() if name != "4k") < 1.03, ratios
+    clip = smooth_clip(3, 20, 28, seed=8)
+    assert bs.parse_header(tiny_codec.encode(clip)).gop_size == default_gop_size(28, 20) == 32
+    assert bs.parse_header(tiny_codec.encode(clip, gop_size=2)).gop_size == 2
+
+
 def test_memory_estimate_of_the_shipped_architecture_matches_the_measured_table():
     """The numbers benchmarks/README.md quotes, so that a change to the estimate shows there."""
     from progvc.config import small_config

@@ -16,7 +16,7 @@ def stream(tiny_codec):
     """6 frames in GOPs of 4 and 2, every scale of the tiny model."""
     from .conftest import smooth_clip
 
-    return tiny_codec.encode(smooth_clip(6, 20, 28, seed=5))
+    return tiny_codec.encode(smooth_clip(6, 20, 28, seed=5), gop_size=4)
 
 
 def pieces(data: bytes, seed: int, most: int):

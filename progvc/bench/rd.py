@@ -36,7 +36,9 @@ from ..errors import ConfigError, ProgvcError
 from ..options import DEFAULT_PRESET, get_preset
 
 DEFAULT_CODECS = ("progvc", "x264", "x265", "svtav1")
-DEFAULT_GOP = 8  # progvc's default GOP, used when progvc itself is not benchmarked
+DEFAULT_GOP = 8  # the shipped model's GOP (Codec.gop_size), used when progvc itself is not benchmarked.
+# Every codec of a run is coded with one GOP, the model's unless --gop says otherwise; encode's own default
+# is longer (progvc.options.default_gop_size), so pass --gop to compare at it on long clips.
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".ts", ".y4m", ".yuv", ".ivf",
                   ".264", ".h264", ".265", ".h265", ".hevc", ".bit", ".266", ".obu", ".mpg", ".flv")
 SEED = 0
