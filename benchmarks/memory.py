@@ -58,6 +58,7 @@ ROWS = [
     Row("cif-30", "mobile-calendar", (352, 288), 30),
     Row("cif-300", "mobile-calendar", (352, 288), 300, notes="the 30 frames looped back and forth"),
     Row("720p-8", "park-path-walkers", (1280, 720), 8),
+    Row("720p-16", "park-path-walkers", (1280, 720), 16, notes="one GOP of 16 frames, the default GOP at 720p"),
     Row("720p-8-gop2", "park-path-walkers", (1280, 720), 8, encode_args=("--gop", "2"),
         notes="GOPs of 2 frames: the context caches hold 2 frames, not 8"),
     Row("1080p-8", "street-drive", (1920, 1080), 8),
