@@ -77,7 +77,8 @@ def _key(row: dict) -> float | str:
 
 def report(path: Path) -> str:
     """Per clip and longer GOP: bits against GOP 8 at each quality, and PSNR at its rates against
-    GOP 8's curve (a line in log-rate through GOP 8's lowest and highest quality)."""
+    GOP 8's curve (straight segments in log-rate between GOP 8's points, the end segments
+    extended beyond them)."""
     every = _rows(path)
     rows = [r for r in every if "codec" not in r]
     lines = ["| clip | GOP | bits against GOP 8, per quality | PSNR-RGB at its rates minus GOP 8's curve |",
@@ -89,12 +90,11 @@ def report(path: Path) -> str:
         qs = sorted({q for g, q in by if g == 8})
         if len(qs) < 2:
             continue
-        lo, hi = by[(8, qs[0])], by[(8, qs[-1])]
-        slope = (hi["psnr_rgb"] - lo["psnr_rgb"]) / math.log2(hi["bpp"] / lo["bpp"])
+        curve = sorted((math.log2(by[(8, q)]["bpp"]), by[(8, q)]["psnr_rgb"]) for q in qs)
         for gop in sorted({g for g, _ in by if g != 8}):
             pts = [(by[(8, q)], by[(gop, q)]) for q in qs if (gop, q) in by]
             b = [100 * (o["bpp"] / a["bpp"] - 1) for a, o in pts]
-            d = [o["psnr_rgb"] - (lo["psnr_rgb"] + slope * math.log2(o["bpp"] / lo["bpp"])) for _, o in pts]
+            d = [o["psnr_rgb"] - _on_curve(curve, math.log2(o["bpp"])) for _, o in pts]
             bits.setdefault(gop, []).extend(b)
             gains.setdefault(gop, []).extend(d)
             lines.append(f"| {clip[:40]} | {gop} | " + ", ".join(f"{x:+.0f}%" for x in b) + " | "
@@ -102,6 +102,14 @@ def report(path: Path) -> str:
     lines += [f"| mean | {gop} | {np.mean(bits[gop]):+.0f}% | {np.mean(gains[gop]):+.2f} dB |" for gop in sorted(bits)]
     anchors = sorted({r["codec"] for r in every if "codec" in r})
     return "\n".join(lines + [t for name in anchors for t in ("", _against(every, name))])
+
+
+def _on_curve(curve: list[tuple[float, float]], x: float) -> float:
+    """The piecewise-linear ``curve`` ((log-rate, PSNR) points sorted by rate) at ``x``, its end
+    segments extended beyond its points."""
+    i = min(max(1, int(np.searchsorted([c[0] for c in curve], x))), len(curve) - 1)
+    (x0, y0), (x1, y1) = curve[i - 1], curve[i]
+    return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
 
 
 def _against(rows: list[dict], anchor: str) -> str:

@@ -359,6 +359,16 @@ def test_gop_length_report_measures_bits_and_psnr_at_equal_rate(tmp_path):
     assert table.endswith("| mean | 24 | -25% | +0.75 dB |")
 
 
+def test_gop_length_curve_is_piecewise_linear_in_log_rate_and_extends_its_end_segments():
+    from benchmarks.gop_length import _on_curve
+
+    curve = [(math.log2(0.01), 18.0), (math.log2(0.02), 20.0), (math.log2(0.04), 21.0)]
+    assert _on_curve(curve, math.log2(0.02)) == pytest.approx(20.0)
+    assert _on_curve(curve, math.log2(0.03)) == pytest.approx(20.0 + math.log2(1.5))  # 1 dB per octave there
+    assert _on_curve(curve, math.log2(0.005)) == pytest.approx(16.0)  # the first segment's 2 dB per octave
+    assert _on_curve(curve, math.log2(0.08)) == pytest.approx(22.0)
+
+
 def test_gop_length_report_gives_bd_rate_against_an_anchor_at_each_gop(tmp_path):
     from benchmarks.gop_length import report
 
