@@ -7,8 +7,8 @@
 Each clip: its first ``--frames`` frames, long side area-downscaled to at most ``--max-side`` (the
 dev setting, with more frames), coded at every ``--qualities`` with every ``--gops`` (full size,
 every scale), decoded and scored; one JSON line per stream, appended (a rerun skips what is there).
-``--report`` prints, per clip, the change in bits and the PSNR at the longer GOP's rates minus the
-GOP-8 curve's there (the two-quality line through GOP 8's points, in log-rate).
+``--report`` prints, per clip, the change in bits at each quality and the BD-PSNR of the longer
+GOP's curve against GOP 8's over the rates both reach.
 
 ``--anchors x265`` (or x264, svtav1) also codes the same frames with that codec at every ``--gops``
 (a keyframe exactly every GOP, its CRF sweep; :mod:`progvc.bench.baselines`), and the report adds
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -76,40 +75,37 @@ def _key(row: dict) -> float | str:
 
 
 def report(path: Path) -> str:
-    """Per clip and longer GOP: bits against GOP 8 at each quality, and PSNR at its rates against
-    GOP 8's curve (straight segments in log-rate between GOP 8's points, the end segments
-    extended beyond them)."""
+    """Per clip and longer GOP: bits against GOP 8 at each quality, and the BD-PSNR of its curve
+    against GOP 8's (:func:`progvc.bench.bdrate.bd_quality`: over the rates both reach, no
+    extrapolation); then progvc's BD-rate against each anchor per GOP (:func:`_against`)."""
+    from progvc.bench.bdrate import BDRateError, bd_quality
+
     every = _rows(path)
     rows = [r for r in every if "codec" not in r]
-    lines = ["| clip | GOP | bits against GOP 8, per quality | PSNR-RGB at its rates minus GOP 8's curve |",
-             "|---|---:|---:|---:|"]
+    lines = ["| clip | GOP | bits against GOP 8, per quality | BD-PSNR-RGB against GOP 8 |", "|---|---:|---:|---:|"]
     bits: dict[int, list[float]] = {}
     gains: dict[int, list[float]] = {}
     for clip in sorted({r["clip"] for r in rows}):
         by = {(r["gop"], r["q"]): r for r in rows if r["clip"] == clip}
         qs = sorted({q for g, q in by if g == 8})
-        if len(qs) < 2:
-            continue
-        curve = sorted((math.log2(by[(8, q)]["bpp"]), by[(8, q)]["psnr_rgb"]) for q in qs)
         for gop in sorted({g for g, _ in by if g != 8}):
             pts = [(by[(8, q)], by[(gop, q)]) for q in qs if (gop, q) in by]
             b = [100 * (o["bpp"] / a["bpp"] - 1) for a, o in pts]
-            d = [o["psnr_rgb"] - _on_curve(curve, math.log2(o["bpp"])) for _, o in pts]
+            try:
+                d = bd_quality([a["bpp"] for a, _ in pts], [a["psnr_rgb"] for a, _ in pts],
+                               [o["bpp"] for _, o in pts], [o["psnr_rgb"] for _, o in pts])
+            except BDRateError:  # fewer than two qualities, or rates that do not overlap
+                d = None
             bits.setdefault(gop, []).extend(b)
-            gains.setdefault(gop, []).extend(d)
+            if d is not None:
+                gains.setdefault(gop, []).append(d)
             lines.append(f"| {clip[:40]} | {gop} | " + ", ".join(f"{x:+.0f}%" for x in b) + " | "
-                         + ", ".join(f"{x:+.2f} dB" for x in d) + " |")
-    lines += [f"| mean | {gop} | {np.mean(bits[gop]):+.0f}% | {np.mean(gains[gop]):+.2f} dB |" for gop in sorted(bits)]
+                         + ("n/a" if d is None else f"{d:+.2f} dB") + " |")
+    lines += [f"| mean | {gop} | {np.mean(bits[gop]):+.0f}% | "
+              + (f"{np.mean(gains[gop]):+.2f} dB ({len(gains[gop])})" if gop in gains else "n/a") + " |"
+              for gop in sorted(bits)]
     anchors = sorted({r["codec"] for r in every if "codec" in r})
     return "\n".join(lines + [t for name in anchors for t in ("", _against(every, name))])
-
-
-def _on_curve(curve: list[tuple[float, float]], x: float) -> float:
-    """The piecewise-linear ``curve`` ((log-rate, PSNR) points sorted by rate) at ``x``, its end
-    segments extended beyond its points."""
-    i = min(max(1, int(np.searchsorted([c[0] for c in curve], x))), len(curve) - 1)
-    (x0, y0), (x1, y1) = curve[i - 1], curve[i]
-    return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
 
 
 def _against(rows: list[dict], anchor: str) -> str:

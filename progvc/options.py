@@ -101,8 +101,8 @@ def default_gop_size(width: int, height: int) -> int:
     1080p and above).
 
     A GOP's first frame costs as much as several later ones, so longer GOPs cost fewer bits: on 32
-    frames of five dev clips GOP 32 took 25% fewer bits than GOP 8 and was 0.06 to 2.35 dB better
-    at equal rate (benchmarks/README.md, "GOP length on longer clips").
+    frames of five dev clips GOP 32 took 30% fewer bits than GOP 8 and was 0.20 to 1.17 dB better
+    at equal rate (BD-PSNR; benchmarks/README.md, "GOP length on longer clips").
     What bounds the length is memory: progressive truncation needs every scale of a GOP coded
     before the next, so a GOP's context caches and latents grow with its frames
     (:mod:`progvc.memory`). The budget keeps a default GOP's decode within 3% of what 8 frames of
