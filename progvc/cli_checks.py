@@ -169,7 +169,7 @@ def decode_memory(args: argparse.Namespace, header: bs.StreamHeader, config: Cod
 
     n_req = header.coded_scales if args.scales is None else args.scales
     scales = scales_run(args.fill, min(n_req, header.coded_scales), header.n_scales)
-    limits.check_memory(decode_estimate(config, header, scales), "decoding")
+    limits.check_memory(decode_estimate(config, header, scales, fill=args.fill), "decoding")
 
 
 def _ranges(numbers: list[int]) -> str:

@@ -225,7 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="range-decode only the first N scales (default: all the stream holds)")
     p.add_argument("--fill", choices=FILL_MODES, default=DEFAULT_FILL,
                    help="make the scales not decoded: mean (their expected embedding under the context model), "
-                        f"sample (a seeded draw) or none (the decoded scales only); default {DEFAULT_FILL}")
+                        f"sample (the decoded scales plus the finest detail of a seeded draw of the rest) or none (the "
+                        f"decoded scales only); default {DEFAULT_FILL}")
     p.add_argument("--seed", type=whole(0, bs.MAX_SEED), help="sampling seed (default: the one in the stream)")
     p.add_argument("--temperature", type=positive(), metavar="T",  # its range: cli_checks.sampling
                    help="sampling temperature (default: the stream's)")

@@ -319,7 +319,7 @@ class Codec:
         once, before the first GOP is decoded; for videos too long to hold, use ``iter_decode``.
         """
         gops = self.iter_decode(bitstream, n_scales, fill, seed, **options)
-        need = self._gop_memory(gops.header, gops.scales, output_frames=gops.n_frames)  # + the array below
+        need = self._gop_memory(gops.header, gops.scales, gops.fill, output_frames=gops.n_frames)  # + the array below
         as_limits(options.get("limits")).check_memory(need, "decoding into one array")
         out = _frames_buffer(gops.header, gops.n_frames)
         done = 0
@@ -352,12 +352,12 @@ class Codec:
         n_req = h.coded_scales if n_scales is None else self._check_scales(n_scales)
         opts = FillOptions.resolve(h, fill, seed, temperature, top_k, top_p)
         scales = scales_run(opts.mode, min(n_req, h.coded_scales), h.n_scales)
-        limits.check_memory(self._gop_memory(h, scales), "decoding")
+        limits.check_memory(self._gop_memory(h, scales, opts.mode), "decoding")
         stream = bs.unpack(bitstream, partial=partial)
         if not stream.gops:
             raise BitstreamError("the stream holds no complete chunk to decode; wait for more bytes")
         n_frames = sum(h.gop_frames(g) for g in range(len(stream.gops)))
-        return DecodedGops(h, n_frames, self._decoded_gops(stream, n_req, opts, progress), scales)
+        return DecodedGops(h, n_frames, self._decoded_gops(stream, n_req, opts, progress), scales, opts.mode)
 
     def _decoded_gops(self, stream: bs.Stream, n_req: int, opts: FillOptions, progress: bool
                       ) -> Iterator[np.ndarray]:
@@ -420,11 +420,12 @@ class Codec:
         return out
 
     # -- checks --------------------------------------------------------------------------------
-    def _gop_memory(self, h: bs.StreamHeader, scales: int, output_frames: int = 0, previews: bool = False
-                    ) -> MemoryEstimate:
-        """Estimated peak bytes to decode one GOP of ``h`` through ``scales`` scales (progvc.memory);
-        ``previews``: frames are also made before the GOP's last chunk (the streaming ``Decoder``)."""
-        return decode_estimate(self.config, h, scales, output_frames, previews)
+    def _gop_memory(self, h: bs.StreamHeader, scales: int, fill: str, output_frames: int = 0,
+                    previews: bool = False) -> MemoryEstimate:
+        """Estimated peak bytes to decode one GOP of ``h`` through ``scales`` scales in fill mode
+        ``fill`` (progvc.memory); ``previews``: frames are also made before the GOP's last chunk (the
+        streaming ``Decoder``)."""
+        return decode_estimate(self.config, h, scales, output_frames, previews, fill)
 
     def _check_scales(self, n_scales: int | None) -> int:
         return _check_int("n_scales", self.n_scales if n_scales is None else n_scales, 1, self.n_scales)

@@ -8,12 +8,20 @@
                              "mean":    the expected embedding sum_v p(v) e_v (GopState.commit_expected),
                                         the latent estimate with the least squared error under the model,
                                         carried on as the next scale's context
-                             "sample":  a seeded draw from p (temperature, top-k, top-p)
+                             "sample":  a seeded draw from p (temperature, top-k, top-p), of
+                                        which the picture keeps only the finest band (below)
 
 Sampling works on the same float32 logits the coder uses, in float64 on the host with a NumPy
 PCG64 generator, so a (stream, seed) pair gives the same frames wherever the logits agree. Each
 GOP gets its own generator, ``default_rng([seed, gop_index])``, so GOPs decode independently.
 The synthesis is told how many octaves of scales were *sent* (:func:`progvc.scales.missing_octaves`).
+
+"sample" is a hybrid: the picture of the sent scales (what "none" shows) plus the finest band of
+the draw's picture, ``draw - gaussian(draw, DETAIL_SIGMA)`` (:func:`add_detail`). The draw's
+texture is not where the source has it, and a whole draw costs 0.08-0.10 MS-SSIM against "none"
+on dev; its finest band alone gives the detail (the grain a blur lacks) at a small part of that
+cost, because MS-SSIM and PSNR judge mostly the coarser bands, which stay those of the sent
+scales (benchmarks/README.md, "Fill modes").
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from . import bitstream as bs
 from .coding import GopState, Pick, RowLogits, logit_rows
@@ -48,10 +57,11 @@ class SamplingOptions:
 
 
 DEFAULT_SAMPLING = SamplingOptions(temperature=0.3, top_k=16)
-"""The sampling parameters ``encode`` stores in a stream unless told otherwise. Chosen on two dev
-clips at n = 7 and 8 with progvc-small-v4 among temperature 1 (v3's default), 0.5, and 0.3 with
-top-k 16: the last kept the most MS-SSIM (0.514 / 0.331 at n = 8 against 0.485 / 0.304 at
-temperature 0.5) with about 2-3 times the detail ratio of fill="mean"."""
+"""The sampling parameters ``encode`` stores in a stream unless told otherwise (a stream without
+them means these: docs/FORMAT.md). Chosen for the whole draw, before "sample" kept only its finest
+band, on two dev clips at n = 7 and 8 with progvc-small-v4 among temperature 1 (v3's default), 0.5,
+and 0.3 with top-k 16: the last kept the most MS-SSIM (0.514 / 0.331 at n = 8 against 0.485 /
+0.304 at temperature 0.5) with about 2-3 times the detail ratio of fill="mean"."""
 
 
 @dataclass(frozen=True)
@@ -115,6 +125,48 @@ def sample_tokens(logits: torch.Tensor, opts: SamplingOptions, rng: np.random.Ge
     cum = np.cumsum(counts, axis=1)
     u = np.floor(rng.random(len(counts)) * cum[:, -1]).astype(np.int64)
     return (cum <= u[:, None]).sum(axis=1).astype(np.int64)
+
+
+DETAIL_SIGMA = 1.2
+"""Standard deviation in pixels of the Gaussian that splits a draw's picture into the band that
+"sample" keeps (what the Gaussian removes) and the rest. Chosen on four dev clips at n = 5..9 among
+0.8, 1.2 and 2.0: at 1.2 MS-SSIM stayed within 0.021 of "none" with the detail ratio above "mean"'s
+on every clip; 2.0 lost up to 0.057 MS-SSIM; 0.8 lost at most 0.007 but its detail was barely above
+"mean"'s on one clip (0.067 against 0.062). On all ten dev clips, 1.2: benchmarks/README.md, "Fill modes"."""
+
+STRIP_PIXELS = 1 << 18
+"""Pixels of a frame filtered at once by :func:`add_detail` (its float temporaries stay small)."""
+
+
+def add_detail(base: torch.Tensor, draw: torch.Tensor, sigma: float = DETAIL_SIGMA) -> torch.Tensor:
+    """``base + draw - gaussian(draw, sigma)`` for uint8 frames (T,H,W,3) -> uint8 (T,H,W,3).
+
+    The Gaussian is separable, reflects at the borders and runs over strips of rows of each frame
+    (``STRIP_PIXELS``), so memory beyond the two inputs and the output is a strip's.
+    """
+    if base.shape != draw.shape:
+        raise ValueError(f"base {tuple(base.shape)} and draw {tuple(draw.shape)} differ in shape")
+    radius = max(1, int(3 * sigma + 0.5))
+    taps = torch.arange(-radius, radius + 1, dtype=torch.float32, device=draw.device)
+    kernel = torch.exp(-taps * taps / (2 * sigma * sigma))
+    kernel /= kernel.sum()
+    n_frames, height, width, _ = draw.shape
+    if min(height, width) <= radius:  # too small to reflect: no band to add
+        return base.clone()
+    rows = max(1, STRIP_PIXELS // width)
+    out = torch.empty_like(base)
+    for t in range(n_frames):
+        for top in range(0, height, rows):
+            bottom = min(height, top + rows)
+            lo, hi = max(0, top - radius), min(height, bottom + radius)
+            x = draw[t, lo:hi].permute(2, 0, 1)[None].float()  # (1,3,rows+halo,W)
+            pad_top, pad_bottom = radius - (top - lo), radius - (hi - bottom)
+            x = F.pad(x, (radius, radius, pad_top, pad_bottom), mode="reflect")
+            smooth = F.conv2d(x, kernel.view(1, 1, 1, -1).expand(3, 1, 1, -1), groups=3)
+            smooth = F.conv2d(smooth, kernel.view(1, 1, -1, 1).expand(3, 1, -1, 1), groups=3)
+            band = draw[t, top:bottom].float() - smooth[0].permute(1, 2, 0)
+            out[t, top:bottom] = (base[t, top:bottom].float() + band).round_().clamp_(0, 255).to(torch.uint8)
+    return out
 
 
 def fill_pick(state: GopState, opts: FillOptions, gop: int) -> Pick:

@@ -27,7 +27,7 @@ from . import bitstream as bs
 from .coding import GopState, Pick, RowLogits, logit_rows
 from .entropy import ChunkDecoder, ChunkEncoder, probability_table
 from .errors import BitstreamError
-from .fill import FillOptions, fill_pick
+from .fill import FillOptions, add_detail, fill_pick
 from .models.context import ContextModel
 from .models.quantizer import Grid
 from .models.tokenizer import Tokenizer
@@ -222,13 +222,18 @@ class GopDecoder:
             raise BitstreamError(f"GOP {self.gop + 1} has no decoded scale yet")
         h, grids = self.header, list(self.header.grids)
         state = self.state if final else self.state.fork()
-        if self.fill.mode != "none" and self.coded < len(grids):
+        filled = self.fill.mode != "none" and self.coded < len(grids)
+        # "sample" also synthesises the sent scales alone (progvc.fill.add_detail); a fork leaves them in self.state
+        sent = (state.f_hat.clone() if final else self.state.f_hat) if filled and self.fill.mode == "sample" else None
+        if filled:
             state.run(range(self.coded, len(grids)), self.bar.counting(fill_pick(state, self.fill, self.gop)))
         if final:
             state.release()  # the caches are not needed for synthesis (nor kept beside it)
         missing = missing_octaves(grids, self.coded)
         width, height = h.coded_size
         pictures = self.tok.synthesise(state.f_hat, height, width, missing)
+        if sent is not None:  # the sent scales' picture plus the draw's finest band
+            pictures = add_detail(self.tok.synthesise(sent, height, width, missing), pictures)
         return upsample(pictures, h.resize, h.height, h.width).cpu().numpy()
 
     def token_maps(self) -> list[torch.Tensor]:

@@ -23,14 +23,15 @@ class DecodedGops(Iterator[np.ndarray]):
     """An iterator of per-GOP frames, ``(T_g, H, W, 3)`` uint8 each, with what is known up front:
     the stream's ``header``, ``n_frames``, the frames it yields in all (fewer than
     ``header.n_frames`` for a stream cut short and decoded with ``partial=True``), and ``scales``,
-    how many scales each GOP runs through (range-decoded, then filled).
+    how many scales each GOP runs through (range-decoded, then filled), and ``fill``, the fill mode.
 
     One pass only, like any iterator. Each GOP is decoded when it is asked for, so a consumer that
     writes or shows frames as they come holds one GOP at a time.
     """
 
-    def __init__(self, header: StreamHeader, n_frames: int, gops: Iterator[np.ndarray], scales: int) -> None:
-        self.header, self.n_frames, self.scales, self._gops = header, n_frames, scales, gops
+    def __init__(self, header: StreamHeader, n_frames: int, gops: Iterator[np.ndarray], scales: int,
+                 fill: str = "none") -> None:
+        self.header, self.n_frames, self.scales, self.fill, self._gops = header, n_frames, scales, fill, gops
 
     def __iter__(self) -> DecodedGops:
         return self

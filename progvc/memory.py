@@ -28,7 +28,8 @@ One GOP is coded at a time, so the estimate is per GOP and does not grow with th
   a tile's halo included) at ``TRANSFORM_BYTES_PER_PIXEL``; when encoding, the quantiser's
   distance slices (``LOOKUP_ENTRIES``) beside them; encoder refinement adds
   ``REFINE_BYTES_PER_PIXEL`` for frames it refines.
-- **frames**: the GOP's uint8 frames, in and out.
+- **frames**: the GOP's uint8 frames, in and out; with ``fill="sample"`` also the picture of the
+  sent scales alone and, in the caches' part, the latent it is made from (:func:`progvc.fill.add_detail`).
 
 The peak adds the parts alive at once: when encoding, the larger of tokenizing and coding; when
 decoding, the larger of coding (caches and logits) and ``g_s``, since the caches are dropped before
@@ -117,18 +118,21 @@ class MemoryEstimate:
 
 def estimate(config: CodecConfig, width: int, height: int, gop_frames: int, scales: int, *,
              temporal: bool = True, encode: bool = False, refine: bool = False, output_frames: int = 0,
-             previews: bool = False, resize: int = 1) -> MemoryEstimate:
+             previews: bool = False, resize: int = 1, detail: bool = False) -> MemoryEstimate:
     """Peak bytes to code one GOP of ``gop_frames`` frames of ``width`` x ``height`` through its
     first ``scales`` scales (decoding with sampling runs every scale). ``encode`` adds the input
     frames, ``refine`` the refinement's backward pass; ``output_frames`` counts frames of an
     output array held beside the GOP (``Codec.decode``); ``previews``: frames are synthesised
     while the caches are still kept for later chunks (the streaming ``Decoder``'s previews).
     ``resize``: ``width x height`` is the coded size of frames shown ``resize`` times larger
-    (:mod:`progvc.resize`), which is the size of the input and output frames."""
+    (:mod:`progvc.resize`), which is the size of the input and output frames. ``detail``: decoding
+    with ``fill="sample"``, which keeps the sent scales' latent beside the filled one and
+    synthesises both (:func:`progvc.fill.add_detail`)."""
     tok = config.tokenizer
     h, w = -(-height // tok.stride), -(-width // tok.stride)
     tokens = tokens_per_scale(h, w, tok.n_scales)[:scales]
-    context = _context_bytes(config, tokens, gop_frames, temporal) + 4 * gop_frames * tok.latent_channels * h * w
+    latent = 4 * gop_frames * tok.latent_channels * h * w  # f_hat (T,C,h,w) float32
+    context = _context_bytes(config, tokens, gop_frames, temporal) + latent * (2 if detail else 1)
     rows, vocab = max(tokens), tok.codebook_size  # the largest scale's float32 logits: kept, or a slice
     logits = 4 * (rows * vocab if logits_kept(rows, vocab) else ENTROPY_ENTRIES) + 50 * ENTROPY_ENTRIES
     if encode and temporal:  # a block tried in both context modes (progvc.modes) holds two of each
@@ -141,8 +145,9 @@ def estimate(config: CodecConfig, width: int, height: int, gop_frames: int, scal
     if encode:  # the quantiser's distance slices, beside the analysis pieces
         transform += 3 * 4 * min(LOOKUP_ENTRIES, gop_frames * h * w * tok.codebook_size)
     shown = area * resize**2  # the frames as given to encode and returned by decode
-    # encode holds the input and its coded copy; decode the synthesised frames and, when resized, their upsampling
-    frames = 3 * gop_frames * (shown + area if encode or resize > 1 else area)
+    # encode holds the input and its coded copy; decode the synthesised frames and, when resized, their
+    # upsampling; fill="sample" also the sent scales' picture
+    frames = 3 * gop_frames * (shown + area if encode or resize > 1 else area) + 3 * gop_frames * area * detail
     return MemoryEstimate(context, logits, transform, frames, 3 * shown * output_frames, encode, previews)
 
 
@@ -153,14 +158,14 @@ def logits_kept(rows: int, vocab: int) -> bool:
 
 
 def decode_estimate(config: CodecConfig, header: StreamHeader, scales: int, output_frames: int = 0,
-                    previews: bool = False) -> MemoryEstimate:
+                    previews: bool = False, fill: str = "none") -> MemoryEstimate:
     """:func:`estimate` for decoding the largest GOP of the stream ``header`` describes through
-    ``scales`` scales, from the header alone (what ``Codec.iter_decode``, the streaming ``Decoder``
-    and ``progvc decode`` check)."""
+    ``scales`` scales in fill mode ``fill``, from the header alone (what ``Codec.iter_decode``, the
+    streaming ``Decoder`` and ``progvc decode`` check)."""
     width, height = header.coded_size
     return estimate(config, width, height, min(header.gop_size, header.n_frames), scales,
                     temporal=header.temporal, output_frames=output_frames, previews=previews,
-                    resize=header.resize)
+                    resize=header.resize, detail=fill == "sample")
 
 
 def _context_bytes(config: CodecConfig, tokens: list[int], gop_frames: int, temporal: bool) -> int:

@@ -152,7 +152,7 @@ class Decoder:
         self.limits.check_stream(h)
         self._fill = FillOptions.resolve(h, *self._fill_args)
         scales = scales_run(self._fill.mode, min(h.coded_scales, self.n_req or h.coded_scales), h.n_scales)
-        self.limits.check_memory(self.codec._gop_memory(h, scales, previews=self.previews), "decoding")
+        self.limits.check_memory(self.codec._gop_memory(h, scales, self._fill.mode, previews=self.previews), "decoding")
         self.header = h
         del self._buf[:size]
         return True
