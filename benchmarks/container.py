@@ -82,6 +82,7 @@ def rebyte(results: str, clips: str, out: str) -> None:
     codec = progvc.Codec.from_pretrained(name=st["model"], device="cpu")
     enc = {k: st.get(k) for k in ("preset", "skip_block", "intra_trials", "inter_lambda_scale", "prefix_refine")}
     enc["resize"] = st.get("resize")
+    enc["coarse_lambda_scale"] = st.get("coarse_lambda_scale", 1.0)  # before it: every scale alike; None: default
     paths = {p.name: p for p in find_clips(clips)}
     for name, clip in doc["clips"].items():
         video = read_frames(paths[name], st["frames"], st["max_side"])

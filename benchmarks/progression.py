@@ -74,7 +74,8 @@ def bench_clip(codec: Any, video: np.ndarray, args: argparse.Namespace) -> dict[
                            "height": int(video.shape[1])}
     start = time.perf_counter()
     enc = {"preset": args.preset, "skip_block": args.skip_block, "intra_trials": args.intra_trials,
-           "inter_lambda_scale": args.inter_lambda_scale, "prefix_refine": args.prefix_refine, "resize": args.resize}
+           "inter_lambda_scale": args.inter_lambda_scale, "coarse_lambda_scale": args.coarse_lambda_scale,
+           "prefix_refine": args.prefix_refine, "resize": args.resize}
     res = codec.encode_with_stats(video, quality=args.quality, gop_size=args.gop, **enc)
     out["encode"] = {"seconds": time.perf_counter() - start, "bytes": len(res.bitstream), "bpp": res.bpp,
                      "frame_bits": list(res.frame_bits), "inter_intra": _inter_intra(res.frame_bits, args.gop)}
@@ -126,7 +127,8 @@ def run(args: argparse.Namespace) -> None:
     doc = _load(out)
     settings = {"model": codec.config.name, "quality": args.quality, "preset": args.preset,
                 "skip_block": args.skip_block, "intra_trials": args.intra_trials,
-                "inter_lambda_scale": args.inter_lambda_scale, "prefix_refine": args.prefix_refine,
+                "inter_lambda_scale": args.inter_lambda_scale, "coarse_lambda_scale": args.coarse_lambda_scale,
+                "prefix_refine": args.prefix_refine,
                 "resize": args.resize, "gop": args.gop,
                 "frames": args.frames, "max_side": args.max_side, "fills": args.fills,
                 "sample_scales": args.sample_scales, "scales_from": args.scales_from,
@@ -179,12 +181,15 @@ def report(doc: dict[str, Any], anchor: dict[str, Any] | None, default_fill: str
     trials = {None: "the preset's", True: "on", False: "off"}.get(s.get("intra_trials"), "?")
     modes = f"intra trials {trials}" if "intra_trials" in s else "no context modes (format 3 or older)"
     inter = s.get("inter_lambda_scale", 1.0)  # results files before the offset coded every frame alike
+    coarse = s.get("coarse_lambda_scale", [1.0])  # ... and before the coarse offset every scale alike
+    coarse = "the default" if coarse is None else ",".join(f"{v:g}" for v in coarse)
     prefix = s.get("prefix_refine")
     resize = s.get("resize", 1)  # results files before resizing coded every frame at its own size
     lines = [f"Model {s['model']}, quality {s['quality']}, preset {s['preset']}"
              f"{'' if prefix is None else f' with prefix refinement {prefix}'}, "
              f"{'' if resize == 1 else f'coded at 1/{resize} size, '}"
-             f"block skip {f'{skip}x{skip}' if skip else 'off'}, {modes}, inter-frame lambda x{inter:g}, "
+             f"block skip {f'{skip}x{skip}' if skip else 'off'}, {modes}, inter-frame lambda x{inter:g}"
+             f"{'' if coarse == '1' else f', coarse scales: {coarse} (first frame, later frames)'}, "
              f"{s['frames']} frames, "
              f"long side <= {s['max_side']}, GOP {s['gop']}; {len(clips)} clips.", ""]
     lines += ["| clip | bpp | inter / intra bits | " + " | ".join(f"q={q:g} bpp / dB / inter:intra"
@@ -364,6 +369,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="prefix-aware refinement steps (default: the preset's)")
     p.add_argument("--inter-lambda-scale", type=float, default=DEFAULT_INTER_LAMBDA_SCALE,
                    help="lambda of a GOP's later frames over its first's (1: every frame alike)")
+    p.add_argument("--coarse-lambda-scale", type=lambda v: [float(x) for x in v.split(",")], default=None,
+                   help="further lambda multiples for every scale but the finest: first frame[,later frames] "
+                        "(1: every scale alike; default: the encoder's for the GOP)")
     p.add_argument("--resize", type=int, default=1, help="code at 1/F of the width and height (progvc.resize)")
     p.add_argument("--gop", type=int, default=8)
     p.add_argument("--frames", type=int, default=8)

@@ -75,8 +75,8 @@ def _encode(args: argparse.Namespace) -> None:
                                          pix_fmt_in=args.pix_fmt, refine=args.refine,
                                          prefix_refine=args.prefix_refine, skip_block=args.skip_block,
                                          intra_trials=args.intra_trials, inter_lambda_scale=args.inter_lambda_scale,
-                                         resize=args.resize, limits=check.limits(args),
-                                         progress=_progress(args))
+                                         coarse_lambda_scale=args.coarse_lambda_scale, resize=args.resize,
+                                         limits=check.limits(args), progress=_progress(args))
     except ConfigError as exc:
         if args.bpp is not None and str(exc).startswith("bpp="):  # below the smallest stream: name the flag
             raise CliError(EXIT_USAGE, str(exc).replace("bpp=", "--bpp ")) from None

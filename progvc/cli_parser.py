@@ -22,6 +22,8 @@ from .cli_errors import EXIT_CODES, EXIT_USAGE, CliError
 from .config import MAX_REFINE_STEPS
 from .limits import Limits
 from .options import (
+    COARSE_LAMBDA_MAX_GOP,
+    DEFAULT_COARSE_LAMBDA_SCALE,
     DEFAULT_FILL,
     DEFAULT_INTER_LAMBDA_SCALE,
     DEFAULT_PRESET,
@@ -113,6 +115,21 @@ def in_range(lo: float, hi: float, hint: str = "") -> Callable[[str], float]:
 quality = in_range(0, MAX_QUALITY, " (higher is better)")
 
 
+def _pair(values: tuple[float, float]) -> str:
+    return ",".join(f"{v:g}" for v in values)
+
+
+def one_or_two(number: Callable[[str], float]) -> Callable[[str], tuple[float, float]]:
+    """``A`` or ``A,B``, each parsed by ``number``: a pair, ``A`` standing for both."""
+    def parse(text: str) -> tuple[float, float]:
+        parts = text.split(",")
+        if len(parts) > 2:
+            raise argparse.ArgumentTypeError(f"give one number or two separated by a comma, not {text!r}")
+        values = [number(part) for part in parts]
+        return values[0], values[-1]
+    return parse
+
+
 def frame_size(text: str) -> tuple[int, int]:
     """``WxH`` -> (W, H), each side 1..MAX_SIDE."""
     match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
@@ -202,6 +219,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the rate-distortion multiplier of a GOP's later frames over its first frame's, as "
                         "conventional encoders code P frames below their I frame; 1 codes every frame alike "
                         "(default: %(default)g)")
+    p.add_argument("--coarse-lambda-scale", type=one_or_two(in_range(1.0, MAX_INTER_LAMBDA_SCALE)),
+                   metavar="F[,L]",
+                   help="a further multiplier for every scale but the finest, in a GOP's first frame (F) and "
+                        "its later frames (L; F if not given): the finest scale corrects their errors and later "
+                        "frames copy more of the previous one, which makes truncated streams cheaper; 1 codes "
+                        f"every scale of a frame alike (default: {_pair(DEFAULT_COARSE_LAMBDA_SCALE)} in GOPs of "
+                        f"up to {COARSE_LAMBDA_MAX_GOP} frames, 1 in longer ones)")
     p.add_argument("--skip-block", type=int, choices=bs.SKIP_BLOCKS, default=DEFAULT_SKIP_BLOCK, metavar="B",
                    help="side in tokens of the blocks an inter frame may copy from the previous frame for the "
                         f"price of a flag: {', '.join(map(str, bs.SKIP_BLOCKS))}; 0 turns block skip off "

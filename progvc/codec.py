@@ -43,7 +43,8 @@ from .options import (
     DEFAULT_PRESET,
     DEFAULT_QUALITY,
     DEFAULT_SKIP_BLOCK,
-    check_inter_lambda_scale,
+    check_coarse_lambda_scale,
+    check_lambda_scale,
     default_gop_size,
     get_preset,
     quality_of,
@@ -167,20 +168,24 @@ class Codec:
         ``n_scales``/``quality``: one quality for the whole stream is searched so that the stream
         fills the budget without exceeding it, and scales are dropped only when quality 0 is still
         too dear. Other options: gop_size (frames per GOP; default
-        :func:`progvc.options.default_gop_size`: 32 up to 854x480, 16 at 720p, 8 at 1080p), fps,
-        size (W,H) for raw .yuv, seed / temperature / top_k /
-        top_p (the decoder's sampling defaults, stored in the stream), temporal (False codes every
-        frame without temporal context), skip_block (the side of the blocks an inter frame may copy
-        from the previous frame, :mod:`progvc.skip`; 0 turns block skip off), refine (overrides the
-        preset's refinement steps), prefix_refine (overrides the preset's steps of prefix-aware
-        refinement: the coarse scales are chosen for the pictures of truncated streams too,
-        :func:`progvc.scales.prefix_terms`), intra_trials (overrides the preset's choice of scoring every
-        block of a later frame in intra mode too, :mod:`progvc.modes`), inter_lambda_scale (the
-        lambda of a GOP's later frames over its first frame's, ``DEFAULT_INTER_LAMBDA_SCALE``; 1
-        codes every frame at one lambda), resize (1, 2, 3 or 4: code the frames at that fraction of
-        their width and height, and let the decoder scale them back up, :mod:`progvc.resize`; pays
-        at low rates; None, the default, is 1, but with ``bpp`` the size of ``AUTO_RESIZE`` whose
-        stream decodes closer to the video), progress, limits (a :class:`~progvc.limits.Limits`).
+        :func:`progvc.options.default_gop_size`: 32 up to 854x480, 16 at 720p, 8 at 1080p), fps, size
+        (W,H) for raw .yuv, seed / temperature / top_k / top_p (the decoder's sampling defaults, stored
+        in the stream), temporal (False codes every frame without temporal context), skip_block (the
+        side of the blocks an inter frame may copy from the previous frame, :mod:`progvc.skip`; 0 turns
+        block skip off), refine (overrides the preset's refinement steps), prefix_refine (overrides the
+        preset's steps of prefix-aware refinement: the coarse scales are chosen for the pictures of
+        truncated streams too, :func:`progvc.scales.prefix_terms`), intra_trials (overrides the preset's
+        choice of scoring every block of a later frame in intra mode too, :mod:`progvc.modes`),
+        inter_lambda_scale (the lambda of a GOP's later frames over its first frame's,
+        ``DEFAULT_INTER_LAMBDA_SCALE``; 1 codes every frame at one lambda), coarse_lambda_scale (the
+        further multiple of lambda for every scale but the finest: a pair, for a GOP's first frame
+        and its later frames, or one number for both; default, per GOP:
+        :func:`progvc.options.default_coarse_lambda_scale`, 1.5 and 3 in GOPs of up to 8 frames, 1
+        in longer ones; 1 codes every scale of a frame at one lambda), resize
+        (1, 2, 3 or 4: code the frames at that fraction of their width and height, and let the decoder
+        scale them back up, :mod:`progvc.resize`; pays at low rates; None, the default, is 1, but with
+        ``bpp`` the size of ``AUTO_RESIZE`` whose stream decodes closer to the video), progress, limits
+        (a :class:`~progvc.limits.Limits`).
         Reading options (passed to :func:`progvc.video_io.open_video`; a path is read one GOP at a
         time): ``max_frames`` (code only the first N frames), ``max_side`` (shrink by a whole factor
         until the long side fits), ``downscale`` (a whole factor), ``pix_fmt_in`` (raw .yuv layout).
@@ -195,7 +200,9 @@ class Codec:
                           temperature: float = DEFAULT_SAMPLING.temperature, top_k: int = DEFAULT_SAMPLING.top_k,
                           top_p: float = DEFAULT_SAMPLING.top_p, temporal: bool = True,
                           skip_block: int = DEFAULT_SKIP_BLOCK, intra_trials: bool | None = None,
-                          inter_lambda_scale: float = DEFAULT_INTER_LAMBDA_SCALE, resize: int | None = None,
+                          inter_lambda_scale: float = DEFAULT_INTER_LAMBDA_SCALE,
+                          coarse_lambda_scale: float | tuple[float, float] | None = None,
+                          resize: int | None = None,
                           progress: bool = False,
                           max_frames: int | None = None, max_side: int | None = None,
                           downscale: int = 1, pix_fmt_in: str = "yuv420p", limits: Limits | None = None
@@ -230,7 +237,9 @@ class Codec:
             intra_trials = effort.intra_trials
         elif not isinstance(intra_trials, bool):
             raise ConfigError(f"intra_trials must be True, False or None (the preset's), got {intra_trials!r}")
-        inter_lambda_scale = check_inter_lambda_scale(inter_lambda_scale)
+        inter_lambda_scale = check_lambda_scale("inter_lambda_scale", inter_lambda_scale)
+        if coarse_lambda_scale is not None:
+            coarse_lambda_scale = check_coarse_lambda_scale(coarse_lambda_scale)
         if gop_size is not None:
             _check_int("gop_size", gop_size, 1, bs.MAX_GOP)
         _check_int("top_k", top_k, 0, (1 << 32) - 1)
@@ -257,7 +266,8 @@ class Codec:
             known = count_frames(video, size=size, max_frames=max_frames, pix_fmt_in=pix_fmt_in)
         steps, n_gops = (None, None) if known is None else (known * n, -(-known // gop))
         encoder = GopEncoder(self.tokenizer, self.context, grids, temporal=temporal, skip_block=skip_block,
-                             modes=temporal, intra_trials=intra_trials, inter_lambda_scale=inter_lambda_scale)
+                             modes=temporal, intra_trials=intra_trials, inter_lambda_scale=inter_lambda_scale,
+                             coarse_lambda_scale=coarse_lambda_scale)
         n_frames, coded, kept = 0, [], []
         with coding_mode(), Progress(progress, "encode", steps, n_gops) as bar:
             for g, gop_frames in enumerate(self._gops(frames, gop)):

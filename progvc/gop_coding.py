@@ -32,6 +32,7 @@ from .models.context import ContextModel
 from .models.quantizer import Grid
 from .models.tokenizer import Tokenizer
 from .modes import ModeModel
+from .options import default_coarse_lambda_scale
 from .progress import NO_PROGRESS, Progress
 from .rd import Choice, TokenChooser
 from .resize import upsample
@@ -128,14 +129,17 @@ class GopEncoder:
 
     ``skip_block``: the block-skip side (:mod:`progvc.skip`, 0: none); ``modes``: code context-mode
     flags (:mod:`progvc.modes`), trying intra mode for every block if ``intra_trials`` (else every
-    block keeps temporal context)."""
+    block keeps temporal context). ``coarse_lambda_scale`` None: each GOP's by its length
+    (:func:`progvc.options.default_coarse_lambda_scale`)."""
 
     def __init__(self, tokenizer: Tokenizer, context: ContextModel, grids: list[Grid], *, temporal: bool = True,
                  skip_block: int = 0, modes: bool = False, intra_trials: bool = True,
-                 inter_lambda_scale: float = 1.0) -> None:
+                 inter_lambda_scale: float = 1.0, coarse_lambda_scale: tuple[float, float] | None = (1.0, 1.0)
+                 ) -> None:
         self.tok, self.ctx, self.grids, self.temporal = tokenizer, context, grids, temporal
         self.skip_block, self.modes = skip_block, modes and temporal
         self.intra_trials, self.inter_lambda_scale = intra_trials, inter_lambda_scale
+        self.coarse_lambda_scale = coarse_lambda_scale
 
     def latent(self, frames: torch.Tensor, refine: int, prefix_refine: int = 0) -> GopLatent:
         """uint8 (T,H,W,3) -> what to quantise: the latent refined by ``refine`` steps, and if
@@ -166,7 +170,8 @@ class GopEncoder:
 
     def _chooser(self, state: GopState, f: GopLatent, lam: float) -> TokenChooser:
         return TokenChooser(self.tok.vq, self.grids, f.fine, lam, state.f_hat, state.tokens, self.skip_block,
-                            state.intra if self.modes else None, self.inter_lambda_scale, f.coarse, f.split)
+                            state.intra if self.modes else None, self.inter_lambda_scale, f.coarse, f.split,
+                            self.coarse_lambda_scale or default_coarse_lambda_scale(f.frames))
 
     def _pick(self, state: GopState, chooser: TokenChooser, coders: list[ChunkEncoder] | None = None) -> Pick:
         """The encoder's pick: each block's choice (its mode tried both ways where the stream codes

@@ -81,12 +81,47 @@ than 2 on three of four clips); benchmarks/README.md, "Inter-frame lambda"."""
 MAX_INTER_LAMBDA_SCALE = 64.0
 
 
-def check_inter_lambda_scale(scale: float) -> float:
-    """``scale`` as a float if it is a number in [1, MAX_INTER_LAMBDA_SCALE], else ConfigError."""
+DEFAULT_COARSE_LAMBDA_SCALE = (1.5, 3.0)
+"""Multipliers of lambda for every scale but the finest, in a GOP's first frame and in its later
+frames (on top of ``inter_lambda_scale``): ``lambda(t, k) = lambda x inter_lambda_scale [t > 0]
+x coarse_lambda_scale[t > 0] [k < K-1]`` (:mod:`progvc.rd`), in GOPs of at most
+``COARSE_LAMBDA_MAX_GOP`` frames. The coarse scales' errors are left for the finest scale to
+correct, and later frames copy more of the previous frame's coarse tokens, which is most of what a
+truncated stream carries. Measured on the 10 dev clips (GOPs of 8) against (1, 1): the default
+stream cut to 5..9 scales +0.40 dB at equal rate (BD-PSNR against v3's sent-only decode: +1.15 ->
++1.55), and the full picture +0.11 dB at equal rate; (1, 3) gave +1.51 / +0.10, (1, 3) on all but
+the two finest scales +1.50 / +0.05, (2, 2) +1.46 / +0.12; (3, 3) made one clip's cut stream
+cheaper than v3's whole range. benchmarks/README.md, "Coarse scales at a higher lambda"."""
+
+COARSE_LAMBDA_MAX_GOP = 8
+"""The longest GOP (in frames) that ``DEFAULT_COARSE_LAMBDA_SCALE`` is used for; longer GOPs code
+every scale at its frame's lambda unless told otherwise. Over a GOP of 32 frames the copies of
+coarse tokens drift: the full picture lost 0.04-0.31 dB at equal rate on four dev clips (32
+frames), where GOPs of 8 gained 0.11 dB on average."""
+
+
+def default_coarse_lambda_scale(gop_frames: int) -> tuple[float, float]:
+    """The coarse scales' multipliers for GOPs of ``gop_frames`` frames (see ``COARSE_LAMBDA_MAX_GOP``)."""
+    return DEFAULT_COARSE_LAMBDA_SCALE if gop_frames <= COARSE_LAMBDA_MAX_GOP else (1.0, 1.0)
+
+
+def check_lambda_scale(name: str, scale: float) -> float:
+    """``scale`` as a float if it is a number in [1, MAX_INTER_LAMBDA_SCALE], else ConfigError naming
+    the option ``name``."""
     if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 1 <= scale <= MAX_INTER_LAMBDA_SCALE:
-        raise ConfigError(f"inter_lambda_scale must be a number in 1..{MAX_INTER_LAMBDA_SCALE:g} (1: later frames "
-                          f"at the first frame's lambda; default {DEFAULT_INTER_LAMBDA_SCALE:g}), got {scale!r}")
+        raise ConfigError(f"{name} must be a number in 1..{MAX_INTER_LAMBDA_SCALE:g} (1: no extra lambda), "
+                          f"got {scale!r}")
     return float(scale)
+
+
+def check_coarse_lambda_scale(scale: float | tuple[float, float]) -> tuple[float, float]:
+    """``coarse_lambda_scale``: one number for every frame, or a pair (a GOP's first frame, its later
+    frames), each in [1, MAX_INTER_LAMBDA_SCALE]; else ConfigError."""
+    pair = tuple(scale) if isinstance(scale, (tuple, list)) else (scale, scale)
+    if len(pair) != 2:
+        raise ConfigError(f"coarse_lambda_scale must be a number or a pair (first frame, later frames), got {scale!r}")
+    first, later = (check_lambda_scale("coarse_lambda_scale", value) for value in pair)
+    return first, later
 
 
 MAX_DEFAULT_GOP = 32
@@ -132,8 +167,8 @@ FILL_MODES = ("mean", "sample", "none")
 DEFAULT_FILL = "none"
 """Measured best on dev with progvc-small-v4 (benchmarks/README.md, "Fill modes"): filling the scales
 not sent with their expected embedding ("mean") lowered PSNR and MS-SSIM at every n_scales tried,
-and "sample" (the sent scales' picture plus a draw's finest band) lowers them a little (0.03-0.09
-dB, at most 0.006 MS-SSIM on average) for its texture, so the default decodes the sent scales only."""
+and "sample" (the sent scales' picture plus a draw's finest band) lowers them a little (0.03-0.10
+dB, at most 0.007 MS-SSIM on average) for its texture, so the default decodes the sent scales only."""
 
 
 def scales_run(fill: str, coded: int, n_scales: int) -> int:

@@ -35,6 +35,13 @@ quantiser steps below their I frame: the first frame is what every later one cop
 predicted from, so its bits buy quality for the whole GOP. Only the encoder knows the scale; each
 GOP records the first frame's lambda, which conditions the context model.
 
+Every scale but the finest is chosen at a further multiple, ``coarse_lambda_scale`` (one for a
+GOP's first frame, one for its later frames; default
+:data:`progvc.options.DEFAULT_COARSE_LAMBDA_SCALE`). The per-scale choice above prices a coarse
+token's error as if it stayed in the picture, but in a full stream the finer scales correct it,
+while a later frame can copy its coarse tokens from the frame before for almost nothing; and a
+truncated stream, which carries only coarse scales, is made mostly of those cheap copies.
+
 ``lambda = 0`` is the nearest codeword (the greedy tokenizer); the user's knob is ``quality``
 (:mod:`progvc.options`).
 """
@@ -86,10 +93,12 @@ class TokenChooser:
     def __init__(self, vq: MultiScaleResidualVQ, grids: list[Grid], f: torch.Tensor, lam: float,
                  f_hat: torch.Tensor, tokens: list[list[torch.Tensor]] | None = None, skip_block: int = 0,
                  intra: list[list[bool]] | None = None, inter_lambda_scale: float = 1.0,
-                 coarse: torch.Tensor | None = None, split: int = 0) -> None:
+                 coarse: torch.Tensor | None = None, split: int = 0,
+                 coarse_lambda_scale: tuple[float, float] = (1.0, 1.0)) -> None:
         self.vq, self.grids, self.f, self.lam, self.f_hat = vq, grids, f, lam, f_hat
         self.coarse, self.split = coarse, split if coarse is not None else 0
-        self.inter_lambda_scale = inter_lambda_scale
+        self.inter_lambda_scale, self.coarse_lambda_scale = inter_lambda_scale, coarse_lambda_scale
+        self.finest = len(grids) - 1
         self.tokens, self.skip_block = tokens, skip_block if tokens is not None else 0
         self.intra = intra
         e = vq.codebook.weight
@@ -115,10 +124,12 @@ class TokenChooser:
     def __call__(self, t: int, k: int, logits: torch.Tensor | RowLogits) -> np.ndarray:
         return self.choose(t, k, logits).tokens
 
-    def lam_of(self, t: int) -> float:
-        """The multiplier frame t's choices use: ``lam`` for a GOP's first frame, ``lam * inter_lambda_scale``
-        for the frames after it."""
-        return self.lam * self.inter_lambda_scale if t > 0 else self.lam
+    def lam_of(self, t: int, k: int) -> float:
+        """The multiplier the choices of (t, k) use: ``lam`` for a GOP's first frame, ``lam *
+        inter_lambda_scale`` for the frames after it; at every scale but the finest, times
+        ``coarse_lambda_scale[0]`` in the first frame and ``coarse_lambda_scale[1]`` in the others."""
+        lam = self.lam if t == 0 else self.lam * self.inter_lambda_scale
+        return lam * self.coarse_lambda_scale[t > 0] if k < self.finest else lam
 
     def codes_mode(self, t: int) -> bool:
         """Whether frame t's blocks open with a context-mode flag."""
@@ -138,7 +149,7 @@ class TokenChooser:
             trials.append((intra_logits, self.flag_models[k].fork()))
         scored = [self._choose(t, k, lg, flag_model) for lg, flag_model in trials]
         intra, table, mode_bits = self.mode_models[k].decide(
-            scored[0][1:], scored[1][1:] if len(scored) > 1 else None, self.lam_of(t),
+            scored[0][1:], scored[1][1:] if len(scored) > 1 else None, self.lam_of(t, k),
             ModeModel.context(t, self.intra[k]))
         choice, _, bits = scored[int(intra)]
         self.flag_models[k] = trials[int(intra)][1]
@@ -149,7 +160,7 @@ class TokenChooser:
                 ) -> tuple[Choice, float, float]:
         """The choice under ``logits`` (skip flags decided with ``flag_model``, which learns them),
         its total score J (D + lambda R without the rows' common ||z||^2) and its bits."""
-        z, lam = self.residual(t, k), self.lam_of(t)
+        z, lam = self.residual(t, k), self.lam_of(t, k)
         prev = self.tokens[k][t - 1].reshape(-1) if self.skip_block and t > 0 else None
         best, j_best, bits_best, d_prev = [], [], [], []
         for rows, part in logit_rows(logits):  # (n_k, V) float temporaries a slice at a time

@@ -259,7 +259,10 @@ def test_chunks_swapped_between_gops_and_scales_are_refused(tiny_codec, refs):
 
 def test_chunks_from_another_stream_are_refused(tiny_codec, refs):
     a, b = refs[0], refs[1]
-    for k in range(1, 4):
+    # the two clips may share a coarse scale's chunk byte for byte: splicing that one changes nothing
+    foreign = [k for k in range(1, 4) if a.stream.gops[0][k] != b.stream.gops[0][k]]
+    assert len(foreign) >= 2, "the reference clips should differ at most scales"
+    for k in foreign:
         with pytest.raises(BitstreamError, match="scale [234] of GOP 1 decoded"):
             tiny_codec.decode_tokens(repack(a, **{f"g0k{k}": b.stream.gops[0][k]}))
 

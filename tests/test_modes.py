@@ -91,7 +91,9 @@ def test_streams_mixing_modes_decode_exactly_at_every_truncation(tiny_codec, mon
 def test_the_shipped_model_codes_a_scene_cut_in_intra_mode(monkeypatch):
     """At a cut the previous frame misleads the context model: the encoder's own choice codes the
     new scene's scales in intra mode, and the stream costs fewer bits than the fast preset's,
-    which does not try intra mode (same latent: refine 0 both)."""
+    which does not try intra mode (same latent: refine 0 both). Every scale at the frame's lambda:
+    with the default coarse multiple (``coarse_lambda_scale``) most coarse scales of this small
+    clip copy the previous frame in either mode, and the finest scale corrects them."""
     from progvc.samples import sample_clip
 
     codec = progvc.Codec.from_pretrained(device="cpu")
@@ -105,12 +107,12 @@ def test_the_shipped_model_codes_a_scene_cut_in_intra_mode(monkeypatch):
         return out
 
     monkeypatch.setattr(ModeModel, "decide", record)
-    chosen = codec.encode_with_stats(clip, preset="medium", refine=0)
+    chosen = codec.encode_with_stats(clip, preset="medium", refine=0, coarse_lambda_scale=1)
     k = codec.n_scales
     at_cut = [made[k_ * 3 + 1] for k_ in range(k)]  # per scale, frames 1..3: the cut is frame 2
     assert sum(at_cut) >= k // 2
     made.clear()
-    temporal_only = codec.encode_with_stats(clip, preset="fast")
+    temporal_only = codec.encode_with_stats(clip, preset="fast", coarse_lambda_scale=1)
     assert made and not any(made)
     assert sum(chosen.frame_bits) < sum(temporal_only.frame_bits)
 

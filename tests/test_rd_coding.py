@@ -11,7 +11,15 @@ import torch
 import progvc
 from progvc import bitstream as bs
 from progvc.models.quantizer import resize
-from progvc.options import DEFAULT_QUALITY, get_preset, quality_of, rd_lambda
+from progvc.options import (
+    COARSE_LAMBDA_MAX_GOP,
+    DEFAULT_COARSE_LAMBDA_SCALE,
+    DEFAULT_QUALITY,
+    default_coarse_lambda_scale,
+    get_preset,
+    quality_of,
+    rd_lambda,
+)
 from progvc.rd import TokenChooser
 
 
@@ -85,11 +93,12 @@ def test_later_frames_are_chosen_at_the_scaled_lambda(tiny_codec, clip_factory):
     grids = tiny_codec.tokenizer.grids(32, 32)
     f = torch.randn(3, tiny_codec.config.tokenizer.latent_channels, *grids[-1], generator=gen)
     chooser = TokenChooser(tiny_codec.tokenizer.vq, grids, f, 0.5, torch.zeros_like(f), inter_lambda_scale=3.0)
-    assert (chooser.lam_of(0), chooser.lam_of(1), chooser.lam_of(2)) == (0.5, 1.5, 1.5)
+    assert (chooser.lam_of(0, 0), chooser.lam_of(1, 0), chooser.lam_of(2, len(grids) - 1)) == (0.5, 1.5, 1.5)
     base = clip_factory(1, 48, 64, seed=5)[0]  # every frame mirrored, shifted, its colours rotated: bits to save
     x = np.stack([np.roll(base[:, ::(-1) ** t], 13 * t, axis=1)[..., [(t + c) % 3 for c in range(3)]]
                   for t in range(4)])
-    one, scaled = (tiny_codec.encode_with_stats(x, quality=60, preset="fast", inter_lambda_scale=s) for s in (1, 8))
+    one, scaled = (tiny_codec.encode_with_stats(x, quality=60, preset="fast", inter_lambda_scale=s,
+                                                coarse_lambda_scale=1) for s in (1, 8))
     assert scaled.frame_bits[0] == one.frame_bits[0]
     assert sum(scaled.frame_bits[1:]) < sum(one.frame_bits[1:])
     for n in range(1, tiny_codec.n_scales + 1):
@@ -98,6 +107,49 @@ def test_later_frames_are_chosen_at_the_scaled_lambda(tiny_codec, clip_factory):
     for bad in (0.5, 0, 65, math.nan, True, "2"):
         with pytest.raises(progvc.ConfigError, match="inter_lambda_scale"):
             tiny_codec.encode(x, inter_lambda_scale=bad)
+
+
+def test_every_scale_but_the_finest_is_chosen_at_the_coarse_lambda(tiny_codec, clip_factory):
+    """coarse_lambda_scale multiplies the lambda of every scale but the finest, by its first value in
+    a GOP's first frame and its second in the later frames; the finest scale keeps the frame's
+    lambda, the frames it multiplies cost less, and every truncation still decodes exactly."""
+    grids = tiny_codec.tokenizer.grids(32, 32)
+    finest = len(grids) - 1
+    f = torch.zeros(3, tiny_codec.config.tokenizer.latent_channels, *grids[-1])
+    chooser = TokenChooser(tiny_codec.tokenizer.vq, grids, f, 0.5, f.clone(), inter_lambda_scale=2.0,
+                           coarse_lambda_scale=(1.5, 4.0))
+    assert [chooser.lam_of(0, k) for k in (0, finest - 1, finest)] == [0.75, 0.75, 0.5]
+    assert [chooser.lam_of(2, k) for k in (0, finest - 1, finest)] == [4.0, 4.0, 1.0]
+    base = clip_factory(1, 48, 64, seed=5)[0]
+    x = np.stack([np.roll(base[:, ::(-1) ** t], 13 * t, axis=1)[..., [(t + c) % 3 for c in range(3)]]
+                  for t in range(4)])  # later frames unlike the first: bits to save
+    one, later, first = (tiny_codec.encode_with_stats(x, quality=60, preset="fast", coarse_lambda_scale=s)
+                         for s in (1, (1, 8), (8, 1)))
+    assert one.frame_bits[0] == later.frame_bits[0] and sum(later.frame_bits[1:]) < sum(one.frame_bits[1:])
+    assert first.frame_bits[0] < one.frame_bits[0]
+    assert sum(later.estimated_bits[:finest]) < sum(one.estimated_bits[:finest])  # what a cut stream carries
+    for n in range(1, tiny_codec.n_scales + 1):
+        cut = progvc.truncate(later.bitstream, n_scales=n)
+        assert tiny_codec.decode(cut, fill="none").shape == x.shape  # BitstreamError if a checksum fails
+    for bad in (0.5, 65, math.nan, True, "2", (1, 2, 3), (2, 0.5)):
+        with pytest.raises(progvc.ConfigError, match="coarse_lambda_scale"):
+            tiny_codec.encode(x, coarse_lambda_scale=bad)
+
+
+def test_the_coarse_multiple_is_the_default_in_short_gops_only(tiny_codec, clip_factory):
+    """GOPs of up to COARSE_LAMBDA_MAX_GOP frames use DEFAULT_COARSE_LAMBDA_SCALE, longer ones none;
+    a clip shorter than its GOP counts its own frames."""
+    assert default_coarse_lambda_scale(COARSE_LAMBDA_MAX_GOP) == DEFAULT_COARSE_LAMBDA_SCALE != (1.0, 1.0)
+    assert default_coarse_lambda_scale(COARSE_LAMBDA_MAX_GOP + 1) == (1.0, 1.0)
+    base = clip_factory(1, 48, 64, seed=5)[0]
+    x = np.stack([np.roll(base[:, ::(-1) ** t], 13 * t, axis=1)[..., [(t + c) % 3 for c in range(3)]]
+                  for t in range(COARSE_LAMBDA_MAX_GOP + 1)])
+    short, long = x[:COARSE_LAMBDA_MAX_GOP], x
+    opts = {"preset": "fast", "gop_size": 32}
+    assert tiny_codec.encode(short, **opts) == tiny_codec.encode(short, coarse_lambda_scale=DEFAULT_COARSE_LAMBDA_SCALE,
+                                                                 **opts)
+    assert tiny_codec.encode(long, **opts) == tiny_codec.encode(long, coarse_lambda_scale=1, **opts)
+    assert tiny_codec.encode(long, **opts) != tiny_codec.encode(long, coarse_lambda_scale=(8, 8), **opts)
 
 
 def test_scales_below_the_split_code_the_coarse_latent(tiny_codec):
