@@ -89,15 +89,17 @@ x coarse_lambda_scale[t > 0] [k < K-1]`` (:mod:`progvc.rd`), in GOPs of at most
 correct, and later frames copy more of the previous frame's coarse tokens, which is most of what a
 truncated stream carries. Measured on the 10 dev clips (GOPs of 8) against (1, 1): the default
 stream cut to 5..9 scales +0.40 dB at equal rate (BD-PSNR against v3's sent-only decode: +1.15 ->
-+1.55), and the full picture +0.11 dB at equal rate; (1, 3) gave +1.51 / +0.10, (1, 3) on all but
-the two finest scales +1.50 / +0.05, (2, 2) +1.46 / +0.12; (3, 3) made one clip's cut stream
-cheaper than v3's whole range. benchmarks/README.md, "Coarse scales at a higher lambda"."""
++1.55), its full picture +0.11 dB against the old quality curve at the same rate, and the whole
+quality sweep (30..90) -0.07 dB / +0.002 MS-SSIM at equal rate. Among the others, by the first two
+measures: (1, 3) +1.51 / +0.10, (1, 3) on all but the two finest scales +1.50 / +0.05, (2, 2)
++1.46 / +0.12; (3, 3) made one clip's cut stream cheaper than v3's whole range.
+benchmarks/README.md, "Coarse scales at a higher lambda"."""
 
 COARSE_LAMBDA_MAX_GOP = 8
 """The longest GOP (in frames) that ``DEFAULT_COARSE_LAMBDA_SCALE`` is used for; longer GOPs code
 every scale at its frame's lambda unless told otherwise. Over a GOP of 32 frames the copies of
-coarse tokens drift: the full picture lost 0.04-0.31 dB at equal rate on four dev clips (32
-frames), where GOPs of 8 gained 0.11 dB on average."""
+coarse tokens drift: the quality-60 picture lost 0.04-0.31 dB against the old quality curve at
+the same rate on four dev clips (32 frames), where in GOPs of 8 it gained 0.11 dB on average."""
 
 
 def default_coarse_lambda_scale(gop_frames: int) -> tuple[float, float]:
