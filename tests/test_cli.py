@@ -79,6 +79,9 @@ def test_encode_options_frames_scales_and_bpp(files, codec, tmp_path, capsys):
     clip = read_video(files / "clip.y4m")
     same = codec.encode(clip.frames, fps=clip.fps, quality=90, inter_lambda_scale=1)
     assert (tmp_path / "c.pvc").read_bytes() == same != codec.encode(clip.frames, fps=clip.fps, quality=90)
+    run(["encode", files / "clip.y4m", tmp_path / "e.pvc", "--coarse-lambda-scale", "1,4", *_w(files)], capsys)
+    coarse = codec.encode(clip.frames, fps=clip.fps, coarse_lambda_scale=(1, 4))
+    assert (tmp_path / "e.pvc").read_bytes() == coarse != codec.encode(clip.frames, fps=clip.fps)
     out, _ = run(["encode", files / "clip.y4m", tmp_path / "d.pvc", "--resize", 2, *_w(files)], capsys)
     assert (tmp_path / "d.pvc").read_bytes() == codec.encode(clip.frames, fps=clip.fps, resize=2)
     assert f"of {clip.frames.shape[2]}x{clip.frames.shape[1]}" in out  # the size shown, not the coded one

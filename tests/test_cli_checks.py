@@ -63,7 +63,8 @@ def fails(argv, capsys, code, *words):
 
 @pytest.mark.parametrize(("flag", "value"), [("--bpp", "0"), ("--frames", "0"), ("--gop", "0"), ("--scales", "1000"),
                                              ("--max-side", "0"), ("--fps", "-1"), ("--refine", "-1"),
-                                             ("--inter-lambda-scale", "0.5"), ("--size", "20by28")])
+                                             ("--inter-lambda-scale", "0.5"), ("--coarse-lambda-scale", "0.5"),
+                                             ("--coarse-lambda-scale", "1,2,3"), ("--size", "20by28")])
 def test_encode_option_values_fail_before_work_naming_the_flag(files, tmp_path, capsys, no_work, flag, value):
     fails(["encode", files / "clip.y4m", tmp_path / "o.pvc", flag, value, *w(files)], capsys, cli.EXIT_USAGE,
           f"argument {flag}:", repr(value))
