@@ -353,6 +353,7 @@ def against_results(doc: dict[str, Any], other: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from progvc.cli_parser import one_or_two
     from progvc.options import DEFAULT_INTER_LAMBDA_SCALE, DEFAULT_SKIP_BLOCK
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -369,7 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="prefix-aware refinement steps (default: the preset's)")
     p.add_argument("--inter-lambda-scale", type=float, default=DEFAULT_INTER_LAMBDA_SCALE,
                    help="lambda of a GOP's later frames over its first's (1: every frame alike)")
-    p.add_argument("--coarse-lambda-scale", type=lambda v: [float(x) for x in v.split(",")], default=None,
+    p.add_argument("--coarse-lambda-scale", type=lambda v: list(one_or_two(float)(v)), default=None,  # JSON: a list
                    help="further lambda multiples for every scale but the finest: first frame[,later frames] "
                         "(1: every scale alike; default: the encoder's for the GOP)")
     p.add_argument("--resize", type=int, default=1, help="code at 1/F of the width and height (progvc.resize)")
