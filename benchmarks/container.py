@@ -1,15 +1,15 @@
-"""What the container costs: each clip's default stream cut to n scales, in the format-5 layout
-and in the current one (the same chunks; only the header, the GOP indexes and the chunk checks
-differ, so the pictures are the same and only the rate changes).
+"""What the container costs: each clip's default stream cut to n scales, in the format-5 and
+format-6 layouts and in the current one (the same chunks; only the header, the GOP indexes and the
+chunk checks differ, so the pictures are the same and only the rate changes).
 
     python -m benchmarks.container ../shared/clips/dev            # encodes: dev setting, default encoder
     python -m benchmarks.container --streams DIR                  # .pvc files already made (any version)
     python -m benchmarks.container ../shared/clips/dev --rebyte RESULTS --out NEW
 
-Prints a markdown table: mean bytes per stream at each n in both layouts, and the share saved
-(mean, min and max over the clips). ``--rebyte`` takes a ``benchmarks.progression`` results file
-made with an older container and writes it again with every stream's bytes and bpp in the
-current one: it encodes each stream again with the file's settings (the encoder is
+Prints a markdown table: mean bytes per stream at each n in the three layouts, and the share the
+current one saves against each older one (mean, min and max over the clips). ``--rebyte`` takes a
+``benchmarks.progression`` results file made with an older container and writes it again with
+every stream's bytes and bpp in the current one: it encodes each stream again with the file's settings (the encoder is
 deterministic and the tokens do not depend on the container), checks that the default stream
 decodes to the recorded PSNR, and leaves every quality number as it was.
 """
@@ -35,6 +35,14 @@ def format5_bytes(stream: bs.Stream) -> int:
     return header + sum(5 + 4 * len(chunks) + 4 + sum(8 + len(c.payload) for c in chunks) for chunks in stream.gops)
 
 
+def format6_bytes(stream: bs.Stream) -> int:
+    """Bytes of ``stream`` laid out as format 6 wrote it (docs/FORMAT.md, "Versions"): format 7 with
+    the whole sha256 instead of its first 8 bytes, and every scale's grid instead of the finest."""
+    h = stream.header
+    grids = sum(len(bs.varint(r)) + len(bs.varint(c)) for r, c in h.grids[:-1])
+    return len(bs.pack(stream)) + 32 - bs.WEIGHTS_ID_BYTES + grids
+
+
 def streams_of_clips(folder: str, frames: int, max_side: int, gop: int) -> dict[str, bytes]:
     """The default encoder's stream of every clip in ``folder``, in the setting of
     benchmarks/results/dev (first ``frames`` frames, long side area-downscaled to ``max_side``)."""
@@ -51,22 +59,27 @@ def streams_of_clips(folder: str, frames: int, max_side: int, gop: int) -> dict[
 
 
 def table(streams: dict[str, bytes]) -> str:
-    rows = ["| n scales | format 5 (bytes) | format 6 (bytes) | saved (bytes) | saved, mean (min-max) |",
-            "|---:|---:|---:|---:|---:|"]
+    rows = [f"| n scales | format 5 (bytes) | format 6 (bytes) | format {bs.VERSION} (bytes) | saved against 5, "
+            "mean (min-max) | saved against 6 (bytes) | saved against 6, mean (min-max) |",
+            "|---:|---:|---:|---:|---:|---:|---:|"]
     n_max = max(bs.parse_header(d).n_scales for d in streams.values())
     for n in range(1, n_max + 1):
-        old, new = [], []
+        sizes = []
         for data in streams.values():
             if n > bs.parse_header(data).coded_scales:
                 continue
             cut = bs.truncate(data, n_scales=n)
-            old.append(format5_bytes(bs.unpack(cut)))
-            new.append(len(cut))
-        o, w = np.array(old, float), np.array(new, float)
-        saved = 100 * (1 - w / o)
-        rows.append(f"| {n} | {o.mean():.0f} | {w.mean():.0f} | {o.mean() - w.mean():.0f} | "
-                    f"{saved.mean():.1f}% ({saved.min():.1f}-{saved.max():.1f}) |")
+            sizes.append((format5_bytes(bs.unpack(cut)), format6_bytes(bs.unpack(cut)), len(cut)))
+        f5, f6, new = np.array(sizes, float).T
+        rows.append(f"| {n} | {f5.mean():.0f} | {f6.mean():.0f} | {new.mean():.0f} | {_saved(new, f5)} | "
+                    f"{f6.mean() - new.mean():.0f} | {_saved(new, f6)} |")
     return "\n".join(rows)
+
+
+def _saved(new: np.ndarray, old: np.ndarray) -> str:
+    """The share of ``old`` bytes that ``new`` saves: mean (min-max) over the clips."""
+    share = 100 * (1 - new / old)
+    return f"{share.mean():.1f}% ({share.min():.1f}-{share.max():.1f})"
 
 
 def rebyte(results: str, clips: str, out: str) -> None:

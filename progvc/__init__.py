@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from .gops import DecodedGops
     from .streaming import Decoder, GopUpdate
 
-__version__ = "0.2.1"
+__version__ = "0.2.2"
 __all__ = [
     "BitstreamError", "Codec", "ConfigError", "DecodedGops", "Decoder", "DeviceError", "EncodeResult", "GopUpdate",
     "LimitError", "Limits", "ProgvcError", "StreamInfo", "VideoError", "WeightsError", "decode", "encode", "info",

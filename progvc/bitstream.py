@@ -4,17 +4,20 @@ Layout (all integers little-endian; the full description lives in ``docs/FORMAT.
 
     stream   = header gop*
     header   = "PGVC" version:u8 body_len:u16 body crc32(magic..body):u32
-    body     = name_len:u8 name sha256[32] width:v height:v frames:v fps_num:v fps_den:v gop_size:v
+    body     = name_len:u8 name weights_id[8] width:v height:v frames:v fps_num:v fps_den:v gop_size:v
                n_scales:u8 coded_scales:u8 flags:u8                flags bit 0: no temporal context,
                [seed:u64 temperature:f32 top_k:u32 top_p:f32]     bits 1-2: block skip side (0, 1, 2, 4),
-               (rows:v cols:v) * n_scales                          bit 3: context-mode flags,
+               rows:v cols:v                                       bit 3: context-mode flags,
                                                                    bits 4-5: resize factor (1, 2, 3, 4),
                                                                    bit 6: the sampling fields are there
-               (v: an unsigned LEB128 varint; without flag bit 6 the sampling fields are IMPLIED_SAMPLING)
+               (v: an unsigned LEB128 varint; without flag bit 6 the sampling fields are IMPLIED_SAMPLING;
+               weights_id: the first 8 bytes of the weights' sha256; rows x cols: the finest scale's
+               grid, from which progvc.scales.scale_grids gives all n_scales grids)
     gop      = n_chunks:u8 rd_lambda:f32 (payload_len:varint) * n_chunks crc32(n_chunks..lengths):u32 chunk*
     chunk    = crc32(tokens):u32 crc16(crc32(tokens) payload):u16 payload     (crc16: low half of CRC-32)
 
-    (versions 2-5: the body's v fields are width..fps_den:u32 gop_size:u16, rows and cols u16, the
+    (version 6: the whole sha256[32], and every scale's grid, (rows:v cols:v) * n_scales;
+    versions 2-5 as version 6, but the body's v fields are width..fps_den:u32 gop_size:u16, rows and cols u16, the
     sampling fields always follow coded_scales and come before the flags; payload_len:u32, and
     chunk = crc32(tokens):u32 crc32(crc32(tokens) payload):u32 payload)
 
@@ -37,15 +40,21 @@ from fractions import Fraction
 from typing import NamedTuple
 
 from .errors import BitstreamError, ConfigError
+from .scales import scale_grids
 
 MAGIC = b"PGVC"
-VERSION = 6
-READABLE_VERSIONS = (2, 3, 4, 5, 6)
-"""Version 5 is version 6 with 32-bit chunk checks and lengths (``_WIDE_CHUNKS``), version 4 is
+VERSION = 7
+READABLE_VERSIONS = (2, 3, 4, 5, 6, 7)
+"""Version 6 is version 7 with the whole weights hash and every scale's grid in the header
+(``_FULL_HEADERS``), version 5 is version 6 with 32-bit chunk checks and lengths (``_WIDE_CHUNKS``), version 4 is
 version 5 without resizing (flag bits 4-5 zero), version 3 is version 4 without context-mode flags
 (flag bit 3 zero), version 2 is version 3 without block skip (flag bits 1-2 zero): all still read.
 :func:`pack` writes version 6, so truncating an older stream also makes it smaller."""
 _WIDE_CHUNKS = 5  # the last version whose chunks carry u32 checks and whose indexes carry u32 lengths
+_FULL_HEADERS = 6  # the last version whose header carries the whole sha256 and every scale's grid
+WEIGHTS_ID_BYTES = 8
+"""Bytes of the weights' sha256 a version-7 header carries (its first ones): what tells one model's
+streams from another's; a chance match of two models is one in 2^64. Versions 2-6 carry all 32."""
 OLD_VERSIONS = {1: "progvc 0.1 (models progvc-small-v1..v3)"}
 MAX_SIDE = 8192
 MAX_FRAMES = 1 << 20
@@ -93,8 +102,10 @@ _MAX_VARINT = 5  # bytes of a varint at most (< 2**35; header fields are then ch
 @dataclass(frozen=True)
 class StreamHeader:
     """Everything a decoder must know before the first chunk. ``grids`` are the K latent grids;
-    ``version`` is the format version the stream was read from (it sets the layout of its GOP
-    units; :func:`pack` always writes :data:`VERSION`)."""
+    ``weights_sha256`` is the sha256 of the weights that made the stream, or its first
+    :data:`WEIGHTS_ID_BYTES` bytes (what version 7 stores; :func:`pack` writes those whatever it is
+    given); ``version`` is the format version the stream was read from (it sets the layout of its
+    GOP units; :func:`pack` always writes :data:`VERSION`)."""
 
     model_name: str
     weights_sha256: bytes
@@ -241,7 +252,7 @@ def _validate_header(h: StreamHeader) -> None:
     _check(1 <= h.coded_scales <= h.n_scales, f"coded scales {h.coded_scales} outside 1..{h.n_scales}")
     _check(h.fps > 0, "frame rate is not positive")
     _check(h.fps.numerator <= _MAX_U32 and h.fps.denominator <= _MAX_U32, "frame rate terms above 2^32 - 1")
-    _check(len(h.weights_sha256) == 32, "weights hash is not 32 bytes")
+    _check(len(h.weights_sha256) in (WEIGHTS_ID_BYTES, 32), f"weights hash is not {WEIGHTS_ID_BYTES} or 32 bytes")
     _check(h.skip_block in SKIP_BLOCKS and (h.temporal or not h.skip_block),
            f"block skip side {h.skip_block} not one of {SKIP_BLOCKS} (0 without temporal context)")
     _check(h.temporal or not h.modes, "context-mode flags without temporal context")
@@ -252,19 +263,25 @@ def _validate_header(h: StreamHeader) -> None:
 
 
 def pack_header(h: StreamHeader) -> bytes:
-    """The header's bytes (magic to CRC) in version :data:`VERSION`, validated."""
+    """The header's bytes (magic to CRC) in version :data:`VERSION`, validated.
+
+    Version 7 writes only the finest grid, so the grids must be the ones :func:`scale_grids` gives
+    for it (every progvc model's are); a header whose grids are not raises :class:`BitstreamError`.
+    """
     _validate_header(h)
+    _check(list(h.grids) == scale_grids(*h.grids[-1], h.n_scales),
+           "scale grids that do not follow progvc's schedule (progvc.scales.scale_grids)")
     name = h.model_name.encode("ascii")
     sampling = _SAMPLING.unpack(_SAMPLING.pack(h.seed, h.temperature, h.top_k, h.top_p))  # as stored
     explicit = sampling != IMPLIED_SAMPLING
     flags = ((0 if h.temporal else FLAG_INTRA) | SKIP_BLOCKS.index(h.skip_block) << _SKIP_SHIFT
              | (FLAG_MODES if h.modes else 0) | RESIZE_FACTORS.index(h.resize) << _RESIZE_SHIFT
              | (FLAG_SAMPLING if explicit else 0))
-    body = (bytes([len(name)]) + name + h.weights_sha256
+    body = (bytes([len(name)]) + name + h.weights_sha256[:WEIGHTS_ID_BYTES]
             + b"".join(varint(v) for v in (h.width, h.height, h.n_frames, h.fps.numerator, h.fps.denominator,
                                            h.gop_size))
             + bytes([h.n_scales, h.coded_scales, flags]) + (_SAMPLING.pack(*sampling) if explicit else b"")
-            + b"".join(varint(r) + varint(c) for r, c in h.grids))
+            + varint(h.grids[-1][0]) + varint(h.grids[-1][1]))
     head = _HEAD.pack(MAGIC, VERSION, len(body)) + body
     return head + struct.pack("<I", zlib.crc32(head))
 
@@ -313,12 +330,14 @@ def _unpack_header(data: bytes | memoryview) -> tuple[StreamHeader, int]:
     body = bytes(data[_HEAD.size:end])
     _, version, _ = _HEAD.unpack_from(data, 0)
     name_len = body[0] if body else 0
-    _check(len(body) >= 1 + name_len + 32, "header body too short")
+    sha_len = 32 if version <= _FULL_HEADERS else WEIGHTS_ID_BYTES
+    _check(len(body) >= 1 + name_len + sha_len, "header body too short")
     name = body[1:1 + name_len]
     _check(name.isascii() and len(name) > 0, "model name is not ASCII")
-    sha = body[1 + name_len:1 + name_len + 32]
-    read = _read_body_v6 if version > _WIDE_CHUNKS else _read_body_v5
-    w, h, t, fn, fd, gop, coded, (seed, temp, top_k, top_p), flags, grids = read(body, 1 + name_len + 32)
+    sha = body[1 + name_len:1 + name_len + sha_len]
+    pos = 1 + name_len + sha_len
+    w, h, t, fn, fd, gop, coded, (seed, temp, top_k, top_p), flags, grids = (
+        _read_body_v5(body, pos) if version <= _WIDE_CHUNKS else _read_body_v6(body, pos, version > _FULL_HEADERS))
     known = (FLAG_INTRA | (3 << _SKIP_SHIFT if version >= 3 else 0) | (FLAG_MODES if version >= 4 else 0)
              | (3 << _RESIZE_SHIFT if version >= 5 else 0) | (FLAG_SAMPLING if version >= 6 else 0))
     _check(flags & ~known == 0, f"unknown header flags {flags:#x}")
@@ -340,8 +359,10 @@ def _read_body_v5(body: bytes, pos: int) -> tuple:
     return w, h, t, fn, fd, gop, coded, (seed, temp, top_k, top_p), flags, grids
 
 
-def _read_body_v6(body: bytes, pos: int) -> tuple:
-    """The fields after the weights hash, laid out as version 6 does (varints, optional sampling)."""
+def _read_body_v6(body: bytes, pos: int, finest_only: bool) -> tuple:
+    """The fields after the weights hash, laid out as versions 6 and 7 do (varints, optional
+    sampling); ``finest_only`` (version 7): only the finest grid is written, the others follow
+    from it by :func:`scale_grids`."""
     def v() -> int:
         nonlocal pos
         got = _read_varint(body, pos)
@@ -359,7 +380,13 @@ def _read_body_v6(body: bytes, pos: int) -> tuple:
         _check(len(body) >= pos + _SAMPLING.size, "header body too short")
         sampling = _SAMPLING.unpack_from(body, pos)
         pos += _SAMPLING.size
-    grids = tuple((v(), v()) for _ in range(k))
+    if finest_only:
+        rows, cols = v(), v()
+        _check(1 <= k <= MAX_SCALES, f"scale count {k} outside 1..{MAX_SCALES}")
+        _check(1 <= rows <= MAX_SIDE and 1 <= cols <= MAX_SIDE, f"scale grid {rows}x{cols} out of range")
+        grids = tuple(scale_grids(rows, cols, k))
+    else:
+        grids = tuple((v(), v()) for _ in range(k))
     _check(pos == len(body), "header length does not match its scale count")
     return w, h, t, fn, fd, gop, coded, sampling, flags, grids
 

@@ -445,7 +445,7 @@ class Codec:
         return _check_int(name, refine, 0, MAX_REFINE_STEPS)
 
     def _check_stream(self, h: bs.StreamHeader) -> None:
-        if h.model_name != self.config.name or h.weights_sha256 != self.weights_sha256:
+        if h.model_name != self.config.name or h.weights_sha256 != self.weights_sha256[:len(h.weights_sha256)]:
             raise BitstreamError(f"stream was made by model {h.model_name!r} (weights "
                                  f"{h.weights_sha256.hex()[:12]}), but this codec is {self.config.name!r} "
                                  f"(weights {self.weights_sha256.hex()[:12]}); decode it with "

@@ -11,7 +11,9 @@ from . import bitstream as bs
 @dataclass(frozen=True)
 class StreamInfo:
     """Header facts and where the bytes go. ``bytes_per_scale[k]`` sums chunk k over all GOPs
-    (payload plus its 8-byte checksum trailer); ``tokens_per_frame[k]`` is the size of grid k."""
+    (payload plus its 8-byte checksum trailer); ``tokens_per_frame[k]`` is the size of grid k;
+    ``weights_sha256`` is the hex of the weights hash the stream carries (its first 8 bytes from
+    format 7 on, all 32 before)."""
 
     model_name: str
     weights_sha256: str

@@ -101,7 +101,8 @@ def shared_clip(name_part: str) -> Path:
 
 def legacy_header(h, version: int) -> bytes:
     """``h`` laid out as format versions 2-5 do (fixed-width fields, docs/FORMAT.md "Versions"),
-    labelled ``version``, with a correct CRC: how a test makes an older stream's header."""
+    labelled ``version``, with a correct CRC: how a test makes an older stream's header. These
+    versions hold the whole sha256: a shorter weights id is padded with zero bytes."""
     import struct
     import zlib
 
@@ -110,7 +111,7 @@ def legacy_header(h, version: int) -> bytes:
     flags = ((0 if h.temporal else 1) | bs.SKIP_BLOCKS.index(h.skip_block) << 1 | (8 if h.modes else 0)
              | bs.RESIZE_FACTORS.index(h.resize) << 4)
     name = h.model_name.encode()
-    body = (bytes([len(name)]) + name + h.weights_sha256
+    body = (bytes([len(name)]) + name + h.weights_sha256.ljust(32, b"\0")
             + struct.pack("<IIIIIHBBQfIfB", h.width, h.height, h.n_frames, h.fps.numerator, h.fps.denominator,
                           h.gop_size, h.n_scales, h.coded_scales, h.seed, h.temperature, h.top_k, h.top_p, flags)
             + b"".join(struct.pack("<HH", r, c) for r, c in h.grids))

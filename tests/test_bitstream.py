@@ -16,11 +16,12 @@ import pytest
 
 import progvc
 from progvc import bitstream as bs
+from progvc.scales import scale_grids
 
 
 def make_stream(n_frames=5, gop=2, scales=3, payload=lambda g, k: bytes(4 * (k + 1))):
-    header = bs.StreamHeader("m", bytes(range(32)), 33, 17, n_frames, Fraction(30000, 1001), gop,
-                             tuple((k + 1, k + 2) for k in range(scales)), scales, seed=7)
+    header = bs.StreamHeader("m", bytes(range(bs.WEIGHTS_ID_BYTES)), 33, 17, n_frames, Fraction(30000, 1001), gop,
+                             tuple(scale_grids(scales, scales + 1, scales)), scales, seed=7)
     gops = tuple(tuple(bs.Chunk(g * 10 + k, payload(g, k)) for k in range(scales)) for g in range(header.n_gops))
     return bs.Stream(header, gops)
 
@@ -204,7 +205,16 @@ def test_the_container_benchmark_restates_the_format_5_layout_exactly(name):
     assert format5_bytes(bs.unpack(bs.truncate(old, n_scales=2))) > len(bs.truncate(old, n_scales=2))
 
 
-@pytest.mark.parametrize("name", ["tiny-fast", "v5-tiny-fast", "v2-tiny-fast"])
+@pytest.mark.parametrize("name", ["v6-tiny-fast", "v6-progvc-small-v4", "v6-tiny-resize-2"])
+def test_the_container_benchmark_restates_the_format_6_layout_exactly(name):
+    from benchmarks.container import format6_bytes
+
+    old = (Path(__file__).parent / "golden" / f"{name}.pvc").read_bytes()
+    assert old[4] == 6 and format6_bytes(bs.unpack(old)) == len(old)
+    assert format6_bytes(bs.unpack(bs.truncate(old, n_scales=2))) > len(bs.truncate(old, n_scales=2))
+
+
+@pytest.mark.parametrize("name", ["tiny-fast", "v6-tiny-fast", "v5-tiny-fast", "v2-tiny-fast"])
 def test_info_accounts_for_every_byte_in_any_format(name):
     data = (Path(__file__).parent / "golden" / f"{name}.pvc").read_bytes()
     info = progvc.info(data)

@@ -8,9 +8,10 @@ When such a change is intended, regenerate and commit the new files with the cha
 Each case encodes a fixed clip with fixed options, and stores the stream (``NAME.pvc``) and the
 sha256 of its decodes (``golden.json``: every scale with fill "none", one scale fewer with fill
 "mean"). The test checks that encoding gives the same bytes and that decoding the stored stream
-gives the same frames. The ``v2-*``, ``v3-*``, ``v4-*`` and ``v5-*`` streams were written in format
-versions 2 (before block skip), 3 (before context modes), 4 (before resizing) and 5 (before 16-bit
-chunk checks and varint lengths) and are kept as they are: they must still decode to the same frames.
+gives the same frames. The ``v2-*`` .. ``v6-*`` streams were written in format versions 2 (before
+block skip), 3 (before context modes), 4 (before resizing), 5 (before 16-bit chunk checks and
+varint lengths) and 6 (before the short weights id and the finest grid alone) and are kept as they
+are: they must still decode to the same frames.
 """
 
 from __future__ import annotations
@@ -77,12 +78,13 @@ def test_shipped_model_stream_is_golden():
 
 @pytest.mark.parametrize("name", [f"{v}-{model}" if model == "tiny-fast" else
                                   pytest.param(f"{v}-{model}", marks=pytest.mark.weights)
-                                  for v in ("v2", "v3", "v4", "v5") for model in ("tiny-fast", "progvc-small-v4")]
-                         + ["v5-tiny-resize-2"])
+                                  for v in ("v2", "v3", "v4", "v5", "v6") for model in ("tiny-fast", "progvc-small-v4")]
+                         + ["v5-tiny-resize-2", "v6-tiny-resize-2"])
 def test_older_format_streams_still_decode_to_the_same_frames(tiny_codec, name):
     """Format 2 is format 3 without block-skip flags, format 3 is format 4 without context-mode
     flags, format 4 is format 5 without resizing, format 5 is format 6 with 32-bit chunk checks
-    and lengths: their streams decode exactly as before. Truncating one (even to every scale it
+    and lengths, format 6 is format 7 with the whole weights hash and every grid: their streams
+    decode exactly as before. Truncating one (even to every scale it
     has) writes the current format: smaller, and the same frames."""
     stored = (GOLDEN / f"{name}.pvc").read_bytes()
     assert stored[4] == int(name[1])

@@ -46,8 +46,8 @@ def test_upsample_restores_the_size_and_keeps_flat_and_smooth_pictures():
 
 
 def _header(**kw) -> bs.StreamHeader:
-    base = dict(model_name="m", weights_sha256=bytes(32), width=41, height=23, n_frames=3, fps=Fraction(25),
-                gop_size=2, grids=((1, 1), (2, 3)), coded_scales=2)
+    base = dict(model_name="m", weights_sha256=bytes(bs.WEIGHTS_ID_BYTES), width=41, height=23, n_frames=3,
+                fps=Fraction(25), gop_size=2, grids=((1, 1), (2, 3)), coded_scales=2)
     return bs.StreamHeader(**{**base, **kw})
 
 

@@ -48,6 +48,7 @@ from typing import Any, Protocol, TypeVar
 
 from progvc import bitstream as bs
 from progvc.errors import BitstreamError, ConfigError
+from progvc.scales import scale_grids
 from progvc.stream_info import info
 
 T = TypeVar("T")
@@ -100,22 +101,23 @@ EXTREMES: dict[str, list[Any]] = {
 """Header field values at and beyond the bounds of docs/FORMAT.md (``side``: a grid's rows or cols)."""
 
 VALID = dict(name=b"m", sha=bytes(range(32)), width=33, height=17, frames=5, fps_num=30000, fps_den=1001, gop=2,
-             coded=3, seed=7, temperature=1.0, top_k=0, top_p=1.0, flags=64, grids=((1, 2), (2, 3), (3, 4)))
+             coded=3, seed=7, temperature=1.0, top_k=0, top_p=1.0, flags=64, grids=((1, 1), (2, 2), (3, 4)))
 
 
 def header_bytes(f: dict[str, Any], body_len: int | None = None) -> bytes:
     """A header laid out from ``f`` with ``struct`` as docs/FORMAT.md says, with a correct CRC.
 
-    The scale count is ``len(f["grids"])``; the sampling fields are written when flag bit 6 is
-    set. ``body_len`` overrides the length field; the body is then cut or zero-padded to it, so
-    the CRC still matches and only the bounds checks can object.
+    The scale count is ``len(f["grids"])`` and only the last (finest) grid is written: the parser
+    derives the others from it; the weights hash is cut to its first 8 bytes; the sampling fields
+    are written when flag bit 6 is set. ``body_len`` overrides the length field; the body is then
+    cut or zero-padded to it, so the CRC still matches and only the bounds checks can object.
     """
     grids = f["grids"]
-    body = (bytes([len(f["name"]) % 256]) + f["name"] + f["sha"]
+    body = (bytes([len(f["name"]) % 256]) + f["name"] + f["sha"][:8]
             + b"".join(leb128(f[k]) for k in ("width", "height", "frames", "fps_num", "fps_den", "gop"))
             + bytes([len(grids) % 256, f["coded"], f["flags"]])
             + (struct.pack("<QfIf", f["seed"], f["temperature"], f["top_k"], f["top_p"]) if f["flags"] & 64 else b"")
-            + b"".join(leb128(r) + leb128(c) for r, c in grids))
+            + b"".join(leb128(r) + leb128(c) for r, c in grids[-1:]))
     if body_len is not None:
         body = body[:body_len].ljust(body_len, b"\0")
     head = struct.pack("<4sBH", bs.MAGIC, bs.VERSION, len(body)) + body
@@ -134,7 +136,7 @@ def header_valid(f: dict[str, Any]) -> bool:
             and 1 <= f["coded"] <= k
             and (not f["flags"] & 64 or (0 < f32(f["temperature"]) <= 100 and 0 < f32(f["top_p"]) <= 1))
             and f["flags"] & ~127 == 0 and not (f["flags"] & 1 and f["flags"] & 14)  # skip, modes need temporal
-            and all(1 <= s <= 8192 for grid in f["grids"] for s in grid))
+            and all(1 <= s <= 8192 for s in f["grids"][-1]))
 
 
 def leb128(n: int) -> bytes:
@@ -204,7 +206,7 @@ def synthetic_streams() -> list[bytes]:
     """Small valid streams with made-up payloads (the container does not look inside them)."""
     out = []
     for frames, gop, scales in ((5, 2, 3), (1, 1, 1), (3, 4, 2)):
-        grids = tuple((k + 1, k + 2) for k in range(scales))
+        grids = tuple(scale_grids(scales, scales + 1, scales))
         h = bs.StreamHeader("m", bytes(range(32)), 33, 17, frames, Fraction(30000, 1001), gop, grids, scales, seed=7)
         gops = tuple(tuple(bs.Chunk(g * 10 + k, bytes(4 * (k + 1))) for k in range(scales)) for g in range(h.n_gops))
         out.append(bs.pack(bs.Stream(h, gops)))
@@ -357,8 +359,9 @@ def make_references(codec: Any) -> list[Reference]:
 
 HEADER_CHANGES: dict[str, Callable[[Draws, bs.StreamHeader], Any]] = {
     "model_name": lambda d, h: pick(d, ["progvc-other", "m", "x" * 64]),
-    "weights_sha256": lambda d, h: d.blob(32),
-    "grids": lambda d, h: tuple((r + d.integer(0, 1), c + d.integer(0, 1)) for r, c in h.grids),
+    "weights_sha256": lambda d, h: d.blob(8),
+    "grids": lambda d, h: tuple(scale_grids(h.grids[-1][0] + d.integer(0, 1), h.grids[-1][1] + d.integer(0, 1),
+                                            len(h.grids))),
     "temporal": lambda d, h: not h.temporal,
     "skip_block": lambda d, h: pick(d, [s for s in bs.SKIP_BLOCKS if s != h.skip_block]),
     "modes": lambda d, h: not h.modes,
