@@ -11,7 +11,8 @@ current one saves against each older one (mean, min and max over the clips). ``-
 ``benchmarks.progression`` results file made with an older container and writes it again with
 every stream's bytes and bpp in the current one: it encodes each stream again with the file's settings (the encoder is
 deterministic and the tokens do not depend on the container), checks that the default stream
-decodes to the recorded PSNR, and leaves every quality number as it was.
+decodes to the recorded PSNR, and leaves every quality number as it was. (It does not apply
+from format 6 on: format 7 codes each chunk at its own temperature, which changes the payloads.)
 """
 
 from __future__ import annotations
@@ -37,10 +38,13 @@ def format5_bytes(stream: bs.Stream) -> int:
 
 def format6_bytes(stream: bs.Stream) -> int:
     """Bytes of ``stream`` laid out as format 6 wrote it (docs/FORMAT.md, "Versions"): format 7 with
-    the whole sha256 instead of its first 8 bytes, and every scale's grid instead of the finest."""
+    the whole sha256 instead of its first 8 bytes, every scale's grid instead of the finest, and no
+    chunk temperatures in the GOP indexes (the same payloads: what a format-7 stream's chunks would
+    take there, not what format 6's encoder, at temperature 1, made)."""
     h = stream.header
     grids = sum(len(bs.varint(r)) + len(bs.varint(c)) for r, c in h.grids[:-1])
-    return len(bs.pack(stream)) + 32 - bs.WEIGHTS_ID_BYTES + grids
+    temperatures = sum((len(chunks) + 1) // 2 for chunks in stream.gops)
+    return len(bs.pack(stream)) + 32 - bs.WEIGHTS_ID_BYTES + grids - temperatures
 
 
 def streams_of_clips(folder: str, frames: int, max_side: int, gop: int) -> dict[str, bytes]:

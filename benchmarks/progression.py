@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> None:
                 "resize": args.resize, "gop": args.gop,
                 "frames": args.frames, "max_side": args.max_side, "fills": args.fills,
                 "sample_scales": args.sample_scales, "scales_from": args.scales_from,
-                "qualities": args.qualities, "static": args.static}
+                "qualities": args.qualities, "static": args.static, "container": progvc.bitstream.VERSION}
     if doc["settings"] not in (None, settings):
         raise SystemExit(f"{out} holds results of other settings {doc['settings']}; use another --out")
     doc["settings"] = settings

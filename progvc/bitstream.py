@@ -13,10 +13,13 @@ Layout (all integers little-endian; the full description lives in ``docs/FORMAT.
                (v: an unsigned LEB128 varint; without flag bit 6 the sampling fields are IMPLIED_SAMPLING;
                weights_id: the first 8 bytes of the weights' sha256; rows x cols: the finest scale's
                grid, from which progvc.scales.scale_grids gives all n_scales grids)
-    gop      = n_chunks:u8 rd_lambda:f32 (payload_len:varint) * n_chunks crc32(n_chunks..lengths):u32 chunk*
+    gop      = n_chunks:u8 rd_lambda:f32 (payload_len:varint) * n_chunks temperatures crc32(n_chunks..):u32 chunk*
+    temperatures = ceil(n_chunks / 2) bytes: chunk i's temperature index (into TEMPERATURES) in the
+               low (i even) or high (i odd) 4 bits of byte i // 2; the unused high bits are 0
     chunk    = crc32(tokens):u32 crc16(crc32(tokens) payload):u16 payload     (crc16: low half of CRC-32)
 
-    (version 6: the whole sha256[32], and every scale's grid, (rows:v cols:v) * n_scales;
+    (version 6: the whole sha256[32], every scale's grid, (rows:v cols:v) * n_scales, and no
+    temperatures: every chunk is coded at temperature 1;
     versions 2-5 as version 6, but the body's v fields are width..fps_den:u32 gop_size:u16, rows and cols u16, the
     sampling fields always follow coded_scales and come before the flags; payload_len:u32, and
     chunk = crc32(tokens):u32 crc32(crc32(tokens) payload):u32 payload)
@@ -52,6 +55,13 @@ version 5 without resizing (flag bits 4-5 zero), version 3 is version 4 without 
 :func:`pack` writes version 6, so truncating an older stream also makes it smaller."""
 _WIDE_CHUNKS = 5  # the last version whose chunks carry u32 checks and whose indexes carry u32 lengths
 _FULL_HEADERS = 6  # the last version whose header carries the whole sha256 and every scale's grid
+# (and whose GOP indexes carry no chunk temperatures)
+TEMPERATURES = tuple((i + 1) / 10 for i in range(16))
+"""The temperatures a chunk's tokens may be coded at (:mod:`progvc.temperature`), by the 4-bit index
+the GOP index carries (version 7): 0.1 .. 1.6."""
+NEUTRAL_TEMPERATURE = 9
+"""Index of temperature 1.0, the context model's own distribution: the temperature of every chunk
+of a stream before version 7."""
 WEIGHTS_ID_BYTES = 8
 """Bytes of the weights' sha256 a version-7 header carries (its first ones): what tells one model's
 streams from another's; a chance match of two models is one in 2^64. Versions 2-6 carry all 32."""
@@ -155,11 +165,13 @@ class Chunk:
     that a decode is exact (a stream decoded where its probabilities differ, e.g. on another kind
     of device, may differ in a few tokens of one scale, which nothing else would catch); the
     payload check only refuses a corrupt chunk before it is decoded, and a corrupt chunk that
-    passes it (1 in 65,536) is still caught by its tokens' check."""
+    passes it (1 in 65,536) is still caught by its tokens' check. ``temperature``: the index into
+    :data:`TEMPERATURES` of the temperature its tokens were coded at (carried by the GOP index)."""
 
     crc_tokens: int
     payload: bytes
     wide: bool = False
+    temperature: int = NEUTRAL_TEMPERATURE
 
     @property
     def size(self) -> int:
@@ -192,6 +204,8 @@ class GopIndex(NamedTuple):
     lengths: tuple[int, ...]
     size: int
     wide: bool = False
+    temperatures: tuple[int, ...] = ()
+    """Each chunk's temperature index; empty before version 7 (every chunk at temperature 1)."""
 
     @property
     def chunk_head(self) -> int:
@@ -223,10 +237,19 @@ def _read_varint(view: bytes | memoryview, pos: int) -> tuple[int, int] | None:
                          "re-download or re-encode the file")
 
 
-def index_size(lengths: Sequence[int], wide: bool = False) -> int:
-    """Bytes of the GOP index of chunks with these payload lengths: count, rd_lambda, lengths
-    (varints; u32 in ``wide`` versions 2-5), CRC."""
-    return _GOP_HEAD.size + (4 * len(lengths) if wide else sum(len(varint(n)) for n in lengths)) + 4
+def index_size(lengths: Sequence[int], version: int = VERSION) -> int:
+    """Bytes of the GOP index of chunks with these payload lengths in format ``version``: count,
+    rd_lambda, lengths (varints; u32 in versions 2-5), temperatures (version 7), CRC."""
+    if version <= _WIDE_CHUNKS:
+        return _GOP_HEAD.size + 4 * len(lengths) + 4
+    nibbles = (len(lengths) + 1) // 2 if version > _FULL_HEADERS else 0
+    return _GOP_HEAD.size + sum(len(varint(n)) for n in lengths) + nibbles + 4
+
+
+def _pack_temperatures(indices: Sequence[int]) -> bytes:
+    """Two 4-bit temperature indices per byte, the even chunk's in the low bits."""
+    pairs = [list(indices[i:i + 2]) + [0] for i in range(0, len(indices), 2)]
+    return bytes(a | b << 4 for a, b, *_ in pairs)
 
 
 def _chunk_crc(crc_tokens: int, payload: bytes, wide: bool = False) -> int:
@@ -406,7 +429,10 @@ def pack(stream: Stream) -> bytes:
         lam = stream.rd_lambda(g)
         if not 0 <= lam <= MAX_LAMBDA:
             raise ValueError(f"rd_lambda {lam} of GOP {g} outside 0..{MAX_LAMBDA}")
-        index = _GOP_HEAD.pack(len(chunks), lam) + b"".join(varint(len(c.payload)) for c in chunks)
+        if not all(0 <= c.temperature < len(TEMPERATURES) for c in chunks):
+            raise ValueError(f"a chunk temperature index outside 0..{len(TEMPERATURES) - 1}")
+        index = (_GOP_HEAD.pack(len(chunks), lam) + b"".join(varint(len(c.payload)) for c in chunks)
+                 + _pack_temperatures([c.temperature for c in chunks]))
         out += [index, struct.pack("<I", zlib.crc32(index))]
         out += [_CHUNK.pack(c.crc_tokens, _chunk_crc(c.crc_tokens, c.payload)) + c.payload for c in chunks]
     return b"".join(out)
@@ -421,7 +447,7 @@ def unpack(data: bytes | bytearray | memoryview, *, partial: bool = False) -> St
     """
     view = _as_bytes(data)
     header, pos = _unpack_header(view)
-    min_gop = index_size([0]) + _CHUNK.size  # one chunk with an empty payload
+    min_gop = index_size([0], header.version) + _CHUNK.size  # one chunk with an empty payload
     _check(partial or header.n_gops * min_gop <= len(view) - pos,
            f"header promises {header.n_gops} GOPs but only {len(view) - pos} bytes follow")
     gops: list[tuple[Chunk, ...]] = []
@@ -470,12 +496,18 @@ def gop_index(prefix: bytes | bytearray | memoryview, header: StreamHeader, pos:
             length, end = got
             read.append(length)
         lengths = tuple(read)
+    packed = b""
+    if header.version > _FULL_HEADERS:  # the chunks' temperature indices, two to a byte
+        packed = bytes(view[end:end + (n + 1) // 2])
+        end += (n + 1) // 2
     if end + 4 > len(view):
         return None
     _check(struct.unpack_from("<I", view, end)[0] == zlib.crc32(view[pos:end]), "GOP index checksum mismatch")
+    temperatures = tuple(packed[i // 2] >> 4 * (i % 2) & 15 for i in range(n)) if packed else ()
+    _check(not packed or not n % 2 or packed[-1] >> 4 == 0, "unused temperature bits are set")
     lam = _GOP_HEAD.unpack_from(view, pos)[1]
     _check(0 <= lam <= MAX_LAMBDA, f"GOP rd_lambda {lam} outside 0..{MAX_LAMBDA}")
-    return GopIndex(lam, lengths, end + 4 - pos, wide)
+    return GopIndex(lam, lengths, end + 4 - pos, wide, temperatures)
 
 
 def chunk_ends(index: GopIndex) -> list[int]:
@@ -509,9 +541,10 @@ def read_gop(data: bytes | bytearray | memoryview, header: StreamHeader, pos: in
     if index is None:
         return short("a GOP index")
     lam, wide = index.rd_lambda, index.wide
+    temperatures = index.temperatures or (NEUTRAL_TEMPERATURE,) * len(index.lengths)
     head = _WIDE_CHUNK if wide else _CHUNK
     pos += index.size
-    for length in index.lengths:
+    for length, temperature in zip(index.lengths, temperatures, strict=True):
         stop = pos + head.size + length
         if stop > len(view):
             if not partial:
@@ -520,7 +553,7 @@ def read_gop(data: bytes | bytearray | memoryview, header: StreamHeader, pos: in
         crc_tokens, crc_payload = head.unpack_from(view, pos)
         payload = bytes(view[pos + head.size:stop])
         _check(_chunk_crc(crc_tokens, payload, wide) == crc_payload, "chunk payload checksum mismatch")
-        chunks.append(Chunk(crc_tokens, payload, wide))
+        chunks.append(Chunk(crc_tokens, payload, wide, temperature))
         pos = stop
     return tuple(chunks), lam, pos, True
 
@@ -574,10 +607,10 @@ def truncate(data: bytes, n_scales: int | None = None, max_bytes: int | None = N
 def gop_costs(chunks: tuple[Chunk, ...]) -> list[int]:
     """Bytes of a GOP unit that keeps its first n chunks, for n = 1..len(chunks) (increasing), as
     :func:`pack` writes it (the current version, whatever version the chunks were read from)."""
-    costs, total = [], index_size([])  # n_chunks, rd_lambda and the index CRC
-    for c in chunks:
-        total += len(varint(len(c.payload))) + _CHUNK.size + len(c.payload)  # its length in the index, the chunk
-        costs.append(total)
+    costs, total = [], 0
+    for n, c in enumerate(chunks, 1):
+        total += _CHUNK.size + len(c.payload)
+        costs.append(index_size([len(d.payload) for d in chunks[:n]]) + total)
     return costs
 
 

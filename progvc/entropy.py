@@ -1,7 +1,8 @@
 """Entropy coding with constriction's range coder: the only module that imports constriction.
 
 Probabilities reach the coder through a deterministic quantisation (:func:`probability_table`):
-float32 logits -> float64 softmax -> integer counts ``floor(p * (2**24 - V)) + 1``. The counts are
+float32 logits -> float64, divided by the chunk's temperature (:mod:`progvc.temperature`) ->
+softmax -> integer counts ``floor(p * (2**24 - V)) + 1``. The counts are
 what encoder and decoder must agree on bit for bit; every symbol keeps a non-zero count, so any
 token can be coded, at a cost of at most ``V / 2**24`` of the probability mass.
 """
@@ -16,18 +17,21 @@ from .errors import BitstreamError
 PROB_BITS = 24
 
 
-def _softmax64(logits: torch.Tensor) -> np.ndarray:
-    """(n,V) float tensor -> (n,V) float64 probabilities, computed on the host."""
+def _softmax64(logits: torch.Tensor, temperature: float = 1.0) -> np.ndarray:
+    """(n,V) float tensor -> (n,V) float64 probabilities of ``logits / temperature``, on the host."""
     z = logits.detach().to(device="cpu", dtype=torch.float32).numpy().astype(np.float64)
+    if temperature != 1.0:
+        z /= temperature
     z -= z.max(axis=1, keepdims=True)
     np.exp(z, out=z)
     z /= z.sum(axis=1, keepdims=True)
     return z
 
 
-def probability_table(logits: torch.Tensor) -> np.ndarray:
-    """Quantised probability table: logits (n,V) -> int64 counts (n,V), each >= 1, rows sum <= 2**24."""
-    p = _softmax64(logits)
+def probability_table(logits: torch.Tensor, temperature: float = 1.0) -> np.ndarray:
+    """Quantised probability table: logits (n,V) -> int64 counts (n,V), each >= 1, rows sum <= 2**24,
+    of the softmax of ``logits / temperature``."""
+    p = _softmax64(logits, temperature)
     return np.floor(p * float((1 << PROB_BITS) - p.shape[1])).astype(np.int64) + 1
 
 

@@ -25,7 +25,7 @@ import torch
 
 from . import bitstream as bs
 from .coding import GopState, Pick, RowLogits, logit_rows
-from .entropy import ChunkDecoder, ChunkEncoder, probability_table
+from .entropy import ChunkDecoder, probability_table
 from .errors import BitstreamError
 from .fill import FillOptions, add_detail, fill_pick
 from .models.context import ContextModel
@@ -38,6 +38,7 @@ from .rd import Choice, TokenChooser
 from .resize import upsample
 from .scales import missing_octaves, prefix_terms
 from .skip import FlagModel, layout
+from .temperature import TemperedChunkEncoder
 
 
 def _coded_rows(logits: torch.Tensor | RowLogits, coded: np.ndarray | None
@@ -52,23 +53,23 @@ def _coded_rows(logits: torch.Tensor | RowLogits, coded: np.ndarray | None
             yield picked, part[torch.as_tensor(picked - rows.start)]
 
 
-def range_encode(coder: ChunkEncoder, tokens: np.ndarray, logits: torch.Tensor | RowLogits,
+def range_encode(coder: TemperedChunkEncoder, tokens: np.ndarray, logits: torch.Tensor | RowLogits,
                  coded: np.ndarray | None = None) -> None:
     """Code tokens (n,) under logits (n, V), only the rows ``coded`` (sorted indices; None: all),
-    a slice of rows at a time (the same bytes as all at once)."""
+    a slice of rows at a time (the same bytes as all at once), at the chunk's temperature."""
     for rows, part in _coded_rows(logits, coded):
-        coder.add(tokens[rows], probability_table(part))
+        coder.add_logits(tokens[rows], part)
 
 
-def range_decode(decoder: ChunkDecoder, logits: torch.Tensor | RowLogits, coded: np.ndarray | None = None
-                 ) -> np.ndarray:
-    """Tokens decoded under logits (n, V) for the rows ``coded`` (sorted indices; None: all n),
-    a slice of rows at a time: int64 (len(coded),)."""
-    parts = [decoder.take(probability_table(part)) for _, part in _coded_rows(logits, coded)]
+def range_decode(decoder: ChunkDecoder, logits: torch.Tensor | RowLogits, coded: np.ndarray | None = None,
+                 temperature: float = 1.0) -> np.ndarray:
+    """Tokens decoded under ``logits / temperature`` (n, V) for the rows ``coded`` (sorted indices;
+    None: all n), a slice of rows at a time: int64 (len(coded),)."""
+    parts = [decoder.take(probability_table(part, temperature)) for _, part in _coded_rows(logits, coded)]
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 
-def write_choice(coder: ChunkEncoder, choice: Choice, logits: RowLogits) -> None:
+def write_choice(coder: TemperedChunkEncoder, choice: Choice, logits: RowLogits) -> None:
     """Code one (t, k) into its chunk: the mode flag if any, the skip flags if any, then the tokens
     not copied (under ``logits``, those of the chosen mode)."""
     if choice.intra is not None:
@@ -79,16 +80,17 @@ def write_choice(coder: ChunkEncoder, choice: Choice, logits: RowLogits) -> None
 
 
 def read_choice(decoder: ChunkDecoder, logits: RowLogits, prev: torch.Tensor | None, flag_model: FlagModel,
-                skip_block: int, grid: Grid) -> np.ndarray:
+                skip_block: int, grid: Grid, temperature: float = 1.0) -> np.ndarray:
     """The inverse of :func:`write_choice`: the (n,) tokens of one (t, k), ``prev`` the previous
-    frame's tokens at that scale (None for a GOP's first frame or a stream without block skip)."""
+    frame's tokens at that scale (None for a GOP's first frame or a stream without block skip),
+    ``temperature`` the chunk's."""
     if prev is None or not skip_block:
-        return range_decode(decoder, logits)
+        return range_decode(decoder, logits, temperature=temperature)
     lay = layout(*grid, skip_block)
     copied = flag_model.read(decoder, lay)[lay.block]
     tokens = prev.reshape(-1).cpu().numpy().copy()
     coded = np.flatnonzero(~copied)
-    tokens[coded] = range_decode(decoder, logits, coded)
+    tokens[coded] = range_decode(decoder, logits, coded, temperature)
     return tokens
 
 
@@ -163,17 +165,21 @@ class GopEncoder:
         (``bar`` advances once per (frame, scale))."""
         state = GopState(self.ctx, self.tok.vq, self.grids, f.frames, temporal=self.temporal, lam=lam)
         chooser = self._chooser(state, f, lam)
-        coders = [ChunkEncoder() for _ in range(n_scales)]
+        coders = [TemperedChunkEncoder() for _ in range(n_scales)]
         state.run(range(n_scales), bar.counting(self._pick(state, chooser, coders)))
-        chunks = tuple(bs.Chunk(tokens_crc(state.tokens[k]), coders[k].finish()) for k in range(n_scales))
-        return EncodedGop(chunks, chooser.bits[:, :n_scales], lam)
+        chunks = []
+        for k, coder in enumerate(coders):
+            payload, temperature = coder.finish()
+            chunks.append(bs.Chunk(tokens_crc(state.tokens[k]), payload, temperature=temperature))
+        return EncodedGop(tuple(chunks), chooser.bits[:, :n_scales], lam)
 
     def _chooser(self, state: GopState, f: GopLatent, lam: float) -> TokenChooser:
         return TokenChooser(self.tok.vq, self.grids, f.fine, lam, state.f_hat, state.tokens, self.skip_block,
                             state.intra if self.modes else None, self.inter_lambda_scale, f.coarse, f.split,
                             self.coarse_lambda_scale or default_coarse_lambda_scale(f.frames))
 
-    def _pick(self, state: GopState, chooser: TokenChooser, coders: list[ChunkEncoder] | None = None) -> Pick:
+    def _pick(self, state: GopState, chooser: TokenChooser, coders: list[TemperedChunkEncoder] | None = None
+              ) -> Pick:
         """The encoder's pick: each block's choice (its mode tried both ways where the stream codes
         one and ``intra_trials``), written to chunk k of ``coders`` if given."""
         trials = self.intra_trials
@@ -205,13 +211,14 @@ class GopDecoder:
         """Range-decode the next scale from ``chunk``; BitstreamError if its tokens fail their CRC."""
         k, decoder, flag_model, mode_model = self.coded, ChunkDecoder(chunk.payload), FlagModel(), ModeModel()
         state, skip, grid, modes = self.state, self.header.skip_block, self.header.grids[k], self.header.modes
-        tokens = state.tokens[k]
+        tokens, temperature = state.tokens[k], bs.TEMPERATURES[chunk.temperature]
 
         def pick(t: int, k: int, logits: RowLogits) -> np.ndarray:
             if modes and t > 0 and mode_model.read(decoder, ModeModel.context(t, state.intra[k])):
                 logits = state.logits(t, k, intra=True)
                 state.use(logits)
-            return read_choice(decoder, logits, tokens[t - 1] if t > 0 else None, flag_model, skip, grid)
+            return read_choice(decoder, logits, tokens[t - 1] if t > 0 else None, flag_model, skip, grid,
+                               temperature)
 
         self.state.run(range(k, k + 1), self.bar.counting(pick))
         if tokens_crc(self.state.tokens[k]) != chunk.crc_tokens:

@@ -137,6 +137,8 @@ def estimate(config: CodecConfig, width: int, height: int, gop_frames: int, scal
     logits = 4 * (rows * vocab if logits_kept(rows, vocab) else ENTROPY_ENTRIES) + 50 * ENTROPY_ENTRIES
     if encode and temporal:  # a block tried in both context modes (progvc.modes) holds two of each
         logits *= 2
+    if encode:  # the current chunk's logits, kept until its temperature is chosen
+        logits += 4 * min(gop_frames * rows, TEMPERATURE_BUFFER_ROWS) * vocab
     area = width * height
     piece = min(gop_frames * area, TILE_PIXELS)  # a batch of frames, or one tile with its halo
     transform = TRANSFORM_BYTES_PER_PIXEL * piece
@@ -149,6 +151,11 @@ def estimate(config: CodecConfig, width: int, height: int, gop_frames: int, scal
     # upsampling; fill="sample" also the sent scales' picture
     frames = 3 * gop_frames * (shown + area if encode or resize > 1 else area) + 3 * gop_frames * area * detail
     return MemoryEstimate(context, logits, transform, frames, 3 * shown * output_frames, encode, previews)
+
+
+TEMPERATURE_BUFFER_ROWS = 4096
+"""Rows of float32 logits an encoder's chunk keeps while its temperature is undecided
+(:class:`progvc.temperature.TemperedChunkEncoder`): 64 MiB for the shipped model's 4096 codes."""
 
 
 def logits_kept(rows: int, vocab: int) -> bool:

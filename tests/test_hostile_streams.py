@@ -327,7 +327,8 @@ def test_probability_drift_on_the_decoder_is_refused_not_garbage(tiny_codec, ref
     real = entropy.probability_table
     gen = torch.Generator().manual_seed(0)
     monkeypatch.setattr("progvc.gop_coding.probability_table",
-                        lambda logits: real(logits + 1e-4 * torch.randn(logits.shape, generator=gen)))
+                        lambda logits, temperature=1.0: real(logits + 1e-4 * torch.randn(logits.shape, generator=gen),
+                                                             temperature))
     for ref in refs:
         with pytest.raises(BitstreamError, match="another kind of device"):
             tiny_codec.decode_tokens(ref.data)

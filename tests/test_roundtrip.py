@@ -67,12 +67,13 @@ def test_encoder_and_decoder_probability_tables_are_bitwise_equal(tiny_codec, cl
     tables: list[np.ndarray] = []
     real = entropy.probability_table
 
-    def spy(logits):
-        t = real(logits)
+    def spy(logits, temperature=1.0):
+        t = real(logits, temperature)
         tables.append(t)
         return t
 
-    monkeypatch.setattr("progvc.gop_coding.probability_table", spy)
+    monkeypatch.setattr("progvc.gop_coding.probability_table", spy)  # the decoder's
+    monkeypatch.setattr("progvc.temperature.probability_table", spy)  # the encoder's
     data = tiny_codec.encode(clip_factory(5, 24, 40, seed=3))
     enc, tables[:] = list(tables), []
     tiny_codec.decode(data, fill="none")

@@ -155,10 +155,13 @@ def _chunk_check(t: int, payload: bytes) -> int:
 
 def gop_bytes(payloads: Sequence[bytes], tokens: Sequence[int] | None = None, n_chunks: int | None = None,
               lengths: Sequence[int] | None = None, rd_lambda: float = 0.0) -> bytes:
-    """One GOP unit with correct index and chunk CRCs; ``n_chunks`` / ``lengths`` override the index."""
+    """One GOP unit with correct index and chunk CRCs, every chunk at temperature 1; ``n_chunks`` /
+    ``lengths`` override the index."""
     lengths = [len(p) for p in payloads] if lengths is None else list(lengths)
     index = struct.pack("<Bf", len(lengths) if n_chunks is None else n_chunks, rd_lambda)
     index += b"".join(leb128(n) for n in lengths)
+    neutral = bs.NEUTRAL_TEMPERATURE  # each chunk's temperature index, two to a byte, the odd high half 0
+    index += bytes(neutral | (neutral << 4 if 2 * i + 1 < len(lengths) else 0) for i in range((len(lengths) + 1) // 2))
     out = [index, struct.pack("<I", zlib.crc32(index))]
     for i, p in enumerate(payloads):
         t = tokens[i] if tokens else i
@@ -189,6 +192,7 @@ def reseal(data: bytes) -> bytes:
                 if not out[end - 1] & 0x80:
                     break
             lengths.append(value)
+        end += (n + 1) // 2  # the chunks' temperature indices
         if end + 4 > len(out):
             break
         struct.pack_into("<I", out, end, zlib.crc32(out[pos:end]))
