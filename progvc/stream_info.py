@@ -11,7 +11,9 @@ from . import bitstream as bs
 @dataclass(frozen=True)
 class StreamInfo:
     """Header facts and where the bytes go. ``bytes_per_scale[k]`` sums chunk k over all GOPs
-    (payload plus its 8-byte checksum trailer); ``tokens_per_frame[k]`` is the size of grid k;
+    (payload plus its checks: 6 bytes, 8 before format 6); ``tokens_per_frame[k]`` is the size of
+    grid k; ``coding_temperatures[k]`` is the temperature chunk k's tokens were coded at
+    (:mod:`progvc.temperature`), the mean over the GOPs that carry it;
     ``weights_sha256`` is the hex of the weights hash the stream carries (its first 8 bytes from
     format 7 on, all 32 before)."""
 
@@ -39,6 +41,7 @@ class StreamInfo:
     bytes_per_scale: tuple[int, ...]
     complete: bool
     resize: int = 1
+    coding_temperatures: tuple[float, ...] = ()
 
     @property
     def tokens_per_frame(self) -> tuple[int, ...]:
@@ -70,11 +73,12 @@ class StreamInfo:
             f"(header {self.header_bytes}, index {self.index_bytes})",
             f"sampling    seed {self.seed}, temperature {self.temperature:g}, top-k {self.top_k}, "
             f"top-p {self.top_p:g}",
-            "scale  grid       tokens/frame  bytes",
+            "scale  grid       tokens/frame  bytes  coded at temperature",
         ]
         for k, (grid, n) in enumerate(zip(self.grids, self.tokens_per_frame, strict=True)):
             b = self.bytes_per_scale[k] if k < len(self.bytes_per_scale) else 0
-            lines.append(f"{k + 1:>5}  {grid[0]:>4}x{grid[1]:<5} {n:>12}  {b:>5}")
+            tau = f"{self.coding_temperatures[k]:.2f}" if k < len(self.coding_temperatures) else "-"
+            lines.append(f"{k + 1:>5}  {grid[0]:>4}x{grid[1]:<5} {n:>12}  {b:>5}  {tau:>20}")
         return "\n".join(lines)
 
 
@@ -83,13 +87,16 @@ def info(data: bytes, *, partial: bool = False) -> StreamInfo:
     stream = bs.unpack(data, partial=partial)
     h = stream.header
     per_scale = [0] * h.coded_scales
+    temperatures: list[list[float]] = [[] for _ in range(h.coded_scales)]
     for chunks in stream.gops:
         for k, c in enumerate(chunks):
             per_scale[k] += c.size
+            temperatures[k].append(bs.TEMPERATURES[c.temperature])
     header_bytes = bs.header_size(data)
     return StreamInfo(h.model_name, h.weights_sha256.hex(), h.width, h.height, h.n_frames, h.fps, h.gop_size,
                       h.n_gops, h.n_scales, h.coded_scales, h.seed, h.temperature, h.top_k, h.top_p, h.temporal,
                       h.skip_block, h.modes, h.grids, memoryview(data).nbytes, header_bytes, stream.index_bytes,
                       tuple(per_scale),
-                      stream.complete, h.resize)
+                      stream.complete, h.resize,
+                      tuple(sum(t) / len(t) for t in temperatures if t))
 

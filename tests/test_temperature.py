@@ -83,6 +83,7 @@ def test_temperatures_travel_in_the_gop_index_and_survive_truncation():
             (bs.Chunk(4, b"abcd", temperature=9),))
     data = bs.pack(bs.Stream(h, gops))
     assert bs.unpack(data).gops == gops
+    assert progvc.info(data).coding_temperatures == pytest.approx((0.55, 1.6, 0.5))  # means over GOPs
     cut = bs.unpack(bs.truncate(data, n_scales=2))
     assert [[c.temperature for c in g] for g in cut.gops] == [[0, 15], [9]]
     # the GOP index holds ceil(n/2) bytes of them: three chunks take two bytes, one chunk one byte
