@@ -248,8 +248,7 @@ def index_size(lengths: Sequence[int], version: int = VERSION) -> int:
 
 def _pack_temperatures(indices: Sequence[int]) -> bytes:
     """Two 4-bit temperature indices per byte, the even chunk's in the low bits."""
-    pairs = [list(indices[i:i + 2]) + [0] for i in range(0, len(indices), 2)]
-    return bytes(a | b << 4 for a, b, *_ in pairs)
+    return bytes(indices[i] | (indices[i + 1] << 4 if i + 1 < len(indices) else 0) for i in range(0, len(indices), 2))
 
 
 def _chunk_crc(crc_tokens: int, payload: bytes, wide: bool = False) -> int:
