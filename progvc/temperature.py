@@ -6,9 +6,10 @@ Why it pays: the context model is told each GOP's lambda, but the encoder choose
 GOP's later frames and of its coarse scales at multiples of that lambda (``inter_lambda_scale``,
 ``coarse_lambda_scale``), and a rate-distortion choice favours the model's likeliest codes the
 more, the higher lambda is. The tokens it sends are then more predictable than the model's
-distribution says, and a sharper one (tau < 1) codes them in fewer bits. On dev clips (8 frames,
-GOP 8) coding each chunk at its best tau saved 20-34% of the token bits at quality 30, 2-4% at
-quality 45 and well under 1% from quality 60 on (benchmarks/README.md, "Chunk temperatures").
+distribution says, and a sharper one (tau < 1) codes them in fewer bits. On three dev clips (8
+frames, GOP 8) coding each chunk at its best tau saved 20-34% of the token bits at quality 30, 2-8%
+at quality 45 and at most 2% from quality 60 on; a whole quality-30 stream shrank by 29% on
+average over the dev clips (benchmarks/README.md, "Chunk temperatures and a shorter header").
 
 The encoder knows the best tau only once it has chosen the chunk's tokens, but the range coder
 needs it for the first symbol, so :class:`TemperedChunkEncoder` keeps the chunk's symbols and the
