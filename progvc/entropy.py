@@ -9,6 +9,9 @@ token can be coded, at a cost of at most ``V / 2**24`` of the probability mass.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 
@@ -35,10 +38,15 @@ def probability_table(logits: torch.Tensor, temperature: float = 1.0) -> np.ndar
     return np.floor(p * float((1 << PROB_BITS) - p.shape[1])).astype(np.int64) + 1
 
 
-def cross_entropy_bits(logits: torch.Tensor, tokens: np.ndarray) -> float:
-    """The model's cost of ``tokens`` (n,) in bits, -sum log2 p, from unquantised float64 softmax."""
-    p = _softmax64(logits)
-    return float(-np.log2(p[np.arange(len(tokens)), tokens]).sum())
+def cross_entropy_bits(logits: torch.Tensor, tokens: np.ndarray, temperatures: Sequence[float] = (1.0,)
+                       ) -> np.ndarray:
+    """The cost of ``tokens`` (n,) in bits, -sum log2 softmax(logits / tau)[token], for each tau of
+    ``temperatures``: float64 (len(temperatures),), unquantised (what the chunk temperature is
+    chosen by, :mod:`progvc.temperature`)."""
+    z = logits.detach().to(device="cpu", dtype=torch.float64)
+    picked = z[torch.arange(len(tokens)), torch.as_tensor(tokens, dtype=torch.long)]
+    return np.array([float((torch.logsumexp(z / tau, dim=1) - picked / tau).sum()) / math.log(2)
+                     for tau in temperatures])
 
 
 def _model_and_probs(table: np.ndarray):

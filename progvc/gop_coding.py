@@ -235,8 +235,9 @@ class GopDecoder:
         h, grids = self.header, list(self.header.grids)
         state = self.state if final else self.state.fork()
         filled = self.fill.mode != "none" and self.coded < len(grids)
-        # "sample" also synthesises the sent scales alone (progvc.fill.add_detail); a fork leaves them in self.state
-        sent = (state.f_hat.clone() if final else self.state.f_hat) if filled and self.fill.mode == "sample" else None
+        sent = None  # "sample" also synthesises the sent scales alone (progvc.fill.add_detail)
+        if filled and self.fill.mode == "sample":
+            sent = state.f_hat.clone() if final else self.state.f_hat  # a fork leaves them in self.state
         if filled:
             state.run(range(self.coded, len(grids)), self.bar.counting(fill_pick(state, self.fill, self.gop)))
         if final:

@@ -75,6 +75,9 @@ KEEP_LOGITS_BYTES = 1 << 26
 """A (t, k)'s logits are kept once made when all of them take at most this (64 MB: 4,096 rows,
 the finest scale of a 512x512 frame), so that the encoder, which reads them twice, makes them once; larger
 tables are made again slice by slice (:class:`progvc.coding.RowLogits`)."""
+TEMPERATURE_BUFFER_ROWS = 4096
+"""Rows of float32 logits an encoder's chunk keeps while its temperature is undecided
+(:class:`progvc.temperature.TemperedChunkEncoder`): 64 MiB for the shipped model's 4096 codes."""
 LOOKUP_ENTRIES = 1 << 24
 """Distances (rows x V) computed at once by the quantiser's nearest-codebook lookup. The finest
 scale of a 4K frame is 138,240 rows x 4,096 codes: 2.3 GB per float32 temporary, three of them at
@@ -151,11 +154,6 @@ def estimate(config: CodecConfig, width: int, height: int, gop_frames: int, scal
     # upsampling; fill="sample" also the sent scales' picture
     frames = 3 * gop_frames * (shown + area if encode or resize > 1 else area) + 3 * gop_frames * area * detail
     return MemoryEstimate(context, logits, transform, frames, 3 * shown * output_frames, encode, previews)
-
-
-TEMPERATURE_BUFFER_ROWS = 4096
-"""Rows of float32 logits an encoder's chunk keeps while its temperature is undecided
-(:class:`progvc.temperature.TemperedChunkEncoder`): 64 MiB for the shipped model's 4096 codes."""
 
 
 def logits_kept(rows: int, vocab: int) -> bool:

@@ -24,14 +24,12 @@ fill modes draw and average at the model's own distribution.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
 from .bitstream import NEUTRAL_TEMPERATURE as NEUTRAL
 from .bitstream import TEMPERATURES
-from .entropy import ChunkEncoder, probability_table
+from .entropy import ChunkEncoder, cross_entropy_bits, probability_table
 from .memory import TEMPERATURE_BUFFER_ROWS as BUFFER_ROWS
 
 CANDIDATES = tuple(range(3, 12))
@@ -48,6 +46,7 @@ class TemperedChunkEncoder:
     def __init__(self, candidates: tuple[int, ...] | None = None, buffer_rows: int = BUFFER_ROWS) -> None:
         self._coder = ChunkEncoder()
         self._candidates = CANDIDATES if candidates is None else candidates
+        self._taus = [TEMPERATURES[i] for i in self._candidates]
         self._buffer_rows = buffer_rows
         self._pending: list[tuple[np.ndarray, np.ndarray | torch.Tensor]] | None = []
         self._rows = 0
@@ -66,7 +65,7 @@ class TemperedChunkEncoder:
         if self._pending is None:
             self._coder.add(tokens, probability_table(logits, TEMPERATURES[self.index]))  # type: ignore[index]
             return
-        self._bits += _costs(logits, tokens, [TEMPERATURES[i] for i in self._candidates])
+        self._bits += cross_entropy_bits(logits, tokens, self._taus)
         self._pending.append((tokens, logits.detach()))
         self._rows += len(tokens)
         if self._rows > self._buffer_rows:
@@ -75,8 +74,8 @@ class TemperedChunkEncoder:
     def _decide(self) -> None:
         """Pick the cheapest candidate (ties: the one nearest tau 1) and code what was kept."""
         bits = np.round(self._bits, 3)
-        order = sorted(range(len(self._candidates)), key=lambda i: (bits[i], abs(self._candidates[i] - NEUTRAL)))
-        self.index = self._candidates[order[0]] if self._rows else NEUTRAL
+        best = min(range(len(self._candidates)), key=lambda i: (bits[i], abs(self._candidates[i] - NEUTRAL)))
+        self.index = self._candidates[best] if self._rows else NEUTRAL
         pending, self._pending = self._pending, None
         for symbols, table in pending or []:
             if isinstance(table, torch.Tensor):
@@ -90,12 +89,3 @@ class TemperedChunkEncoder:
             self._decide()
         return self._coder.finish(), self.index  # type: ignore[return-value]
 
-
-def _costs(logits: torch.Tensor, tokens: np.ndarray, temperatures: list[float]) -> np.ndarray:
-    """Bits of ``tokens`` (n,) under ``softmax(logits / tau)`` for each tau: (len(temperatures),)."""
-    z = logits.detach().to(device="cpu", dtype=torch.float64)
-    picked = z[torch.arange(len(tokens)), torch.as_tensor(tokens, dtype=torch.long)]
-    out = np.empty(len(temperatures))
-    for i, tau in enumerate(temperatures):
-        out[i] = float((torch.logsumexp(z / tau, dim=1) - picked / tau).sum()) / math.log(2)
-    return out
