@@ -105,11 +105,27 @@ def gop_generator(seed: int, gop: int) -> np.random.Generator:
 
 
 def sample_tokens(logits: torch.Tensor, opts: SamplingOptions, rng: np.random.Generator) -> np.ndarray:
-    """Draw one token per row. logits (n,V) -> int64 (n,)."""
-    z = logits.detach().to(device="cpu", dtype=torch.float32).numpy().astype(np.float64) / opts.temperature
-    if 0 < opts.top_k < z.shape[1]:
-        kth = np.partition(z, -opts.top_k, axis=1)[:, -opts.top_k, None]
-        z = np.where(z < kth, -np.inf, z)
+    """Draw one token per row. logits (n,V) -> int64 (n,).
+
+    Each row's probabilities become integer counts (``floor(p * 2**PROB_BITS)``, the likeliest
+    one more) and one uniform draw per row picks a token from their running sum. With a top-k
+    that leaves exactly k tokens in every row (no tie at the k-th logit), the work is done on the
+    k kept columns only, in column order, which draws the same tokens without the (n,V) float64
+    temporaries; otherwise on whole rows.
+    """
+    z32 = logits.detach().to(device="cpu", dtype=torch.float32).numpy()
+    n_rows, vocab = z32.shape
+    cols = None
+    if 0 < opts.top_k < vocab:
+        kth = np.partition(z32, vocab - opts.top_k, axis=1)[:, vocab - opts.top_k, None]
+        keep = z32 >= kth
+        if (keep.sum(axis=1) == opts.top_k).all():
+            cols = np.nonzero(keep)[1].reshape(n_rows, opts.top_k)  # ascending within each row
+            z = np.take_along_axis(z32, cols, axis=1).astype(np.float64) / opts.temperature
+        else:
+            z = np.where(keep, z32.astype(np.float64) / opts.temperature, -np.inf)
+    else:
+        z = z32.astype(np.float64) / opts.temperature
     z -= z.max(axis=1, keepdims=True)
     p = np.exp(z)
     p /= p.sum(axis=1, keepdims=True)
@@ -121,10 +137,12 @@ def sample_tokens(logits: torch.Tensor, opts: SamplingOptions, rng: np.random.Ge
         np.put_along_axis(drop, order, drop_sorted, axis=1)
         p = np.where(drop, 0.0, p)
     counts = np.floor(p * float(1 << PROB_BITS)).astype(np.int64)
-    counts[np.arange(len(counts)), p.argmax(axis=1)] += 1  # never an all-zero row
+    counts[np.arange(n_rows), p.argmax(axis=1)] += 1  # never an all-zero row
     cum = np.cumsum(counts, axis=1)
-    u = np.floor(rng.random(len(counts)) * cum[:, -1]).astype(np.int64)
-    return (cum <= u[:, None]).sum(axis=1).astype(np.int64)
+    u = np.floor(rng.random(n_rows) * cum[:, -1]).astype(np.int64)
+    picked = (cum <= u[:, None]).sum(axis=1)
+    tokens = picked if cols is None else cols[np.arange(n_rows), picked]
+    return tokens.astype(np.int64)
 
 
 DETAIL_SIGMA = 1.2
