@@ -269,8 +269,58 @@ def report(doc: dict[str, Any], anchor: dict[str, Any] | None, default_fill: str
                 got = [g for g in got if g is not None]
                 cells.append(f"{_fmt(float(np.mean(got)) if got else None, '.3f')} ({len(got)})")
             lines.append(f"| fill={f} | " + " | ".join(cells) + " |")
+        lines += _per_scale_count(clips, anchor, s["fills"], cut)
         lines += _against_conventional(clips, anchor) + _same_rate(clips, anchor)
     return "\n".join(lines)
+
+
+def _per_scale_count(clips: dict[str, Any], anchor: dict[str, Any], fills: Sequence[str], cut: range
+                      ) -> list[str]:
+    """Each fill mode's cut stream against the anchor's sent-only decode, n by n, mean over clips:
+    at the same n (the share of the anchor's bits, and the differences in quality); at the
+    anchor's rate on this file's curve of the one stream cut to every n; and at the anchor's rate
+    on the better of that curve and the quality sweep (what a user who codes for that rate gets).
+    Curves are interpolated in log-rate, over the clips where they reach the anchor's bpp."""
+    def at(curve: list[dict[str, Any]], bpp: float, metric: str) -> float | None:
+        curve = sorted(curve, key=lambda p: p["bpp"])
+        x = np.log([p["bpp"] for p in curve])
+        inside = len(curve) > 1 and x[0] <= math.log(bpp) <= x[-1]
+        return float(np.interp(math.log(bpp), x, [p[metric] or 0.0 for p in curve])) if inside else None
+
+    def diff(rows: list[list[float]], count: bool = True) -> str:
+        if not rows:
+            return "n/a"
+        d = np.mean(rows, axis=0)
+        return f"{d[0]:+.2f} / {d[1]:+.3f} / {d[2]:+.2f}" + (f" ({len(rows)})" if count else "")
+
+    lines = ["", "Each n against the anchor's sent-only decode, mean over clips (count): at the same n (bits as a "
+             "share of the anchor's; difference in PSNR-RGB dB / MS-SSIM / VMAF), and at the anchor's bpp for that n "
+             "on this stream's curve and on the better of it and the quality sweep (log-rate, clips inside):",
+             "", "| curve | n | bits | same n | at its bpp: this stream | at its bpp: or the sweep |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for f in fills:
+        for n in cut:
+            share, same, stream, best = [], [], [], []
+            for name, c in clips.items():
+                ref = {p["n_scales"]: p for p in _anchor_points(anchor, name, False, cut)}
+                curve = [p for p in c["points"] if p["fill"] == f or (p["fill"] == "none" and p["n_scales"] > cut[-1])]
+                ours = next((p for p in curve if p["n_scales"] == n), None)
+                if n not in ref or ours is None:
+                    continue
+                a = ref[n]
+                share.append(ours["bpp"] / a["bpp"])
+                same.append([(ours[m] or 0.0) - (a[m] or 0.0) for m in METRICS])
+                on_stream = [at(curve, a["bpp"], m) for m in METRICS]
+                on_sweep = [at(c["sweep"], a["bpp"], m) for m in METRICS]
+                if None not in on_stream:
+                    stream.append([v - (a[m] or 0.0) for v, m in zip(on_stream, METRICS, strict=True)])
+                got = [[v for v in pair if v is not None] for pair in zip(on_stream, on_sweep, strict=True)]
+                if all(got):
+                    best.append([max(v) - (a[m] or 0.0) for v, m in zip(got, METRICS, strict=True)])
+            if share:
+                lines.append(f"| fill={f} | {n} | {np.mean(share):.0%} | {diff(same, count=False)} | {diff(stream)} | "
+                             f"{diff(best)} |")
+    return lines
 
 
 def _against_conventional(clips: dict[str, Any], anchor: dict[str, Any]) -> list[str]:

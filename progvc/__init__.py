@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from .gops import DecodedGops
     from .streaming import Decoder, GopUpdate
 
-__version__ = "0.2.2"
+__version__ = "0.2.3"
 __all__ = [
     "BitstreamError", "Codec", "ConfigError", "DecodedGops", "Decoder", "DeviceError", "EncodeResult", "GopUpdate",
     "LimitError", "Limits", "ProgvcError", "StreamInfo", "VideoError", "WeightsError", "decode", "encode", "info",
@@ -60,7 +60,7 @@ def encode(video: Any, n_scales: int | None = None, **options: Any) -> bytes:
 def decode(bitstream: bytes, n_scales: int | None = None, fill: str | None = None, seed: int | None = None,
            **options: Any) -> np.ndarray:
     """Decode a stream to (T,H,W,3) uint8 frames with the model that made it. See ``Codec.decode``;
-    ``fill`` ("none", the default, "mean" or "sample") makes the scales the stream does not carry;
+    ``fill`` ("sample", the default, "none" or "mean") makes the scales the stream does not carry;
     ``limits=progvc.Limits(...)`` raises the default resource limits."""
     from .bitstream import parse_header
     from .limits import as_limits

@@ -345,10 +345,11 @@ class Codec:
         """Decode GOP by GOP: an iterator of (T_g,H,W,3) uint8 arrays, one per GOP, in order.
 
         Scales 1..n are range-decoded (n = ``n_scales`` or every coded scale); ``fill`` says how
-        the remaining scales are made (:mod:`progvc.fill`: "none", the default, the sent scales
-        only; "mean", their expected embedding; "sample" with ``seed`` (default: the stream's) and
-        the stream's temperature / top-k / top-p unless overridden). ``partial=True`` accepts a
-        stream cut short and decodes the GOPs it holds.
+        the remaining scales are made (:mod:`progvc.fill`: "sample", the default, the sent scales'
+        picture plus the finest band of a draw, with ``seed`` (default: the stream's) and the
+        stream's temperature / top-k / top-p unless overridden; "none", the sent scales only, which
+        skips the context model on the scales not sent; "mean", their expected embedding).
+        ``partial=True`` accepts a stream cut short and decodes the GOPs it holds.
 
         Everything is checked here, before the first GOP is decoded: the header against
         ``limits`` (default :class:`~progvc.limits.Limits`: LimitError), the model, the options and

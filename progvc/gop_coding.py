@@ -227,19 +227,20 @@ class GopDecoder:
                                  "probabilities differ; decode it where it was encoded")
         self.coded += 1
 
-    def frames(self, *, final: bool = True) -> np.ndarray:
-        """(T,H,W,3) uint8 from the scales decoded so far, the rest filled. ``final=False`` fills
-        a fork of the state, so that more chunks can still be added."""
+    def frames(self, *, final: bool = True, fill: FillOptions | None = None) -> np.ndarray:
+        """(T,H,W,3) uint8 from the scales decoded so far, the rest filled (by ``fill``, default
+        the decoder's). ``final=False`` fills a fork of the state, so that more chunks can still
+        be added."""
         if self.coded == 0:
             raise BitstreamError(f"GOP {self.gop + 1} has no decoded scale yet")
-        h, grids = self.header, list(self.header.grids)
+        h, grids, fill = self.header, list(self.header.grids), fill or self.fill
         state = self.state if final else self.state.fork()
-        filled = self.fill.mode != "none" and self.coded < len(grids)
+        filled = fill.mode != "none" and self.coded < len(grids)
         sent = None  # "sample" also synthesises the sent scales alone (progvc.fill.add_detail)
-        if filled and self.fill.mode == "sample":
+        if filled and fill.mode == "sample":
             sent = state.f_hat.clone() if final else self.state.f_hat  # a fork leaves them in self.state
         if filled:
-            state.run(range(self.coded, len(grids)), self.bar.counting(fill_pick(state, self.fill, self.gop)))
+            state.run(range(self.coded, len(grids)), self.bar.counting(fill_pick(state, fill, self.gop)))
         if final:
             state.release()  # the caches are not needed for synthesis (nor kept beside it)
         missing = missing_octaves(grids, self.coded)

@@ -381,3 +381,23 @@ def test_gop_length_report_gives_bd_rate_against_an_anchor_at_each_gop(tmp_path)
     assert "| c | 24 | -50%, -50% |" in table  # the anchor rows stay out of the GOP table
     assert "| c | +100% / +100% | +0% / +0% |" in table
     assert table.endswith("| mean (clips) | +100% / +100% (1) | +0% / +0% (1) |")
+
+
+def test_progression_report_compares_each_n_at_the_same_n_and_at_the_anchors_rate():
+    from benchmarks.progression import _per_scale_count
+
+    def point(n, bpp, psnr, fill="none"):
+        return {"n_scales": n, "fill": fill, "bpp": bpp, "psnr_rgb": psnr, "ms_ssim": psnr / 100, "vmaf": 0.0}
+
+    # ours: n = 5, 6, 7 (7 = every scale) at 0.01, 0.02, 0.04 bpp and 20, 22, 24 dB, 2 dB per octave;
+    # the anchor: n = 5, 6 at 0.02 and 0.08 bpp, 19 and 21 dB. At the same n ours has half and a quarter
+    # of its bits for +1 dB; at the anchor's n = 5 rate ours is 22 dB (+3), at its n = 6 rate out of reach
+    # of the stream but not of the sweep, whose 0.04 .. 0.16 bpp curve is at 26 dB there (+5 dB).
+    clips = {"c": {"points": [point(5, 0.01, 20.0), point(6, 0.02, 22.0), point(7, 0.04, 24.0)],
+                   "sweep": [point(7, 0.04, 24.0), point(7, 0.16, 28.0)]}}
+    anchor = {"runs": [{"codec": "progvc", "clip": "c", "points": [
+        {**point(5, 0.02, 19.0), "sample": False}, {**point(6, 0.08, 21.0), "sample": False}]}]}
+    table = "\n".join(_per_scale_count(clips, anchor, ["none"], range(5, 7)))
+    same, plus3 = "+1.00 / +0.010 / +0.00", "+3.00 / +0.030 / +0.00 (1)"
+    assert f"| fill=none | 5 | 50% | {same} | {plus3} | {plus3} |" in table
+    assert f"| fill=none | 6 | 25% | {same} | n/a | +5.00 / +0.050 / +0.00 (1) |" in table

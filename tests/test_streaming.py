@@ -29,18 +29,20 @@ def pieces(data: bytes, seed: int, most: int):
         pos += n
 
 
-def check_updates(codec, data, updates, n_scales=None, fill=None, seed=None):
-    """Updates come GOP by GOP, coarse to fine, each equal to decode with that many scales."""
+def check_updates(codec, data, updates, n_scales=None, fill=None, seed=None, preview_fill=None):
+    """Updates come GOP by GOP, coarse to fine, each equal to decode with that many scales (in
+    ``fill`` for a GOP's final update, in ``preview_fill`` (default: ``fill``) for the others)."""
     h, stream = bs.parse_header(data), bs.unpack(data)
     expect = [(g, k + 1) for g, chunks in enumerate(stream.gops) for k in range(min(len(chunks), n_scales or 99))]
     assert [(u.gop, u.scales) for u in updates] == expect
     assert [u.final for u in updates] == [i + 1 == len(expect) or expect[i + 1][0] != g
                                           for i, (g, _) in enumerate(expect)]
-    refs = {n: codec.decode(data, n, fill=fill, seed=seed) for n in {u.scales for u in updates}}
+    refs = {(n, final): codec.decode(data, n, fill=fill if final or preview_fill is None else preview_fill, seed=seed)
+            for n, final in {(u.scales, u.final) for u in updates}}
     for u in updates:
         assert isinstance(u, GopUpdate) and u.frames.dtype == np.uint8
         assert u.first_frame == u.gop * h.gop_size and len(u.frames) == h.gop_frames(u.gop)
-        ref = refs[u.scales][u.first_frame:u.first_frame + len(u.frames)]
+        ref = refs[u.scales, u.final][u.first_frame:u.first_frame + len(u.frames)]
         assert np.array_equal(u.frames, ref), (u.gop, u.scales)
     final = np.concatenate([u.frames for u in updates if u.final])
     assert np.array_equal(final, codec.decode(data, n_scales, fill=fill, seed=seed))
@@ -52,6 +54,23 @@ def test_random_pieces_decode_exactly(tiny_codec, stream, fill):
     updates = [u for piece in pieces(stream, seed=1, most=60) for u in dec.feed(piece)] + dec.close()
     assert dec.done and dec.bytes_received == len(stream)
     check_updates(tiny_codec, stream, updates, fill=fill, seed=9)
+
+
+def test_cheap_previews_show_the_sent_scales_and_final_updates_fill(tiny_codec, stream):
+    """preview_fill="none": a preview is the sent scales only and the GOP's final update is decode's
+    default fill; a cut stream's final update, even one ended by close(), is filled, not its preview."""
+    cut = progvc.truncate(stream, n_scales=2)
+    updates = list(Decoder(tiny_codec, seed=5, preview_fill="none").run(pieces(cut, 6, 40)))
+    check_updates(tiny_codec, cut, updates, seed=5, preview_fill="none")
+    first, last = updates[0], updates[1]
+    assert (first.scales, first.final, last.scales, last.final) == (1, False, 2, True)
+    assert not np.array_equal(last.frames, tiny_codec.decode(cut, fill="none")[:len(last.frames)])
+    inside = len(stream) - len(bs.unpack(stream).gops[1][-1].payload) - 3  # inside GOP 2's last chunk
+    dec = Decoder(tiny_codec, seed=5, preview_fill="none", partial=True)
+    ended = dec.feed(stream[:inside]) + dec.close()
+    assert [(u.scales, u.final) for u in ended][-2:] == [(3, False), (3, True)]
+    assert np.array_equal(np.concatenate([u.frames for u in ended if u.final]),
+                          tiny_codec.decode(stream[:inside], seed=5, partial=True))
 
 
 def test_one_byte_pieces_emit_each_chunk_as_soon_as_it_is_complete(tiny_codec, clip_factory):
@@ -131,7 +150,7 @@ def test_stream_of_other_weights_is_refused_at_the_header(stream):
 
 
 def test_bad_options(tiny_codec):
-    for bad in ({"seed": -1}, {"seed": 1.5}, {"n_scales": 0}, {"n_scales": 99}):
+    for bad in ({"seed": -1}, {"seed": 1.5}, {"n_scales": 0}, {"n_scales": 99}, {"preview_fill": "blur"}):
         with pytest.raises(progvc.ConfigError):
             Decoder(tiny_codec, **bad)
 
