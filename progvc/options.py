@@ -167,7 +167,7 @@ The smaller sizes cost little: a ninth and a quarter of the pixels."""
 
 FILL_MODES = ("mean", "sample", "none")
 DEFAULT_FILL = "sample"
-"""Measured on dev with progvc-small-v4 (benchmarks/README.md, "Fill modes"): "sample" (the sent
+"""Measured on dev with progvc-small-v4 (benchmarks/README.md, "The default fill"): "sample" (the sent
 scales' picture plus the finest band of a seeded draw of the rest) is the only mode whose cut
 streams beat v3's sent-only decode on PSNR, MS-SSIM and VMAF alike (BD +1.57 dB / +0.149 / +0.52
 at equal rate, and a higher VMAF at every n = 5..9 with 16-46% of v3's bits), and it has about
