@@ -13,7 +13,7 @@ disturbed by other processes):
 - ``Codec.decode`` of the whole stream;
 - the stream cut to each of ``--scales`` and decoded in every fill mode;
 - the whole stream fed to the streaming ``Decoder`` in pieces of ``--piece`` bytes, its previews
-  filled with "none" (the default) and with "sample", the final updates in the default fill.
+  filled with "none" and with "sample" (the default), the final updates in the default fill.
 
 Prints a Markdown table (seconds). Timing lives here, never in a test.
 """

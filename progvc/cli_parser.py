@@ -59,9 +59,9 @@ EXAMPLES = {  # f-strings where they show a default
 fill modes, measured on the 10 dev clips (quality-60 streams of progvc-small-v4 cut to n of 10 scales;
 PSNR dB / MS-SSIM / VMAF / detail ratio, 1 = the source's fine detail; benchmarks/README.md, "The default fill"):
   --fill    n=6 (0.0047 bpp)            n=8 (0.0119 bpp)            decode of a cut stream
-  sample    16.39 / 0.417 / 1.3 / 0.14  17.98 / 0.576 / 1.5 / 0.16  1.2-1.7x the whole stream's time
-  none      16.44 / 0.424 / 1.2 / 0.06  18.05 / 0.581 / 1.3 / 0.09  3-6x faster than sample
-  mean      15.68 / 0.380 / 2.0 / 0.11  17.56 / 0.549 / 1.7 / 0.12  0.8-0.9x sample's""",
+  sample    16.39 / 0.417 / 1.3 / 0.14  17.98 / 0.576 / 1.5 / 0.16  1.2-1.6x the whole stream's time
+  none      16.44 / 0.424 / 1.2 / 0.06  18.05 / 0.581 / 1.3 / 0.09  3-7x faster than sample
+  mean      15.68 / 0.380 / 2.0 / 0.11  17.56 / 0.549 / 1.7 / 0.12  0.85-0.9x sample's""",
     "truncate": """examples:
   progvc truncate clip.pvc small.pvc --scales 4
   progvc truncate clip.pvc small.pvc --max-bytes 20000     budget shared among GOPs by frame count

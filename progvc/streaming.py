@@ -4,8 +4,9 @@
 
     bytes ─► feed() ─► header? ─► GOP index? ─► chunk k of GOP g complete?
                                                    │  GopDecoder.add(chunk k)        (kept between chunks)
-                                                   ├─► preview: fill scales k+1..K on a fork,
-                                                   │            synthesise  ─► GopUpdate(g, k+1, final=False)
+                                                   ├─► preview (the last chunk this feed completes):
+                                                   │   fill scales k+1..K on a fork, synthesise
+                                                   │                        ─► GopUpdate(g, k+1, final=False)
                                                    └─► last chunk: fill in place ─► GopUpdate(g, n, final=True)
 
 A player shows a coarse GOP as soon as its first chunk (scale 1, a few bytes) is in and sharpens
@@ -14,7 +15,8 @@ with the same :class:`~progvc.gop_coding.GopDecoder` that ``Codec.decode`` uses;
 the missing scales on a *fork* of its state (a sample with a fresh ``gop_generator(seed, g)``), so
 
 - the update with ``scales = n`` equals ``codec.decode(data, n_scales=n, fill, seed)`` on that
-  GOP, bit for bit (the stream truncated to n scales decodes to the same frames), and
+  GOP, bit for bit (the stream truncated to n scales decodes to the same frames; previews use
+  ``preview_fill`` when given), and
 - the ``final`` update equals ``codec.decode(data, n_scales, fill, seed)`` on that GOP.
 
 Framing is parsed here incrementally with :mod:`progvc.bitstream`'s own functions
@@ -65,16 +67,19 @@ class Decoder:
     ``n_scales`` caps the chunks used per GOP (like ``Codec.decode``); ``fill`` makes the scales
     not used ("sample", the default, with ``seed`` (default: the stream's) and the stream's
     temperature / top-k / top-p unless overridden; "mean"; "none"; see :mod:`progvc.fill`), so
-    that every update with ``scales=n`` equals ``decode`` at n bit for bit. ``preview_fill``
-    fills the previews (the updates before a GOP's last chunk) in another mode instead:
-    ``preview_fill="none"`` makes them cheap, where filling runs the context model over every
-    scale still to come at each preview (a dev clip streams 4.0-4.5 times slower with "sample"
-    previews than with "none" ones); the final updates keep ``fill``. ``previews=False`` emits
-    only the final update of each GOP (no preview cost). ``partial=True`` lets :meth:`close`
-    accept a stream cut short: the GOP in progress then ends with a final update made with
-    ``fill`` (equal to ``decode(prefix, partial=True)``). ``limits`` (default
-    :class:`~progvc.limits.Limits`) are checked once the header is in: a stream that asks for
-    more raises LimitError before any GOP is set up.
+    that every update with ``scales=n`` equals ``decode`` at n bit for bit.
+
+    Previews are the updates before a GOP's last chunk. :meth:`feed` emits, per GOP, the update
+    of the most scales its bytes complete, never one that a later chunk of the same call already
+    supersedes: each preview costs a synthesis, and with a fill a pass of the context model over
+    every scale still to come. ``preview_fill`` fills the previews in another mode:
+    ``preview_fill="none"`` makes them cheap (the final updates keep ``fill``), and
+    ``previews=False`` emits only each GOP's final update.
+
+    ``partial=True`` lets :meth:`close` accept a stream cut short: the GOP in progress then ends
+    with a final update made with ``fill`` (equal to ``decode(prefix, partial=True)``).
+    ``limits`` (default :class:`~progvc.limits.Limits`) are checked once the header is in: a
+    stream that asks for more raises LimitError before any GOP is set up.
     """
 
     def __init__(self, codec: Codec, *, n_scales: int | None = None, fill: str | None = None,
@@ -184,8 +189,9 @@ class Decoder:
             unit = bytes(self._buf[start:start + ends[have - 1]])  # a copy: a view would pin the bytearray
             self._chunks = list(bs.read_gop(unit, h, partial=True)[0])
         n_use = len(ends) if self.n_req is None else min(len(ends), self.n_req)
-        while self._coded < min(have, n_use):
-            self._decode_next(updates, final=self._coded + 1 == n_use)
+        reach = min(have, n_use)
+        while self._coded < reach:  # only the last scale this call reaches is shown: the others are superseded
+            self._decode_next(updates, final=self._coded + 1 == n_use, show=self._coded + 1 == reach)
         if have < len(ends):
             return False
         self._pos += ends[-1]
@@ -194,8 +200,9 @@ class Decoder:
         return True
 
     # -- decoding ------------------------------------------------------------------------------
-    def _decode_next(self, updates: list[GopUpdate], final: bool) -> None:
-        """Range-decode the next coded scale into the GOP's decoder; emit its update."""
+    def _decode_next(self, updates: list[GopUpdate], final: bool, show: bool) -> None:
+        """Range-decode the next coded scale into the GOP's decoder; emit its update if it is the
+        GOP's final one, or a preview (``previews``) that no later chunk of this call supersedes."""
         h = self.header
         assert h is not None
         with coding_mode():
@@ -203,7 +210,7 @@ class Decoder:
                 self._gop_decoder = self.codec.gop_decoder(h, self._gop, self._rd_lambda, self._fill)
             self._gop_decoder.add(self._chunks[self._coded])
             self._coded += 1
-        if final or self.previews:
+        if final or (self.previews and show):
             update = GopUpdate(self._gop, self._gop * h.gop_size, self._coded, final, self._frames(final))
             self._last = update
             updates.append(update)

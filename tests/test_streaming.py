@@ -29,14 +29,19 @@ def pieces(data: bytes, seed: int, most: int):
         pos += n
 
 
-def check_updates(codec, data, updates, n_scales=None, fill=None, seed=None, preview_fill=None):
-    """Updates come GOP by GOP, coarse to fine, each equal to decode with that many scales (in
-    ``fill`` for a GOP's final update, in ``preview_fill`` (default: ``fill``) for the others)."""
+def check_updates(codec, data, updates, n_scales=None, fill=None, seed=None, preview_fill=None, every=False):
+    """Updates come GOP by GOP, coarse to fine, the last of each GOP final at its last used scale,
+    each equal to decode with that many scales (in ``fill`` for a GOP's final update, in
+    ``preview_fill`` (default: ``fill``) for the others). ``every``: one update per chunk (pieces
+    that never complete two chunks at once)."""
     h, stream = bs.parse_header(data), bs.unpack(data)
-    expect = [(g, k + 1) for g, chunks in enumerate(stream.gops) for k in range(min(len(chunks), n_scales or 99))]
-    assert [(u.gop, u.scales) for u in updates] == expect
-    assert [u.final for u in updates] == [i + 1 == len(expect) or expect[i + 1][0] != g
-                                          for i, (g, _) in enumerate(expect)]
+    used = [min(len(chunks), n_scales or 99) for chunks in stream.gops]
+    got = [(u.gop, u.scales) for u in updates]
+    if every:
+        assert got == [(g, k + 1) for g, n in enumerate(used) for k in range(n)]
+    assert got == sorted(set(got)) and {g for g, _ in got} == set(range(len(used)))
+    assert [u.final for u in updates] == [i + 1 == len(got) or got[i + 1][0] != g for i, (g, _) in enumerate(got)]
+    assert all(u.scales == used[u.gop] for u in updates if u.final)
     refs = {(n, final): codec.decode(data, n, fill=fill if final or preview_fill is None else preview_fill, seed=seed)
             for n, final in {(u.scales, u.final) for u in updates}}
     for u in updates:
@@ -60,8 +65,8 @@ def test_cheap_previews_show_the_sent_scales_and_final_updates_fill(tiny_codec, 
     """preview_fill="none": a preview is the sent scales only and the GOP's final update is decode's
     default fill; a cut stream's final update, even one ended by close(), is filled, not its preview."""
     cut = progvc.truncate(stream, n_scales=2)
-    updates = list(Decoder(tiny_codec, seed=5, preview_fill="none").run(pieces(cut, 6, 40)))
-    check_updates(tiny_codec, cut, updates, seed=5, preview_fill="none")
+    updates = list(Decoder(tiny_codec, seed=5, preview_fill="none").run(cut[i:i + 1] for i in range(len(cut))))
+    check_updates(tiny_codec, cut, updates, seed=5, preview_fill="none", every=True)
     first, last = updates[0], updates[1]
     assert (first.scales, first.final, last.scales, last.final) == (1, False, 2, True)
     assert not np.array_equal(last.frames, tiny_codec.decode(cut, fill="none")[:len(last.frames)])
@@ -82,7 +87,7 @@ def test_one_byte_pieces_emit_each_chunk_as_soon_as_it_is_complete(tiny_codec, c
         updates += got
         when += [i + 1] * len(got)
     assert dec.close() == []
-    check_updates(tiny_codec, data, updates, fill="none")
+    check_updates(tiny_codec, data, updates, fill="none", every=True)
     for u, n in zip(updates, when, strict=True):  # the byte that completed the chunk, not one later
         held = bs.unpack(data[:n], partial=True).gops
         assert len(held) == u.gop + 1 and len(held[u.gop]) == u.scales
@@ -100,6 +105,17 @@ def test_scale_cap_previews_off_and_uneven_gops(tiny_codec, stream):
     budgets = (progvc.truncate(stream, max_bytes=b) for b in range(smallest, len(stream)))
     uneven = next(d for d in budgets if len({len(chunks) for chunks in bs.unpack(d).gops}) > 1)
     check_updates(tiny_codec, uneven, list(Decoder(tiny_codec, seed=4).run(pieces(uneven, 3, 40))), seed=4)
+
+
+def test_a_feed_shows_only_the_most_scales_it_completes(tiny_codec, stream):
+    """Previews that a later chunk of the same feed supersedes are not made (nor paid for)."""
+    k = tiny_codec.n_scales
+    assert [(u.gop, u.scales, u.final) for u in Decoder(tiny_codec, fill="none").feed(stream)] == \
+        [(0, k, True), (1, k, True)]
+    inside = len(stream) - len(bs.unpack(stream).gops[1][-1].payload) - 3  # inside GOP 2's last chunk
+    dec = Decoder(tiny_codec, fill="none")
+    assert [(u.gop, u.scales, u.final) for u in dec.feed(stream[:inside])] == [(0, k, True), (1, k - 1, False)]
+    assert [(u.gop, u.scales, u.final) for u in dec.feed(stream[inside:])] == [(1, k, True)]
 
 
 def test_coded_scales_are_decoded_once(tiny_codec, stream, monkeypatch):
