@@ -126,23 +126,29 @@ def sample_tokens(logits: torch.Tensor, opts: SamplingOptions, rng: np.random.Ge
             z = np.where(keep, z32.astype(np.float64) / opts.temperature, -np.inf)
     else:
         z = z32.astype(np.float64) / opts.temperature
-    z -= z.max(axis=1, keepdims=True)
+    picked = draw_rows(z, opts.top_p, rng)
+    tokens = picked if cols is None else cols[np.arange(n_rows), picked]
+    return tokens.astype(np.int64)
+
+
+def draw_rows(z: np.ndarray, top_p: float, rng: np.random.Generator) -> np.ndarray:
+    """One column per row of tempered float64 logits z (n, m) (-inf where top-k left a token out),
+    drawn by ``top_p`` nucleus filtering, integer counts and one uniform draw per row -> (n,)."""
+    z = z - z.max(axis=1, keepdims=True)
     p = np.exp(z)
     p /= p.sum(axis=1, keepdims=True)
-    if opts.top_p < 1:
+    if top_p < 1:
         order = np.argsort(-p, axis=1, kind="stable")
         sorted_p = np.take_along_axis(p, order, axis=1)
-        drop_sorted = np.cumsum(sorted_p, axis=1) - sorted_p >= opts.top_p  # mass before it already enough
+        drop_sorted = np.cumsum(sorted_p, axis=1) - sorted_p >= top_p  # mass before it already enough
         drop = np.zeros_like(drop_sorted)
         np.put_along_axis(drop, order, drop_sorted, axis=1)
         p = np.where(drop, 0.0, p)
     counts = np.floor(p * float(1 << PROB_BITS)).astype(np.int64)
-    counts[np.arange(n_rows), p.argmax(axis=1)] += 1  # never an all-zero row
+    counts[np.arange(len(counts)), p.argmax(axis=1)] += 1  # never an all-zero row
     cum = np.cumsum(counts, axis=1)
-    u = np.floor(rng.random(n_rows) * cum[:, -1]).astype(np.int64)
-    picked = (cum <= u[:, None]).sum(axis=1)
-    tokens = picked if cols is None else cols[np.arange(n_rows), picked]
-    return tokens.astype(np.int64)
+    u = np.floor(rng.random(len(counts)) * cum[:, -1]).astype(np.int64)
+    return (cum <= u[:, None]).sum(axis=1)
 
 
 DETAIL_SIGMA = 1.2

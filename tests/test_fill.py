@@ -71,25 +71,13 @@ def test_the_memory_estimate_counts_the_second_picture_of_sample(tiny_codec):
 
 
 def _whole_row_draw(logits: torch.Tensor, opts: fill_mod.SamplingOptions, rng: np.random.Generator) -> np.ndarray:
-    """sample_tokens as it was written before the top-k columns were taken apart: on whole rows."""
+    """sample_tokens as it was written before the top-k columns were taken apart: top-k on whole
+    float64 rows, then the same draw."""
     z = logits.numpy().astype(np.float64) / opts.temperature
     if 0 < opts.top_k < z.shape[1]:
         kth = np.partition(z, -opts.top_k, axis=1)[:, -opts.top_k, None]
         z = np.where(z < kth, -np.inf, z)
-    z -= z.max(axis=1, keepdims=True)
-    p = np.exp(z)
-    p /= p.sum(axis=1, keepdims=True)
-    if opts.top_p < 1:
-        order = np.argsort(-p, axis=1, kind="stable")
-        sorted_p = np.take_along_axis(p, order, axis=1)
-        drop = np.zeros_like(sorted_p, dtype=bool)
-        np.put_along_axis(drop, order, np.cumsum(sorted_p, axis=1) - sorted_p >= opts.top_p, axis=1)
-        p = np.where(drop, 0.0, p)
-    counts = np.floor(p * float(1 << fill_mod.PROB_BITS)).astype(np.int64)
-    counts[np.arange(len(counts)), p.argmax(axis=1)] += 1
-    cum = np.cumsum(counts, axis=1)
-    u = np.floor(rng.random(len(counts)) * cum[:, -1]).astype(np.int64)
-    return (cum <= u[:, None]).sum(axis=1)
+    return fill_mod.draw_rows(z, opts.top_p, rng)
 
 
 @pytest.mark.parametrize("opts", [fill_mod.DEFAULT_SAMPLING, fill_mod.SamplingOptions(1.0, 0, 1.0),
