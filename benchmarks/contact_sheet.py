@@ -10,7 +10,7 @@ One row per (clip, n_scales): the clip's first frame (read like ``benchmarks.pro
 ``--frames`` frames, long side <= ``--max-side``), and that frame decoded from the default-quality
 stream truncated to n scales in each of ``--fills``, each tile labelled with its PSNR and detail
 ratio (:func:`progvc.bench.metrics.detail_ratio`) over the whole clip. ``--resize F`` adds the clip
-coded at 1/F size to the truncated stream's bytes (``encode(bpp=..., resize=F)``, :mod:`progvc.resize`).
+coded at 1/F size to the truncated stream's bytes (``encode(bpp=..., resize=F)``, :mod:`progvc.video.resize`).
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from progvc import bitstream as bs
+from progvc.stream import format as bs
 
 
 def format5_bytes(stream: bs.Stream) -> int:

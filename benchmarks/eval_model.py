@@ -29,11 +29,11 @@ import torch
 
 import progvc
 from progvc.bench.metrics import ms_ssim, psnr
-from progvc.codec import Codec
-from progvc.config import REFINE_STEPS
-from progvc.determinism import coding_mode
+from progvc.codec.codec import Codec
+from progvc.models.config import REFINE_STEPS
+from progvc.runtime.determinism import coding_mode
 from progvc.train.data import downscale
-from progvc.video_io import read_video
+from progvc.video.io import read_video
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".ivf", ".264", ".265", ".h264", ".hevc", ".bit", ".266", ".y4m", ".yuv"}
 

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from progvc.codec import Codec
-from progvc.samples import sample_clip
+from progvc.codec.codec import Codec
+from progvc.video.samples import sample_clip
 
 
 def matmul_rate(device: torch.device, n: int = 2048, threads: int | None = None) -> float:

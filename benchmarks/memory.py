@@ -73,7 +73,7 @@ def frames_for(row: Row) -> np.ndarray:
     import torch
     import torch.nn.functional as F
 
-    from progvc.video_io import read_video
+    from progvc.video.io import read_video
 
     path = next(CLIPS.glob(f"*{row.clip}*"))
     clip = read_video(path, max_frames=min(row.frames, 64)).frames
@@ -104,7 +104,7 @@ def run_measured(argv: list[str]) -> dict[str, Any]:
 
 def measure(row: Row, work: Path) -> dict[str, Any]:
     """Encode and decode one row through the CLI, each in its own process."""
-    from progvc.video_io import write_video
+    from progvc.video.io import write_video
 
     src, pvc, dec = work / f"{row.name}.y4m", work / f"{row.name}.pvc", work / f"{row.name}-out.y4m"
     write_video(src, frames_for(row), fps=25, pix_fmt="yuv420p")
@@ -134,8 +134,8 @@ def tiles_vs_whole() -> dict[str, Any]:
     import torch
 
     from progvc import Codec
-    from progvc.determinism import coding_mode
     from progvc.models import tiling
+    from progvc.runtime.determinism import coding_mode
 
     codec = Codec.from_pretrained(device="cpu")
     frames = torch.from_numpy(frames_for(Row("t", "street-drive", (1920, 1080), 1)))

@@ -47,7 +47,7 @@ def _load(path: Path) -> dict[str, Any]:
 
 
 def _save(doc: dict[str, Any], path: Path) -> None:
-    from progvc.atomic import write_text_atomic
+    from progvc.runtime.atomic import write_text_atomic
 
     write_text_atomic(path, json.dumps(doc, indent=1))
 
@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> None:
                 "resize": args.resize, "gop": args.gop,
                 "frames": args.frames, "max_side": args.max_side, "fills": args.fills,
                 "sample_scales": args.sample_scales, "scales_from": args.scales_from,
-                "qualities": args.qualities, "static": args.static, "container": progvc.bitstream.VERSION}
+                "qualities": args.qualities, "static": args.static, "container": progvc.stream.format.VERSION}
     if doc["settings"] not in (None, settings):
         raise SystemExit(f"{out} holds results of other settings {doc['settings']}; use another --out")
     doc["settings"] = settings
@@ -403,8 +403,8 @@ def against_results(doc: dict[str, Any], other: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from progvc.cli_parser import one_or_two
-    from progvc.options import DEFAULT_INTER_LAMBDA_SCALE, DEFAULT_SKIP_BLOCK
+    from progvc.cli.parser import one_or_two
+    from progvc.coding.options import DEFAULT_INTER_LAMBDA_SCALE, DEFAULT_SKIP_BLOCK
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("clips", nargs="?")
@@ -423,7 +423,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--coarse-lambda-scale", type=lambda v: list(one_or_two(float)(v)), default=None,  # JSON: a list
                    help="further lambda multiples for every scale but the finest: first frame[,later frames] "
                         "(1: every scale alike; default: the encoder's for the GOP)")
-    p.add_argument("--resize", type=int, default=1, help="code at 1/F of the width and height (progvc.resize)")
+    p.add_argument("--resize", type=int, default=1, help="code at 1/F of the width and height (progvc.video.resize)")
     p.add_argument("--gop", type=int, default=8)
     p.add_argument("--frames", type=int, default=8)
     p.add_argument("--max-side", type=int, default=480)
@@ -439,7 +439,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="with --report: also compare the quality sweep with another results file's curves")
     args = p.parse_args(argv)
     if args.report:
-        from progvc.options import DEFAULT_FILL
+        from progvc.coding.options import DEFAULT_FILL
 
         args.default_fill = args.default_fill or DEFAULT_FILL
         anchor = json.loads(Path(args.anchor).read_text()) if args.anchor else None
@@ -449,7 +449,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("\n" + against_results(doc, json.loads(Path(args.against).read_text())))
         return 0
     if args.quality is None:
-        from progvc.options import DEFAULT_QUALITY
+        from progvc.coding.options import DEFAULT_QUALITY
 
         args.quality = DEFAULT_QUALITY
     if not args.clips:

@@ -20,7 +20,7 @@ pattern of one GOP (``--frames``): speed does not depend on content for a fixed 
   lifetime ``ru_maxrss`` from ``resource.getrusage``.
 - **context-model tokens/s** and **range-coder symbols/s**, reported apart: see
   :func:`context_model_workload` and :func:`range_coder_workloads`, the two functions to update if
-  ``progvc.coding`` or ``progvc.entropy`` change names.
+  ``progvc.coding.state`` or ``progvc.coding.entropy`` change names.
 
 Output: a Markdown table (one row per device and size) on stdout and, with ``--json``, the numbers.
 """
@@ -97,7 +97,7 @@ def peak_memory_mb(fn: Callable[[], Any], device: str) -> float:
     return (max(peak[0], _rss_bytes()) - base) / 2**20
 
 
-# -- component workloads: wired to progvc.coding / progvc.entropy; update here if they move ------
+# -- component workloads: wired to progvc.coding.state / progvc.coding.entropy; update here if they move ------
 def context_model_workload(codec: Any, frames: np.ndarray) -> Callable[[], int]:
     """One GOP through the context model alone: ``GopState.run`` with the known tokens, no coder.
 
@@ -105,8 +105,8 @@ def context_model_workload(codec: Any, frames: np.ndarray) -> Callable[[], int]:
     """
     import torch
 
-    from progvc.coding import GopState
-    from progvc.determinism import coding_mode
+    from progvc.coding.state import GopState
+    from progvc.runtime.determinism import coding_mode
 
     with coding_mode():
         x = torch.from_numpy(np.ascontiguousarray(frames)).to(codec.device)
@@ -126,13 +126,13 @@ def range_coder_workloads(vocab: int, n_symbols: int = 50_000, rows: int = 1024
                           ) -> tuple[Callable[[], int], Callable[[], int]]:
     """Range encoder and decoder over ``n_symbols`` ``vocab``-way symbols, in tables of ``rows`` rows.
 
-    Tables come from random logits through ``progvc.entropy.probability_table`` (the coding path's
+    Tables come from random logits through ``progvc.coding.entropy.probability_table`` (the coding path's
     quantisation), tokens are drawn from them. Returns ``(encode, decode)`` callables returning the
     number of symbols.
     """
     import torch
 
-    from progvc.entropy import ChunkDecoder, ChunkEncoder, probability_table
+    from progvc.coding.entropy import ChunkDecoder, ChunkEncoder, probability_table
 
     gen = torch.Generator().manual_seed(0)
     rng = np.random.default_rng(0)
@@ -180,7 +180,7 @@ def measure(codec: Any, size: str, device: str, frames: int, warmup: int, runs: 
     video = pattern(frames, w, h)
     k = codec.n_scales
     from progvc import truncate
-    from progvc.options import DEFAULT_FILL, DEFAULT_PRESET, PRESETS
+    from progvc.coding.options import DEFAULT_FILL, DEFAULT_PRESET, PRESETS
 
     data = codec.encode(video)
     enc_s = {p: median_seconds(lambda p=p: codec.encode(video, preset=p), warmup=warmup, runs=runs) for p in PRESETS}
@@ -224,7 +224,7 @@ def load_codec(model: str | None, device: str) -> Any:
     import progvc
 
     if model in ("random-small", "random-tiny"):
-        from progvc import config
+        from progvc.models import config
 
         cfg = config.small_config() if model == "random-small" else config.tiny_config()
         return progvc.Codec.from_config(cfg, device=device)
@@ -237,7 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Measure and print; 0 on success, 1 on a progvc error."""
     import torch
 
-    from progvc.errors import ProgvcError
+    from progvc.runtime.errors import ProgvcError
 
     p = argparse.ArgumentParser(prog="python -m benchmarks.speed", description=__doc__.splitlines()[0])
     for size in SIZES:

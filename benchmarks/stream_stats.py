@@ -10,9 +10,9 @@ import time
 import numpy as np
 
 import progvc
-from progvc.codec import Codec
-from progvc.config import small_config, tiny_config
-from progvc.scales import scale_grids
+from progvc.codec.codec import Codec
+from progvc.models.config import small_config, tiny_config
+from progvc.stream.scales import scale_grids
 
 
 def main() -> int:

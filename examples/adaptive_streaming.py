@@ -26,10 +26,10 @@ from dataclasses import replace
 import numpy as np
 
 import progvc
-from progvc import bitstream as bs
-from progvc.atomic import atomic_path
-from progvc.samples import sample_clip
-from progvc.video_io import read_video
+from progvc.runtime.atomic import atomic_path
+from progvc.stream import format as bs
+from progvc.video.io import read_video
+from progvc.video.samples import sample_clip
 
 DEFAULT_STEPS = (1.0, 0.45, 0.15, 0.05, 0.3, 0.8)  # fractions of the full stream's rate, one per GOP
 PACKET = 1500  # bytes per network packet fed to the decoder

@@ -21,8 +21,8 @@ import sys
 from pathlib import Path
 
 import progvc
-from progvc.atomic import write_bytes_atomic
-from progvc.video_io import read_video
+from progvc.runtime.atomic import write_bytes_atomic
+from progvc.video.io import read_video
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".mov", ".avi", ".y4m", ".yuv", ".ivf", ".264", ".h264", ".265",
                   ".hevc", ".bit", ".ts", ".m4v"}

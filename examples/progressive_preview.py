@@ -25,9 +25,9 @@ import av
 import numpy as np
 
 import progvc
-from progvc.atomic import write_bytes_atomic
-from progvc.samples import sample_clip
-from progvc.video_io import read_video
+from progvc.runtime.atomic import write_bytes_atomic
+from progvc.video.io import read_video
+from progvc.video.samples import sample_clip
 
 GAP = 4  # white pixels between the cells of the grid
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 import progvc
-from progvc.samples import sample_clip
-from progvc.video_io import read_video, write_video
+from progvc.video.io import read_video, write_video
+from progvc.video.samples import sample_clip
 
 QUICK = {"n_frames": 4, "height": 144, "width": 176}
 """The quick tour's built-in clip: four frames of 176x144 (one GOP), coded in seconds on two CPU cores."""

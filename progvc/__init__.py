@@ -16,17 +16,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .bitstream import truncate
-from .errors import BitstreamError, ConfigError, DeviceError, LimitError, ProgvcError, VideoError, WeightsError
-from .limits import Limits
-from .stream_info import StreamInfo, info
+from .codec.limits import Limits
+from .runtime.errors import BitstreamError, ConfigError, DeviceError, LimitError, ProgvcError, VideoError, WeightsError
+from .stream.format import truncate
+from .stream.info import StreamInfo, info
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from .codec import Codec, EncodeResult
-    from .gops import DecodedGops
-    from .streaming import Decoder, GopUpdate
+    from .codec.codec import Codec, EncodeResult
+    from .codec.decoded_gops import DecodedGops
+    from .codec.streaming import Decoder, GopUpdate
 
 __version__ = "0.2.3"
 __all__ = [
@@ -40,8 +40,8 @@ _default: dict[str, Any] = {}
 
 def _codec(device: Any = None, name: str | None = None) -> Codec:
     """A shipped model (the default one when ``name`` is None), loaded once per device."""
-    from .codec import Codec
-    from .devices import resolve_device
+    from .codec.codec import Codec
+    from .runtime.devices import resolve_device
 
     key = (resolve_device(device), name)
     if key not in _default:
@@ -62,8 +62,8 @@ def decode(bitstream: bytes, n_scales: int | None = None, fill: str | None = Non
     """Decode a stream to (T,H,W,3) uint8 frames with the model that made it. See ``Codec.decode``;
     ``fill`` ("sample", the default, "none" or "mean") makes the scales the stream does not carry;
     ``limits=progvc.Limits(...)`` raises the default resource limits."""
-    from .bitstream import parse_header
-    from .limits import as_limits
+    from .codec.limits import as_limits
+    from .stream.format import parse_header
 
     device = options.pop("device", None)
     header = parse_header(bitstream)
@@ -73,15 +73,15 @@ def decode(bitstream: bytes, n_scales: int | None = None, fill: str | None = Non
 
 def __getattr__(name: str) -> Any:
     if name in ("Codec", "EncodeResult"):
-        from . import codec
+        from .codec import codec
 
         return getattr(codec, name)
     if name == "DecodedGops":
-        from .gops import DecodedGops
+        from .codec.decoded_gops import DecodedGops
 
         return DecodedGops
     if name in ("Decoder", "GopUpdate"):
-        from . import streaming
+        from .codec import streaming
 
         return getattr(streaming, name)
     raise AttributeError(f"module 'progvc' has no attribute {name!r}")

@@ -38,7 +38,7 @@ def _seed_global_generators():
 
 def random_weights(config, seed: int = 0) -> dict:
     """The state dict of a randomly initialised ``CodecModel(config)``, the same for the same seed."""
-    from progvc.codec import CodecModel
+    from progvc.codec.codec import CodecModel
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -47,8 +47,8 @@ def random_weights(config, seed: int = 0) -> dict:
 
 @pytest.fixture(scope="session")
 def tiny_codec():
-    from progvc.codec import Codec
-    from progvc.config import tiny_config
+    from progvc.codec.codec import Codec
+    from progvc.models.config import tiny_config
 
     return Codec.from_config(tiny_config(), seed=0, device="cpu")
 
@@ -74,7 +74,7 @@ def ship_tiny_model(directory: Path, monkeypatch, name: str = "tiny-shipped",
     """Write a random tiny model and its manifest into ``directory`` and make it the shipped default."""
     import json
 
-    from progvc.config import tiny_config
+    from progvc.models.config import tiny_config
     from progvc.weights import save_weights
 
     cfg = tiny_config(name=name)
@@ -106,7 +106,7 @@ def legacy_header(h, version: int) -> bytes:
     import struct
     import zlib
 
-    from progvc import bitstream as bs
+    from progvc.stream import format as bs
 
     flags = ((0 if h.temporal else 1) | bs.SKIP_BLOCKS.index(h.skip_block) << 1 | (8 if h.modes else 0)
              | bs.RESIZE_FACTORS.index(h.resize) << 4)

@@ -6,7 +6,7 @@ import errno
 
 import pytest
 
-from progvc.atomic import atomic_path, file_mode, write_bytes_atomic, write_text_atomic
+from progvc.runtime.atomic import atomic_path, file_mode, write_bytes_atomic, write_text_atomic
 
 
 def test_a_completed_write_replaces_the_target_with_the_umask_permissions(tmp_path):

@@ -12,7 +12,7 @@ import pytest
 
 from progvc.bench import bdrate, metrics, results
 from progvc.bench.bdrate import BDRateError, bd_quality, bd_rate
-from progvc.errors import ConfigError, WeightsError
+from progvc.runtime.errors import ConfigError, WeightsError
 
 RATES = [0.05, 0.1, 0.2, 0.4]
 PSNRS = [28.0, 31.0, 33.5, 35.0]
@@ -253,7 +253,7 @@ def test_baseline_options_are_checked():
 # -- the driver --------------------------------------------------------------------------------
 @pytest.fixture
 def clips_dir(tmp_path) -> Path:
-    from progvc.video_io import write_video
+    from progvc.video.io import write_video
 
     folder = tmp_path / "clips"
     folder.mkdir()
@@ -301,7 +301,7 @@ def test_main_with_perceptual_weights_report_only_and_errors(clips_dir, tmp_path
 
 
 def test_downscale_area_averages_blocks():
-    from progvc.downscale import downscale_area
+    from progvc.video.downscale import downscale_area
 
     frames = np.arange(2 * 4 * 6 * 3, dtype=np.uint8).reshape(2, 4, 6, 3)
     small = downscale_area(frames, 2)
@@ -311,10 +311,10 @@ def test_downscale_area_averages_blocks():
 
 @pytest.mark.slow
 def test_progvc_tiny_model_through_run_benchmark(clips_dir, tmp_path):
-    pytest.importorskip("progvc.codec")
+    pytest.importorskip("progvc.codec.codec")
     import progvc
     from progvc.bench import rd
-    from progvc.config import tiny_config
+    from progvc.models.config import tiny_config
 
     out = rd.run_benchmark(clips_dir, tmp_path / "out", frames=2, codecs=("progvc", "x264"),
                            crfs={"x264": [35]}, progress=False,

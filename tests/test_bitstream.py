@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 import progvc
-from progvc import bitstream as bs
-from progvc.scales import scale_grids
+from progvc.stream import format as bs
+from progvc.stream.scales import scale_grids
 
 
 def make_stream(n_frames=5, gop=2, scales=3, payload=lambda g, k: bytes(4 * (k + 1))):
@@ -119,7 +119,7 @@ def test_info_describes_bytes_per_scale():
 
 
 def test_truncate_and_info_do_not_import_torch():
-    code = ("import sys, progvc; from tests.test_bitstream import make_stream; from progvc import bitstream as bs;"
+    code = ("import sys, progvc; from tests.test_bitstream import make_stream; from progvc.stream import format as bs;"
             "d = bs.pack(make_stream()); progvc.info(progvc.truncate(d, n_scales=1));"
             "assert 'torch' not in sys.modules and 'constriction' not in sys.modules, 'heavy import'")
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -129,7 +129,7 @@ def test_truncate_and_info_do_not_import_torch():
 def test_importing_progvc_changes_no_torch_flag():
     code = ("import torch; before = (torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32,"
             " torch.are_deterministic_algorithms_enabled(), torch.get_default_dtype());"
-            "import progvc, progvc.codec, progvc.train.context_stage;"
+            "import progvc, progvc.codec.codec, progvc.train.context_stage;"
             "assert before == (torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32,"
             " torch.are_deterministic_algorithms_enabled(), torch.get_default_dtype())")
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -168,7 +168,7 @@ def test_default_sampling_takes_no_header_bytes_and_other_sampling_round_trips()
     got = bs.parse_header(small)
     assert (got.seed, got.temperature, got.top_k, got.top_p) == bs.IMPLIED_SAMPLING
     assert bs.parse_header(big) == base
-    from progvc.fill import DEFAULT_SAMPLING  # the encoder's defaults are the implied ones
+    from progvc.coding.fill import DEFAULT_SAMPLING  # the encoder's defaults are the implied ones
     assert bs.IMPLIED_SAMPLING[1:] == (np.float32(DEFAULT_SAMPLING.temperature), DEFAULT_SAMPLING.top_k,
                                        DEFAULT_SAMPLING.top_p)
 

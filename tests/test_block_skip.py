@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 import progvc
-from progvc import bitstream as bs
-from progvc.adaptive import FLAG_TOTAL
-from progvc.entropy import ChunkDecoder, ChunkEncoder
-from progvc.skip import FlagModel, layout
+from progvc.coding.adaptive import FLAG_TOTAL
+from progvc.coding.entropy import ChunkDecoder, ChunkEncoder
+from progvc.coding.skip import FlagModel, layout
+from progvc.stream import format as bs
 
 from .conftest import legacy_header, smooth_clip
 
@@ -51,7 +51,7 @@ def test_a_repeated_frame_costs_almost_nothing_and_decodes_to_the_same_picture(t
     bits, plain_bits = np.array(skip.frame_bits), np.array(plain.frame_bits)
     assert bits[0] == pytest.approx(plain_bits[0])  # the first frame has nothing to copy
     assert bits[1:].max() < 0.05 * bits[0] < plain_bits[1:].min()
-    # payloads grow in 4-byte words, and at its best chunk temperature (progvc.temperature) the plain
+    # payloads grow in 4-byte words, and at its best chunk temperature (progvc.coding.temperature) the plain
     # stream codes the repeated tokens cheaply too: the skip stream is no larger
     assert len(skip.bitstream) <= len(plain.bitstream)
     frames = tiny_codec.decode(skip.bitstream, fill="none")

@@ -12,10 +12,11 @@ import torch
 
 import progvc
 from progvc import cli
-from progvc.atomic import file_mode
-from progvc.codec import Codec
-from progvc.config import tiny_config
-from progvc.video_io import read_video, write_video
+from progvc.cli import commands
+from progvc.codec.codec import Codec
+from progvc.models.config import tiny_config
+from progvc.runtime.atomic import file_mode
+from progvc.video.io import read_video, write_video
 from progvc.weights import save_weights
 
 from .conftest import random_weights, smooth_clip
@@ -201,7 +202,7 @@ def test_device_error(files, tmp_path, capsys):
 
 
 def test_failed_or_interrupted_writes_leave_no_output(files, tmp_path, capsys, monkeypatch):
-    import progvc.video_io as video_io
+    import progvc.video.io as video_io
 
     def broken(path, *args, **kw):
         with open(path, "wb") as f:
@@ -221,7 +222,7 @@ def test_failed_or_interrupted_writes_leave_no_output(files, tmp_path, capsys, m
 
     monkeypatch.setattr(Codec, "encode_with_stats", interrupted)
     run(["encode", files / "clip.y4m", tmp_path / "o.pvc", *_w(files)], capsys, code=cli.EXIT_INTERRUPTED)
-    monkeypatch.setattr(cli.bs, "truncate", lambda *a, **k: 1 / 0)
+    monkeypatch.setattr(commands.bs, "truncate", lambda *a, **k: 1 / 0)
     _, err = run(["truncate", files / "clip.pvc", tmp_path / "o.pvc", "--scales", 1], capsys,
                  code=cli.EXIT_INTERNAL)
     assert "internal error (ZeroDivisionError" in err
@@ -233,7 +234,7 @@ def test_a_gop_that_fails_after_others_were_written_leaves_no_output(files, tmp_
     what it is (a corrupt stream, not a writing error) and removes what was written."""
     from dataclasses import replace
 
-    from progvc import bitstream as bs
+    from progvc.stream import format as bs
 
     stream = bs.unpack((files / "clip.pvc").read_bytes())
     first, second = stream.gops

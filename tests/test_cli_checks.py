@@ -11,9 +11,10 @@ import pytest
 import torch
 
 import progvc
-from progvc import cli, video_io
-from progvc.codec import Codec
-from progvc.config import tiny_config
+from progvc import cli
+from progvc.codec.codec import Codec
+from progvc.models.config import tiny_config
+from progvc.video import io as video_io
 from progvc.weights import save_weights
 
 from .conftest import random_weights, smooth_clip
@@ -145,8 +146,8 @@ def test_decode_scales_beyond_some_gops_warn_and_decode(files, tmp_path, capsys)
     data = (files / "clip.pvc").read_bytes()
     budgets = range(len(progvc.truncate(data, n_scales=2)), len(data), 7)
     uneven = next(u for u in (progvc.truncate(data, max_bytes=b) for b in budgets)
-                  if len({len(g) for g in progvc.bitstream.unpack(u).gops}) == 2)
-    counts = [len(g) for g in progvc.bitstream.unpack(uneven).gops]
+                  if len({len(g) for g in progvc.stream.format.unpack(u).gops}) == 2)
+    counts = [len(g) for g in progvc.stream.format.unpack(uneven).gops]
     assert len(set(counts)) == 2, counts
     (tmp_path / "uneven.pvc").write_bytes(uneven)
     _, err = run(["decode", tmp_path / "uneven.pvc", tmp_path / "o.mp4", "--scales", max(counts), *w(files)], capsys)

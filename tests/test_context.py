@@ -7,8 +7,8 @@ import dataclasses
 import pytest
 import torch
 
-from progvc.coding import GopState, teacher_forced_logits
-from progvc.config import tiny_config
+from progvc.coding.state import GopState, teacher_forced_logits
+from progvc.models.config import tiny_config
 from progvc.models.context import ContextModel, block_mask
 from progvc.models.tokenizer import Tokenizer
 
@@ -93,9 +93,9 @@ def test_local_rule_sees_the_tile_and_its_halo_and_the_coding_layout_agrees():
 def test_tile_groups_give_the_bits_of_all_tiles_at_once(budget):
     """Local attention over groups of tiles (a memory bound) is bitwise the attention over every
     tile in one batch, with the coding path's kernel, padded tiles (a mask) included."""
-    from progvc.determinism import coding_mode
     from progvc.models.cached_attention import _attend_tiles
     from progvc.models.local_attention import tile_layout
+    from progvc.runtime.determinism import coding_mode
 
     torch.manual_seed(3)
     grids, local_from = [(1, 1), (2, 3), (5, 9), (10, 18)], 2

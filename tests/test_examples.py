@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 import progvc
-from progvc.codec import Codec
-from progvc.config import tiny_config
-from progvc.video_io import read_video, write_video
+from progvc.codec.codec import Codec
+from progvc.models.config import tiny_config
+from progvc.video.io import read_video, write_video
 from progvc.weights import save_weights
 
 from .conftest import random_weights, ship_tiny_model, smooth_clip

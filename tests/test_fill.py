@@ -1,4 +1,4 @@
-"""fill="sample" keeps the sent scales' picture and adds the finest band of a draw (progvc.fill.add_detail)."""
+"""fill="sample" keeps the sent scales' picture and adds the finest band of a draw (progvc.coding.fill.add_detail)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import pytest
 import torch
 
 import progvc
-from progvc import fill as fill_mod
-from progvc import gop_coding
-from progvc.memory import decode_estimate
+from progvc.coding import fill as fill_mod
+from progvc.coding import gop as gop_coding
+from progvc.coding.footprint import decode_estimate
 
 
 def _frames(seed: int, shape: tuple[int, ...] = (2, 23, 31, 3)) -> torch.Tensor:
@@ -62,7 +62,7 @@ def test_sample_is_the_sent_scales_picture_plus_the_band_of_a_draw(tiny_codec, c
 
 def test_the_memory_estimate_counts_the_second_picture_of_sample(tiny_codec):
     data = tiny_codec.encode(np.zeros((3, 40, 56, 3), np.uint8))
-    header = progvc.bitstream.parse_header(data)
+    header = progvc.stream.format.parse_header(data)
     none = decode_estimate(tiny_codec.config, header, tiny_codec.n_scales)
     sample = decode_estimate(tiny_codec.config, header, tiny_codec.n_scales, fill="sample")
     width, height = header.coded_size

@@ -77,7 +77,7 @@ def test_resized_stream_is_golden(tiny_codec):
 
 @pytest.mark.weights
 def test_shipped_model_stream_is_golden():
-    from progvc.samples import sample_clip
+    from progvc.video.samples import sample_clip
 
     codec = progvc.Codec.from_pretrained(device="cpu")
     _check(codec.config.name, codec, sample_clip(2, 48, 64, seed=1).frames, preset="fast")
@@ -99,5 +99,5 @@ def test_older_format_streams_still_decode_to_the_same_frames(tiny_codec, name):
     index = json.loads((GOLDEN / "golden.json").read_text())
     assert _same_decodes(codec, stored, index[name]["decodes"])
     rewritten = progvc.truncate(stored, n_scales=progvc.info(stored).coded_scales)
-    assert rewritten[4] == progvc.bitstream.VERSION and len(rewritten) < len(stored)
+    assert rewritten[4] == progvc.stream.format.VERSION and len(rewritten) < len(stored)
     assert _digest(codec.decode(rewritten, fill="none")) == index[name]["decodes"]["none"]

@@ -23,11 +23,11 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import progvc
-from progvc import bitstream as bs
-from progvc import entropy
-from progvc.codec import Codec
-from progvc.config import tiny_config
-from progvc.errors import BitstreamError, ConfigError, WeightsError
+from progvc.codec.codec import Codec
+from progvc.coding import entropy
+from progvc.models.config import tiny_config
+from progvc.runtime.errors import BitstreamError, ConfigError, WeightsError
+from progvc.stream import format as bs
 from progvc.weights import load_named, serialize
 from tests.conftest import random_weights, smooth_clip
 from tests.fuzz import harness as fz
@@ -270,7 +270,7 @@ def test_chunks_from_another_stream_are_refused(tiny_codec, refs):
 def test_wrong_model_hash_and_foreign_grids_are_refused_before_decoding(tiny_codec, refs, monkeypatch):
     ref = refs[0]
     h = ref.stream.header
-    monkeypatch.setattr("progvc.gop_coding.GopState", None)  # nothing may be set up for these
+    monkeypatch.setattr("progvc.coding.gop.GopState", None)  # nothing may be set up for these
     other_hash = repack(ref, replace(h, weights_sha256=bytes(32)))
     for call in (tiny_codec.decode, tiny_codec.decode_tokens):
         with pytest.raises(BitstreamError, match="weights 000000000000.*from_pretrained"):
@@ -295,7 +295,7 @@ def test_decoder_refuses_an_output_it_cannot_hold_before_allocating(tiny_codec, 
         pytest.skip("this system overcommits memory without limit")
     except MemoryError:
         pass
-    monkeypatch.setattr("progvc.gop_coding.GopState", None)  # no GOP may be set up
+    monkeypatch.setattr("progvc.coding.gop.GopState", None)  # no GOP may be set up
     data = huge_tiny_stream(tiny_codec)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB; tracemalloc counts the refused request
     t0 = time.perf_counter()
@@ -310,7 +310,7 @@ def test_allocation_failures_while_decoding_become_bitstream_errors(tiny_codec, 
         raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: "
                            "you tried to allocate 34359738368 bytes")
 
-    monkeypatch.setattr("progvc.gop_coding.GopState", oom)
+    monkeypatch.setattr("progvc.coding.gop.GopState", oom)
     for call in (tiny_codec.decode, tiny_codec.decode_tokens):
         with pytest.raises(BitstreamError, match="more memory"):
             call(refs[0].data)
@@ -326,7 +326,7 @@ def test_probability_drift_on_the_decoder_is_refused_not_garbage(tiny_codec, ref
     """What decoding on another kind of device looks like: logits a hair off before quantising."""
     real = entropy.probability_table
     gen = torch.Generator().manual_seed(0)
-    monkeypatch.setattr("progvc.gop_coding.probability_table",
+    monkeypatch.setattr("progvc.coding.gop.probability_table",
                         lambda logits, temperature=1.0: real(logits + 1e-4 * torch.randn(logits.shape, generator=gen),
                                                              temperature))
     for ref in refs:

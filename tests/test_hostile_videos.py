@@ -17,9 +17,9 @@ import pytest
 import torch
 
 import progvc
-from progvc import bitstream as bs
-from progvc import video_io
-from progvc.errors import ConfigError, DeviceError, ProgvcError, VideoError
+from progvc.runtime.errors import ConfigError, DeviceError, ProgvcError, VideoError
+from progvc.stream import format as bs
+from progvc.video import io as video_io
 from tests.conftest import smooth_clip
 from tests.test_video_io import encode as write_av
 from tests.test_video_io import moving
@@ -225,8 +225,8 @@ def test_badly_typed_options_are_refused_or_work(tiny_codec, options):
 
 
 def test_unknown_devices_are_refused(tiny_codec):
-    from progvc.codec import Codec
-    from progvc.config import tiny_config
+    from progvc.codec.codec import Codec
+    from progvc.models.config import tiny_config
 
     for device in ("tpu", "nope", "cuda:99" if torch.cuda.is_available() else "cuda"):
         with pytest.raises(DeviceError):

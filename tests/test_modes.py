@@ -11,9 +11,9 @@ import pytest
 import torch
 
 import progvc
-from progvc import bitstream as bs
-from progvc.entropy import ChunkDecoder, ChunkEncoder
-from progvc.modes import ModeModel
+from progvc.coding.context_modes import ModeModel
+from progvc.coding.entropy import ChunkDecoder, ChunkEncoder
+from progvc.stream import format as bs
 
 from .conftest import legacy_header, smooth_clip
 
@@ -94,7 +94,7 @@ def test_the_shipped_model_codes_a_scene_cut_in_intra_mode(monkeypatch):
     which does not try intra mode (same latent: refine 0 both). Every scale at the frame's lambda:
     with the default coarse multiple (``coarse_lambda_scale``) most coarse scales of this small
     clip copy the previous frame in either mode, and the finest scale corrects them."""
-    from progvc.samples import sample_clip
+    from progvc.video.samples import sample_clip
 
     codec = progvc.Codec.from_pretrained(device="cpu")
     a, b = sample_clip(2, 48, 64, seed=1).frames, sample_clip(2, 48, 64, seed=9).frames[:, ::-1]

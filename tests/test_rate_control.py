@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import progvc
-from progvc import bitstream as bs
+from progvc.stream import format as bs
 
 
 def make_stream(frames=9, gop=4, scales=4, size=lambda g, k: 8 * (k + 1) ** 2):
@@ -125,7 +125,7 @@ def _sse(a: np.ndarray, b: np.ndarray) -> int:
 def test_bpp_without_resize_keeps_the_size_that_decodes_closer(tiny_codec, clip_factory):
     """Every size of AUTO_RESIZE is coded to the budget; the stream kept is the one whose decode
     has the least squared error against the source."""
-    from progvc.options import AUTO_RESIZE
+    from progvc.coding.options import AUTO_RESIZE
 
     assert AUTO_RESIZE[0] == 1
     x = clip_factory(5, 32, 48, seed=8)
@@ -142,7 +142,7 @@ def test_bpp_without_resize_keeps_the_size_that_decodes_closer(tiny_codec, clip_
 
 
 def test_module_level_encode_with_bpp(tmp_path, monkeypatch, clip_factory):
-    from progvc.codec import Codec
+    from progvc.codec.codec import Codec
 
     from .conftest import ship_tiny_model
 

@@ -9,9 +9,7 @@ import pytest
 import torch
 
 import progvc
-from progvc import bitstream as bs
-from progvc.models.quantizer import resize
-from progvc.options import (
+from progvc.coding.options import (
     COARSE_LAMBDA_MAX_GOP,
     DEFAULT_COARSE_LAMBDA_SCALE,
     DEFAULT_QUALITY,
@@ -20,7 +18,9 @@ from progvc.options import (
     quality_of,
     rd_lambda,
 )
-from progvc.rd import TokenChooser
+from progvc.coding.rd_choice import TokenChooser
+from progvc.models.quantizer import resize
+from progvc.stream import format as bs
 
 
 def _chooser(codec, lam: float, seed: int = 0):

@@ -76,8 +76,8 @@ def test_readme_has_python_blocks():
 
 @pytest.fixture(scope="module")
 def sample_mp4(tmp_path_factory) -> Path:
-    from progvc.samples import sample_clip
-    from progvc.video_io import write_video
+    from progvc.video.io import write_video
+    from progvc.video.samples import sample_clip
 
     path = tmp_path_factory.mktemp("readme") / "clip.mp4"
     clip = sample_clip(8, height=96, width=128)

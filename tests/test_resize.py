@@ -1,4 +1,4 @@
-"""Coding at a reduced size (progvc.resize, header flag bits 4-5): the resampling itself, the
+"""Coding at a reduced size (progvc.video.resize, header flag bits 4-5): the resampling itself, the
 header field, and streams that decode to the input's size by every path."""
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ import pytest
 import torch
 
 import progvc
-from progvc import bitstream as bs
-from progvc.errors import BitstreamError, ConfigError
-from progvc.memory import decode_estimate
-from progvc.resize import downsample, upsample
-from progvc.streaming import Decoder
+from progvc.codec.streaming import Decoder
+from progvc.coding.footprint import decode_estimate
+from progvc.runtime.errors import BitstreamError, ConfigError
+from progvc.stream import format as bs
+from progvc.video.resize import downsample, upsample
 
 from .conftest import legacy_header, smooth_clip
 from .test_streaming import check_updates, pieces

@@ -14,11 +14,11 @@ import pytest
 import torch
 
 import progvc
-from progvc import bitstream as bs
 from progvc import cli
-from progvc.errors import ConfigError, LimitError
-from progvc.limits import Limits
-from progvc.streaming import Decoder
+from progvc.codec.limits import Limits
+from progvc.codec.streaming import Decoder
+from progvc.runtime.errors import ConfigError, LimitError
+from progvc.stream import format as bs
 from tests.fuzz import harness as fz
 
 from .conftest import smooth_clip
@@ -36,7 +36,7 @@ def no_model_work(monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("model work started")
 
-    monkeypatch.setattr("progvc.gop_coding.GopState", forbidden)
+    monkeypatch.setattr("progvc.coding.gop.GopState", forbidden)
 
 
 def refused_fast(call, match: str) -> None:
@@ -150,8 +150,8 @@ def test_coding_mode_is_not_held_between_gops(tiny_codec):
 
 
 def test_encoding_a_path_reads_one_gop_at_a_time(tiny_codec, tmp_path, monkeypatch):
-    from progvc import video_io
-    from progvc.gop_coding import GopEncoder
+    from progvc.coding.gop import GopEncoder
+    from progvc.video import io as video_io
 
     clip = smooth_clip(7, 20, 28, seed=4)
     video_io.write_video(tmp_path / "clip.y4m", clip, fps=10)
@@ -174,8 +174,8 @@ def test_probability_tables_made_in_slices_give_the_same_bytes(tiny_codec, monke
     data = tiny_codec.encode(clip)
     frames = tiny_codec.decode(data, seed=1)
     sampled = tiny_codec.decode(data, n_scales=2, fill="sample", seed=1)  # scales 3, 4 drawn, in slices below
-    monkeypatch.setattr("progvc.memory.ENTROPY_ENTRIES", 3 * tiny_codec.config.tokenizer.codebook_size)
-    assert len(progvc.memory.row_slices(7, tiny_codec.config.tokenizer.codebook_size)) == 3
+    monkeypatch.setattr("progvc.runtime.memory.ENTROPY_ENTRIES", 3 * tiny_codec.config.tokenizer.codebook_size)
+    assert len(progvc.runtime.memory.row_slices(7, tiny_codec.config.tokenizer.codebook_size)) == 3
     assert tiny_codec.encode(clip) == data
     assert np.array_equal(tiny_codec.decode(data, seed=1), frames)
     assert np.array_equal(tiny_codec.decode(data, n_scales=2, fill="sample", seed=1), sampled)
@@ -207,13 +207,13 @@ def held_bytes(obj, seen: set) -> int:
 def test_the_context_estimate_is_what_a_gop_state_holds(tiny_codec, temporal, scales):
     """The estimate's largest part, checked against the tensors a real GOP keeps, at its peak over
     every step of coding (every scale, and a stream cut to 2 scales): when the coding path changes
-    what it caches, this fails until progvc.memory follows. Coded through the last scale, or
+    what it caches, this fails until progvc.runtime.memory follows. Coded through the last scale, or
     finished for synthesis, the GOP keeps no attention cache at all."""
-    from progvc.memory import estimate
+    from progvc.coding.footprint import estimate
 
     data = tiny_codec.encode(smooth_clip(4, 20, 28, seed=7), gop_size=4, temporal=temporal, n_scales=scales)
     states, peaks = [], []
-    real = progvc.gop_coding.GopState
+    real = progvc.coding.gop.GopState
 
     class Spy(real):
         def logits(self, t, k):
@@ -230,7 +230,7 @@ def test_the_context_estimate_is_what_a_gop_state_holds(tiny_codec, temporal, sc
         return states[-1]
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("progvc.gop_coding.GopState", spy)
+        mp.setattr("progvc.coding.gop.GopState", spy)
         tiny_codec.decode(data, fill="none")
     (state,) = states
     need = estimate(tiny_codec.config, 28, 20, 4, scales or tiny_codec.n_scales, temporal=temporal)
@@ -241,14 +241,14 @@ def test_the_context_estimate_is_what_a_gop_state_holds(tiny_codec, temporal, sc
 def test_a_job_that_will_not_fit_is_refused_with_the_estimate(tiny_codec, monkeypatch):
     data = tiny_codec.encode(smooth_clip(4, 20, 28, seed=8), gop_size=4)
     tight = Limits(max_memory=1 << 20)
-    monkeypatch.setattr("progvc.gop_coding.GopState", None)
+    monkeypatch.setattr("progvc.coding.gop.GopState", None)
     for call in (lambda: tiny_codec.decode(data, limits=tight), lambda: tiny_codec.iter_decode(data, limits=tight),
                  lambda: Decoder(tiny_codec, limits=tight).feed(data),
                  lambda: tiny_codec.encode(smooth_clip(4, 20, 28), limits=tight)):
         with pytest.raises(LimitError, match=r"needs about .*context caches .*max_memory=1048576.*--max-memory"):
             call()
-    monkeypatch.setattr("progvc.memory.available", lambda: 1 << 20)
-    monkeypatch.setattr("progvc.limits.available", lambda: 1 << 20)
+    monkeypatch.setattr("progvc.runtime.memory.available", lambda: 1 << 20)
+    monkeypatch.setattr("progvc.codec.limits.available", lambda: 1 << 20)
     with pytest.raises(LimitError, match="available on this machine"):
         tiny_codec.iter_decode(data)
 
@@ -256,7 +256,7 @@ def test_a_job_that_will_not_fit_is_refused_with_the_estimate(tiny_codec, monkey
 def test_a_short_clip_is_checked_for_the_frames_it_has_not_the_gop_it_could_fill(tiny_codec):
     """A GOP longer than the clip codes the clip as one short GOP, so encode's memory check
     counts the clip's frames: a long default GOP does not refuse a short clip."""
-    from progvc.memory import estimate
+    from progvc.coding.footprint import estimate
 
     clip = smooth_clip(4, 20, 28, seed=8)
     need = {g: estimate(tiny_codec.config, 28, 20, g, tiny_codec.n_scales, encode=True, refine=True).total
@@ -270,9 +270,9 @@ def test_a_short_clip_is_checked_for_the_frames_it_has_not_the_gop_it_could_fill
 def test_the_default_gop_is_as_long_as_8_frames_of_1080p_allow(tiny_codec):
     """Without gop_size, encode codes GOPs of up to 32 frames, fewer at larger sizes, so that a
     default GOP's decode needs no more memory than 8 frames of 1080p (the measured row)."""
-    from progvc.config import small_config
-    from progvc.memory import estimate
-    from progvc.options import default_gop_size
+    from progvc.coding.footprint import estimate
+    from progvc.coding.options import default_gop_size
+    from progvc.models.config import small_config
 
     sizes = {"qcif": (176, 144), "cif": (352, 288), "480p": (854, 480), "576p": (1024, 576), "720p": (1280, 720),
              "1080p": (1920, 1080), "4k": (3840, 2160)}
@@ -289,8 +289,9 @@ def test_the_default_gop_is_as_long_as_8_frames_of_1080p_allow(tiny_codec):
 
 def test_memory_estimate_of_the_shipped_architecture_matches_the_measured_table():
     """The numbers benchmarks/README.md quotes, so that a change to the estimate shows there."""
-    from progvc.config import small_config
-    from progvc.memory import available, estimate
+    from progvc.coding.footprint import estimate
+    from progvc.models.config import small_config
+    from progvc.runtime.memory import available
 
     cfg = small_config()
     gib = {name: estimate(cfg, w, h, 8, 10).total / 2**30 for name, (w, h) in

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import progvc
-from progvc import entropy
+from progvc.coding import entropy
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 1), (1, 17, 33), (6, 17, 33),
@@ -72,8 +72,8 @@ def test_encoder_and_decoder_probability_tables_are_bitwise_equal(tiny_codec, cl
         tables.append(t)
         return t
 
-    monkeypatch.setattr("progvc.gop_coding.probability_table", spy)  # the decoder's
-    monkeypatch.setattr("progvc.temperature.probability_table", spy)  # the encoder's
+    monkeypatch.setattr("progvc.coding.gop.probability_table", spy)  # the decoder's
+    monkeypatch.setattr("progvc.coding.temperature.probability_table", spy)  # the encoder's
     data = tiny_codec.encode(clip_factory(5, 24, 40, seed=3))
     enc, tables[:] = list(tables), []
     tiny_codec.decode(data, fill="none")
@@ -106,8 +106,8 @@ def test_intra_only_streams_say_so_and_decode(tiny_codec, clip_factory):
 
 
 def test_stream_of_other_weights_is_refused_by_name(tiny_codec, clip_factory):
-    from progvc.codec import Codec
-    from progvc.config import tiny_config
+    from progvc.codec.codec import Codec
+    from progvc.models.config import tiny_config
 
     other = Codec.from_config(tiny_config(name="progvc-other"), seed=1, device="cpu")
     data = other.encode(clip_factory(1, 8, 8))
@@ -133,8 +133,8 @@ def test_refinement_is_optional_and_never_worse_than_greedy(tiny_codec, clip_fac
 
 
 def test_encode_reads_only_the_frames_and_size_it_is_asked_for(tiny_codec, clip_factory, tmp_path):
-    from progvc.downscale import downscale_area
-    from progvc.video_io import read_video, write_video
+    from progvc.video.downscale import downscale_area
+    from progvc.video.io import read_video, write_video
 
     x = clip_factory(6, 24, 40)
     write_video(tmp_path / "x.y4m", x, fps=10)

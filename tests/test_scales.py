@@ -1,7 +1,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from progvc.scales import prefix_terms, scale_grids
+from progvc.stream.scales import prefix_terms, scale_grids
 
 
 def test_var_like_schedule_for_square_latent():

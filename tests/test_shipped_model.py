@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import progvc
-from progvc.video_io import read_video
+from progvc.video.io import read_video
 from progvc.weights import load_manifest, weights_dir
 from tests.conftest import shared_clip
 
@@ -43,7 +43,7 @@ def test_encoder_refinement_beats_the_greedy_tokenizer_and_keeps_the_stream_form
     synthetic clip the shipped model gains clearly over greedy tokens, and the unchanged decoder
     reads back exactly the refined tokens."""
     from progvc.bench.metrics import psnr
-    from progvc.samples import sample_clip
+    from progvc.video.samples import sample_clip
 
     clip = sample_clip(2, 64, 96, seed=3).frames
     greedy = shipped.decode(shipped.encode(clip, refine=0))
@@ -60,7 +60,7 @@ def test_encoder_refinement_beats_the_greedy_tokenizer_and_keeps_the_stream_form
 def test_quality_spans_more_than_a_scale_step_with_monotone_rate(shipped):
     """The quality knob fills the gaps truncation leaves: from quality 100 down to 0 the rate falls
     monotonically and reaches below the stream cut by one scale (measured on dev: benchmarks/README.md)."""
-    from progvc.samples import sample_clip
+    from progvc.video.samples import sample_clip
 
     x = sample_clip(4, 64, 96, seed=3).frames
     sizes = [len(shipped.encode(x, quality=q, preset="fast")) for q in (100, 80, 60, 40, 20, 0)]
@@ -75,7 +75,7 @@ def test_prefix_refinement_improves_truncated_pictures_at_little_cost_to_the_ful
     closer to the source, the full picture stays within 0.3 dB (dev: benchmarks/README.md), and
     every truncation decodes exactly (its token checksums hold)."""
     from progvc.bench.metrics import psnr
-    from progvc.samples import sample_clip
+    from progvc.video.samples import sample_clip
 
     clip = sample_clip(2, 64, 96, seed=3).frames
     plain = shipped.encode(clip, refine=3, prefix_refine=0)

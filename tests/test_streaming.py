@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 import progvc
-from progvc import bitstream as bs
-from progvc.coding import GopState
-from progvc.streaming import Decoder, GopUpdate
+from progvc.codec.streaming import Decoder, GopUpdate
+from progvc.coding.state import GopState
+from progvc.stream import format as bs
 
 
 @pytest.fixture(scope="module")
@@ -157,8 +157,8 @@ def test_corrupt_bytes_raise(tiny_codec, stream):
 
 
 def test_stream_of_other_weights_is_refused_at_the_header(stream):
-    from progvc.codec import Codec
-    from progvc.config import tiny_config
+    from progvc.codec.codec import Codec
+    from progvc.models.config import tiny_config
 
     other = Codec.from_config(tiny_config(name="other"), device="cpu")
     with pytest.raises(progvc.BitstreamError, match="other"):

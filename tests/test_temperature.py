@@ -13,11 +13,11 @@ import pytest
 import torch
 
 import progvc
-from progvc import bitstream as bs
-from progvc import temperature
-from progvc.entropy import ChunkDecoder, probability_table
-from progvc.scales import scale_grids
-from progvc.temperature import TemperedChunkEncoder
+from progvc.coding import temperature
+from progvc.coding.entropy import ChunkDecoder, probability_table
+from progvc.coding.temperature import TemperedChunkEncoder
+from progvc.stream import format as bs
+from progvc.stream.scales import scale_grids
 
 from .conftest import smooth_clip
 

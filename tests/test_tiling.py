@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from progvc.config import tiny_config
 from progvc.models import tiling
+from progvc.models.config import tiny_config
 from progvc.models.tokenizer import Tokenizer
 
 from .conftest import smooth_clip

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from progvc.codec import Codec
+from progvc.codec.codec import Codec
 from progvc.train import context_stage, export, synthesis_stage, tokenizer_stage
 from tests.conftest import smooth_clip
 
@@ -70,7 +70,7 @@ def test_warm_start_copies_the_layers_that_fit_into_a_deeper_tokenizer(tmp_path)
     quantiser carry over; the new level keeps its fresh initialisation."""
     import dataclasses
 
-    from progvc.config import tiny_config
+    from progvc.models.config import tiny_config
     from progvc.models.tokenizer import Tokenizer
     from progvc.train.common import warm_start
     from progvc.weights import save_weights

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from progvc.errors import ConfigError
+from progvc.runtime.errors import ConfigError
 from progvc.train.data import ClipWindows, _choose_runs, build_cache, downscale
-from progvc.video_io import write_video
+from progvc.video.io import write_video
 
 SHARED_CLIPS = Path(__file__).resolve().parents[2] / "shared" / "clips"
 

@@ -15,7 +15,7 @@ import sys
 import pytest
 import torch.distributed as dist
 
-from progvc.codec import Codec
+from progvc.codec.codec import Codec
 from tests.conftest import smooth_clip
 from tests.test_train import make_cache
 

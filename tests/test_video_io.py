@@ -17,10 +17,10 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from progvc import video_io
-from progvc.errors import ConfigError, ProgvcError, VideoError
-from progvc.samples import sample_clip
-from progvc.video_io import Video, iter_frames, read_video, write_video
+from progvc.runtime.errors import ConfigError, ProgvcError, VideoError
+from progvc.video import io as video_io
+from progvc.video.io import Video, iter_frames, read_video, write_video
+from progvc.video.samples import sample_clip
 
 SHARED_CLIPS = Path(__file__).resolve().parents[2] / "shared" / "clips"
 
@@ -376,7 +376,7 @@ def test_colour_conversion_is_deterministic(tmp_path: Path) -> None:
 
 
 def test_read_video_downscales_by_whole_factors_as_it_reads(tmp_path) -> None:
-    from progvc.downscale import downscale_area
+    from progvc.video.downscale import downscale_area
 
     x = np.random.default_rng(1).integers(0, 256, (4, 30, 50, 3), dtype=np.uint8)
     small = read_video(x, max_side=20).frames  # ceil(50 / 20) = 3
@@ -394,7 +394,7 @@ def test_read_video_downscales_by_whole_factors_as_it_reads(tmp_path) -> None:
 def test_player_output_is_8_bit_420_that_players_open(tmp_path) -> None:
     import av
 
-    from progvc.video_io import PLAYER_CRF
+    from progvc.video.io import PLAYER_CRF
 
     x = np.random.default_rng(2).integers(0, 256, (2, 24, 40, 3), dtype=np.uint8)
     for name, codec, pix_fmt in (("p.mp4", "h264", "yuv420p"), ("p.mkv", "h264", "yuv420p"),

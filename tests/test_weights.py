@@ -7,8 +7,8 @@ import json
 import pytest
 
 import progvc
-from progvc.codec import Codec
-from progvc.config import tiny_config
+from progvc.codec.codec import Codec
+from progvc.models.config import tiny_config
 from progvc.weights import load_named, save_weights
 
 from .conftest import random_weights

@@ -36,7 +36,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from ..errors import ConfigError, ProgvcError
+from ..runtime.errors import ConfigError, ProgvcError
 
 MIN_SIDE = 64
 
@@ -188,7 +188,7 @@ def encode_decode(
     """
     import av
 
-    from ..video_io import SWS_THREADS
+    from ..video.io import SWS_THREADS
 
     b = get_baseline(name)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..errors import ProgvcError
+from ..runtime.errors import ProgvcError
 
 
 class BDRateError(ProgvcError, ValueError):

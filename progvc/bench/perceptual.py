@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import WeightsError
+from ..runtime.errors import WeightsError
 
 ENV_VAR = "PROGVC_PERCEPTUAL_WEIGHTS"
 VGG16_LAYOUT: tuple[int | str, ...] = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M",

@@ -31,14 +31,15 @@ from typing import Any
 
 import numpy as np
 
-from ..downscale import downscale_area, factor_for
-from ..errors import ConfigError, ProgvcError
-from ..options import DEFAULT_PRESET, get_preset
+from ..coding.options import DEFAULT_PRESET, get_preset
+from ..runtime.errors import ConfigError, ProgvcError
+from ..stream.format import truncate
+from ..video.downscale import downscale_area, factor_for
 
 DEFAULT_CODECS = ("progvc", "x264", "x265", "svtav1")
 DEFAULT_GOP = 8  # the shipped model's GOP (Codec.gop_size), used when progvc itself is not benchmarked.
 # Every codec of a run is coded with one GOP, the model's unless --gop says otherwise; encode's own default
-# is longer (progvc.options.default_gop_size), so pass --gop to compare at it on long clips.
+# is longer (progvc.coding.options.default_gop_size), so pass --gop to compare at it on long clips.
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".ts", ".y4m", ".yuv", ".ivf",
                   ".264", ".h264", ".265", ".h265", ".hevc", ".bit", ".266", ".obu", ".mpg", ".flv")
 SEED = 0
@@ -60,7 +61,7 @@ def find_clips(clips: str | Path) -> list[Path]:
 
 def read_clip(path: Path, max_frames: int) -> tuple[np.ndarray, Fraction | None]:
     """``(T,H,W,3)`` uint8 RGB frames (at most ``max_frames``) and frame rate of ``path``."""
-    from ..video_io import read_video
+    from ..video.io import read_video
 
     video = read_video(path, max_frames=max_frames)
     return np.ascontiguousarray(np.asarray(video.frames), dtype=np.uint8), video.fps
@@ -68,7 +69,7 @@ def read_clip(path: Path, max_frames: int) -> tuple[np.ndarray, Fraction | None]
 
 def read_frames(path: Path, max_frames: int, max_side: int) -> np.ndarray:
     """The first ``max_frames`` frames of ``path``, area-downscaled by the smallest whole factor
-    that brings the long side to ``max_side`` or less (:func:`progvc.downscale.factor_for`): how
+    that brings the long side to ``max_side`` or less (:func:`progvc.video.downscale.factor_for`): how
     the benchmarks read a clip in the setting of benchmarks/results/dev."""
     video, _ = read_clip(path, max_frames)
     return downscale_area(video[:max_frames], factor_for(video.shape[2], video.shape[1], max_side=max_side))
@@ -94,8 +95,6 @@ def _model_settings(codec: Any, gop: int, device: str | None) -> dict[str, Any]:
 
 def _bench_progvc(codec: Any, frames: np.ndarray, ctx: _ClipContext) -> None:
     """Encode once, truncate to each scale count, decode with and without sampling, score."""
-    import progvc
-
     run = ctx.run("progvc", _model_settings(codec, ctx.gop, ctx.device))
     todo = [(n, s) for n in range(1, int(codec.n_scales) + 1) for s in (True, False)
             if not ctx.store.has_point(run, n, None, s)]
@@ -108,7 +107,7 @@ def _bench_progvc(codec: Any, frames: np.ndarray, ctx: _ClipContext) -> None:
         data, encode_s = _timed(lambda: codec.encode(frames, None, gop_size=ctx.gop))
         per_scale = None
     for n, sample in todo:
-        part = progvc.truncate(data, n_scales=n)
+        part = truncate(data, n_scales=n)
         rec, decode_s = _timed(lambda part=part, n=n, sample=sample:
                                codec.decode(part, n_scales=n, fill="sample" if sample else "none", seed=SEED))
         rec = np.asarray(rec)
@@ -230,9 +229,9 @@ def run_benchmark(
     codec = None
     if "progvc" in codecs:
         if codec_factory is None:
-            import progvc
+            from ..codec.codec import Codec
 
-            codec = progvc.Codec.from_pretrained(name=model, device=device)
+            codec = Codec.from_pretrained(name=model, device=device)
         else:
             codec = codec_factory()
     gop = int(gop or (codec.gop_size if codec is not None else DEFAULT_GOP))

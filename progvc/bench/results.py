@@ -35,8 +35,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ..atomic import write_text_atomic
-from ..errors import ProgvcError
+from ..runtime.atomic import write_text_atomic
+from ..runtime.errors import ProgvcError
 
 SCHEMA = "progvc-bench/1"
 REQUIRED_METRICS = ("psnr_rgb", "psnr_y", "ms_ssim", "vmaf")

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import TokenizerConfig
+from .config import TokenizerConfig
 
 
 def _norm(ch: int) -> nn.GroupNorm:

@@ -36,8 +36,8 @@ import torch.nn.functional as F
 from timm.layers import Mlp, trunc_normal_
 from torch import nn
 
-from ..config import ContextConfig, TokenizerConfig
 from .cached_attention import KVCache, attend_cached
+from .config import ContextConfig, TokenizerConfig
 from .local_attention import local_visibility
 from .quantizer import Grid, resize
 

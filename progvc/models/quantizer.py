@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import TokenizerConfig
-from ..memory import LOOKUP_ENTRIES
+from ..runtime.memory import LOOKUP_ENTRIES
+from .config import TokenizerConfig
 
 Grid = tuple[int, int]
 

@@ -38,7 +38,7 @@ from fractions import Fraction
 import torch
 from torch import nn
 
-from ..memory import TILE_PIXELS
+from ..runtime.memory import TILE_PIXELS
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 Box = tuple[int, int, int, int]  # y0, y1, x0, x1 in input units

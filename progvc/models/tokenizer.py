@@ -13,10 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import TokenizerConfig
-from ..memory import REFINE_CHUNK_PIXELS, TILE_PIXELS
-from ..scales import missing_octaves, scale_grids
+from ..runtime.memory import REFINE_CHUNK_PIXELS, TILE_PIXELS
+from ..stream.scales import missing_octaves, scale_grids
 from .autoencoder import AnalysisTransform, SynthesisTransform
+from .config import TokenizerConfig
 from .quantizer import Grid, MultiScaleResidualVQ
 from .tiling import bounded
 

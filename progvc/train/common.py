@@ -20,7 +20,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from ..atomic import atomic_path
+from ..runtime.atomic import atomic_path
 
 
 @dataclass

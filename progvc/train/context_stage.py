@@ -7,7 +7,7 @@ on the same batch without temporal context (every frame coded as if it opened a 
 
 The tokens are the ones the encoder sends: with ``quality_min < 100`` every window draws a quality
 uniformly in [quality_min, quality_max] and its tokens are chosen rate-distortion-wise
-(:mod:`progvc.rd`) by the model being trained (on-policy: as the model grows surer of repeats,
+(:mod:`progvc.coding.rd_choice`) by the model being trained (on-policy: as the model grows surer of repeats,
 the encoder picks them more often), and the model is told that window's lambda.
 
     python -m progvc.train.context_stage --tokenizer runs/tok/tokenizer.safetensors --out runs/ctx
@@ -24,11 +24,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..codec import CodecModel
-from ..coding import flatten_targets, teacher_forced_logits
-from ..config import PRESETS
-from ..gop_coding import GopEncoder
-from ..options import quality_of, rd_lambda
+from ..codec.codec import CodecModel
+from ..coding.gop import GopEncoder
+from ..coding.options import quality_of, rd_lambda
+from ..coding.state import flatten_targets, teacher_forced_logits
+from ..models.config import PRESETS
 from ..weights import parse_weights
 from . import common
 

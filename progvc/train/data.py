@@ -28,9 +28,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..atomic import atomic_path
-from ..errors import ConfigError, ProgvcError, VideoError
-from ..video_io import MAX_FRAMES, iter_frames
+from ..runtime.atomic import atomic_path
+from ..runtime.errors import ConfigError, ProgvcError, VideoError
+from ..video.io import MAX_FRAMES, iter_frames
 
 CLIP_EXTENSIONS = frozenset(
     {".mp4", ".mkv", ".webm", ".mov", ".avi", ".ivf", ".y4m", ".264", ".h264", ".265", ".hevc", ".bit", ".266", ".yuv"}
@@ -156,7 +156,7 @@ def _read_meta(path: Path) -> dict:
 
 
 def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Write through ``write(file)`` atomically (:func:`progvc.atomic.atomic_path`): no half-written
+    """Write through ``write(file)`` atomically (:func:`progvc.runtime.atomic.atomic_path`): no half-written
     cache file."""
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         write(f)

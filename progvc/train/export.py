@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from ..atomic import write_text_atomic
+from ..runtime.atomic import write_text_atomic
 from ..weights import parse_weights, save_weights, shipped_dir
 
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..codec import CodecModel
-from ..scales import missing_octaves
+from ..codec.codec import CodecModel
+from ..stream.scales import missing_octaves
 from ..weights import parse_weights
 from . import common
 from .tokenizer_stage import msssim_loss, psnr

@@ -20,9 +20,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..config import PRESETS
+from ..models.config import PRESETS
 from ..models.tokenizer import Tokenizer
-from ..scales import missing_octaves
+from ..stream.scales import missing_octaves
 from ..weights import save_weights
 from . import common
 from .discriminator import PatchDiscriminator, d_hinge, g_hinge

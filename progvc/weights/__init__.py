@@ -23,9 +23,9 @@ from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..atomic import write_bytes_atomic
-from ..config import CodecConfig
-from ..errors import ConfigError, WeightsError
+from ..models.config import CodecConfig
+from ..runtime.atomic import write_bytes_atomic
+from ..runtime.errors import ConfigError, WeightsError
 
 if TYPE_CHECKING:  # torch is imported by the functions that need it: peek_config runs without it
     from importlib.resources.abc import Traversable

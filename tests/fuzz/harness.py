@@ -46,10 +46,10 @@ from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Any, Protocol, TypeVar
 
-from progvc import bitstream as bs
-from progvc.errors import BitstreamError, ConfigError
-from progvc.scales import scale_grids
-from progvc.stream_info import info
+from progvc.runtime.errors import BitstreamError, ConfigError
+from progvc.stream import format as bs
+from progvc.stream.info import info
+from progvc.stream.scales import scale_grids
 
 T = TypeVar("T")
 CASE_LIMIT_S = 1.0
@@ -445,7 +445,7 @@ def check_decoder(codec: Any, d: Draws, data: bytes, ref: Reference, partial: bo
     import numpy as np
     import torch
 
-    from progvc.gop_coding import tokens_crc
+    from progvc.coding.gop import tokens_crc
 
     if partial:
         try:
@@ -532,9 +532,9 @@ def extreme_case(d: Draws, codec: Any, sources: Sequence[bytes]) -> str:
     frame count, and its first GOP must have the right shape when it is cheap to make ('decoded').
     Accepted streams are cut to 2^12 GOPs: parsing is linear in their length (about 20 us per GOP).
     """
-    from progvc.errors import LimitError
-    from progvc.limits import Limits
-    from progvc.streaming import Decoder
+    from progvc.codec.limits import Limits
+    from progvc.codec.streaming import Decoder
+    from progvc.runtime.errors import LimitError
 
     limits = Limits()
     edge = math.isqrt(limits.max_frame_pixels)
@@ -636,8 +636,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import torch
 
-    from progvc.codec import Codec
-    from progvc.config import tiny_config
+    from progvc.codec.codec import Codec
+    from progvc.models.config import tiny_config
 
     torch.set_num_threads(1)  # tiny tensors: threads only add scheduling noise to the timings
     codec = Codec.from_config(tiny_config(), seed=0, device="cpu")
