@@ -26,13 +26,14 @@ if TYPE_CHECKING:
 
     from .codec.codec import Codec, EncodeResult
     from .codec.decoded_gops import DecodedGops
+    from .codec.options import DecodeOptions, EncodeOptions
     from .codec.streaming import Decoder, GopUpdate
 
 __version__ = "0.2.3"
 __all__ = [
-    "BitstreamError", "Codec", "ConfigError", "DecodedGops", "Decoder", "DeviceError", "EncodeResult", "GopUpdate",
-    "LimitError", "Limits", "ProgvcError", "StreamInfo", "VideoError", "WeightsError", "decode", "encode", "info",
-    "truncate",
+    "BitstreamError", "Codec", "ConfigError", "DecodeOptions", "DecodedGops", "Decoder", "DeviceError", "EncodeOptions",
+    "EncodeResult", "GopUpdate", "LimitError", "Limits", "ProgvcError", "StreamInfo", "VideoError", "WeightsError",
+    "decode", "encode", "info", "truncate",
 ]
 
 _default: dict[str, Any] = {}
@@ -49,26 +50,25 @@ def _codec(device: Any = None, name: str | None = None) -> Codec:
     return _default[key]
 
 
-def encode(video: Any, n_scales: int | None = None, **options: Any) -> bytes:
+def encode(video: Any, n_scales: int | None = None, *, device: Any = None, **options: Any) -> bytes:
     """Encode a video path or (T,H,W,3) uint8 array with the default model. See ``Codec.encode``
-    (``quality=`` 0..100, ``preset=`` "fast"/"medium"/"slow"; ``bpp=`` instead searches the quality
-    that fits a bit budget)."""
-    device = options.pop("device", None)
+    and :class:`~progvc.codec.options.EncodeOptions` (``quality=`` 0..100, ``preset=``
+    "fast"/"medium"/"slow"; ``bpp=`` instead searches the quality that fits a bit budget)."""
     return _codec(device).encode(video, n_scales, **options)
 
 
-def decode(bitstream: bytes, n_scales: int | None = None, fill: str | None = None, seed: int | None = None,
-           **options: Any) -> np.ndarray:
-    """Decode a stream to (T,H,W,3) uint8 frames with the model that made it. See ``Codec.decode``;
-    ``fill`` ("sample", the default, "none" or "mean") makes the scales the stream does not carry;
-    ``limits=progvc.Limits(...)`` raises the default resource limits."""
-    from .codec.limits import as_limits
-    from .stream.format import parse_header
+def decode(bitstream: bytes, n_scales: int | None = None, fill: str | None = None, seed: int | None = None, *,
+           device: Any = None, **options: Any) -> np.ndarray:
+    """Decode a stream to (T,H,W,3) uint8 frames with the model that made it. See ``Codec.decode``
+    and :class:`~progvc.codec.options.DecodeOptions`; ``fill`` ("sample", the default, "none" or
+    "mean") makes the scales the stream does not carry; ``limits=progvc.Limits(...)`` raises the
+    default resource limits."""
+    from .codec.admission import admit
+    from .codec.options import DecodeOptions
 
-    device = options.pop("device", None)
-    header = parse_header(bitstream)
-    as_limits(options.get("limits")).check_stream(header)  # before loading a model for it
-    return _codec(device, header.model_name).decode(bitstream, n_scales, fill, seed, **options)
+    opts = DecodeOptions.build(options.pop("options", None), n_scales=n_scales, fill=fill, seed=seed, **options)
+    header = admit(bitstream, opts).header  # limits checked on the header, before loading a model for it
+    return _codec(device, header.model_name).decode(bitstream, options=opts)
 
 
 def __getattr__(name: str) -> Any:
@@ -80,6 +80,10 @@ def __getattr__(name: str) -> Any:
         from .codec.decoded_gops import DecodedGops
 
         return DecodedGops
+    if name in ("EncodeOptions", "DecodeOptions"):
+        from .codec import options
+
+        return getattr(options, name)
     if name in ("Decoder", "GopUpdate"):
         from .codec import streaming
 

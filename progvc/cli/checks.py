@@ -160,18 +160,6 @@ def limits(args: argparse.Namespace) -> Limits:
                   max_memory=args.max_memory)
 
 
-def decode_memory(args: argparse.Namespace, header: bs.StreamHeader, config: CodecConfig, limits: Limits) -> None:
-    """The memory one GOP of this decode needs, by :mod:`progvc.runtime.memory`'s estimate from the header and
-    the model's config, against ``--max-memory`` (default: what is available): the check
-    ``Codec.iter_decode`` makes, here before the model is loaded."""
-    from ..coding.footprint import decode_estimate
-    from ..coding.options import scales_run
-
-    n_req = header.coded_scales if args.scales is None else args.scales
-    scales = scales_run(args.fill, min(n_req, header.coded_scales), header.n_scales)
-    limits.check_memory(decode_estimate(config, header, scales, fill=args.fill), "decoding")
-
-
 def _ranges(numbers: list[int]) -> str:
     """[1, 2, 3, 7] -> '1-3, 7'."""
     runs: list[list[int]] = []

@@ -24,18 +24,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shutil
 import sys
 import tempfile
 from collections.abc import Iterable, Sequence
+from dataclasses import fields
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from ..codec.admission import admit
+from ..codec.options import DecodeOptions, EncodeOptions
 from ..runtime.atomic import file_mode, write_bytes_atomic
-from ..runtime.errors import ConfigError, VideoError, WeightsError
+from ..runtime.errors import VideoError, WeightsError
 from ..stream import format as bs
 from ..stream.info import info
 from . import checks as check
@@ -53,20 +55,9 @@ def _encode(args: argparse.Namespace) -> None:
     check.encode_scales(args, check.model_config(args))
     if args.bpp is not None and args.quality is not None:
         raise CliError(EXIT_USAGE, "--bpp searches the quality itself: give --bpp or --quality, not both")
+    options = _options(EncodeOptions, args)
     codec = _load(args, device)
-    try:
-        result = codec.encode_with_stats(args.input, args.scales, quality=args.quality, preset=args.preset,
-                                         bpp=args.bpp, gop_size=args.gop, size=args.size, fps=args.fps,
-                                         max_frames=args.frames, max_side=args.max_side, downscale=args.downscale,
-                                         pix_fmt_in=args.pix_fmt, refine=args.refine,
-                                         prefix_refine=args.prefix_refine, skip_block=args.skip_block,
-                                         intra_trials=args.intra_trials, inter_lambda_scale=args.inter_lambda_scale,
-                                         coarse_lambda_scale=args.coarse_lambda_scale, resize=args.resize,
-                                         limits=check.limits(args), progress=_progress(args))
-    except ConfigError as exc:
-        if args.bpp is not None and str(exc).startswith("bpp="):  # below the smallest stream: name the flag
-            raise CliError(EXIT_USAGE, str(exc).replace("bpp=", "--bpp ")) from None
-        raise
+    result = codec.encode_with_stats(args.input, options=options)
     data = result.bitstream
     write_bytes_atomic(out, data)
     if not args.quiet:
@@ -78,20 +69,17 @@ def _encode(args: argparse.Namespace) -> None:
 
 def _decode(args: argparse.Namespace) -> None:
     data = check.input_file(args.input)
-    limits = check.limits(args)
-    limits.check_stream(bs.parse_header(data))  # the header alone: before parsing a million GOPs or loading a model
-    stream = check.stream(data, args.input, args.partial)
-    h = stream.header
-    check.decode_scales(args, stream)
     check.sampling(args)
+    options = _options(DecodeOptions, args)
+    h = admit(data, options).header  # the header and the limits: before parsing a million GOPs or loading a model
+    stream = check.stream(data, args.input, args.partial)
+    check.decode_scales(args, stream)
     n_frames = sum(h.gop_frames(g) for g in range(len(stream.gops)))
     check.video_targets(args.output, n_frames, args.force)
     device = check.device(args)
-    check.decode_memory(args, h, check.model_config(args, h.model_name), limits)
+    admit(data, options, config=check.model_config(args, h.model_name))  # the memory, before loading the model
     codec = _load(args, device, h.model_name)
-    gops = codec.iter_decode(data, args.scales, args.fill, args.seed, temperature=args.temperature,
-                             top_k=args.top_k, top_p=args.top_p, partial=args.partial, limits=limits,
-                             progress=_progress(args))
+    gops = codec.iter_decode(data, options=options)
     t, written = _write_frames(args.output, gops, h.fps, (h.width, h.height), exact=args.exact)
     if not args.quiet:
         print(f"{args.output}: {t} frames of {h.width}x{h.height} at {float(h.fps):.3f} fps, {written}")
@@ -102,10 +90,7 @@ def _truncate(args: argparse.Namespace) -> None:
     data = check.input_file(args.input)
     check.stream(data, args.input, partial=False, hint="truncate needs a whole stream; 'progvc decode --partial' "
                  "and 'progvc info --partial' use what it holds")
-    if args.bpp is not None:
-        small = _fit_bpp(data, args.bpp)
-    else:
-        small = bs.truncate(data, n_scales=args.scales, max_bytes=args.max_bytes)
+    small = bs.truncate(data, n_scales=args.scales, max_bytes=args.max_bytes, bpp=args.bpp)
     write_bytes_atomic(out, small)
     counts = [len(chunks) for chunks in bs.unpack(small).gops]
     print(f"{out}: {len(small)} of {len(data)} bytes, {info(small).bpp:.4f} bpp, "
@@ -129,6 +114,19 @@ def _bench(argv: list[str]) -> int:
 
 
 # -- helpers -----------------------------------------------------------------------------------
+FLAGS = {"n_scales": "scales", "gop_size": "gop", "max_frames": "frames", "pix_fmt_in": "pix_fmt"}
+"""The options whose flag is not their name (``--gop`` is ``gop_size``); the others are spelt alike."""
+
+
+def _options(kind: type, args: argparse.Namespace, **given: Any) -> Any:
+    """The :class:`EncodeOptions` or :class:`DecodeOptions` of the parsed command line: every
+    option that has a flag (those not given are None: the option's default), ``--progress`` /
+    ``--quiet`` and the limits flags."""
+    flags = {f.name: FLAGS.get(f.name, f.name) for f in fields(kind)}
+    values = {name: getattr(args, flag) for name, flag in flags.items() if hasattr(args, flag)}
+    return kind.build(None, **{**values, "progress": _progress(args), "limits": check.limits(args), **given})
+
+
 def _load(args: argparse.Namespace, device: Any, name: str | None = None) -> Any:
     """The model, on a device already checked."""
     from ..codec.codec import Codec
@@ -146,24 +144,6 @@ def _progress(args: argparse.Namespace) -> bool:
     if args.quiet:
         return False
     return True if args.progress else sys.stderr.isatty()
-
-
-def _fit_bpp(data: bytes, bpp: float) -> bytes:
-    """``truncate(data, bpp=bpp)``, with a budget too small for any stream answered in bpp."""
-    try:
-        return bs.truncate(data, bpp=bpp)
-    except ConfigError:
-        h = bs.parse_header(data)
-        least = 8 * len(bs.truncate(data, n_scales=1)) / (h.n_frames * h.width * h.height)
-        raise CliError(EXIT_USAGE, f"--bpp {bpp:g} is below the smallest stream of this video, {least:.3g} bpp (the "
-                                   "header and the first scale of every GOP); give --bpp "
-                                   f"{_round_up(least):g} or more") from None
-
-
-def _round_up(x: float, digits: int = 3) -> float:
-    """``x`` rounded up to ``digits`` significant digits (0.0123401 -> 0.0124)."""
-    scale = 10.0 ** (digits - 1 - math.floor(math.log10(x)))
-    return math.ceil(x * scale) / scale
 
 
 def _write_frames(output: str, chunks: Iterable[Any], fps: Fraction, size: tuple[int, int], exact: bool

@@ -7,6 +7,7 @@ import sys
 import traceback
 
 from ..runtime.errors import BitstreamError, ConfigError, DeviceError, LimitError, ProgvcError, VideoError, WeightsError
+from ..stream.format import BelowSmallestStream
 
 (EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INPUT, EXIT_STREAM, EXIT_WEIGHTS, EXIT_EXISTS, EXIT_DEVICE,
  EXIT_LIMIT) = range(9)
@@ -47,6 +48,8 @@ def report(exc: BaseException) -> int:
         return fail(exc.code, str(exc))
     if isinstance(exc, KeyboardInterrupt):
         return fail(EXIT_INTERRUPTED, "interrupted")
+    if isinstance(exc, BelowSmallestStream):  # encode --bpp and truncate --bpp: name the flag
+        return fail(EXIT_USAGE, exc.phrased("--bpp "))
     code = next((c for kind, c in _ERROR_CODES if isinstance(exc, kind)), EXIT_INTERNAL)
     if isinstance(exc, OSError) and exc.filename is not None:
         return fail(code, f"{exc.strerror or exc}: {exc.filename}")

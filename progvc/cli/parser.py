@@ -15,22 +15,12 @@ import math
 import re
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from .. import __version__
 from ..codec.limits import Limits
-from ..coding.options import (
-    COARSE_LAMBDA_MAX_GOP,
-    DEFAULT_COARSE_LAMBDA_SCALE,
-    DEFAULT_FILL,
-    DEFAULT_INTER_LAMBDA_SCALE,
-    DEFAULT_PRESET,
-    DEFAULT_QUALITY,
-    DEFAULT_SKIP_BLOCK,
-    FILL_MODES,
-    MAX_INTER_LAMBDA_SCALE,
-    MAX_QUALITY,
-    PRESETS,
-)
+from ..codec.options import DecodeOptions, EncodeOptions, spec
+from ..coding.options import DEFAULT_FILL, FILL_MODES, MAX_INTER_LAMBDA_SCALE, MAX_QUALITY, PRESETS
 from ..models.config import MAX_REFINE_STEPS
 from ..stream import format as bs
 from ..video.io import MAX_FPS, MAX_FRAMES, MAX_SIDE
@@ -41,7 +31,7 @@ EXAMPLES = {  # f-strings where they show a default
     "encode": """examples:
   progvc encode clip.mp4 clip.pvc
   progvc encode clip.mp4 clip.pvc --frames 32 --max-side 480      the first 32 frames, long side <= 480
-  progvc encode clip.mp4 clip.pvc --quality 50                    smaller stream (0..100, default 60)
+  progvc encode clip.mp4 clip.pvc --quality 50                    smaller stream (0..100, higher is better)
   progvc encode clip.mp4 clip.pvc --preset slow                   slower encoder, better compression
   progvc encode clip.mp4 clip.pvc --scales 6 --preset fast --device cuda
   progvc encode clip.mp4 clip.pvc --bpp 0.05                      the quality (and size) that fit a bit budget
@@ -56,12 +46,8 @@ EXAMPLES = {  # f-strings where they show a default
   progvc decode clip.pvc out.mp4 --scales 8 --fill sample --seed 7 --temperature 0.8 --top-k 50
   progvc decode big.pvc out.mp4 --max-frame-pixels 4096x2160 --max-pixels 1e10 --max-memory 6G
 
-fill modes, measured on the 10 dev clips (quality-60 streams of progvc-small-v4 cut to n of 10 scales;
-PSNR dB / MS-SSIM / VMAF / detail ratio, 1 = the source's fine detail; benchmarks/README.md, "The default fill"):
-  --fill    n=6 (0.0047 bpp)            n=8 (0.0119 bpp)            decode of a cut stream
-  sample    16.39 / 0.417 / 1.3 / 0.14  17.98 / 0.576 / 1.5 / 0.16  1.2-1.6x the whole stream's time
-  none      16.44 / 0.424 / 1.2 / 0.06  18.05 / 0.581 / 1.3 / 0.09  3-7x faster than sample
-  mean      15.68 / 0.380 / 2.0 / 0.11  17.56 / 0.549 / 1.7 / 0.12  0.85-0.9x sample's""",
+
+what each fill mode costs and buys: benchmarks/README.md, section The default fill""",
     "truncate": """examples:
   progvc truncate clip.pvc small.pvc --scales 4
   progvc truncate clip.pvc small.pvc --max-bytes 20000     budget shared among GOPs by frame count
@@ -122,10 +108,6 @@ def in_range(lo: float, hi: float, hint: str = "") -> Callable[[str], float]:
 quality = in_range(0, MAX_QUALITY, " (higher is better)")
 
 
-def _pair(values: tuple[float, float]) -> str:
-    return ",".join(f"{v:g}" for v in values)
-
-
 def one_or_two(number: Callable[[str], float]) -> Callable[[str], tuple[float, float]]:
     """``A`` or ``A,B``, each parsed by ``number``: a pair, ``A`` standing for both."""
     def parse(text: str) -> tuple[float, float]:
@@ -183,94 +165,76 @@ def build_parser() -> argparse.ArgumentParser:
         return verbs.add_parser(name, help=text, description=text, formatter_class=raw,
                                 epilog=EXAMPLES[name] + "\n\n" + EXIT_CODES)
 
-    p = verb("encode", "encode a video into a progressive .pvc stream")
+    _encode_options(verb("encode", "encode a video into a progressive .pvc stream"))
+    _decode_options(verb("decode", "decode a .pvc stream to a video or PNG frames"))
+    _truncate_options(verb("truncate", "keep fewer scales of a stream, without re-encoding"))
+    p = verb("info", "describe a stream: header, GOPs, bytes per scale")
+    p.add_argument("input")
+    p.add_argument("--json", action="store_true", help="print JSON (StreamInfo.to_dict) instead of text")
+    p.add_argument("--partial", action="store_true", help="describe a stream cut short")
+    verbs.add_parser("bench", add_help=False, help="rate-quality benchmark (progvc bench --help)")
+    return top
+
+
+def _help(kind: type, name: str, default: str = "") -> dict[str, Any]:
+    """``help=`` (the option's own text, :mod:`progvc.codec.options`) and ``default=`` of a flag. A
+    field whose default is a value (not None) is the flag's default, shown in its help."""
+    value, text, _ = spec(kind, name)
+    if value is None:
+        return {"help": text}
+    return {"help": f"{text} (default: {default or '%(default)s'})", "default": value}
+
+
+def _encode_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", help="video file (anything FFmpeg reads, .y4m, raw .yuv) or PNG pattern")
     p.add_argument("output", help="the .pvc stream to write")
+    e = EncodeOptions
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--scales", type=whole(1, bs.MAX_SCALES), metavar="N", help="code the first N scales (default: all)")
-    g.add_argument("--bpp", type=positive(what=" of bits per pixel such as 0.05"), metavar="R",
-                   help="fit R bits per pixel: the quality is searched, scales dropped only if it must; at full, "
-                        "half and third size unless --resize is given, keeping the one that decodes closest")
-    p.add_argument("--quality", type=quality, metavar="Q",
-                   help=f"rate-distortion trade-off, 0..100, higher is better and larger (default {DEFAULT_QUALITY:g}; "
-                        "not with --bpp)")
-    p.add_argument("--preset", choices=tuple(PRESETS), default=DEFAULT_PRESET,
-                   help="encoder effort: " + ", ".join(f"{p.name} (refine {p.refine}"
-                                                       + (", intra trials)" if p.intra_trials else ")")
-                                                       for p in PRESETS.values()) + " "
-                        f"(default {DEFAULT_PRESET})")
-    p.add_argument("--gop", type=whole(1, bs.MAX_GOP), metavar="G",
-                   help="frames per GOP (default: 32 up to 854x480, 16 at 720p, 8 at 1080p: as many as fit the pixels "
-                        "of 8 frames of 1080p). Shorter: finer random access and truncation, less latency, more bits")
-    p.add_argument("--frames", type=whole(1, MAX_FRAMES, " of frames"), metavar="N",
-                   help="encode only the first N frames (default: all)")
-    p.add_argument("--max-side", type=whole(1, MAX_SIDE, " of pixels"), metavar="PX",
-                   help="shrink by a whole factor (area average) until the long side is at most PX")
-    p.add_argument("--downscale", type=whole(1, MAX_SIDE), metavar="F", default=1,
-                   help="shrink by the whole factor F (area average; default 1)")
-    p.add_argument("--size", type=frame_size, metavar="WxH", help="frame size of a raw .yuv file")
-    p.add_argument("--pix-fmt", choices=PIX_FMTS, default="yuv420p", metavar="FMT",
-                   help=f"sample layout of a raw .yuv file: {', '.join(PIX_FMTS)} (default: %(default)s)")
-    p.add_argument("--fps", type=positive(MAX_FPS, " of frames per second"),
-                   help="frame rate to record (default: the input's)")
-    p.add_argument("--refine", type=whole(0, MAX_REFINE_STEPS), metavar="S",
-                   help="encoder-side refinement steps per frame (default: the preset's; 0: fastest)")
-    p.add_argument("--prefix-refine", type=whole(0, MAX_REFINE_STEPS), metavar="S",
-                   help="further refinement steps that also fit the pictures of truncated streams, for the coarse "
-                        "scales (default: the preset's; 0: none)")
-    p.add_argument("--intra-trials", action=argparse.BooleanOptionalAction, default=None,
-                   help="score every block of a later frame in intra mode too and keep the cheaper mode "
-                        "(default: the preset's; fast does not)")
-    p.add_argument("--inter-lambda-scale", type=in_range(1.0, MAX_INTER_LAMBDA_SCALE), metavar="S",
-                   default=DEFAULT_INTER_LAMBDA_SCALE,
-                   help="the rate-distortion multiplier of a GOP's later frames over its first frame's, as "
-                        "conventional encoders code P frames below their I frame; 1 codes every frame alike "
-                        "(default: %(default)g)")
-    p.add_argument("--coarse-lambda-scale", type=one_or_two(in_range(1.0, MAX_INTER_LAMBDA_SCALE)),
-                   metavar="F[,L]",
-                   help="a further multiplier for every scale but the finest, in a GOP's first frame (F) and "
-                        "its later frames (L; F if not given): the finest scale corrects their errors and later "
-                        "frames copy more of the previous one, which makes truncated streams cheaper; 1 codes "
-                        f"every scale of a frame alike (default: {_pair(DEFAULT_COARSE_LAMBDA_SCALE)} in GOPs of "
-                        f"up to {COARSE_LAMBDA_MAX_GOP} frames, 1 in longer ones)")
-    p.add_argument("--skip-block", type=int, choices=bs.SKIP_BLOCKS, default=DEFAULT_SKIP_BLOCK, metavar="B",
-                   help="side in tokens of the blocks an inter frame may copy from the previous frame for the "
-                        f"price of a flag: {', '.join(map(str, bs.SKIP_BLOCKS))}; 0 turns block skip off "
-                        "(default: %(default)s)")
-    p.add_argument("--resize", type=int, choices=bs.RESIZE_FACTORS, metavar="F",
-                   help="code the frames at 1/F of their width and height and let the decoder scale them back "
-                        f"up ({', '.join(map(str, bs.RESIZE_FACTORS))}); on the dev clips 2 gave more PSNR and "
-                        "MS-SSIM for the bits below about 0.04 bpp (unlike --downscale, the decoded video keeps the "
-                        "input's size; default: 1, or with --bpp whichever of 1, 2 and 3 decodes closest to the input)")
+    g.add_argument("--scales", type=whole(1, bs.MAX_SCALES), metavar="N", **_help(e, "n_scales"))
+    g.add_argument("--bpp", type=positive(what=" of bits per pixel such as 0.05"), metavar="R", **_help(e, "bpp"))
+    p.add_argument("--quality", type=quality, metavar="Q", **_help(e, "quality"))
+    p.add_argument("--preset", choices=tuple(PRESETS), **_help(e, "preset"))
+    p.add_argument("--gop", type=whole(1, bs.MAX_GOP), metavar="G", **_help(e, "gop_size"))
+    p.add_argument("--frames", type=whole(1, MAX_FRAMES, " of frames"), metavar="N", **_help(e, "max_frames"))
+    p.add_argument("--max-side", type=whole(1, MAX_SIDE, " of pixels"), metavar="PX", **_help(e, "max_side"))
+    p.add_argument("--downscale", type=whole(1, MAX_SIDE), metavar="F", **_help(e, "downscale"))
+    p.add_argument("--size", type=frame_size, metavar="WxH", **_help(e, "size"))
+    p.add_argument("--pix-fmt", choices=PIX_FMTS, metavar="FMT", **_help(e, "pix_fmt_in"))
+    p.add_argument("--fps", type=positive(MAX_FPS, " of frames per second"), **_help(e, "fps"))
+    p.add_argument("--refine", type=whole(0, MAX_REFINE_STEPS), metavar="S", **_help(e, "refine"))
+    p.add_argument("--prefix-refine", type=whole(0, MAX_REFINE_STEPS), metavar="S", **_help(e, "prefix_refine"))
+    p.add_argument("--intra-trials", action=argparse.BooleanOptionalAction, **_help(e, "intra_trials"))
+    lambda_scale = in_range(1.0, MAX_INTER_LAMBDA_SCALE)
+    p.add_argument("--inter-lambda-scale", type=lambda_scale, metavar="S", **_help(e, "inter_lambda_scale"))
+    p.add_argument("--coarse-lambda-scale", type=one_or_two(lambda_scale), metavar="F[,L]",
+                   **_help(e, "coarse_lambda_scale"))
+    p.add_argument("--skip-block", type=int, choices=bs.SKIP_BLOCKS, metavar="B", **_help(e, "skip_block"))
+    p.add_argument("--resize", type=int, choices=bs.RESIZE_FACTORS, metavar="F", **_help(e, "resize"))
     _limit_options(p, total=False)
     _model_options(p, "the default one")
     _progress_options(p)
 
-    p = verb("decode", "decode a .pvc stream to a video or PNG frames")
+
+def _decode_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", help="the .pvc stream")
     p.add_argument("output", help="out.mp4 / out.mkv / out.y4m, or a pattern like out_%%04d.png")
     p.add_argument("--exact", action="store_true",
                    help="write exactly the decoded frames: lossless RGB 4:4:4 H.264, 16-bit 4:4:4 .y4m (fewer "
                         "players open them; default: 8-bit 4:2:0 that every player opens)")
-    p.add_argument("--scales", type=whole(1, bs.MAX_SCALES), metavar="N",
-                   help="range-decode only the first N scales (default: all the stream holds)")
-    p.add_argument("--fill", choices=FILL_MODES, default=DEFAULT_FILL,
-                   help="make the scales not decoded: mean (their expected embedding under the context model), "
-                        f"sample (the decoded scales plus the finest detail of a seeded draw of the rest) or none (the "
-                        f"decoded scales only); default {DEFAULT_FILL}")
-    p.add_argument("--seed", type=whole(0, bs.MAX_SEED), help="sampling seed (default: the one in the stream)")
-    p.add_argument("--temperature", type=positive(), metavar="T",  # its range: cli_checks.sampling
-                   help="sampling temperature (default: the stream's)")
-    p.add_argument("--top-k", type=whole(0, sys.maxsize), metavar="K", help="sample among the K likeliest tokens "
-                   "(0: all; default: the stream's)")
-    p.add_argument("--top-p", type=positive(), metavar="P", help="nucleus sampling mass in (0, 1] (default: the "
-                   "stream's)")
-    p.add_argument("--partial", action="store_true", help="accept a stream cut short and decode what it holds")
+    d = DecodeOptions
+    p.add_argument("--scales", type=whole(1, bs.MAX_SCALES), metavar="N", **_help(d, "n_scales"))
+    p.add_argument("--fill", choices=FILL_MODES, **_help(d, "fill"))
+    p.add_argument("--seed", type=whole(0, bs.MAX_SEED), **_help(d, "seed"))
+    p.add_argument("--temperature", type=positive(), metavar="T", **_help(d, "temperature"))  # range: checks.sampling
+    p.add_argument("--top-k", type=whole(0, sys.maxsize), metavar="K", **_help(d, "top_k"))
+    p.add_argument("--top-p", type=positive(), metavar="P", **_help(d, "top_p"))
+    p.add_argument("--partial", action="store_true", help=spec(d, "partial")[1])
     _limit_options(p, total=True)
     _model_options(p, "the one named in the stream")
     _progress_options(p)
 
-    p = verb("truncate", "keep fewer scales of a stream, without re-encoding")
+
+def _truncate_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("input")
     p.add_argument("output")
     g = p.add_mutually_exclusive_group(required=True)
@@ -279,14 +243,6 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--bpp", type=positive(what=" of bits per pixel such as 0.02"), metavar="R",
                    help="fit R bits per pixel")
     p.add_argument("-f", "--force", action="store_true", help="overwrite an existing output")
-
-    p = verb("info", "describe a stream: header, GOPs, bytes per scale")
-    p.add_argument("input")
-    p.add_argument("--json", action="store_true", help="print JSON (StreamInfo.to_dict) instead of text")
-    p.add_argument("--partial", action="store_true", help="describe a stream cut short")
-
-    verbs.add_parser("bench", add_help=False, help="rate-quality benchmark (progvc bench --help)")
-    return top
 
 
 def _model_options(p: argparse.ArgumentParser, what: str) -> None:

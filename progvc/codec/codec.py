@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import itertools
-import math
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -25,35 +24,32 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..coding.fill import DEFAULT_SAMPLING, FillOptions, SamplingOptions, check_seed
-from ..coding.footprint import MemoryEstimate, decode_estimate, estimate
+from ..coding.fill import DEFAULT_SAMPLING, FillOptions
+from ..coding.footprint import estimate
 from ..coding.gop import EncodedGop, GopDecoder, GopEncoder
 from ..coding.options import (
     AUTO_RESIZE,
-    DEFAULT_INTER_LAMBDA_SCALE,
-    DEFAULT_PRESET,
     DEFAULT_QUALITY,
-    DEFAULT_SKIP_BLOCK,
-    check_coarse_lambda_scale,
-    check_lambda_scale,
     default_gop_size,
     get_preset,
     quality_of,
     rd_lambda,
     scales_run,
 )
-from ..models.config import MAX_REFINE_STEPS, CodecConfig
+from ..models.config import CodecConfig
 from ..models.context import ContextModel
 from ..models.tokenizer import Tokenizer
 from ..runtime.determinism import coding_mode
 from ..runtime.devices import resolve_device
-from ..runtime.errors import BitstreamError, ConfigError, VideoError, WeightsError
+from ..runtime.errors import BitstreamError, VideoError, WeightsError
 from ..runtime.progress import NO_PROGRESS, Progress
 from ..stream import format as bs
 from ..video.resize import downsample
 from ..weights import load_named, parse_weights, serialize, sha256_hex
+from .admission import Admission, admit
 from .decoded_gops import DecodedGops
-from .limits import Limits, as_limits
+from .limits import Limits
+from .options import DecodeOptions, EncodeOptions, Whole
 from .rate_control import budget_bytes, search_quality
 
 
@@ -159,54 +155,23 @@ class Codec:
         return self.config.gop_size
 
     # -- encoding ------------------------------------------------------------------------------
-    def encode(self, video: Any, n_scales: int | None = None, *, bpp: float | None = None,
-               **options: Any) -> bytes:
+    def encode(self, video: Any, n_scales: int | None = None, *, options: EncodeOptions | None = None,
+               **kwargs: Any) -> bytes:
         """Encode ``video`` (path or (T,H,W,3) uint8 array) to a stream of ``n_scales`` scales.
 
-        ``quality`` (0..100, default ``DEFAULT_QUALITY``) sets the rate-distortion trade-off of the
-        token choice; ``preset`` ("fast", "medium", "slow") the encoder's effort. ``bpp`` instead of
-        ``n_scales``/``quality``: one quality for the whole stream is searched so that the stream
-        fills the budget without exceeding it, and scales are dropped only when quality 0 is still
-        too dear. Other options: gop_size (frames per GOP; default
-        :func:`progvc.coding.options.default_gop_size`: 32 up to 854x480, 16 at 720p, 8 at 1080p), fps, size
-        (W,H) for raw .yuv, seed / temperature / top_k / top_p (the decoder's sampling defaults, stored
-        in the stream), temporal (False codes every frame without temporal context), skip_block (the
-        side of the blocks an inter frame may copy from the previous frame, :mod:`progvc.coding.skip`; 0 turns
-        block skip off), refine (overrides the preset's refinement steps), prefix_refine (overrides the
-        preset's steps of prefix-aware refinement: the coarse scales are chosen for the pictures of
-        truncated streams too, :func:`progvc.stream.scales.prefix_terms`), intra_trials (overrides the preset's
-        choice of scoring every block of a later frame in intra mode too, :mod:`progvc.coding.context_modes`),
-        inter_lambda_scale (the lambda of a GOP's later frames over its first frame's,
-        ``DEFAULT_INTER_LAMBDA_SCALE``; 1 codes every frame at one lambda), coarse_lambda_scale (the
-        further multiple of lambda for every scale but the finest: a pair, for a GOP's first frame
-        and its later frames, or one number for both; default, per GOP:
-        :func:`progvc.coding.options.default_coarse_lambda_scale`, 1.5 and 3 in GOPs of up to 8 frames, 1
-        in longer ones; 1 codes every scale of a frame at one lambda), resize
-        (1, 2, 3 or 4: code the frames at that fraction of their width and height, and let the decoder
-        scale them back up, :mod:`progvc.video.resize`; pays at low rates; None, the default, is 1, but with
-        ``bpp`` the size of ``AUTO_RESIZE`` whose stream decodes closer to the video), progress, limits
-        (a :class:`~progvc.codec.limits.Limits`).
-        Reading options (passed to :func:`progvc.video.io.open_video`; a path is read one GOP at a
-        time): ``max_frames`` (code only the first N frames), ``max_side`` (shrink by a whole factor
-        until the long side fits), ``downscale`` (a whole factor), ``pix_fmt_in`` (raw .yuv layout).
+        Every option is a field of :class:`~progvc.codec.options.EncodeOptions` (its default, range
+        and meaning are written there), given as ``options=`` or as keyword arguments (on top of
+        ``options``): ``quality`` (0..100) sets the rate-distortion trade-off of the token choice,
+        ``preset`` ("fast", "medium", "slow") the encoder's effort, ``bpp`` instead of
+        ``n_scales``/``quality`` searches one quality for the whole stream that fills the budget
+        without exceeding it; ``gop_size``, ``resize``, ``limits``, reading options (``max_frames``,
+        ``max_side``, ``downscale``, raw ``size``/``pix_fmt_in``) and more. A path is read one GOP
+        at a time.
         """
-        return self.encode_with_stats(video, n_scales, bpp=bpp, **options).bitstream
+        return self.encode_with_stats(video, n_scales, options=options, **kwargs).bitstream
 
-    def encode_with_stats(self, video: Any, n_scales: int | None = None, *, quality: float | None = None,
-                          preset: str = DEFAULT_PRESET, refine: int | None = None,
-                          prefix_refine: int | None = None, bpp: float | None = None,
-                          gop_size: int | None = None, fps: float | Fraction | None = None,
-                          size: tuple[int, int] | None = None, seed: int = 0,
-                          temperature: float = DEFAULT_SAMPLING.temperature, top_k: int = DEFAULT_SAMPLING.top_k,
-                          top_p: float = DEFAULT_SAMPLING.top_p, temporal: bool = True,
-                          skip_block: int = DEFAULT_SKIP_BLOCK, intra_trials: bool | None = None,
-                          inter_lambda_scale: float = DEFAULT_INTER_LAMBDA_SCALE,
-                          coarse_lambda_scale: float | tuple[float, float] | None = None,
-                          resize: int | None = None,
-                          progress: bool = False,
-                          max_frames: int | None = None, max_side: int | None = None,
-                          downscale: int = 1, pix_fmt_in: str = "yuv420p", limits: Limits | None = None
-                          ) -> EncodeResult:
+    def encode_with_stats(self, video: Any, n_scales: int | None = None, *, options: EncodeOptions | None = None,
+                          **kwargs: Any) -> EncodeResult:
         """``encode`` that also reports the model's estimated bits and the time taken.
 
         A path is read one GOP at a time, so memory does not grow with the video's length (with
@@ -216,102 +181,81 @@ class Codec:
         of ``AUTO_RESIZE`` and the stream whose decode is closer to the source is kept
         (:meth:`_encode_at_best_size`).
         """
+        opts = EncodeOptions.build(options, n_scales=n_scales, **kwargs)
+        if opts.resize is None and opts.bpp is not None:
+            return self._encode_at_best_size(video, opts)
+        start = time.perf_counter()
+        job = self._encode_job(video, replace(opts, resize=opts.resize or 1))
+        coded, header = self._code_gops(job)
+        header = replace(header, coded_scales=max(len(c.chunks) for c in coded))
+        data = bs.pack(job.stream(coded, header))
+        if opts.bpp is not None and len(data) > budget_bytes(opts.bpp, header):  # quality 0 is too dear
+            data, coded = _drop_scales(data, coded, opts.bpp)
+        return EncodeResult.of(data, coded, header, time.perf_counter() - start)
+
+    def _encode_job(self, video: Any, opts: EncodeOptions) -> _EncodeJob:
+        """Everything an encode decides before its first GOP: the options resolved against the preset
+        and the model, the video opened, the frame size checked against the limits, the GOP length,
+        the memory estimate checked, the GOP encoder set up."""
         from ..video.io import count_frames, open_video
 
-        if resize is None and bpp is not None:
-            options = {name: value for name, value in locals().items()
-                       if name not in ("self", "video", "resize", "count_frames", "open_video")}
-            return self._encode_at_best_size(video, options)
-        resize = 1 if resize is None else resize
-
-        if bpp is not None and (n_scales is not None or quality is not None):
-            raise ConfigError("give bpp, or n_scales and/or quality, not both: bpp searches the quality itself")
-        start = time.perf_counter()
-        n = self._check_scales(n_scales)
-        lam = rd_lambda(DEFAULT_QUALITY if quality is None else quality)
-        effort = get_preset(preset)
-        refine = self._check_refine(effort.refine if refine is None else refine)
-        prefix_refine = self._check_refine(effort.prefix_refine if prefix_refine is None else prefix_refine,
-                                           "prefix_refine")
-        if intra_trials is None:
-            intra_trials = effort.intra_trials
-        elif not isinstance(intra_trials, bool):
-            raise ConfigError(f"intra_trials must be True, False or None (the preset's), got {intra_trials!r}")
-        inter_lambda_scale = check_lambda_scale("inter_lambda_scale", inter_lambda_scale)
-        if coarse_lambda_scale is not None:
-            coarse_lambda_scale = check_coarse_lambda_scale(coarse_lambda_scale)
-        if gop_size is not None:
-            _check_int("gop_size", gop_size, 1, bs.MAX_GOP)
-        _check_int("top_k", top_k, 0, (1 << 32) - 1)
-        SamplingOptions(temperature, top_k, top_p)
-        seed = check_seed(seed)
-        _check_one_of("skip_block", skip_block, bs.SKIP_BLOCKS, "0: no block skip")
-        skip_block = skip_block if temporal else 0
-        _check_one_of("resize", resize, bs.RESIZE_FACTORS, "1: code the frames at their own size")
-        if bpp is not None and (isinstance(bpp, bool) or not isinstance(bpp, (int, float)) or not 0 < bpp < 1e6):
-            raise ConfigError(f"bpp must be a positive number of bits per pixel, got {bpp!r}")
-        limits = as_limits(limits)
-        clip = open_video(video, size=size, fps=fps, max_frames=max_frames, max_side=max_side, downscale=downscale,
-                          pix_fmt_in=pix_fmt_in)
+        n = self.check_scales(opts.n_scales)
+        effort = get_preset(opts.preset)
+        refine = effort.refine if opts.refine is None else opts.refine
+        prefix_refine = effort.prefix_refine if opts.prefix_refine is None else opts.prefix_refine
+        clip = open_video(video, **opts.read_options)
         frames, (height, width) = _peek_size(clip.frames)
-        limits.check_frame(width, height, "the video")
-        coded_w, coded_h = bs.coded_size(width, height, resize)
-        gop = default_gop_size(coded_w, coded_h) if gop_size is None else gop_size
+        opts.limits.check_frame(width, height, "the video")
+        coded_w, coded_h = bs.coded_size(width, height, opts.resize)
+        gop = default_gop_size(coded_w, coded_h) if opts.gop_size is None else opts.gop_size
         known = len(clip.frames) if isinstance(clip.frames, np.ndarray) else None  # a file: read as it goes
         largest = gop if known is None else min(gop, known)  # a short clip is one short GOP
-        limits.check_memory(estimate(self.config, coded_w, coded_h, largest, n, temporal=temporal, encode=True,
-                                     refine=refine > 0 or prefix_refine > 0, resize=resize), "encoding")
+        opts.limits.check_memory(estimate(self.config, coded_w, coded_h, largest, n, temporal=opts.temporal,
+                                          encode=True, refine=refine > 0 or prefix_refine > 0, resize=opts.resize),
+                                 "encoding")
         grids = self.tokenizer.grids(coded_h, coded_w)
-        if known is None and progress:  # the bar's total: count the file's frames (decoding is cheap beside coding)
-            known = count_frames(video, size=size, max_frames=max_frames, pix_fmt_in=pix_fmt_in)
-        steps, n_gops = (None, None) if known is None else (known * n, -(-known // gop))
-        encoder = GopEncoder(self.tokenizer, self.context, grids, temporal=temporal, skip_block=skip_block,
-                             modes=temporal, intra_trials=intra_trials, inter_lambda_scale=inter_lambda_scale,
-                             coarse_lambda_scale=coarse_lambda_scale)
+        if known is None and opts.progress:  # the bar's total: count the file's frames (cheap beside coding)
+            known = count_frames(video, size=opts.size, max_frames=opts.max_frames, pix_fmt_in=opts.pix_fmt_in)
+        encoder = GopEncoder(self.tokenizer, self.context, grids, temporal=opts.temporal,
+                             skip_block=opts.skip_block if opts.temporal else 0, modes=opts.temporal,
+                             intra_trials=effort.intra_trials if opts.intra_trials is None else opts.intra_trials,
+                             inter_lambda_scale=opts.inter_lambda_scale, coarse_lambda_scale=opts.coarse_lambda_scale)
+        return _EncodeJob(opts, n, refine, prefix_refine, frames, Fraction(clip.fps).limit_denominator(1 << 20),
+                          width, height, gop, tuple(grids), known, encoder)
+
+    def _code_gops(self, job: _EncodeJob) -> tuple[list[EncodedGop], bs.StreamHeader]:
+        """Tokenize and code every GOP at the options' quality, or, with ``bpp``, keep the latents and
+        search the quality whose stream fills the budget (:func:`~progvc.codec.rate_control.search_quality`)."""
+        opts, n, encoder = job.options, job.n_scales, job.encoder
+        lam = rd_lambda(DEFAULT_QUALITY if opts.quality is None else opts.quality)
+        steps, n_gops = (None, None) if job.known is None else (job.known * n, -(-job.known // job.gop))
         n_frames, coded, kept = 0, [], []
-        with coding_mode(), Progress(progress, "encode", steps, n_gops) as bar:
-            for g, gop_frames in enumerate(self._gops(frames, gop)):
+        with coding_mode(), Progress(opts.progress, "encode", steps, n_gops) as bar:
+            for g, gop_frames in enumerate(self._gops(job.frames, job.gop)):
                 bar.gop(g, "tokenizing")
-                f = encoder.latent(downsample(gop_frames, resize), refine, prefix_refine)
+                f = encoder.latent(downsample(gop_frames, opts.resize), job.refine, job.prefix_refine)
                 n_frames += len(gop_frames)
-                if bpp is None:
+                if opts.bpp is None:
                     coded.append(encoder.code(f, lam, n, bar))
                 else:
                     kept.append(f)  # reused by every probe of the quality search
-            header = bs.StreamHeader(self.config.name, self.weights_sha256, width, height, n_frames,
-                                     Fraction(clip.fps).limit_denominator(1 << 20), gop, tuple(grids), n, seed,
-                                     temperature, top_k, top_p, temporal, skip_block, modes=temporal,
-                                     resize=resize)
-            if bpp is not None:
+            header = job.header(self.config.name, self.weights_sha256, n_frames)
+            if opts.bpp is not None:
                 coded = search_quality(lambda lam: [encoder.code(f, lam, n) for f in kept], header,
-                                       budget_bytes(bpp, header))
-        header = replace(header, coded_scales=max(len(c.chunks) for c in coded))
-        data = bs.pack(bs.Stream(header, tuple(c.chunks for c in coded), rd_lambdas=tuple(c.rd_lambda for c in coded)))
-        if bpp is not None and len(data) > budget_bytes(bpp, header):  # quality 0 is too dear: drop scales
-            try:
-                data = bs.truncate(data, bpp=bpp)
-            except ConfigError:
-                least = 8 * len(bs.truncate(data, n_scales=1)) / (n_frames * width * height)
-                raise ConfigError(f"bpp={bpp:g} is below the smallest stream this video makes, {least:.3g} bpp "
-                                  "(the header and the first scale of every GOP, at quality 0); give "
-                                  f"bpp={math.ceil(least * 1000) / 1000:g} or more") from None
-            coded = [EncodedGop(c.chunks[:len(k)], c.bits[:, :len(k)], c.rd_lambda)
-                     for c, k in zip(coded, bs.unpack(data).gops, strict=True)]
-        return EncodeResult.of(data, coded, header, time.perf_counter() - start)
+                                       budget_bytes(opts.bpp, header))
+        return coded, header
 
-    def _encode_at_best_size(self, video: Any, options: dict[str, Any]) -> EncodeResult:
-        """``encode_with_stats(video, **options)`` at each size of ``AUTO_RESIZE``, every one filling
+    def _encode_at_best_size(self, video: Any, opts: EncodeOptions) -> EncodeResult:
+        """``encode_with_stats(video, options=opts)`` at each size of ``AUTO_RESIZE``, every one filling
         the bpp budget; the stream kept is the one whose decode has the least squared error against
         the source (the highest PSNR; the first size on a tie). The source is read once more and
         compared GOP by GOP with every candidate's decode of that GOP."""
         from ..video.io import batches, open_video
 
         start = time.perf_counter()
-        results = [self.encode_with_stats(video, resize=factor, **options) for factor in AUTO_RESIZE]
-        clip = open_video(video, size=options["size"], fps=options["fps"], max_frames=options["max_frames"],
-                          max_side=options["max_side"], downscale=options["downscale"],
-                          pix_fmt_in=options["pix_fmt_in"])
-        decodes = [self.iter_decode(r.bitstream, limits=options["limits"]) for r in results]
+        results = [self.encode_with_stats(video, options=replace(opts, resize=factor)) for factor in AUTO_RESIZE]
+        clip = open_video(video, **opts.read_options)
+        decodes = [self.iter_decode(r.bitstream, limits=opts.limits) for r in results]
         errors = [0] * len(results)
         for source, *decoded in zip(batches(clip.frames, decodes[0].header.gop_size), *decodes, strict=True):
             for i, frames in enumerate(decoded):
@@ -322,15 +266,15 @@ class Codec:
 
     # -- decoding ------------------------------------------------------------------------------
     def decode(self, bitstream: bytes, n_scales: int | None = None, fill: str | None = None,
-               seed: int | None = None, **options: Any) -> np.ndarray:
+               seed: int | None = None, *, options: DecodeOptions | None = None, **kwargs: Any) -> np.ndarray:
         """Decode to frames (T,H,W,3) uint8: :meth:`iter_decode` gathered into one array.
 
         Same arguments as :meth:`iter_decode` (``limits`` among them). The array is allocated
         once, before the first GOP is decoded; for videos too long to hold, use ``iter_decode``.
         """
-        gops = self.iter_decode(bitstream, n_scales, fill, seed, **options)
-        need = self._gop_memory(gops.header, gops.scales, gops.fill, output_frames=gops.n_frames)  # + the array below
-        as_limits(options.get("limits")).check_memory(need, "decoding into one array")
+        opts = DecodeOptions.build(options, n_scales=n_scales, fill=fill, seed=seed, **kwargs)
+        gops = self.iter_decode(bitstream, options=opts)
+        self.admit(bitstream, opts, output_frames=gops.n_frames, job="decoding into one array")  # + the array
         out = _frames_buffer(gops.header, gops.n_frames)
         done = 0
         for frames in gops:
@@ -339,36 +283,38 @@ class Codec:
         return out
 
     def iter_decode(self, bitstream: bytes, n_scales: int | None = None, fill: str | None = None,
-                    seed: int | None = None, *, temperature: float | None = None, top_k: int | None = None,
-                    top_p: float | None = None, partial: bool = False, progress: bool = False,
-                    limits: Limits | None = None) -> DecodedGops:
+                    seed: int | None = None, *, options: DecodeOptions | None = None, **kwargs: Any
+                    ) -> DecodedGops:
         """Decode GOP by GOP: an iterator of (T_g,H,W,3) uint8 arrays, one per GOP, in order.
 
-        Scales 1..n are range-decoded (n = ``n_scales`` or every coded scale); ``fill`` says how
-        the remaining scales are made (:mod:`progvc.coding.fill`: "sample", the default, the sent scales'
-        picture plus the finest band of a draw, with ``seed`` (default: the stream's) and the
-        stream's temperature / top-k / top-p unless overridden; "none", the sent scales only, which
-        skips the context model on the scales not sent; "mean", their expected embedding).
-        ``partial=True`` accepts a stream cut short and decodes the GOPs it holds.
+        Options are the fields of :class:`~progvc.codec.options.DecodeOptions`, as ``options=`` or
+        keyword arguments. Scales 1..n are range-decoded (n = ``n_scales`` or every coded scale);
+        ``fill`` says how the remaining scales are made (:mod:`progvc.coding.fill`: "sample", the
+        default, the sent scales' picture plus the finest band of a draw, with ``seed`` (default:
+        the stream's) and the stream's temperature / top-k / top-p unless overridden; "none", the
+        sent scales only, which skips the context model on the scales not sent; "mean", their
+        expected embedding). ``partial=True`` accepts a stream cut short and decodes the GOPs it holds.
 
-        Everything is checked here, before the first GOP is decoded: the header against
-        ``limits`` (default :class:`~progvc.codec.limits.Limits`: LimitError), the model, the options and
-        every byte of the container. A GOP is decoded only when the iterator is asked for it,
-        so memory holds one GOP whatever the video's length.
+        Everything is checked here, before the first GOP is decoded (:meth:`admit`: the header
+        against ``limits``, the model, the options, the memory) and every byte of the container. A
+        GOP is decoded only when the iterator is asked for it, so memory holds one GOP whatever the
+        video's length.
         """
-        h = bs.parse_header(bitstream)
-        self._check_stream(h)
-        limits = as_limits(limits)
-        limits.check_stream(h)
-        n_req = h.coded_scales if n_scales is None else self._check_scales(n_scales)
-        opts = FillOptions.resolve(h, fill, seed, temperature, top_k, top_p)
-        scales = scales_run(opts.mode, min(n_req, h.coded_scales), h.n_scales)
-        limits.check_memory(self._gop_memory(h, scales, opts.mode), "decoding")
-        stream = bs.unpack(bitstream, partial=partial)
+        opts = DecodeOptions.build(options, n_scales=n_scales, fill=fill, seed=seed, **kwargs)
+        let_in = self.admit(bitstream, opts)
+        stream = bs.unpack(bitstream, partial=opts.partial)
         if not stream.gops:
             raise BitstreamError("the stream holds no complete chunk to decode; wait for more bytes")
-        n_frames = sum(h.gop_frames(g) for g in range(len(stream.gops)))
-        return DecodedGops(h, n_frames, self._decoded_gops(stream, n_req, opts, progress), scales, opts.mode)
+        n_frames = sum(let_in.header.gop_frames(g) for g in range(len(stream.gops)))
+        gops = self._decoded_gops(stream, let_in.n_req, let_in.fill, opts.progress)
+        return DecodedGops(let_in.header, n_frames, gops, let_in.scales, let_in.fill.mode)
+
+    def admit(self, data: bytes, options: DecodeOptions, **kwargs: Any) -> Admission:
+        """:func:`~progvc.codec.admission.admit` a stream (its header, at the start of ``data``) for this
+        model: limits, model name and weights, scale schedule, options, memory."""
+        if options.n_scales is not None:
+            self.check_scales(options.n_scales)
+        return admit(data, options, config=self.config, check_model=self.check_model, **kwargs)
 
     def _decoded_gops(self, stream: bs.Stream, n_req: int, opts: FillOptions, progress: bool
                       ) -> Iterator[np.ndarray]:
@@ -394,14 +340,11 @@ class Codec:
         return GopDecoder(self.tokenizer, self.context, header, gop, rd_lambda, fill, bar)
 
     # -- token level ---------------------------------------------------------------------------
-    def tokenize(self, video: Any, *, gop_size: int | None = None, quality: float | None = None,
-                 preset: str = DEFAULT_PRESET, refine: int | None = None, temporal: bool = True,
-                 **read_options: Any) -> list[list[torch.Tensor]]:
+    def tokenize(self, video: Any, *, options: EncodeOptions | None = None, **kwargs: Any
+                 ) -> list[list[torch.Tensor]]:
         """The tokens ``encode`` sends for a video (same options), per GOP: ``[gop][k]`` is
         (T_gop, h_k, w_k) int64 on the CPU."""
-        data = self.encode(video, gop_size=gop_size, quality=quality, preset=preset, refine=refine,
-                           temporal=temporal, **read_options)
-        return self.decode_tokens(data)
+        return self.decode_tokens(self.encode(video, options=options, **kwargs))
 
     def _gops(self, frames: np.ndarray | Iterable[np.ndarray], gop: int) -> Iterator[torch.Tensor]:
         """One (T_gop,H,W,3) uint8 tensor on the codec's device per GOP, from a (T,H,W,3) array or
@@ -415,37 +358,26 @@ class Codec:
                       ) -> list[list[torch.Tensor]]:
         """The coded tokens of a stream, per GOP: ``[gop][k]`` is (T_gop, h_k, w_k) int64 on the CPU.
         ``limits`` as in :meth:`iter_decode`."""
-        h = bs.parse_header(bitstream)
-        self._check_stream(h)
-        as_limits(limits).check_stream(h)
-        stream = bs.unpack(bitstream)
-        n = h.coded_scales if n_scales is None else self._check_scales(n_scales)
+        let_in = self.admit(bitstream, DecodeOptions(n_scales=n_scales, fill="none", limits=limits))
+        h, stream = let_in.header, bs.unpack(bitstream)
         out = []
         with coding_mode():
             for g, chunks in enumerate(stream.gops):
                 with _allocation_errors(h, h.gop_frames(g)):
-                    decoder = self.gop_decoder(h, g, stream.rd_lambda(g), FillOptions("none"))
-                    for chunk in chunks[:n]:
+                    decoder = self.gop_decoder(h, g, stream.rd_lambda(g), let_in.fill)
+                    for chunk in chunks[:let_in.n_req]:
                         decoder.add(chunk)
                 out.append([r.cpu() for r in decoder.token_maps()])
         return out
 
     # -- checks --------------------------------------------------------------------------------
-    def _gop_memory(self, h: bs.StreamHeader, scales: int, fill: str, output_frames: int = 0,
-                    previews: bool = False) -> MemoryEstimate:
-        """Estimated peak bytes to decode one GOP of ``h`` through ``scales`` scales in fill mode
-        ``fill`` (progvc.runtime.memory); ``previews``: frames are also made before the GOP's last chunk (the
-        streaming ``Decoder``)."""
-        return decode_estimate(self.config, h, scales, output_frames, previews, fill)
+    def check_scales(self, n_scales: int | None) -> int:
+        """``n_scales`` (None: every scale) as a scale count of this model, else ConfigError."""
+        return Whole(1, self.n_scales)("n_scales", self.n_scales if n_scales is None else n_scales)
 
-    def _check_scales(self, n_scales: int | None) -> int:
-        return _check_int("n_scales", self.n_scales if n_scales is None else n_scales, 1, self.n_scales)
-
-    @staticmethod
-    def _check_refine(refine: int, name: str = "refine") -> int:
-        return _check_int(name, refine, 0, MAX_REFINE_STEPS)
-
-    def _check_stream(self, h: bs.StreamHeader) -> None:
+    def check_model(self, h: bs.StreamHeader) -> None:
+        """Refuse a stream made by another model (BitstreamError naming it) or whose scale schedule
+        is not this model's."""
         if h.model_name != self.config.name or h.weights_sha256 != self.weights_sha256[:len(h.weights_sha256)]:
             raise BitstreamError(f"stream was made by model {h.model_name!r} (weights "
                                  f"{h.weights_sha256.hex()[:12]}), but this codec is {self.config.name!r} "
@@ -453,6 +385,46 @@ class Codec:
                                  "Codec.from_pretrained of that model")
         if list(h.grids) != self.tokenizer.grids(*reversed(h.coded_size)) or h.n_scales != self.n_scales:
             raise BitstreamError("the stream's scale schedule does not match this model's; the header is corrupt")
+
+
+@dataclass(frozen=True)
+class _EncodeJob:
+    """An encode's decisions, made before its first GOP (:meth:`Codec._encode_job`)."""
+
+    options: EncodeOptions
+    n_scales: int
+    refine: int
+    prefix_refine: int
+    frames: Any  # (T,H,W,3) uint8 array, or an iterator of (H,W,3) frames read as it goes
+    fps: Fraction
+    width: int
+    height: int
+    gop: int
+    grids: tuple
+    known: int | None  # frames, where known before reading them
+    encoder: GopEncoder
+
+    def header(self, name: str, weights_sha256: bytes, n_frames: int) -> bs.StreamHeader:
+        o = self.options
+        return bs.StreamHeader(name, weights_sha256, self.width, self.height, n_frames, self.fps, self.gop,
+                               self.grids, self.n_scales, o.seed,
+                               DEFAULT_SAMPLING.temperature if o.temperature is None else o.temperature,
+                               DEFAULT_SAMPLING.top_k if o.top_k is None else o.top_k,
+                               DEFAULT_SAMPLING.top_p if o.top_p is None else o.top_p, o.temporal,
+                               o.skip_block if o.temporal else 0, modes=o.temporal, resize=o.resize)
+
+    @staticmethod
+    def stream(coded: list[EncodedGop], header: bs.StreamHeader) -> bs.Stream:
+        return bs.Stream(header, tuple(c.chunks for c in coded), rd_lambdas=tuple(c.rd_lambda for c in coded))
+
+
+def _drop_scales(data: bytes, coded: list[EncodedGop], bpp: float) -> tuple[bytes, list[EncodedGop]]:
+    """``truncate(data, bpp=bpp)`` and the GOPs cut to the scales it keeps, with their bits
+    (BelowSmallestStream where even one scale per GOP is too dear)."""
+    data = bs.truncate(data, bpp=bpp)
+    kept = bs.unpack(data).gops
+    return data, [EncodedGop(c.chunks[:len(k)], c.bits[:, :len(k)], c.rd_lambda)
+                  for c, k in zip(coded, kept, strict=True)]
 
 
 def _checked_shapes(config: CodecConfig, state: dict[str, torch.Tensor], origin: str) -> dict:
@@ -478,19 +450,6 @@ def _peek_size(frames: np.ndarray | Iterator[np.ndarray]) -> tuple[np.ndarray | 
         if first is not None:
             return itertools.chain([first], frames), first.shape[:2]
     raise VideoError("the video contains no decodable frames; check that it plays")
-
-
-def _check_int(name: str, value: Any, lo: int, hi: int) -> int:
-    """An integer option in lo..hi (bools and floats refused), else ConfigError naming it."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
-        raise ConfigError(f"{name} must be an integer in {lo}..{hi}, got {value!r}")
-    return int(value)
-
-
-def _check_one_of(name: str, value: Any, choices: tuple[int, ...], hint: str) -> None:
-    """An option that must be one of ``choices`` (bools refused), else ConfigError naming it."""
-    if isinstance(value, bool) or value not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(map(str, choices))} ({hint}), got {value!r}")
 
 
 def _frames_buffer(h: bs.StreamHeader, n_frames: int) -> np.ndarray:

@@ -32,17 +32,17 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
-from ..coding.fill import FillOptions
 from ..coding.gop import GopDecoder
-from ..coding.options import FILL_MODES, scales_run
+from ..coding.options import FILL_MODES
 from ..runtime.determinism import coding_mode
-from ..runtime.errors import BitstreamError, ConfigError
+from ..runtime.errors import BitstreamError
 from ..stream import format as bs
 from .codec import Codec
-from .limits import Limits, as_limits
+from .options import DecodeOptions, OneOf
 
 
 @dataclass(frozen=True)
@@ -82,18 +82,16 @@ class Decoder:
     stream that asks for more raises LimitError before any GOP is set up.
     """
 
-    def __init__(self, codec: Codec, *, n_scales: int | None = None, fill: str | None = None,
-                 seed: int | None = None, temperature: float | None = None, top_k: int | None = None,
-                 top_p: float | None = None, previews: bool = True, preview_fill: str | None = None,
-                 partial: bool = False, limits: Limits | None = None) -> None:
+    def __init__(self, codec: Codec, *, options: DecodeOptions | None = None, previews: bool = True,
+                 preview_fill: str | None = None, **kwargs: Any) -> None:
         self.codec = codec
-        self.limits = as_limits(limits)
-        self.n_req = None if n_scales is None else codec._check_scales(n_scales)
-        self._fill_args = (fill, seed, temperature, top_k, top_p)
-        FillOptions.resolve(None, *self._fill_args)  # bad options fail here, not at the first byte
-        if preview_fill is not None and preview_fill not in FILL_MODES:
-            raise ConfigError(f"preview_fill must be one of {', '.join(map(repr, FILL_MODES))}, got {preview_fill!r}")
-        self.previews, self.preview_fill, self.partial = previews, preview_fill, partial
+        self.options = DecodeOptions.build(options, **kwargs)  # bad options fail here, not at the first byte
+        if self.options.n_scales is not None:
+            codec.check_scales(self.options.n_scales)
+        self.options.fill_options(None)
+        if preview_fill is not None:
+            OneOf(FILL_MODES)("preview_fill", preview_fill)
+        self.previews, self.preview_fill, self.partial = previews, preview_fill, self.options.partial
         self.header: bs.StreamHeader | None = None
         self.bytes_received = 0
         self._buf = bytearray()  # bytes received and not dropped yet
@@ -160,16 +158,10 @@ class Decoder:
         size = bs.header_length(self._buf)
         if size is None or len(self._buf) < size:
             return False
-        h = bs.parse_header(bytes(self._buf[:size]))
-        self.codec._check_stream(h)
-        self.limits.check_stream(h)
-        self._fill = FillOptions.resolve(h, *self._fill_args)
+        previews = (self.preview_fill,) if self.previews else ()  # None: previews in the fill mode
+        let_in = self.codec.admit(bytes(self._buf[:size]), self.options, previews=previews)
+        h, self._fill = let_in.header, let_in.fill
         self._preview = replace(self._fill, mode=self.preview_fill or self._fill.mode)
-        modes = {self._fill.mode, self._preview.mode} if self.previews else {self._fill.mode}
-        used = min(h.coded_scales, self.n_req or h.coded_scales)
-        scales = max(scales_run(mode, used, h.n_scales) for mode in modes)
-        widest = "sample" if "sample" in modes else self._fill.mode  # "sample" also keeps the sent latent
-        self.limits.check_memory(self.codec._gop_memory(h, scales, widest, previews=self.previews), "decoding")
         self.header = h
         del self._buf[:size]
         return True
@@ -188,7 +180,7 @@ class Decoder:
         if have > len(self._chunks):
             unit = bytes(self._buf[start:start + ends[have - 1]])  # a copy: a view would pin the bytearray
             self._chunks = list(bs.read_gop(unit, h, partial=True)[0])
-        n_use = len(ends) if self.n_req is None else min(len(ends), self.n_req)
+        n_use = len(ends) if self.options.n_scales is None else min(len(ends), self.options.n_scales)
         reach = min(have, n_use)
         while self._coded < reach:  # only the last scale this call reaches is shown: the others are superseded
             self._decode_next(updates, final=self._coded + 1 == n_use, show=self._coded + 1 == reach)

@@ -35,6 +35,7 @@ allocated, and every byte is covered by a CRC, so a flipped byte raises :class:`
 
 from __future__ import annotations
 
+import math
 import struct
 import zlib
 from collections.abc import Sequence
@@ -600,7 +601,28 @@ def truncate(data: bytes, n_scales: int | None = None, max_bytes: int | None = N
         max_bytes = int(bpp * h.width * h.height * h.n_frames / 8 * (1 + 1e-12))
     elif isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
         raise ConfigError(f"max_bytes must be a positive integer, got {max_bytes!r}")
-    return pack(_keep(stream, _fit_budget(stream, max_bytes, header_size(data))))
+    try:
+        counts = _fit_budget(stream, max_bytes, header_size(data))
+    except ConfigError:
+        if bpp is None:
+            raise
+        raise BelowSmallestStream(bpp, 8 * len(pack(_keep(stream, 1))) / (h.width * h.height * h.n_frames)) from None
+    return pack(_keep(stream, counts))
+
+
+class BelowSmallestStream(ConfigError):
+    """A ``bpp`` budget below the smallest stream of a video: its header and the first chunk (scale)
+    of every GOP. ``least`` is that stream's bpp; :meth:`phrased` names the option as the caller
+    spelt it (``bpp=`` in Python, ``--bpp`` on the command line)."""
+
+    def __init__(self, bpp: float, least: float) -> None:
+        self.bpp, self.least = bpp, least
+        super().__init__(self.phrased("bpp="))
+
+    def phrased(self, option: str) -> str:
+        scale = 10.0 ** (2 - math.floor(math.log10(self.least)))  # rounded up to 3 significant digits
+        return (f"{option}{self.bpp:g} is below the smallest stream of this video, {self.least:.3g} bpp (the header "
+                f"and the first scale of every GOP); give {option}{math.ceil(self.least * scale) / scale:g} or more")
 
 
 def gop_costs(chunks: tuple[Chunk, ...]) -> list[int]:

@@ -66,7 +66,7 @@ def read_video(
     size: tuple[int, int] | None = None,
     fps: float | Fraction | None = None,
     max_frames: int | None = None,
-    pix_fmt_in: str = "yuv420p",
+    pix_fmt_in: str = raw_yuv.DEFAULT_PIX_FMT,
     downscale: int = 1,
     max_side: int | None = None,
 ) -> Video:
@@ -125,7 +125,7 @@ def open_video(source: Any, **options: Any) -> VideoSource:
 
 
 def count_frames(source: Any, *, size: tuple[int, int] | None = None, max_frames: int | None = None,
-                 pix_fmt_in: str = "yuv420p") -> int:
+                 pix_fmt_in: str = raw_yuv.DEFAULT_PIX_FMT) -> int:
     """How many frames :func:`open_video` gives for ``source`` with these options, found by reading a
     file through once more, one frame at a time (memory: one frame); an array's length at once. What a
     progress bar's total needs when a file is coded as it is read."""
@@ -162,7 +162,7 @@ def _open_source(
     size: tuple[int, int] | None = None,
     fps: float | Fraction | None = None,
     max_frames: int | None = None,
-    pix_fmt_in: str = "yuv420p",
+    pix_fmt_in: str = raw_yuv.DEFAULT_PIX_FMT,
 ) -> tuple[Fraction, Iterable[np.ndarray]]:
     """Check options and limits, then return the frame rate and the frames (lazy for files)."""
     rate = None if fps is None else _as_fraction(fps)

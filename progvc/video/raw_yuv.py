@@ -19,6 +19,8 @@ RAW_EXTENSIONS = (".yuv", ".raw")
 _SUBSAMPLING = {"yuv420p": (2, 2), "yuv422p": (2, 1), "yuv444p": (1, 1), "gray": None}  # chroma (x, y)
 PIX_FMTS = tuple(f"{base}{depth}" for base in _SUBSAMPLING for depth in ("", "10le"))
 """The raw layouts :func:`raw_layout` reads (``i420`` is accepted as ``yuv420p`` too)."""
+DEFAULT_PIX_FMT = "yuv420p"
+"""The layout of a raw file when not told (8-bit 4:2:0, what most raw test sequences hold)."""
 
 
 def raw_size(path: Path, size: tuple[int, int] | None) -> tuple[tuple[int, int], Fraction | None]:
