@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from progvc.stream import format as bs
+from progvc.stream import truncation
 
 
 def format5_bytes(stream: bs.Stream) -> int:
@@ -72,7 +73,7 @@ def table(streams: dict[str, bytes]) -> str:
         for data in streams.values():
             if n > bs.parse_header(data).coded_scales:
                 continue
-            cut = bs.truncate(data, n_scales=n)
+            cut = truncation.truncate(data, n_scales=n)
             sizes.append((format5_bytes(bs.unpack(cut)), format6_bytes(bs.unpack(cut)), len(cut)))
         f5, f6, new = np.array(sizes, float).T
         rows.append(f"| {n} | {f5.mean():.0f} | {f6.mean():.0f} | {new.mean():.0f} | {_saved(new, f5)} | "
@@ -109,7 +110,7 @@ def rebyte(results: str, clips: str, out: str) -> None:
         if psnr(video, codec.decode(default)) != full["psnr_rgb"]:
             raise SystemExit(f"{name}: the re-encoded stream decodes differently; cannot rebyte")
         for p in clip["points"]:
-            p["bytes"] = len(bs.truncate(default, n_scales=p["n_scales"]))
+            p["bytes"] = len(truncation.truncate(default, n_scales=p["n_scales"]))
             p["bpp"] = 8 * p["bytes"] / pixels
         for p in clip["sweep"]:
             data = default if p["quality"] == st["quality"] else codec.encode(

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from .codec.limits import Limits
 from .runtime.errors import BitstreamError, ConfigError, DeviceError, LimitError, ProgvcError, VideoError, WeightsError
-from .stream.format import truncate
 from .stream.info import StreamInfo, info
+from .stream.truncation import truncate
 
 if TYPE_CHECKING:
     import numpy as np

@@ -55,3 +55,16 @@ def test_no_layer_imports_a_layer_above_or_beside_it():
             if layer != parts[0] and (layer is None or LAYER[layer] >= LAYER[parts[0]]):
                 upward.append(f"{'/'.join(parts)}:{line} imports progvc.{'.'.join(target)}")
     assert not upward, "\n".join(upward)
+
+
+def test_functions_fit_on_a_screen():
+    """No function of the library is longer than 50 lines (training and benchmark drivers aside)."""
+    long = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.relative_to(PACKAGE).parts[0] in ("train", "bench"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 50:
+                long.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name}: "
+                            f"{node.end_lineno - node.lineno + 1} lines")
+    assert not long, "\n".join(long)

@@ -16,6 +16,7 @@ import pytest
 
 import progvc
 from progvc.stream import format as bs
+from progvc.stream import truncation
 from progvc.stream.scales import scale_grids
 
 
@@ -34,17 +35,17 @@ def test_pack_unpack_round_trip():
 def test_truncate_keeps_a_prefix_of_chunks_byte_for_byte():
     stream = make_stream()
     data = bs.pack(stream)
-    small = bs.truncate(data, n_scales=2)
+    small = truncation.truncate(data, n_scales=2)
     got = bs.unpack(small)
     assert got.header.coded_scales == 2
     assert got.gops == tuple(g[:2] for g in stream.gops)
-    assert bs.truncate(data, max_bytes=len(small)) == small
+    assert truncation.truncate(data, max_bytes=len(small)) == small
     # one byte short of two scales everywhere: the per-GOP budget keeps 2 chunks where they fit
-    assert [len(g) for g in bs.unpack(bs.truncate(data, max_bytes=len(small) - 1)).gops] == [2, 2, 1]
+    assert [len(g) for g in bs.unpack(truncation.truncate(data, max_bytes=len(small) - 1)).gops] == [2, 2, 1]
     with pytest.raises(progvc.ConfigError):
-        bs.truncate(data, max_bytes=10)
+        truncation.truncate(data, max_bytes=10)
     with pytest.raises(progvc.ConfigError):
-        bs.truncate(data, n_scales=0)
+        truncation.truncate(data, n_scales=0)
 
 
 def test_every_single_byte_flip_is_detected():
@@ -188,7 +189,7 @@ def test_an_older_stream_is_rewritten_in_the_current_format_by_truncate():
     old = golden.read_bytes()
     stream = bs.unpack(old)
     assert stream.header.version == 5 and all(c.wide for g in stream.gops for c in g)
-    new = bs.truncate(old, n_scales=stream.header.coded_scales)
+    new = truncation.truncate(old, n_scales=stream.header.coded_scales)
     again = bs.unpack(new)
     assert again.header.version == bs.VERSION and len(new) < len(old)
     assert [[c.payload for c in g] for g in again.gops] == [[c.payload for c in g] for g in stream.gops]
@@ -202,7 +203,7 @@ def test_the_container_benchmark_restates_the_format_5_layout_exactly(name):
 
     old = (Path(__file__).parent / "golden" / f"{name}.pvc").read_bytes()
     assert format5_bytes(bs.unpack(old)) == len(old)
-    assert format5_bytes(bs.unpack(bs.truncate(old, n_scales=2))) > len(bs.truncate(old, n_scales=2))
+    assert format5_bytes(bs.unpack(truncation.truncate(old, n_scales=2))) > len(truncation.truncate(old, n_scales=2))
 
 
 @pytest.mark.parametrize("name", ["v6-tiny-fast", "v6-progvc-small-v4", "v6-tiny-resize-2"])
@@ -211,7 +212,7 @@ def test_the_container_benchmark_restates_the_format_6_layout_exactly(name):
 
     old = (Path(__file__).parent / "golden" / f"{name}.pvc").read_bytes()
     assert old[4] == 6 and format6_bytes(bs.unpack(old)) == len(old)
-    assert format6_bytes(bs.unpack(bs.truncate(old, n_scales=2))) > len(bs.truncate(old, n_scales=2))
+    assert format6_bytes(bs.unpack(truncation.truncate(old, n_scales=2))) > len(truncation.truncate(old, n_scales=2))
 
 
 @pytest.mark.parametrize("name", ["tiny-fast", "v6-tiny-fast", "v5-tiny-fast", "v2-tiny-fast"])

@@ -222,7 +222,7 @@ def test_failed_or_interrupted_writes_leave_no_output(files, tmp_path, capsys, m
 
     monkeypatch.setattr(Codec, "encode_with_stats", interrupted)
     run(["encode", files / "clip.y4m", tmp_path / "o.pvc", *_w(files)], capsys, code=cli.EXIT_INTERRUPTED)
-    monkeypatch.setattr(commands.bs, "truncate", lambda *a, **k: 1 / 0)
+    monkeypatch.setattr(commands, "truncate", lambda *a, **k: 1 / 0)
     _, err = run(["truncate", files / "clip.pvc", tmp_path / "o.pvc", "--scales", 1], capsys,
                  code=cli.EXIT_INTERNAL)
     assert "internal error (ZeroDivisionError" in err

@@ -12,7 +12,7 @@ import pytest
 
 import progvc
 from progvc.codec.options import DecodeOptions, EncodeOptions, spec
-from progvc.stream import format as bs
+from progvc.stream.truncation import BelowSmallestStream
 
 from .conftest import smooth_clip
 
@@ -75,7 +75,7 @@ def test_the_command_line_shows_the_options_own_help_and_defaults():
 
 def test_below_the_smallest_stream_is_one_error_phrased_for_its_caller(tiny_codec):
     data = tiny_codec.encode(smooth_clip(3, 24, 40, seed=7), preset="fast", gop_size=2)
-    with pytest.raises(bs.BelowSmallestStream) as caught:
+    with pytest.raises(BelowSmallestStream) as caught:
         progvc.truncate(data, bpp=1e-4)
     exc = caught.value
     assert str(exc).startswith("bpp=0.0001 is below") and exc.phrased("--bpp ").startswith("--bpp 0.0001 is below")

@@ -9,6 +9,7 @@ import pytest
 
 import progvc
 from progvc.stream import format as bs
+from progvc.stream import truncation
 
 
 def make_stream(frames=9, gop=4, scales=4, size=lambda g, k: 8 * (k + 1) ** 2):
@@ -25,7 +26,7 @@ def counts(data: bytes) -> list[int]:
 
 
 def smallest(data: bytes) -> int:
-    return len(bs.truncate(data, n_scales=1))
+    return len(truncation.truncate(data, n_scales=1))
 
 
 def test_every_budget_is_respected_and_chunks_are_byte_prefixes():
@@ -34,16 +35,16 @@ def test_every_budget_is_respected_and_chunks_are_byte_prefixes():
     full = bs.unpack(data)
     low = smallest(data)
     for budget in range(low, len(data) + 40, 7):
-        out = bs.truncate(data, max_bytes=budget)
+        out = truncation.truncate(data, max_bytes=budget)
         assert len(out) <= budget
         got = bs.unpack(out)
         assert got.header.coded_scales == max(counts(out))
         assert all(chunks == full.gops[g][:len(chunks)] for g, chunks in enumerate(got.gops))
-        assert bs.truncate(out, max_bytes=budget) == out
-    assert bs.truncate(data, max_bytes=len(data)) == data
-    assert counts(bs.truncate(data, max_bytes=low)) == [1] * full.header.n_gops
+        assert truncation.truncate(out, max_bytes=budget) == out
+    assert truncation.truncate(data, max_bytes=len(data)) == data
+    assert counts(truncation.truncate(data, max_bytes=low)) == [1] * full.header.n_gops
     with pytest.raises(progvc.ConfigError, match=f"{low} bytes"):
-        bs.truncate(data, max_bytes=low - 1)
+        truncation.truncate(data, max_bytes=low - 1)
 
 
 def test_budget_is_shared_by_frame_count_and_savings_carry_forward():
@@ -53,18 +54,18 @@ def test_budget_is_shared_by_frame_count_and_savings_carry_forward():
     per_gop = [len(bs.pack(bs.Stream(bs.unpack(data).header, (chunks,) * 3))) - header_bytes
                for chunks in bs.unpack(data).gops]  # bytes of a stream of three copies of one GOP
     share = 3 * 640 // 3
-    out = bs.truncate(data, max_bytes=header_bytes + 3 * 640)
+    out = truncation.truncate(data, max_bytes=header_bytes + 3 * 640)
     kept = counts(out)
     assert kept[0] == 4 and kept[1] < 4 and len(set(kept)) > 1
     # GOP 1 alone, with only its own share, keeps fewer scales than with GOP 0's savings
-    alone = bs.truncate(make_stream(frames=4, gop=4, size=lambda g, k: 60 * (k + 1) ** 2),
+    alone = truncation.truncate(make_stream(frames=4, gop=4, size=lambda g, k: 60 * (k + 1) ** 2),
                         max_bytes=header_bytes + share)
     assert counts(alone)[0] < kept[1], (per_gop, kept)
 
 
 def test_short_last_gop_gets_a_smaller_share():
     data = make_stream(frames=9, gop=4, size=lambda g, k: 40 * (k + 1))  # GOPs of 4, 4 and 1 frames
-    kept = counts(bs.truncate(data, max_bytes=len(bs.truncate(data, n_scales=2)) + 60))
+    kept = counts(truncation.truncate(data, max_bytes=len(truncation.truncate(data, n_scales=2)) + 60))
     assert kept[2] <= kept[0], kept
 
 
@@ -72,8 +73,8 @@ def test_bpp_is_a_byte_budget_over_the_pixels():
     data = make_stream()
     pixels = 64 * 48 * 9
     for budget in (smallest(data), 700, len(data) - 5, len(data)):
-        assert bs.truncate(data, bpp=8 * budget / pixels) == bs.truncate(data, max_bytes=budget)
-    assert bs.truncate(data, bpp=progvc.info(data).bpp) == data
+        assert truncation.truncate(data, bpp=8 * budget / pixels) == truncation.truncate(data, max_bytes=budget)
+    assert truncation.truncate(data, bpp=progvc.info(data).bpp) == data
 
 
 @pytest.mark.parametrize("kwargs", [{}, {"n_scales": 1, "max_bytes": 10**6}, {"max_bytes": 10**6, "bpp": 1.0},
@@ -82,7 +83,7 @@ def test_bpp_is_a_byte_budget_over_the_pixels():
                                     {"n_scales": 5}, {"n_scales": 1.5}])
 def test_bad_arguments(kwargs):
     with pytest.raises(progvc.ConfigError):
-        bs.truncate(make_stream(), **kwargs)
+        truncation.truncate(make_stream(), **kwargs)
 
 
 def test_uneven_stream_decodes_each_gop_at_its_own_scale_count(tiny_codec, clip_factory):

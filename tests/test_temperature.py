@@ -17,6 +17,7 @@ from progvc.coding import temperature
 from progvc.coding.entropy import ChunkDecoder, probability_table
 from progvc.coding.temperature import TemperedChunkEncoder
 from progvc.stream import format as bs
+from progvc.stream import truncation
 from progvc.stream.scales import scale_grids
 
 from .conftest import smooth_clip
@@ -84,7 +85,7 @@ def test_temperatures_travel_in_the_gop_index_and_survive_truncation():
     data = bs.pack(bs.Stream(h, gops))
     assert bs.unpack(data).gops == gops
     assert progvc.info(data).coding_temperatures == pytest.approx((0.55, 1.6, 0.5))  # means over GOPs
-    cut = bs.unpack(bs.truncate(data, n_scales=2))
+    cut = bs.unpack(truncation.truncate(data, n_scales=2))
     assert [[c.temperature for c in g] for g in cut.gops] == [[0, 15], [9]]
     # the GOP index holds ceil(n/2) bytes of them: three chunks take two bytes, one chunk one byte
     assert bs.index_size([4, 0, 8]) - bs.index_size([4, 0, 8], version=6) == 2

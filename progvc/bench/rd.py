@@ -33,7 +33,7 @@ import numpy as np
 
 from ..coding.options import DEFAULT_PRESET, get_preset
 from ..runtime.errors import ConfigError, ProgvcError
-from ..stream.format import truncate
+from ..stream.truncation import truncate
 from ..video.downscale import downscale_area, factor_for
 
 DEFAULT_CODECS = ("progvc", "x264", "x265", "svtav1")

@@ -40,6 +40,7 @@ from ..runtime.atomic import file_mode, write_bytes_atomic
 from ..runtime.errors import VideoError, WeightsError
 from ..stream import format as bs
 from ..stream.info import info
+from ..stream.truncation import truncate
 from . import checks as check
 from .exit_codes import EXIT_CODES, EXIT_OK, EXIT_USAGE, CliError, report
 from .parser import build_parser
@@ -90,7 +91,7 @@ def _truncate(args: argparse.Namespace) -> None:
     data = check.input_file(args.input)
     check.stream(data, args.input, partial=False, hint="truncate needs a whole stream; 'progvc decode --partial' "
                  "and 'progvc info --partial' use what it holds")
-    small = bs.truncate(data, n_scales=args.scales, max_bytes=args.max_bytes, bpp=args.bpp)
+    small = truncate(data, n_scales=args.scales, max_bytes=args.max_bytes, bpp=args.bpp)
     write_bytes_atomic(out, small)
     counts = [len(chunks) for chunks in bs.unpack(small).gops]
     print(f"{out}: {len(small)} of {len(data)} bytes, {info(small).bpp:.4f} bpp, "

@@ -7,7 +7,7 @@ import sys
 import traceback
 
 from ..runtime.errors import BitstreamError, ConfigError, DeviceError, LimitError, ProgvcError, VideoError, WeightsError
-from ..stream.format import BelowSmallestStream
+from ..stream.truncation import BelowSmallestStream
 
 (EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INPUT, EXIT_STREAM, EXIT_WEIGHTS, EXIT_EXISTS, EXIT_DEVICE,
  EXIT_LIMIT) = range(9)

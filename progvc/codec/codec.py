@@ -44,6 +44,7 @@ from ..runtime.devices import resolve_device
 from ..runtime.errors import BitstreamError, VideoError, WeightsError
 from ..runtime.progress import NO_PROGRESS, Progress
 from ..stream import format as bs
+from ..stream.truncation import truncate
 from ..video.resize import downsample
 from ..weights import load_named, parse_weights, serialize, sha256_hex
 from .admission import Admission, admit
@@ -421,7 +422,7 @@ class _EncodeJob:
 def _drop_scales(data: bytes, coded: list[EncodedGop], bpp: float) -> tuple[bytes, list[EncodedGop]]:
     """``truncate(data, bpp=bpp)`` and the GOPs cut to the scales it keeps, with their bits
     (BelowSmallestStream where even one scale per GOP is too dear)."""
-    data = bs.truncate(data, bpp=bpp)
+    data = truncate(data, bpp=bpp)
     kept = bs.unpack(data).gops
     return data, [EncodedGop(c.chunks[:len(k)], c.bits[:, :len(k)], c.rd_lambda)
                   for c, k in zip(coded, kept, strict=True)]

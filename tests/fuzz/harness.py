@@ -48,6 +48,7 @@ from typing import Any, Protocol, TypeVar
 
 from progvc.runtime.errors import BitstreamError, ConfigError
 from progvc.stream import format as bs
+from progvc.stream import truncation
 from progvc.stream.info import info
 from progvc.stream.scales import scale_grids
 
@@ -314,7 +315,7 @@ def check_container(data: bytes, expect: bool | None = None) -> str:
     if part is not None:
         assert info(data, partial=True).complete == part.complete
     if stream is None:
-        for call in (info, lambda x: bs.truncate(x, n_scales=1)):
+        for call in (info, lambda x: truncation.truncate(x, n_scales=1)):
             try:
                 call(data)
             except BitstreamError:
@@ -326,10 +327,10 @@ def check_container(data: bytes, expect: bool | None = None) -> str:
     i = info(data)
     assert i.total_bytes == len(data) == i.header_bytes + i.index_bytes + sum(i.bytes_per_scale)
     for n in {1, stream.header.coded_scales}:
-        small = bs.unpack(bs.truncate(data, n_scales=n))
+        small = bs.unpack(truncation.truncate(data, n_scales=n))
         assert small.gops == tuple(g[:n] for g in stream.gops), "truncate did not keep a prefix of chunks"
     with contextlib.suppress(ConfigError):  # a budget below one chunk per GOP
-        assert len(bs.truncate(data, max_bytes=len(data) - 1)) < len(data)
+        assert len(truncation.truncate(data, max_bytes=len(data) - 1)) < len(data)
     return "decoded"
 
 
@@ -493,7 +494,7 @@ def first_scale_stream(codec: Any, n_frames: int, gop_size: int, seed: int = 0) 
     from tests.conftest import smooth_clip
 
     data = codec.encode(smooth_clip(n_frames, 16, 16, seed=seed), gop_size=gop_size, refine=0, temporal=False)
-    return bs.truncate(data, n_scales=1)
+    return truncation.truncate(data, n_scales=1)
 
 
 def claim(codec: Any, data: bytes, width: int, height: int, n_frames: int | None = None) -> bytes:
