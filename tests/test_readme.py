@@ -107,3 +107,15 @@ def test_first_command_block_is_install_and_quickstart_then_tests():
     lines = text[start:text.index("```", start)].strip().splitlines()
     assert len(lines) == 2 and "pip install" in lines[0] and "examples/quickstart.py" in lines[0], lines
     assert lines[1].startswith("python -m pytest"), lines
+
+
+def test_the_changelog_opens_with_the_package_version():
+    import progvc
+
+    first = next(line for line in (README.parent / "CHANGELOG.md").read_text().splitlines() if line.startswith("## "))
+    assert first == f"## {progvc.__version__}", (first, progvc.__version__)
+
+
+def test_the_readme_is_a_front_door():
+    lines = len(README.read_text().splitlines())
+    assert lines <= 160, f"{lines} lines: measurements go to benchmarks/README.md, history to CHANGELOG.md"

@@ -9,12 +9,11 @@ or intra, whichever the encoder's rate-distortion score prefers, and a flag says
 Why: the context model reads earlier frames through co-located memory and a copy gate that
 raise the odds of "what this place had before". Where content moves by a token or more between
 frames (fast motion, a pan, a scene cut), that prior points at the wrong codes and costs more
-than it saves: on the dev clip RaceHorses every inter frame cost 11-50% more bits than the same
-frame coded alone, nearly all of it at the three finest scales, and on the multi-scene clip the
-frame after a cut cost 11% more. Intra mode is what the model already does for a GOP's first
+than it saves (on fast-motion clips an inter frame cost more than the same frame coded alone,
+nearly all of it at the finest scales). Intra mode is what the model already does for a GOP's first
 frame, so no training is needed; the encoder runs both and keeps the cheaper (``progvc.coding.rd_choice``).
-With it RaceHorses' stream is 15% smaller (inter / intra bits 1.12 -> 0.93) and the multi-scene
-clip's 3.4%; elsewhere the flags cost about 0.05% of the bits (benchmarks/README.md).
+It pays on fast motion and cuts and costs next to nothing elsewhere (benchmarks/README.md, "Quality,
+presets and inter frames").
 
 The flag of (t, k) opens that block's symbols in chunk k (before its skip flags), coded with
 an adaptive binary model (:class:`ModeModel`) whose context is the previous frame's mode at the

@@ -12,9 +12,9 @@ the quality knob fills the gap that truncation leaves. Each GOP of a stream reco
 Presets trade encoder time for compression, as in x264. They differ in how the encoder finds
 the latent it quantises (``refine``: Adam steps per frame on the quantised reconstruction's error,
 :meth:`progvc.models.tokenizer.Tokenizer.refine_latent`) and in whether it scores every block of
-a later frame in intra mode too (``intra_trials``, :mod:`progvc.coding.context_modes`: about 40% more context
-model work when encoding, for 15% fewer bits on fast motion and nothing elsewhere); the decoder
-and the stream format do not depend on the preset.
+a later frame in intra mode too (``intra_trials``, :mod:`progvc.coding.context_modes`: more context
+model work when encoding, for fewer bits on fast motion); the decoder and the stream format do
+not depend on the preset (benchmarks/README.md, "Presets").
 
 ``fill`` says how a decoder makes the scales a stream does not carry (:mod:`progvc.coding.fill`).
 This module imports neither torch nor constriction (the CLI validates options before loading a model).
@@ -75,9 +75,8 @@ DEFAULT_INTER_LAMBDA_SCALE = 2.0
 """The multiplier of a GOP's later frames is ``inter_lambda_scale`` times its first frame's, as
 conventional encoders code P frames a few QP steps below their I frame (x264's default ``ipratio``
 1.4 on the quantiser step is about 2 on lambda): a GOP's first frame is the reference every later
-one copies from and is predicted by, so its bits buy quality for the whole GOP. Measured on the
-dev clips against 1 (no offset: 1.8% / 4.4% more bits for the same PSNR / MS-SSIM) and 3 (worse
-than 2 on three of four clips); benchmarks/README.md, "Inter-frame lambda"."""
+one copies from and is predicted by, so its bits buy quality for the whole GOP. Chosen against 1
+and 3 on the dev clips: benchmarks/README.md, "Inter-frame lambda"."""
 MAX_INTER_LAMBDA_SCALE = 64.0
 
 
@@ -87,19 +86,15 @@ frames (on top of ``inter_lambda_scale``): ``lambda(t, k) = lambda x inter_lambd
 x coarse_lambda_scale[t > 0] [k < K-1]`` (:mod:`progvc.coding.rd_choice`), in GOPs of at most
 ``COARSE_LAMBDA_MAX_GOP`` frames. The coarse scales' errors are left for the finest scale to
 correct, and later frames copy more of the previous frame's coarse tokens, which is most of what a
-truncated stream carries. Measured on the 10 dev clips (GOPs of 8) against (1, 1): the default
-stream cut to 5..9 scales +0.40 dB at equal rate (BD-PSNR against v3's sent-only decode: +1.15 ->
-+1.55), its full picture +0.11 dB against the old quality curve at the same rate, and the whole
-quality sweep (30..90) -0.07 dB / +0.002 MS-SSIM at equal rate. Among the others, by the first two
-measures: (1, 3) +1.51 / +0.10, (1, 3) on all but the two finest scales +1.50 / +0.05, (2, 2)
-+1.46 / +0.12; (3, 3) made one clip's cut stream cheaper than v3's whole range.
-benchmarks/README.md, "Coarse scales at a higher lambda"."""
+truncated stream carries. Chosen on the dev clips (GOPs of 8) against (1, 1), (1, 3), (2, 2) and
+(3, 3): it makes cut streams better at equal rate and leaves the whole quality sweep where it was
+(benchmarks/README.md, "Coarse scales at a higher lambda")."""
 
 COARSE_LAMBDA_MAX_GOP = 8
 """The longest GOP (in frames) that ``DEFAULT_COARSE_LAMBDA_SCALE`` is used for; longer GOPs code
-every scale at its frame's lambda unless told otherwise. Over a GOP of 32 frames the copies of
-coarse tokens drift: the quality-60 picture lost 0.04-0.31 dB against the old quality curve at
-the same rate on four dev clips (32 frames), where in GOPs of 8 it gained 0.11 dB on average."""
+every scale at its frame's lambda unless told otherwise: over a GOP of 32 frames the copies of
+coarse tokens drift, and the multiple lost what it gains in GOPs of 8 (benchmarks/README.md,
+"Coarse scales at a higher lambda")."""
 
 
 def default_coarse_lambda_scale(gop_frames: int) -> tuple[float, float]:
@@ -137,13 +132,12 @@ def default_gop_size(width: int, height: int) -> int:
     pixels, from 8 to ``MAX_DEFAULT_GOP`` (32 up to 854x480, 24 at 1024x576, 16 at 720p, 8 at
     1080p and above).
 
-    A GOP's first frame costs as much as several later ones, so longer GOPs cost fewer bits: on 32
-    frames of five dev clips GOP 32 took 30% fewer bits than GOP 8 and was 0.20 to 1.17 dB better
-    at equal rate (BD-PSNR; benchmarks/README.md, "GOP length on longer clips").
+    A GOP's first frame costs as much as several later ones, so longer GOPs cost fewer bits
+    (benchmarks/README.md, "GOP length on longer clips").
     What bounds the length is memory: progressive truncation needs every scale of a GOP coded
     before the next, so a GOP's context caches and latents grow with its frames
-    (:mod:`progvc.runtime.memory`). The budget keeps a default GOP's decode within 3% of what 8 frames of
-    1080p need by :func:`progvc.coding.footprint.estimate` (measured: benchmarks/README.md, "Memory"). A
+    (:func:`progvc.coding.footprint.estimate`). The budget keeps a default GOP's decode near what 8
+    frames of 1080p need (benchmarks/README.md, "Memory"). A
     longer GOP also delays a streaming decoder's first frame and coarsens random access and
     truncation, which work per GOP; pass ``gop_size`` (``--gop``) for another trade-off. The
     context model sees only the last two frames and no frame index, so any length codes alike.
@@ -160,20 +154,17 @@ dev clips against 1, 4 and 8 (benchmarks/README.md, "Block skip: block side").""
 AUTO_RESIZE = (1, 2, 3)
 """The sizes ``encode(bpp=R)`` tries when not told ``resize`` (:mod:`progvc.video.resize`): it codes the
 video to the budget at full, half and third width and height and keeps the stream whose decode has
-the higher PSNR. On the dev clips half size was the better picture from about 0.01 to 0.04 bpp and
-a third below about 0.01 (benchmarks/README.md, "Coding at a reduced size"); 4 was not measured.
-The smaller sizes cost little: a ninth and a quarter of the pixels."""
+the higher PSNR: at low rates the smaller sizes make the better picture (benchmarks/README.md,
+"Coding at a reduced size"; 4 was not measured). They cost little: a ninth and a quarter of the pixels."""
 
 
 FILL_MODES = ("mean", "sample", "none")
 DEFAULT_FILL = "sample"
-"""Measured on dev with progvc-small-v4 (benchmarks/README.md, "The default fill"): "sample" (the sent
-scales' picture plus the finest band of a seeded draw of the rest) is the only mode whose cut
-streams beat v3's sent-only decode on PSNR, MS-SSIM and VMAF alike (BD +1.57 dB / +0.149 / +0.52
-at equal rate, and a higher VMAF at every n = 5..9 with 16-46% of v3's bits), and it has about
-twice the fine detail of "none" (detail ratio 0.13-0.19 against 0.06-0.13). "none" keeps 0.03-0.10
-dB and 0.005 MS-SSIM more and skips the context model on the scales not sent (a cut stream then
-decodes several times faster on a CPU); "mean" loses to both on PSNR and MS-SSIM at every n."""
+""""sample" (the sent scales' picture plus the finest band of a seeded draw of the rest): on the
+dev clips the only mode whose cut streams beat v3's on PSNR, MS-SSIM and VMAF alike, with about
+twice the fine detail of "none". "none" keeps a little more PSNR and skips the context model on the
+scales not sent (a cut stream decodes several times faster on a CPU); "mean" loses to both. The
+measurements: benchmarks/README.md, "The default fill"."""
 
 
 def scales_run(fill: str, coded: int, n_scales: int) -> int:

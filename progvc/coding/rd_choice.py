@@ -13,14 +13,13 @@ tokens of one (t,k) are conditionally independent given their context (coarser s
 frames), so the choice is exact token by token. ``area_k = h w / (h_k w_k)`` turns a scale-k
 codeword error into the squared error it leaves on the full latent grid (area-downsampling
 averages ``area_k`` cells, upsampling spreads the codeword back over them), so one lambda prices
-every scale alike (measured against scaling the coarse scales' lambda by 1/4 or 4, or choosing
-only the three finest scales: all lie on the same rate-quality curve within 0.05 dB).
+every scale alike (scaling the coarse scales' lambda by 1/4 or 4, or choosing only the three
+finest scales, measured on the same rate-quality curve: benchmarks/README.md).
 
 Why this is also the inter-frame coder: the context model's copy gate makes "the token this place
 had in the previous frame" cheap, so wherever content is unchanged or barely changed (camera noise,
-slow drift) the repeat wins and an inter frame costs a fraction of an intra one. With
-progvc-small-v3 (trained on nearest-codeword tokens) on four dev clips, lambda = 1 cut the rate by
-21% for 0.09 dB; a model trained on these tokens (v4) prices repeats lower still.
+slow drift) the repeat wins and an inter frame costs a fraction of an intra one; a model trained
+on these tokens (v4) prices repeats lower still (benchmarks/README.md, "Inter frames").
 
 Block skip (:mod:`progvc.coding.skip`) goes one step further for frames after the first: a whole block
 of tokens that repeats the previous frame's costs one adaptive flag instead of a repeat per

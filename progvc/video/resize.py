@@ -3,19 +3,16 @@ and the decoder scales the pictures back up to the frame size (AV1's resize mode
 
 Why: the token pyramid of a frame spends its coarse scales on a picture that only its finest
 scales complete, so at low rates a truncated stream is a heavy blur. The complete pyramid of a
-frame half the size, scaled back up, is the better picture for the same bits: on the dev clips (8
-frames, long side <= 480, progvc-small-v4) the half-size quality sweep is 0.95 dB PSNR / 0.098
-MS-SSIM above the full-size stream cut to 5..9 scales at equal rate (every clip), and 0.39 dB /
-0.046 above the full-size quality sweep where both reach (8 of 10 clips; the crossover is near
-0.04 bpp, and a 176x144 clip loses). VMAF, though, prefers the full-size sweep's sharper texture
-(``benchmarks/README.md``, "Coding at a reduced size"). So ``encode(bpp=R)`` without ``resize``
-codes the video to the budget at full, half and a third of its size and keeps the stream that
-decodes closest to the source (``Codec._encode_at_best_size``, ``options.AUTO_RESIZE``).
+frame half the size, scaled back up, is the better picture for the same bits at low rates on PSNR
+and MS-SSIM, while VMAF prefers the full-size stream's sharper texture (benchmarks/README.md,
+"Coding at a reduced size"). So ``encode(bpp=R)`` without ``resize`` codes the video to the budget
+at full, half and a third of its size and keeps the stream that decodes closest to the source
+(``Codec._encode_at_best_size``, ``progvc.coding.options.AUTO_RESIZE``).
 
 ::
 
     encode:  frames (T,H,W,3) ──pad to a multiple of f (edge pixels repeated)──► area average of f x f
-             ──► (T, ceil(H/f), ceil(W/f), 3): the pictures the tokens describe (``bitstream.coded_size``)
+             ──► (T, ceil(H/f), ceil(W/f), 3): the pictures the tokens describe (``progvc.stream.format.coded_size``)
     decode:  synthesised (T, ceil(H/f), ceil(W/f), 3) ──bicubic x f──► crop to (T,H,W,3)
 
 Both run on the codec's device, one frame at a time (a frame's float copy is all they add). The
