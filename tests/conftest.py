@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import os
 import random
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from hypothesis import settings
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-CLIPS = SHARED / "clips"
+from .helpers import ship_tiny_model, smooth_clip
 
 settings.register_profile("seeded", derandomize=True, database=None)
 settings.register_profile("explore")
@@ -36,15 +34,6 @@ def _seed_global_generators():
     random.seed(0)
 
 
-def random_weights(config, seed: int = 0) -> dict:
-    """The state dict of a randomly initialised ``CodecModel(config)``, the same for the same seed."""
-    from progvc.codec.codec import CodecModel
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return CodecModel(config).state_dict()
-
-
 @pytest.fixture(scope="session")
 def tiny_codec():
     from progvc.codec.codec import Codec
@@ -53,36 +42,9 @@ def tiny_codec():
     return Codec.from_config(tiny_config(), seed=0, device="cpu")
 
 
-def smooth_clip(n_frames: int, height: int, width: int, seed: int = 0) -> np.ndarray:
-    """A moving smooth pattern plus noise: (T,H,W,3) uint8, cheap and compressible like video."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    frames = []
-    for t in range(n_frames):
-        base = np.stack([np.sin((xx + 2 * t) / 7 + c) + np.cos((yy - t) / 5 - c) for c in range(3)], -1)
-        frames.append(np.clip(127 + 60 * base + rng.normal(0, 8, base.shape), 0, 255))
-    return np.asarray(frames, dtype=np.uint8)
-
-
 @pytest.fixture
 def clip_factory():
     return smooth_clip
-
-
-def ship_tiny_model(directory: Path, monkeypatch, name: str = "tiny-shipped",
-                    file: str = "tiny.safetensors") -> Path:
-    """Write a random tiny model and its manifest into ``directory`` and make it the shipped default."""
-    import json
-
-    from progvc.models.config import tiny_config
-    from progvc.weights import save_weights
-
-    cfg = tiny_config(name=name)
-    digest = save_weights(directory / file, random_weights(cfg), cfg)
-    (directory / "manifest.json").write_text(json.dumps(
-        {"default": name, "models": {name: {"file": file, "sha256": digest}}}))
-    monkeypatch.setenv("PROGVC_WEIGHTS_DIR", str(directory))
-    return directory
 
 
 @pytest.fixture
@@ -91,29 +53,3 @@ def weights_dir(tmp_path, monkeypatch):
     return ship_tiny_model(tmp_path, monkeypatch)
 
 
-def shared_clip(name_part: str) -> Path:
-    """A clip from ../shared/clips/dev whose name contains ``name_part``; skips when absent."""
-    matches = sorted((CLIPS / "dev").glob(f"*{name_part}*")) if CLIPS.exists() else []
-    if not matches:
-        pytest.skip("../shared/clips is not present")
-    return matches[0]
-
-
-def legacy_header(h, version: int) -> bytes:
-    """``h`` laid out as format versions 2-5 do (fixed-width fields, docs/FORMAT.md "Versions"),
-    labelled ``version``, with a correct CRC: how a test makes an older stream's header. These
-    versions hold the whole sha256: a shorter weights id is padded with zero bytes."""
-    import struct
-    import zlib
-
-    from progvc.stream import format as bs
-
-    flags = ((0 if h.temporal else 1) | bs.SKIP_BLOCKS.index(h.skip_block) << 1 | (8 if h.modes else 0)
-             | bs.RESIZE_FACTORS.index(h.resize) << 4)
-    name = h.model_name.encode()
-    body = (bytes([len(name)]) + name + h.weights_sha256.ljust(32, b"\0")
-            + struct.pack("<IIIIIHBBQfIfB", h.width, h.height, h.n_frames, h.fps.numerator, h.fps.denominator,
-                          h.gop_size, h.n_scales, h.coded_scales, h.seed, h.temperature, h.top_k, h.top_p, flags)
-            + b"".join(struct.pack("<HH", r, c) for r, c in h.grids))
-    head = struct.pack("<4sBH", bs.MAGIC, version, len(body)) + body
-    return head + struct.pack("<I", zlib.crc32(head))

@@ -17,14 +17,8 @@ import pytest
 import progvc
 from progvc.stream import format as bs
 from progvc.stream import truncation
-from progvc.stream.scales import scale_grids
 
-
-def make_stream(n_frames=5, gop=2, scales=3, payload=lambda g, k: bytes(4 * (k + 1))):
-    header = bs.StreamHeader("m", bytes(range(bs.WEIGHTS_ID_BYTES)), 33, 17, n_frames, Fraction(30000, 1001), gop,
-                             tuple(scale_grids(scales, scales + 1, scales)), scales, seed=7)
-    gops = tuple(tuple(bs.Chunk(g * 10 + k, payload(g, k)) for k in range(scales)) for g in range(header.n_gops))
-    return bs.Stream(header, gops)
+from .helpers import make_stream
 
 
 def test_pack_unpack_round_trip():
@@ -120,7 +114,7 @@ def test_info_describes_bytes_per_scale():
 
 
 def test_truncate_and_info_do_not_import_torch():
-    code = ("import sys, progvc; from tests.test_bitstream import make_stream; from progvc.stream import format as bs;"
+    code = ("import sys, progvc; from tests.helpers import make_stream; from progvc.stream import format as bs;"
             "d = bs.pack(make_stream()); progvc.info(progvc.truncate(d, n_scales=1));"
             "assert 'torch' not in sys.modules and 'constriction' not in sys.modules, 'heavy import'")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -13,7 +13,7 @@ from progvc.coding.entropy import ChunkDecoder, ChunkEncoder
 from progvc.coding.skip import FlagModel, layout
 from progvc.stream import format as bs
 
-from .conftest import legacy_header, smooth_clip
+from .helpers import legacy_header, smooth_clip
 
 
 def test_blocks_tile_the_grid_row_major_with_their_neighbours():

@@ -19,7 +19,7 @@ from progvc.runtime.atomic import file_mode
 from progvc.video.io import read_video, write_video
 from progvc.weights import save_weights
 
-from .conftest import random_weights, smooth_clip
+from .helpers import random_weights, run_cli, smooth_clip
 
 
 @pytest.fixture(scope="module")
@@ -43,25 +43,16 @@ def codec(files):
     return Codec.from_file(files / "tiny.safetensors", device="cpu")
 
 
-def run(argv, capsys, code=0):
-    """Run main(argv), check its exit code and that any error is exactly one line."""
-    got = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    assert got == code, (got, err)
-    if code:
-        assert err.startswith("progvc: error: ") and err.count("\n") == 1 and "Traceback" not in err, err
-    return out, err
-
-
 def test_encode_matches_the_library_and_decode_writes_exact_frames(files, codec, tmp_path, capsys):
     clip = read_video(files / "clip.y4m")
     data = (files / "clip.pvc").read_bytes()
     assert data == codec.encode(clip.frames, fps=clip.fps, gop_size=4)
-    out, _ = run(["decode", files / "clip.pvc", tmp_path / "out.y4m", *_w(files), "--seed", 4, "--exact"], capsys)
+    out, _ = run_cli(["decode", files / "clip.pvc", tmp_path / "out.y4m", *_w(files), "--seed", 4, "--exact"], capsys)
     assert "6 frames of 28x20" in out and "exact RGB 4:4:4" in out
     back = read_video(tmp_path / "out.y4m")
     assert np.array_equal(back.frames, codec.decode(data, seed=4)) and back.fps == 12
-    run(["decode", files / "clip.pvc", tmp_path / "f_%03d.png", *_w(files), "--scales", 2, "--fill", "none"], capsys)
+    run_cli(["decode", files / "clip.pvc", tmp_path / "f_%03d.png", *_w(files), "--scales", 2, "--fill", "none"],
+            capsys)
     pngs = read_video(tmp_path / "f_%03d.png").frames
     assert np.array_equal(pngs, codec.decode(data, 2, fill="none"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f_001.png", "f_002.png", "f_003.png", "f_004.png",
@@ -69,21 +60,21 @@ def test_encode_matches_the_library_and_decode_writes_exact_frames(files, codec,
 
 
 def test_encode_options_frames_scales_and_bpp(files, codec, tmp_path, capsys):
-    run(["encode", files / "clip.y4m", tmp_path / "a.pvc", "--frames", 3, "--scales", 2, "--gop", 2, *_w(files)],
+    run_cli(["encode", files / "clip.y4m", tmp_path / "a.pvc", "--frames", 3, "--scales", 2, "--gop", 2, *_w(files)],
         capsys)
     facts = progvc.info((tmp_path / "a.pvc").read_bytes())
     assert (facts.n_frames, facts.coded_scales, facts.gop_size) == (3, 2, 2)
-    out, _ = run(["encode", files / "clip.y4m", tmp_path / "b.pvc", "--bpp", 1.0, *_w(files)], capsys)
+    out, _ = run_cli(["encode", files / "clip.y4m", tmp_path / "b.pvc", "--bpp", 1.0, *_w(files)], capsys)
     assert progvc.info((tmp_path / "b.pvc").read_bytes()).bpp <= 1.0 and "bpp" in out
-    run(["encode", files / "clip.y4m", tmp_path / "c.pvc", "--inter-lambda-scale", 1, "--quality", 90, *_w(files)],
+    run_cli(["encode", files / "clip.y4m", tmp_path / "c.pvc", "--inter-lambda-scale", 1, "--quality", 90, *_w(files)],
         capsys)
     clip = read_video(files / "clip.y4m")
     same = codec.encode(clip.frames, fps=clip.fps, quality=90, inter_lambda_scale=1)
     assert (tmp_path / "c.pvc").read_bytes() == same != codec.encode(clip.frames, fps=clip.fps, quality=90)
-    run(["encode", files / "clip.y4m", tmp_path / "e.pvc", "--coarse-lambda-scale", "1,4", *_w(files)], capsys)
+    run_cli(["encode", files / "clip.y4m", tmp_path / "e.pvc", "--coarse-lambda-scale", "1,4", *_w(files)], capsys)
     coarse = codec.encode(clip.frames, fps=clip.fps, coarse_lambda_scale=(1, 4))
     assert (tmp_path / "e.pvc").read_bytes() == coarse != codec.encode(clip.frames, fps=clip.fps)
-    out, _ = run(["encode", files / "clip.y4m", tmp_path / "d.pvc", "--resize", 2, *_w(files)], capsys)
+    out, _ = run_cli(["encode", files / "clip.y4m", tmp_path / "d.pvc", "--resize", 2, *_w(files)], capsys)
     assert (tmp_path / "d.pvc").read_bytes() == codec.encode(clip.frames, fps=clip.fps, resize=2)
     assert f"of {clip.frames.shape[2]}x{clip.frames.shape[1]}" in out  # the size shown, not the coded one
 
@@ -93,7 +84,7 @@ def test_truncate_verbs_equal_the_library(files, tmp_path, capsys):
     bpp, smallest = round(0.8 * progvc.info(data).bpp, 3), len(progvc.truncate(data, n_scales=1))
     for option, value in (("--scales", 2), ("--max-bytes", (smallest + len(data)) // 2), ("--bpp", bpp)):
         out = tmp_path / f"t{option}.pvc"
-        run(["truncate", files / "clip.pvc", out, option, value], capsys)
+        run_cli(["truncate", files / "clip.pvc", out, option, value], capsys)
         key = option.lstrip("-").replace("-", "_").replace("scales", "n_scales")
         assert out.read_bytes() == progvc.truncate(data, **{key: value})
         assert out.stat().st_mode & 0o777 == file_mode()  # not mkstemp's 0600
@@ -101,26 +92,26 @@ def test_truncate_verbs_equal_the_library(files, tmp_path, capsys):
 
 def test_info_text_and_json(files, capsys):
     data = (files / "clip.pvc").read_bytes()
-    out, _ = run(["info", files / "clip.pvc"], capsys)
+    out, _ = run_cli(["info", files / "clip.pvc"], capsys)
     assert out == str(progvc.info(data)) + "\n"
-    out, _ = run(["info", files / "clip.pvc", "--json"], capsys)
+    out, _ = run_cli(["info", files / "clip.pvc", "--json"], capsys)
     assert json.loads(out) == json.loads(json.dumps(progvc.info(data).to_dict()))
     cut = files / "cut.pvc"
     cut.write_bytes(data[:-3])
-    run(["info", cut], capsys, code=cli.EXIT_STREAM)
-    out, _ = run(["info", cut, "--json", "--partial"], capsys)
+    run_cli(["info", cut], capsys, code=cli.EXIT_STREAM)
+    out, _ = run_cli(["info", cut, "--json", "--partial"], capsys)
     assert json.loads(out)["complete"] is False
 
 
 def test_existing_output_is_kept_without_force(files, tmp_path, capsys):
     out = tmp_path / "x.pvc"
     out.write_bytes(b"keep me")
-    _, err = run(["truncate", files / "clip.pvc", out, "--scales", 1], capsys, code=cli.EXIT_EXISTS)
+    _, err = run_cli(["truncate", files / "clip.pvc", out, "--scales", 1], capsys, code=cli.EXIT_EXISTS)
     assert "-f" in err and out.read_bytes() == b"keep me"
-    run(["encode", files / "clip.y4m", out, *_w(files)], capsys, code=cli.EXIT_EXISTS)
+    run_cli(["encode", files / "clip.y4m", out, *_w(files)], capsys, code=cli.EXIT_EXISTS)
     (tmp_path / "y_2.png").write_bytes(b"keep")
-    run(["decode", files / "clip.pvc", tmp_path / "y_%d.png", *_w(files)], capsys, code=cli.EXIT_EXISTS)
-    run(["truncate", files / "clip.pvc", out, "--scales", 1, "-f"], capsys)
+    run_cli(["decode", files / "clip.pvc", tmp_path / "y_%d.png", *_w(files)], capsys, code=cli.EXIT_EXISTS)
+    run_cli(["truncate", files / "clip.pvc", out, "--scales", 1, "-f"], capsys)
     assert out.read_bytes() == progvc.truncate((files / "clip.pvc").read_bytes(), n_scales=1)
 
 
@@ -128,13 +119,13 @@ def test_existing_output_is_kept_without_force(files, tmp_path, capsys):
 def test_missing_input(files, tmp_path, capsys, verb):
     extra = {"encode": [tmp_path / "o.pvc", *_w(files)], "decode": [tmp_path / "o.y4m", *_w(files)],
              "truncate": [tmp_path / "o.pvc", "--scales", 1], "info": []}[verb]
-    _, err = run([verb, tmp_path / "nope.mp4", *extra], capsys, code=cli.EXIT_INPUT)
+    _, err = run_cli([verb, tmp_path / "nope.mp4", *extra], capsys, code=cli.EXIT_INPUT)
     assert "nope.mp4" in err and not list(tmp_path.glob("o*"))
 
 
 def test_not_a_video_and_missing_output_folder(files, tmp_path, capsys):
-    run(["encode", files / "tiny.safetensors", tmp_path / "o.pvc", *_w(files)], capsys, code=cli.EXIT_INPUT)
-    run(["truncate", files / "clip.pvc", tmp_path / "no" / "o.pvc", "--scales", 1], capsys, code=cli.EXIT_INPUT)
+    run_cli(["encode", files / "tiny.safetensors", tmp_path / "o.pvc", *_w(files)], capsys, code=cli.EXIT_INPUT)
+    run_cli(["truncate", files / "clip.pvc", tmp_path / "no" / "o.pvc", "--scales", 1], capsys, code=cli.EXIT_INPUT)
 
 
 def test_corrupt_stream(files, tmp_path, capsys):
@@ -143,16 +134,16 @@ def test_corrupt_stream(files, tmp_path, capsys):
     (tmp_path / "bad.pvc").write_bytes(bytes(bad))
     (tmp_path / "junk.pvc").write_bytes(b"definitely not a stream")
     for name in ("bad.pvc", "junk.pvc"):
-        run(["decode", tmp_path / name, tmp_path / "o.mkv", *_w(files)], capsys, code=cli.EXIT_STREAM)
-        run(["truncate", tmp_path / name, tmp_path / "o.pvc", "--scales", 1], capsys, code=cli.EXIT_STREAM)
-        run(["info", tmp_path / name], capsys, code=cli.EXIT_STREAM)
+        run_cli(["decode", tmp_path / name, tmp_path / "o.mkv", *_w(files)], capsys, code=cli.EXIT_STREAM)
+        run_cli(["truncate", tmp_path / name, tmp_path / "o.pvc", "--scales", 1], capsys, code=cli.EXIT_STREAM)
+        run_cli(["info", tmp_path / name], capsys, code=cli.EXIT_STREAM)
     assert not list(tmp_path.glob("o*"))
 
 
 def test_stream_of_other_weights_is_refused(files, tmp_path, capsys):
     cfg = tiny_config(name="other")
     save_weights(tmp_path / "other.safetensors", random_weights(cfg), cfg)
-    _, err = run(["decode", files / "clip.pvc", tmp_path / "o.y4m", "--weights", tmp_path / "other.safetensors",
+    _, err = run_cli(["decode", files / "clip.pvc", tmp_path / "o.y4m", "--weights", tmp_path / "other.safetensors",
                   "--device", "cpu"], capsys, code=cli.EXIT_STREAM)
     assert "progvc-tiny" in err
 
@@ -174,31 +165,31 @@ def test_stream_of_other_weights_is_refused(files, tmp_path, capsys):
     [],
 ])
 def test_usage_errors(files, tmp_path, capsys, argv):
-    run([a.format(d=files, t=tmp_path) for a in argv], capsys, code=cli.EXIT_USAGE)
+    run_cli([a.format(d=files, t=tmp_path) for a in argv], capsys, code=cli.EXIT_USAGE)
     assert not list(tmp_path.iterdir())
 
 
 def test_weights_errors(files, tmp_path, capsys):
-    run(["encode", files / "clip.y4m", tmp_path / "o.pvc", "--weights", tmp_path / "none.safetensors"], capsys,
+    run_cli(["encode", files / "clip.y4m", tmp_path / "o.pvc", "--weights", tmp_path / "none.safetensors"], capsys,
         code=cli.EXIT_WEIGHTS)
     (tmp_path / "junk.safetensors").write_bytes(b"\0" * 64)
-    run(["decode", files / "clip.pvc", tmp_path / "o.y4m", "--weights", tmp_path / "junk.safetensors"], capsys,
+    run_cli(["decode", files / "clip.pvc", tmp_path / "o.y4m", "--weights", tmp_path / "junk.safetensors"], capsys,
         code=cli.EXIT_WEIGHTS)
 
 
 def test_shipped_model_missing_is_a_weights_error(files, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("PROGVC_WEIGHTS_DIR", str(tmp_path))
-    _, err = run(["encode", files / "clip.y4m", tmp_path / "o.pvc", "--device", "cpu"], capsys,
+    _, err = run_cli(["encode", files / "clip.y4m", tmp_path / "o.pvc", "--device", "cpu"], capsys,
                  code=cli.EXIT_WEIGHTS)
     assert "manifest" in err
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_device_error(files, tmp_path, capsys):
-    _, err = run(["encode", files / "clip.y4m", tmp_path / "o.pvc", "--weights", files / "tiny.safetensors",
+    _, err = run_cli(["encode", files / "clip.y4m", tmp_path / "o.pvc", "--weights", files / "tiny.safetensors",
                   "--device", "cuda"], capsys, code=cli.EXIT_DEVICE)
     assert "CUDA" in err
-    run(["decode", files / "clip.pvc", tmp_path / "o.y4m", "--device", "tpu"], capsys, code=cli.EXIT_DEVICE)
+    run_cli(["decode", files / "clip.pvc", tmp_path / "o.y4m", "--device", "tpu"], capsys, code=cli.EXIT_DEVICE)
 
 
 def test_failed_or_interrupted_writes_leave_no_output(files, tmp_path, capsys, monkeypatch):
@@ -212,7 +203,7 @@ def test_failed_or_interrupted_writes_leave_no_output(files, tmp_path, capsys, m
     monkeypatch.setattr(video_io, "_write_container", broken)
     monkeypatch.setattr(video_io, "_write_png", broken)
     for out in ("o.mp4", "o_%02d.png"):
-        _, err = run(["decode", files / "clip.pvc", tmp_path / out, *_w(files)], capsys, code=cli.EXIT_INPUT)
+        _, err = run_cli(["decode", files / "clip.pvc", tmp_path / out, *_w(files)], capsys, code=cli.EXIT_INPUT)
         assert "disk on fire" in err and str(tmp_path / out) in err  # the target, not a temporary name
         assert ".part" not in err and "progvc-" not in err
     assert not list(tmp_path.iterdir()), list(tmp_path.iterdir())
@@ -221,9 +212,9 @@ def test_failed_or_interrupted_writes_leave_no_output(files, tmp_path, capsys, m
         raise KeyboardInterrupt
 
     monkeypatch.setattr(Codec, "encode_with_stats", interrupted)
-    run(["encode", files / "clip.y4m", tmp_path / "o.pvc", *_w(files)], capsys, code=cli.EXIT_INTERRUPTED)
+    run_cli(["encode", files / "clip.y4m", tmp_path / "o.pvc", *_w(files)], capsys, code=cli.EXIT_INTERRUPTED)
     monkeypatch.setattr(commands, "truncate", lambda *a, **k: 1 / 0)
-    _, err = run(["truncate", files / "clip.pvc", tmp_path / "o.pvc", "--scales", 1], capsys,
+    _, err = run_cli(["truncate", files / "clip.pvc", tmp_path / "o.pvc", "--scales", 1], capsys,
                  code=cli.EXIT_INTERNAL)
     assert "internal error (ZeroDivisionError" in err
     assert not list(tmp_path.iterdir())
@@ -241,51 +232,51 @@ def test_a_gop_that_fails_after_others_were_written_leaves_no_output(files, tmp_
     bad = (second[0], replace(second[1], crc_tokens=second[1].crc_tokens ^ 1), *second[2:])
     (tmp_path / "bad.pvc").write_bytes(bs.pack(replace(stream, gops=(first, bad))))
     for out in ("o.mkv", "o_%02d.png"):
-        _, err = run(["decode", tmp_path / "bad.pvc", tmp_path / out, *_w(files)], capsys, code=cli.EXIT_STREAM)
+        _, err = run_cli(["decode", tmp_path / "bad.pvc", tmp_path / out, *_w(files)], capsys, code=cli.EXIT_STREAM)
         assert "scale 2 of GOP 2" in err or "scale 2 decoded" in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.pvc"]
 
 
 def test_limits_are_checked_before_work_and_can_be_raised(files, tmp_path, capsys, monkeypatch):
-    _, err = run(["decode", files / "clip.pvc", tmp_path / "o.y4m", "--max-frame-pixels", 559, *_w(files)], capsys,
+    _, err = run_cli(["decode", files / "clip.pvc", tmp_path / "o.y4m", "--max-frame-pixels", 559, *_w(files)], capsys,
                  code=cli.EXIT_LIMIT)
     assert "max_frame_pixels=559" in err and "--max-frame-pixels 28x20" in err
-    _, err = run(["decode", files / "clip.pvc", tmp_path / "o.y4m", "--max-pixels", "3e3", *_w(files)], capsys,
+    _, err = run_cli(["decode", files / "clip.pvc", tmp_path / "o.y4m", "--max-pixels", "3e3", *_w(files)], capsys,
                  code=cli.EXIT_LIMIT)
     assert "--max-pixels 3360" in err
-    _, err = run(["encode", files / "clip.y4m", tmp_path / "o.pvc", "--max-frame-pixels", "27x20", *_w(files)],
+    _, err = run_cli(["encode", files / "clip.y4m", tmp_path / "o.pvc", "--max-frame-pixels", "27x20", *_w(files)],
                  capsys, code=cli.EXIT_LIMIT)
     assert "the video has frames of 28x20" in err and not list(tmp_path.iterdir())
     for bad in ("0", "-5", "1.5", "axb", "inf", "nan"):
-        run(["decode", files / "clip.pvc", tmp_path / "o.y4m", "--max-pixels", bad, *_w(files)], capsys,
+        run_cli(["decode", files / "clip.pvc", tmp_path / "o.y4m", "--max-pixels", bad, *_w(files)], capsys,
             code=cli.EXIT_USAGE)
     for bad in ("0", "1.5X", "G", "nanM"):
-        run(["decode", files / "clip.pvc", tmp_path / "o.y4m", "--max-memory", bad, *_w(files)], capsys,
+        run_cli(["decode", files / "clip.pvc", tmp_path / "o.y4m", "--max-memory", bad, *_w(files)], capsys,
             code=cli.EXIT_USAGE)
-    _, err = run(["decode", files / "clip.pvc", tmp_path / "o.y4m", "--max-memory", "1K", *_w(files)], capsys,
+    _, err = run_cli(["decode", files / "clip.pvc", tmp_path / "o.y4m", "--max-memory", "1K", *_w(files)], capsys,
                  code=cli.EXIT_LIMIT)
     assert "needs about" in err and "--max-memory 1G" in err
-    run(["encode", files / "clip.y4m", tmp_path / "o.pvc", "--max-memory", "0.001M", *_w(files)], capsys,
+    run_cli(["encode", files / "clip.y4m", tmp_path / "o.pvc", "--max-memory", "0.001M", *_w(files)], capsys,
         code=cli.EXIT_LIMIT)
     monkeypatch.setattr(Codec, "from_file", None)  # a refused stream loads no model
-    run(["decode", files / "clip.pvc", tmp_path / "o.y4m", "--max-pixels", 3359, *_w(files)], capsys,
+    run_cli(["decode", files / "clip.pvc", tmp_path / "o.y4m", "--max-pixels", 3359, *_w(files)], capsys,
         code=cli.EXIT_LIMIT)
     monkeypatch.undo()
-    run(["decode", files / "clip.pvc", tmp_path / "o.y4m", "--max-frame-pixels", "28x20", "--max-pixels", 3360,
+    run_cli(["decode", files / "clip.pvc", tmp_path / "o.y4m", "--max-frame-pixels", "28x20", "--max-pixels", 3360,
          *_w(files)], capsys)
 
 
 def test_help_version_and_bench_delegation(capsys, monkeypatch):
     for verb in ([], ["encode"], ["decode"], ["truncate"], ["info"]):
-        out, _ = run([*verb, "--help"], capsys)
+        out, _ = run_cli([*verb, "--help"], capsys)
         assert "examples:" in out and "exit codes:" in out
-    out, _ = run(["--version"], capsys)
+    out, _ = run_cli(["--version"], capsys)
     assert progvc.__version__ in out
     from progvc.bench import rd
 
     seen = []
     monkeypatch.setattr(rd, "main", lambda argv: seen.append(argv) or 0)
-    run(["bench", "clips", "--out", "r", "--frames", "4"], capsys)
+    run_cli(["bench", "clips", "--out", "r", "--frames", "4"], capsys)
     assert seen == [["clips", "--out", "r", "--frames", "4"]]
 
 

@@ -17,8 +17,7 @@ from progvc.models.config import tiny_config
 from progvc.video import io as video_io
 from progvc.weights import save_weights
 
-from .conftest import random_weights, smooth_clip
-from .test_cli import run
+from .helpers import random_weights, run_cli, smooth_clip
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +55,7 @@ def no_work(monkeypatch):
 
 def fails(argv, capsys, code, *words):
     """main(argv) fails with ``code`` and a one-line message holding every word."""
-    _, err = run(argv, capsys, code=code)
+    _, err = run_cli(argv, capsys, code=code)
     for word in words:
         assert word in err, (word, err)
     return err
@@ -122,7 +121,7 @@ def test_a_bpp_below_the_smallest_stream_answers_in_bpp(files, tmp_path, capsys)
                 "--bpp 0.0001", "bpp", "or more")
     assert "bytes" not in err
     least = float(err.split("give --bpp ")[1].split()[0])
-    run(["truncate", files / "clip.pvc", tmp_path / "o.pvc", "--bpp", least], capsys)  # the suggestion works
+    run_cli(["truncate", files / "clip.pvc", tmp_path / "o.pvc", "--bpp", least], capsys)  # the suggestion works
     fails(["encode", files / "clip.y4m", tmp_path / "e.pvc", "--bpp", "0.0001", *w(files), "--refine", "0"], capsys,
           cli.EXIT_USAGE, "--bpp 0.0001", "bpp (the header and the first scale of every GOP", "or more")
     assert not (tmp_path / "e.pvc").exists()
@@ -133,7 +132,7 @@ def test_a_cut_stream_points_to_partial(files, tmp_path, capsys, no_work):
                  ["truncate", files / "cut.pvc", tmp_path / "o.pvc", "--scales", "1"]):
         err = fails(argv, capsys, cli.EXIT_STREAM, "cut short", "--partial")
         assert "partial=True" not in err
-    run(["info", files / "cut.pvc", "--partial"], capsys)
+    run_cli(["info", files / "cut.pvc", "--partial"], capsys)
 
 
 def test_decode_scales_beyond_the_stream_fail_before_work(files, tmp_path, capsys, no_work):
@@ -150,7 +149,8 @@ def test_decode_scales_beyond_some_gops_warn_and_decode(files, tmp_path, capsys)
     counts = [len(g) for g in progvc.stream.format.unpack(uneven).gops]
     assert len(set(counts)) == 2, counts
     (tmp_path / "uneven.pvc").write_bytes(uneven)
-    _, err = run(["decode", tmp_path / "uneven.pvc", tmp_path / "o.mp4", "--scales", max(counts), *w(files)], capsys)
+    _, err = run_cli(["decode", tmp_path / "uneven.pvc", tmp_path / "o.mp4", "--scales", max(counts), *w(files)],
+                     capsys)
     assert err.startswith("progvc: warning: --scales") and "hold fewer scales" in err
     assert (tmp_path / "o.mp4").exists()
 
@@ -162,7 +162,7 @@ def test_decode_writes_player_friendly_video_unless_exact(files, tmp_path, capsy
     frames = codec.decode((files / "clip.pvc").read_bytes(), seed=0)
     for name, exact, pix_fmt in (("p.mp4", False, "yuv420p"), ("p.y4m", False, "yuv420p"),
                                  ("x.mkv", True, "gbrp"), ("x.y4m", True, "yuv444p16le")):
-        out, _ = run(["decode", files / "clip.pvc", tmp_path / name, "--seed", 0, *w(files),
+        out, _ = run_cli(["decode", files / "clip.pvc", tmp_path / name, "--seed", 0, *w(files),
                       *(["--exact"] if exact else [])], capsys)
         assert ("exact RGB" if exact else "8-bit 4:2:0") in out
         with av.open(str(tmp_path / name)) as c:
@@ -171,12 +171,12 @@ def test_decode_writes_player_friendly_video_unless_exact(files, tmp_path, capsy
 
 
 def test_encode_frame_limit_downscale_progress_and_quiet(files, tmp_path, capsys):
-    out, err = run(["encode", files / "clip.y4m", tmp_path / "a.pvc", "--frames", 3, "--max-side", 14, "--progress",
+    out, err = run_cli(["encode", files / "clip.y4m", tmp_path / "a.pvc", "--frames", 3, "--max-side", 14, "--progress",
                     "--refine", 0, *w(files)], capsys)
     facts = progvc.info((tmp_path / "a.pvc").read_bytes())
     assert (facts.n_frames, facts.width, facts.height) == (3, 14, 10) and "3 frames of 14x10" in out
     assert "encode:" in err and "/12 " in err  # the bar on stderr, counting 3 frames x 4 scales
-    out, err = run(["decode", tmp_path / "a.pvc", tmp_path / "a.mp4", "--quiet", *w(files)], capsys)
+    out, err = run_cli(["decode", tmp_path / "a.pvc", tmp_path / "a.mp4", "--quiet", *w(files)], capsys)
     assert out == err == ""
     assert video_io.read_video(tmp_path / "a.mp4").frames.shape == (3, 10, 14, 3)
 
@@ -188,6 +188,6 @@ def test_existing_outputs_still_need_force(files, tmp_path, capsys, no_work):
 
 
 def test_bench_help_shows_defaults_and_examples(capsys):
-    out, _ = run(["bench", "--help"], capsys)
+    out, _ = run_cli(["bench", "--help"], capsys)
     assert "(default: 16)" in out and "(default: bench-results)" in out and "examples:" in out
     assert "progvc bench ../shared/clips/dev" in out

@@ -15,7 +15,7 @@ from progvc.models.config import tiny_config
 from progvc.video.io import read_video, write_video
 from progvc.weights import save_weights
 
-from .conftest import random_weights, ship_tiny_model, smooth_clip
+from .helpers import random_weights, ship_tiny_model, smooth_clip
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

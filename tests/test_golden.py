@@ -27,7 +27,7 @@ import pytest
 
 import progvc
 
-from .conftest import smooth_clip
+from .helpers import smooth_clip
 
 GOLDEN = Path(__file__).parent / "golden"
 REGENERATE = os.environ.get("PROGVC_REGENERATE_GOLDEN") == "1"

@@ -29,8 +29,8 @@ from progvc.models.config import tiny_config
 from progvc.runtime.errors import BitstreamError, ConfigError, WeightsError
 from progvc.stream import format as bs
 from progvc.weights import load_named, serialize
-from tests.conftest import random_weights, smooth_clip
 from tests.fuzz import harness as fz
+from tests.helpers import random_weights, smooth_clip
 
 FAST = settings(max_examples=200, deadline=1000, suppress_health_check=[HealthCheck.too_slow])
 SYNTHETIC = fz.synthetic_streams()

@@ -15,7 +15,7 @@ from progvc.coding.context_modes import ModeModel
 from progvc.coding.entropy import ChunkDecoder, ChunkEncoder
 from progvc.stream import format as bs
 
-from .conftest import legacy_header, smooth_clip
+from .helpers import legacy_header, smooth_clip
 
 
 def test_mode_decisions_take_the_cheaper_mode_and_decode_back():

@@ -14,7 +14,7 @@ import progvc
 from progvc.codec.options import DecodeOptions, EncodeOptions, spec
 from progvc.stream.truncation import BelowSmallestStream
 
-from .conftest import smooth_clip
+from .helpers import smooth_clip
 
 
 @pytest.mark.parametrize("kind, name, bad", [

@@ -145,7 +145,7 @@ def test_bpp_without_resize_keeps_the_size_that_decodes_closer(tiny_codec, clip_
 def test_module_level_encode_with_bpp(tmp_path, monkeypatch, clip_factory):
     from progvc.codec.codec import Codec
 
-    from .conftest import ship_tiny_model
+    from .helpers import ship_tiny_model
 
     ship_tiny_model(tmp_path, monkeypatch, name="tiny-rate", file="t.safetensors")
     monkeypatch.setattr(progvc, "_default", {})

@@ -16,8 +16,7 @@ from progvc.runtime.errors import BitstreamError, ConfigError
 from progvc.stream import format as bs
 from progvc.video.resize import downsample, upsample
 
-from .conftest import legacy_header, smooth_clip
-from .test_streaming import check_updates, pieces
+from .helpers import check_updates, legacy_header, pieces, smooth_clip
 
 
 def _frames(t: int, h: int, w: int, seed: int) -> torch.Tensor:

@@ -21,7 +21,7 @@ from progvc.runtime.errors import ConfigError, LimitError
 from progvc.stream import format as bs
 from tests.fuzz import harness as fz
 
-from .conftest import smooth_clip
+from .helpers import smooth_clip
 
 
 @pytest.fixture(scope="module")

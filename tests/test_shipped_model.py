@@ -8,7 +8,7 @@ import torch
 import progvc
 from progvc.video.io import read_video
 from progvc.weights import load_manifest, weights_dir
-from tests.conftest import shared_clip
+from tests.helpers import shared_clip
 
 pytestmark = [pytest.mark.weights, pytest.mark.slow]
 

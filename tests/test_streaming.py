@@ -10,47 +10,15 @@ from progvc.codec.streaming import Decoder, GopUpdate
 from progvc.coding.state import GopState
 from progvc.stream import format as bs
 
+from .helpers import check_updates, pieces
+
 
 @pytest.fixture(scope="module")
 def stream(tiny_codec):
     """6 frames in GOPs of 4 and 2, every scale of the tiny model."""
-    from .conftest import smooth_clip
+    from .helpers import smooth_clip
 
     return tiny_codec.encode(smooth_clip(6, 20, 28, seed=5), gop_size=4)
-
-
-def pieces(data: bytes, seed: int, most: int):
-    """``data`` cut into random pieces of 1..most bytes (seeded); empty pieces included now and then."""
-    rng = np.random.default_rng(seed)
-    pos = 0
-    while pos < len(data):
-        n = int(rng.integers(0, most + 1))
-        yield data[pos:pos + n]
-        pos += n
-
-
-def check_updates(codec, data, updates, n_scales=None, fill=None, seed=None, preview_fill=None, every=False):
-    """Updates come GOP by GOP, coarse to fine, the last of each GOP final at its last used scale,
-    each equal to decode with that many scales (in ``fill`` for a GOP's final update, in
-    ``preview_fill`` (default: ``fill``) for the others). ``every``: one update per chunk (pieces
-    that never complete two chunks at once)."""
-    h, stream = bs.parse_header(data), bs.unpack(data)
-    used = [min(len(chunks), n_scales or 99) for chunks in stream.gops]
-    got = [(u.gop, u.scales) for u in updates]
-    if every:
-        assert got == [(g, k + 1) for g, n in enumerate(used) for k in range(n)]
-    assert got == sorted(set(got)) and {g for g, _ in got} == set(range(len(used)))
-    assert [u.final for u in updates] == [i + 1 == len(got) or got[i + 1][0] != g for i, (g, _) in enumerate(got)]
-    assert all(u.scales == used[u.gop] for u in updates if u.final)
-    refs = {(n, final): codec.decode(data, n, fill=fill if final or preview_fill is None else preview_fill, seed=seed)
-            for n, final in {(u.scales, u.final) for u in updates}}
-    for u in updates:
-        assert isinstance(u, GopUpdate) and u.frames.dtype == np.uint8
-        assert u.first_frame == u.gop * h.gop_size and len(u.frames) == h.gop_frames(u.gop)
-        ref = refs[u.scales, u.final][u.first_frame:u.first_frame + len(u.frames)]
-        assert np.array_equal(u.frames, ref), (u.gop, u.scales)
-    final = np.concatenate([u.frames for u in updates if u.final])
-    assert np.array_equal(final, codec.decode(data, n_scales, fill=fill, seed=seed))
 
 
 @pytest.mark.parametrize("fill", ["mean", "sample", "none"])

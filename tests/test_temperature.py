@@ -20,7 +20,7 @@ from progvc.stream import format as bs
 from progvc.stream import truncation
 from progvc.stream.scales import scale_grids
 
-from .conftest import smooth_clip
+from .helpers import smooth_clip
 
 
 def _sharp_draw(seed: int, rows: int, tau: float, vocab: int = 64) -> tuple[torch.Tensor, np.ndarray]:

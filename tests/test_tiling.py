@@ -13,7 +13,7 @@ from progvc.models import tiling
 from progvc.models.config import tiny_config
 from progvc.models.tokenizer import Tokenizer
 
-from .conftest import smooth_clip
+from .helpers import smooth_clip
 
 
 @pytest.fixture(scope="module")

@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
 
 from progvc.codec.codec import Codec
 from progvc.train import context_stage, export, synthesis_stage, tokenizer_stage
-from tests.conftest import smooth_clip
+from tests.helpers import smooth_clip
 
-
-def make_cache(path):
-    path.mkdir()
-    for i in range(2):
-        np.save(path / f"clip{i}.npy", smooth_clip(12, 40, 48, seed=i))
-    return path
+from .helpers import make_cache
 
 
 @pytest.mark.slow

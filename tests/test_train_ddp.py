@@ -16,8 +16,7 @@ import pytest
 import torch.distributed as dist
 
 from progvc.codec.codec import Codec
-from tests.conftest import smooth_clip
-from tests.test_train import make_cache
+from tests.helpers import make_cache, smooth_clip
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
                                                     reason="this torch build has no gloo backend")]

@@ -13,7 +13,6 @@ import av
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -22,36 +21,9 @@ from progvc.video import io as video_io
 from progvc.video.io import Video, iter_frames, read_video, write_video
 from progvc.video.samples import sample_clip
 
+from .helpers import moving, write_av
+
 SHARED_CLIPS = Path(__file__).resolve().parents[2] / "shared" / "clips"
-
-
-def moving(t: int, h: int, w: int, seed: int = 0) -> np.ndarray:
-    """(t,h,w,3) uint8: a smooth random texture with mild colour, panning right by 1 px per frame.
-
-    Colour varies slowly and luma carries the detail, like natural video, so 4:2:0 codecs keep it.
-    """
-    gen = torch.Generator().manual_seed(seed)
-    size = (h, w + t)
-    luma = F.interpolate(torch.rand(1, 1, h // 3 + 2, (w + t) // 3 + 2, generator=gen), size=size, mode="bicubic")
-    tint = F.interpolate(torch.rand(1, 3, h // 8 + 2, (w + t) // 8 + 2, generator=gen), size=size, mode="bilinear")
-    big = (0.75 * luma + 0.25 * tint).clamp(0, 1)[0].permute(1, 2, 0).numpy()  # (h, w+t, 3)
-    big = (big * 235 + np.random.default_rng(seed).integers(0, 20, (h, w + t, 1))).astype(np.uint8)
-    return np.stack([big[:, i : i + w] for i in range(t)])
-
-
-def encode(path: Path, codec: str, pix_fmt: str, frames: np.ndarray, *, in_format: str = "rgb24",
-           rate: Fraction = Fraction(25), **options: str) -> Path:
-    """Write ``frames`` with PyAV (the muxer follows the file name)."""
-    fmt = {".h264": "h264", ".y4m": "yuv4mpegpipe"}.get(path.suffix)
-    with av.open(str(path), "w", format=fmt) as container:
-        stream = container.add_stream(codec, rate=rate, options=options)
-        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], pix_fmt
-        for i, x in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(x), format=in_format).reformat(format=pix_fmt)
-            frame.pts = i
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
-    return path
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -127,7 +99,7 @@ def test_bad_options_raise_config_error() -> None:
 
 
 def test_limits(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    path = encode(tmp_path / "odd.mkv", "ffv1", "bgr0", moving(5, 33, 17))
+    path = write_av(tmp_path / "odd.mkv", "ffv1", "bgr0", moving(5, 33, 17))
     monkeypatch.setattr(video_io, "MAX_SIDE", 32)
     with pytest.raises(VideoError, match="MAX_SIDE"):
         read_video(path)
@@ -149,7 +121,7 @@ def test_limits(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", ["clip.mp4", "clip.mkv", "clip.h264"])
 def test_h264_files(tmp_path: Path, name: str) -> None:
     src = moving(6, 48, 64)
-    path = encode(tmp_path / name, "libx264", "yuv420p", src, rate=Fraction(30000, 1001), crf="12")
+    path = write_av(tmp_path / name, "libx264", "yuv420p", src, rate=Fraction(30000, 1001), crf="12")
     v = read_video(path)
     assert v.frames.shape == src.shape and v.frames.dtype == np.uint8
     assert psnr(v.frames, src) > 30
@@ -162,7 +134,7 @@ def test_h264_files(tmp_path: Path, name: str) -> None:
 
 def test_odd_size_lossless_mkv_and_size_check(tmp_path: Path) -> None:
     src = moving(4, 33, 17)
-    path = encode(tmp_path / "odd.mkv", "ffv1", "bgr0", src)
+    path = write_av(tmp_path / "odd.mkv", "ffv1", "bgr0", src)
     assert np.array_equal(read_video(path).frames, src)
     assert read_video(path, size=(17, 33)).frames.shape == (4, 33, 17, 3)
     with pytest.raises(VideoError, match="17x33"):
@@ -171,29 +143,29 @@ def test_odd_size_lossless_mkv_and_size_check(tmp_path: Path) -> None:
 
 def test_y4m_8bit(tmp_path: Path) -> None:
     src = moving(3, 18, 22)
-    v = read_video(encode(tmp_path / "a.y4m", "rawvideo", "yuv420p", src, rate=Fraction(50)))
+    v = read_video(write_av(tmp_path / "a.y4m", "rawvideo", "yuv420p", src, rate=Fraction(50)))
     assert v.frames.shape == src.shape and v.fps == 50 and psnr(v.frames, src) > 28
 
 
 def test_10bit_sources(tmp_path: Path) -> None:
     # libx265 in PyAV's bundled FFmpeg corrupts the heap on frames narrower than 64 px: keep 64+.
     src = moving(3, 48, 64)
-    v = read_video(encode(tmp_path / "hevc10.mkv", "libx265", "yuv420p10le", src, preset="ultrafast",
+    v = read_video(write_av(tmp_path / "hevc10.mkv", "libx265", "yuv420p10le", src, preset="ultrafast",
                           **{"x265-params": "log-level=none"}))
     assert v.frames.dtype == np.uint8 and v.frames.shape == src.shape and psnr(v.frames, src) > 28
-    gray = read_video(encode(tmp_path / "gray10.mkv", "ffv1", "gray10le", src)).frames
+    gray = read_video(write_av(tmp_path / "gray10.mkv", "ffv1", "gray10le", src)).frames
     assert np.array_equal(gray[..., 0], gray[..., 1]) and np.array_equal(gray[..., 1], gray[..., 2])
 
 
 def test_alpha_source_drops_alpha(tmp_path: Path) -> None:
     rgba = np.random.default_rng(1).integers(0, 256, (2, 20, 30, 4), dtype=np.uint8)
-    v = read_video(encode(tmp_path / "alpha.mkv", "ffv1", "bgra", rgba, in_format="rgba"))
+    v = read_video(write_av(tmp_path / "alpha.mkv", "ffv1", "bgra", rgba, in_format="rgba"))
     assert np.array_equal(v.frames, rgba[..., :3])
 
 
 def test_size_change_mid_stream_rescales_to_first(tmp_path: Path) -> None:
-    a = encode(tmp_path / "a.h264", "libx264", "yuv420p", moving(3, 48, 64))
-    b = encode(tmp_path / "b.h264", "libx264", "yuv420p", moving(3, 24, 32))
+    a = write_av(tmp_path / "a.h264", "libx264", "yuv420p", moving(3, 48, 64))
+    b = write_av(tmp_path / "b.h264", "libx264", "yuv420p", moving(3, 24, 32))
     both = tmp_path / "both.h264"
     both.write_bytes(a.read_bytes() + b.read_bytes())
     assert read_video(both).frames.shape == (6, 48, 64, 3)
@@ -270,7 +242,7 @@ def test_missing_and_non_video_files(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("name", "mode"), [("g.h264", "overwrite"), ("g.mkv", "overwrite"),
                                             ("g.mp4", "overwrite"), ("g.mp4", "insert"), ("g.h264", "insert")])
 def test_garbage_in_the_middle(tmp_path: Path, name: str, mode: str) -> None:
-    path = encode(tmp_path / name, "libx264", "yuv420p", moving(30, 64, 96), g="5", preset="ultrafast")
+    path = write_av(tmp_path / name, "libx264", "yuv420p", moving(30, 64, 96), g="5", preset="ultrafast")
     data = bytearray(path.read_bytes())
     junk = np.random.default_rng(3).integers(0, 256, 2000, dtype=np.uint8).tobytes()
     mid = len(data) // 2

@@ -11,7 +11,7 @@ from progvc.codec.codec import Codec
 from progvc.models.config import tiny_config
 from progvc.weights import load_named, save_weights
 
-from .conftest import random_weights
+from .helpers import random_weights
 
 
 def test_named_model_loads_and_its_hash_is_the_stream_identity(weights_dir, clip_factory):

@@ -349,7 +349,7 @@ def make_references(codec: Any) -> list[Reference]:
     """Streams the decoder-level cases start from: two clips of one size (chunks of one can be
     spliced into the other), an intra-only one of another size, one truncated to 2 scales and a
     longer one with GOPs of 4 frames and larger chunks."""
-    from tests.conftest import smooth_clip
+    from tests.helpers import smooth_clip
 
     out = []
     for shape, seed, options in (((3, 16, 16), 0, {"gop_size": 2}), ((3, 16, 16), 1, {"gop_size": 2}),
@@ -491,7 +491,7 @@ def first_scale_stream(codec: Any, n_frames: int, gop_size: int, seed: int = 0) 
     Intra only: with temporal context a frame's first-scale probabilities read the previous
     frame's memory, which depends on the latent size (phi's zero padding), so later frames would
     fail their token checksums at another size."""
-    from tests.conftest import smooth_clip
+    from tests.helpers import smooth_clip
 
     data = codec.encode(smooth_clip(n_frames, 16, 16, seed=seed), gop_size=gop_size, refine=0, temporal=False)
     return truncation.truncate(data, n_scales=1)
