@@ -21,7 +21,6 @@ from .. import __version__
 from ..codec.limits import Limits
 from ..codec.options import DecodeOptions, EncodeOptions, spec
 from ..coding.options import DEFAULT_FILL, FILL_MODES, MAX_INTER_LAMBDA_SCALE, MAX_QUALITY, PRESETS
-from ..models.config import MAX_REFINE_STEPS
 from ..stream import format as bs
 from ..video.io import MAX_FPS, MAX_FRAMES, MAX_SIDE
 from ..video.raw_yuv import PIX_FMTS
@@ -185,6 +184,12 @@ def _help(kind: type, name: str, default: str = "") -> dict[str, Any]:
     return {"help": f"{text} (default: {default or '%(default)s'})", "default": value}
 
 
+def _whole(kind: type, name: str) -> Callable[[str], int]:
+    """The parser of a whole-number option, in the range its field checks."""
+    check = spec(kind, name)[2]
+    return whole(check.lo, check.hi)
+
+
 def _encode_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", help="video file (anything FFmpeg reads, .y4m, raw .yuv) or PNG pattern")
     p.add_argument("output", help="the .pvc stream to write")
@@ -194,15 +199,15 @@ def _encode_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--bpp", type=positive(what=" of bits per pixel such as 0.05"), metavar="R", **_help(e, "bpp"))
     p.add_argument("--quality", type=quality, metavar="Q", **_help(e, "quality"))
     p.add_argument("--preset", choices=tuple(PRESETS), **_help(e, "preset"))
-    p.add_argument("--gop", type=whole(1, bs.MAX_GOP), metavar="G", **_help(e, "gop_size"))
+    p.add_argument("--gop", type=_whole(e, "gop_size"), metavar="G", **_help(e, "gop_size"))
     p.add_argument("--frames", type=whole(1, MAX_FRAMES, " of frames"), metavar="N", **_help(e, "max_frames"))
     p.add_argument("--max-side", type=whole(1, MAX_SIDE, " of pixels"), metavar="PX", **_help(e, "max_side"))
     p.add_argument("--downscale", type=whole(1, MAX_SIDE), metavar="F", **_help(e, "downscale"))
     p.add_argument("--size", type=frame_size, metavar="WxH", **_help(e, "size"))
     p.add_argument("--pix-fmt", choices=PIX_FMTS, metavar="FMT", **_help(e, "pix_fmt_in"))
     p.add_argument("--fps", type=positive(MAX_FPS, " of frames per second"), **_help(e, "fps"))
-    p.add_argument("--refine", type=whole(0, MAX_REFINE_STEPS), metavar="S", **_help(e, "refine"))
-    p.add_argument("--prefix-refine", type=whole(0, MAX_REFINE_STEPS), metavar="S", **_help(e, "prefix_refine"))
+    p.add_argument("--refine", type=_whole(e, "refine"), metavar="S", **_help(e, "refine"))
+    p.add_argument("--prefix-refine", type=_whole(e, "prefix_refine"), metavar="S", **_help(e, "prefix_refine"))
     p.add_argument("--intra-trials", action=argparse.BooleanOptionalAction, **_help(e, "intra_trials"))
     lambda_scale = in_range(1.0, MAX_INTER_LAMBDA_SCALE)
     p.add_argument("--inter-lambda-scale", type=lambda_scale, metavar="S", **_help(e, "inter_lambda_scale"))

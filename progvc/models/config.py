@@ -25,7 +25,7 @@ class TokenizerConfig:
 
     ``stride`` is the total downsampling of the encoder (a power of two); the latent has
     ``latent_channels`` channels on a ``(H/stride, W/stride)`` grid. ``n_scales`` token maps go from
-    1x1 to the full latent grid (see :mod:`progvc.scales`), all drawing from one shared codebook of
+    1x1 to the full latent grid (see :mod:`progvc.stream.scales`), all drawing from one shared codebook of
     ``codebook_size`` entries. ``n_phi`` refinement convolutions are shared across scales.
 ``prefix_film``: the synthesis is told how many octaves of scales a truncated stream lacks
 (:class:`progvc.models.autoencoder.SynthesisTransform`).
