@@ -1,7 +1,7 @@
 """Entropy coding with constriction's range coder: the only module that imports constriction.
 
 Probabilities reach the coder through a deterministic quantisation (:func:`probability_table`):
-float32 logits -> float64, divided by the chunk's temperature (:mod:`progvc.temperature`) ->
+float32 logits -> float64, divided by the chunk's temperature (:mod:`progvc.coding.temperature`) ->
 softmax -> integer counts ``floor(p * (2**24 - V)) + 1``. The counts are
 what encoder and decoder must agree on bit for bit; every symbol keeps a non-zero count, so any
 token can be coded, at a cost of at most ``V / 2**24`` of the probability mass.
@@ -42,7 +42,7 @@ def cross_entropy_bits(logits: torch.Tensor, tokens: np.ndarray, temperatures: S
                        ) -> np.ndarray:
     """The cost of ``tokens`` (n,) in bits, -sum log2 softmax(logits / tau)[token], for each tau of
     ``temperatures``: float64 (len(temperatures),), unquantised (what the chunk temperature is
-    chosen by, :mod:`progvc.temperature`)."""
+    chosen by, :mod:`progvc.coding.temperature`)."""
     z = logits.detach().to(device="cpu", dtype=torch.float64)
     picked = z[torch.arange(len(tokens)), torch.as_tensor(tokens, dtype=torch.long)]
     return np.array([float((torch.logsumexp(z / tau, dim=1) - picked / tau).sum()) / math.log(2)

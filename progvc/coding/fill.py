@@ -14,7 +14,7 @@
 Sampling works on the same float32 logits the coder uses, in float64 on the host with a NumPy
 PCG64 generator, so a (stream, seed) pair gives the same frames wherever the logits agree. Each
 GOP gets its own generator, ``default_rng([seed, gop_index])``, so GOPs decode independently.
-The synthesis is told how many octaves of scales were *sent* (:func:`progvc.scales.missing_octaves`).
+The synthesis is told how many octaves of scales were *sent* (:func:`progvc.stream.scales.missing_octaves`).
 
 "sample" is a hybrid: the picture of the sent scales (what "none" shows) plus the finest band of
 the draw's picture, ``draw - gaussian(draw, DETAIL_SIGMA)`` (:func:`add_detail`). The draw's

@@ -4,10 +4,10 @@
 
     GopEncoder:  frames ─► latent (g_a, optional refinement) ─► GopState.run(TokenChooser(lambda))
                             ─► one range-coded chunk per scale (+ CRC of its tokens): per frame,
-                               the block-skip flags (frames after the first, progvc.skip), then
+                               the block-skip flags (frames after the first, progvc.coding.skip), then
                                the tokens of the blocks not skipped
     GopDecoder:  chunk k ─► GopState.run(scale k, range-decode) ─► CRC check      (chunks arrive one by one)
-                 frames() ─► fill the scales not sent (progvc.fill) ─► g_s ─► (T,H,W,3) uint8
+                 frames() ─► fill the scales not sent (progvc.coding.fill) ─► g_s ─► (T,H,W,3) uint8
 
 ``Codec.decode`` feeds a GOP's chunks at once; the streaming ``Decoder`` feeds them as their bytes
 arrive and asks for frames in between (``final=False`` fills a fork of the state, so later chunks
@@ -129,10 +129,10 @@ class GopLatent:
 class GopEncoder:
     """Encodes the GOPs of one frame size: ``latent`` once, then ``code`` at any lambda.
 
-    ``skip_block``: the block-skip side (:mod:`progvc.skip`, 0: none); ``modes``: code context-mode
-    flags (:mod:`progvc.modes`), trying intra mode for every block if ``intra_trials`` (else every
+    ``skip_block``: the block-skip side (:mod:`progvc.coding.skip`, 0: none); ``modes``: code context-mode
+    flags (:mod:`progvc.coding.context_modes`), trying intra mode for every block if ``intra_trials`` (else every
     block keeps temporal context). ``coarse_lambda_scale`` None: each GOP's by its length
-    (:func:`progvc.options.default_coarse_lambda_scale`)."""
+    (:func:`progvc.coding.options.default_coarse_lambda_scale`)."""
 
     def __init__(self, tokenizer: Tokenizer, context: ContextModel, grids: list[Grid], *, temporal: bool = True,
                  skip_block: int = 0, modes: bool = False, intra_trials: bool = True,
@@ -146,7 +146,7 @@ class GopEncoder:
     def latent(self, frames: torch.Tensor, refine: int, prefix_refine: int = 0) -> GopLatent:
         """uint8 (T,H,W,3) -> what to quantise: the latent refined by ``refine`` steps, and if
         ``prefix_refine`` > 0, that latent refined that many more steps for the pictures of
-        truncated streams too (:func:`progvc.scales.prefix_terms`), which the coarse scales code."""
+        truncated streams too (:func:`progvc.stream.scales.prefix_terms`), which the coarse scales code."""
         f = self.tok.encode_latent(frames, refine)
         if prefix_refine <= 0:
             return GopLatent(f)
@@ -236,7 +236,7 @@ class GopDecoder:
         h, grids, fill = self.header, list(self.header.grids), fill or self.fill
         state = self.state if final else self.state.fork()
         filled = fill.mode != "none" and self.coded < len(grids)
-        sent = None  # "sample" also synthesises the sent scales alone (progvc.fill.add_detail)
+        sent = None  # "sample" also synthesises the sent scales alone (progvc.coding.fill.add_detail)
         if filled and fill.mode == "sample":
             sent = state.f_hat.clone() if final else self.state.f_hat  # a fork leaves them in self.state
         if filled:

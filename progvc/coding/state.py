@@ -8,7 +8,7 @@
             tokens = pick(t, k, logits)        # encoder: known tokens; decoder: range-decode;
             state.commit(t, k, tokens)         #          sampler: draw from the logits
 
-A pick may code its block in intra mode instead (:mod:`progvc.modes`): it asks for
+A pick may code its block in intra mode instead (:mod:`progvc.coding.context_modes`): it asks for
 ``state.logits(t, k, intra=True)`` and hands them to ``state.use``; the encoder scores both, the
 decoder reads the flag first and runs only the mode it names (logits are made lazily).
 
@@ -36,14 +36,14 @@ class RowLogits:
     """The logits (n_k, V) float32 of one (t, k), made a slice of rows at a time: at the finest
     scale of a 1080p frame all rows at once take 0.5 GiB. ``prev``: the previous frame's tokens
     (1, n_k) for the copy gate, or None. ``intra``: made without earlier frames (a GOP's first
-    frame, a stream without temporal context, or a block coded in intra mode, :mod:`progvc.modes`).
+    frame, a stream without temporal context, or a block coded in intra mode, :mod:`progvc.coding.context_modes`).
 
     The blocks run when a row is first asked for (or the block is committed): ``run`` gives their
     output (1, n_k, D) and the block's own keys (``keys``, added to the cache only if the block
     is coded with these logits), so a decoder that reads an intra block never runs the other mode.
 
     Encoder, decoder and sampler read them only through :func:`logit_rows` (the same slices of
-    :func:`progvc.memory.row_slices` everywhere), so they see bitwise the same values; ``full()``
+    :func:`progvc.runtime.memory.row_slices` everywhere), so they see bitwise the same values; ``full()``
     joins the slices for whoever needs the whole table (the "mean" fill)."""
 
     def __init__(self, context: ContextModel, n_rows: int, run: Callable[[], tuple[torch.Tensor, list[KV]]],
@@ -112,7 +112,7 @@ class GopState:
     def logits(self, t: int, k: int, *, intra: bool = False) -> RowLogits:
         """Logits of the tokens of (frame t, scale k), (n_k, V) float32, made slice by slice; with
         ``intra`` as if frame t opened the temporal context (the block's intra mode,
-        :mod:`progvc.modes`). Changes nothing until the block is committed."""
+        :mod:`progvc.coding.context_modes`). Changes nothing until the block is committed."""
         grid = self.grids[k]
         temporal = t > 0 and self.window > 0 and not intra
         f_prev = self.f_hat[t:t + 1] if k > 0 else None
@@ -173,7 +173,7 @@ class GopState:
 
         ``pick(t, k, logits)`` returns the tokens (n_k,) of (t,k), or None when it has filled
         (t,k) itself (``commit_expected``). On CPU this runs on one thread, so the logits are the
-        same whatever the machine's core count (see :func:`progvc.determinism.pinned_threads`).
+        same whatever the machine's core count (see :func:`progvc.runtime.determinism.pinned_threads`).
         """
         with pinned_threads(self.f_hat.device):
             for k in scales:

@@ -16,7 +16,7 @@ needs it for the first symbol, so :class:`TemperedChunkEncoder` keeps the chunk'
 logits of its tokens until the chunk ends, summing meanwhile each candidate's cost, then codes
 them all at the cheapest. Past :data:`BUFFER_ROWS` rows of logits it decides on the rows it has
 seen and codes the rest as they come, so its memory is bounded at any frame size
-(:data:`progvc.memory.TEMPERATURE_BUFFER_ROWS`, counted in the encoder's memory estimate).
+(:data:`progvc.runtime.memory.TEMPERATURE_BUFFER_ROWS`, counted in the encoder's memory estimate).
 
 Only the coded tokens use the chunk's tau: skip and mode flags keep their adaptive tables, and the
 fill modes draw and average at the model's own distribution.

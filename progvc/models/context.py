@@ -196,7 +196,7 @@ class ContextModel(nn.Module):
         later block reads).
 
         Reads the keys of frame t's coarser scales and, if ``temporal``, the memory of earlier
-        frames from ``cache``; without it (an intra-coded block, :mod:`progvc.modes`) only frame
+        frames from ``cache``; without it (an intra-coded block, :mod:`progvc.coding.context_modes`) only frame
         t's own keys, as for a GOP's first frame. The cache is not changed: whoever codes the
         block adds the returned keys (``KVCache.add_own``) once it is chosen, so an encoder may
         try a block both ways. Blocks must be stepped in coding order.

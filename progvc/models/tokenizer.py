@@ -103,7 +103,7 @@ class Tokenizer(nn.Module):
         ``prefixes`` (scale counts): the loss also counts the picture of each of these prefixes of
         the quantised pyramid, weighted as much as the full one in all (the mean over them is
         added), so the coarse scales are chosen for what a truncated stream shows
-        (:func:`progvc.scales.prefix_terms`). Each term is differentiated on its own, so memory stays that of
+        (:func:`progvc.stream.scales.prefix_terms`). Each term is differentiated on its own, so memory stays that of
         one synthesis pass.
         """
         grids = self.grids(frames.shape[1], frames.shape[2])
@@ -135,7 +135,7 @@ class Tokenizer(nn.Module):
         """f_hat (T,C,h,w) -> uint8 frames (T,H,W,3) cropped to the original size, a few frames or
         one frame's tiles at a time (:func:`~progvc.models.tiling.bounded`).
 
-        ``missing``: octaves of scales the latent lacks (:func:`progvc.scales.missing_octaves`).
+        ``missing``: octaves of scales the latent lacks (:func:`progvc.stream.scales.missing_octaves`).
         """
         return bounded(lambda y: self.g_s(y, missing), f_hat, scale=self.cfg.stride, norms=self.g_s,
                        max_pixels=self.tile_pixels, then=lambda x: to_uint8(x[..., :height, :width]))
