@@ -36,6 +36,7 @@ from .gops import DecodedGops
 from .limits import Limits, as_limits
 from .memory import MemoryEstimate, decode_estimate, estimate
 from .models.context import ContextModel
+from .models.portable import PortableContextModel
 from .models.tokenizer import Tokenizer
 from .options import (
     AUTO_RESIZE,
@@ -63,7 +64,8 @@ class CodecModel(nn.Module):
     def __init__(self, config: CodecConfig) -> None:
         super().__init__()
         self.tokenizer = Tokenizer(config.tokenizer)
-        self.context = ContextModel(config.context, config.tokenizer)
+        model = PortableContextModel if config.context.portable else ContextModel
+        self.context = model(config.context, config.tokenizer)
 
 
 @dataclass(frozen=True)
@@ -281,7 +283,7 @@ class Codec:
             header = bs.StreamHeader(self.config.name, self.weights_sha256, width, height, n_frames,
                                      Fraction(clip.fps).limit_denominator(1 << 20), gop, tuple(grids), n, seed,
                                      temperature, top_k, top_p, temporal, skip_block, modes=temporal,
-                                     resize=resize)
+                                     resize=resize, portable=self.context.portable)
             if bpp is not None:
                 coded = search_quality(lambda lam: [encoder.code(f, lam, n) for f in kept], header,
                                        budget_bytes(bpp, header))

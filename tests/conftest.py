@@ -53,6 +53,28 @@ def tiny_codec():
     return Codec.from_config(tiny_config(), seed=0, device="cpu")
 
 
+def portable_pair(seed: int = 0, **context: object):
+    """A seeded tiny float codec (context options overridden by ``context``) and its portable
+    conversion (:mod:`progvc.models.portable`), which keeps its tokenizer."""
+    import dataclasses
+
+    from progvc.codec import Codec
+    from progvc.config import tiny_config
+    from progvc.models.portable_convert import convert
+
+    cfg = tiny_config(context=dataclasses.replace(tiny_config().context, **context))
+    float_codec = Codec.from_config(cfg, seed=seed, device="cpu")
+    state = {f"context.{k}": v for k, v in convert(float_codec.context, float_codec.tokenizer.vq).items()}
+    state.update({k: v for k, v in float_codec.model.state_dict().items() if k.startswith("tokenizer.")})
+    pcfg = dataclasses.replace(cfg, context=dataclasses.replace(cfg.context, portable=True))
+    return float_codec, Codec(pcfg, state, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_portable_codec():
+    return portable_pair()[1]
+
+
 def smooth_clip(n_frames: int, height: int, width: int, seed: int = 0) -> np.ndarray:
     """A moving smooth pattern plus noise: (T,H,W,3) uint8, cheap and compressible like video."""
     rng = np.random.default_rng(seed)
