@@ -84,7 +84,7 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, exp_table: np.ndarray
 
 def counts(logits: np.ndarray, temperature_index: int, table: np.ndarray) -> np.ndarray:
     d = ((logits.max(-1, keepdims=True) - logits) * 10) // (temperature_index + 1)
-    w = table[np.minimum(d, len(table) - 1)]
+    w = table[np.minimum(d, len(table) - 1)]  # the table ends with a 0 that every larger d would read
     r = (((1 << ops.TABLE_TOTAL_BITS) - logits.shape[-1]) << ops.TABLE_SHIFT) // w.sum(-1, keepdims=True)
     return (w * r) >> ops.TABLE_SHIFT  # + 1 below
 

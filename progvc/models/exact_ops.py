@@ -207,19 +207,24 @@ def exact_sum(w: torch.Tensor) -> torch.Tensor:
     return total + w[..., whole:].sum(-1, keepdim=True, dtype=torch.float64)
 
 
-def frequency_counts(logits: torch.Tensor, temperature_index: int, exp_table: torch.Tensor,
-                     total_bits: int = TABLE_TOTAL_BITS) -> torch.Tensor:
+def tempered_table(exp_table: torch.Tensor, temperature_index: int) -> torch.Tensor:
+    """exp_table read at temperature (i + 1) / 10: entry d is exp_table[min(floor(10 d / (i + 1)), end)]
+    (int64 arithmetic), for d up to where that reaches the table's final 0."""
+    n = -(-(exp_table.shape[0] - 1) * (temperature_index + 1) // 10) + 1
+    d = torch.arange(n, device=exp_table.device)
+    return exp_table[(d * 10 // (temperature_index + 1)).clamp(max=exp_table.shape[0] - 1)]
+
+
+def frequency_counts(logits: torch.Tensor, table: torch.Tensor, total_bits: int = TABLE_TOTAL_BITS) -> torch.Tensor:
     """Integer frequency table of the tempered softmax of integer logits.
 
-    logits (n, V) float32 integers at LOGIT_FRAC; temperature (i + 1) / 10 for index i (the
-    stream's TEMPERATURES); exp_table: round(2**28 * exp(-j / 2**LOGIT_FRAC)), 0 at its end.
-    d = floor((max - z) * 10 / (i + 1)) (exact: numerator < 2**28, divisor <= 16), w = exp_table[min(d, end)],
-    R = floor(2**29 * (2**total_bits - V) / sum w) per row (int64), counts = floor(w R / 2**29) + 1
-    (w R < 2**53). Every count is >= 1 and a row sums to at most 2**total_bits. -> (n, V) int64."""
+    logits (n, V) float32 integers at LOGIT_FRAC; table: :func:`tempered_table` of the exp table
+    round(2**28 exp(-j / 2**LOGIT_FRAC)) at the chunk's temperature (int64, its last entry 0).
+    d = max z - z (exact in float32: < 2**24), w = table[min(d, end)], R = floor(2**29 (2**total_bits
+    - V) / sum w) per row, counts = floor(w R / 2**29) + 1 (w R < 2**53), all in int64. Every count
+    is >= 1 and a row sums to at most 2**total_bits. -> (n, V) int64."""
     n_sym = logits.shape[-1]
-    z = logits.double()
-    d = ((z.amax(-1, keepdim=True) - z) * 10.0 / (temperature_index + 1)).floor()
-    w = exp_table[d.clamp(max=exp_table.shape[0] - 1).long()].double()
-    total = w.sum(-1, keepdim=True).long()  # exact: < 2**40
-    r = torch.div(((1 << total_bits) - n_sym) << TABLE_SHIFT, total, rounding_mode="floor").double()
-    return (w * r * (1.0 / (1 << TABLE_SHIFT))).floor().long() + 1
+    d = (logits.amax(-1, keepdim=True) - logits).clamp_(max=table.shape[0] - 1)
+    w = torch.take(table, d.long())
+    r = torch.div(((1 << total_bits) - n_sym) << TABLE_SHIFT, w.sum(-1, keepdim=True), rounding_mode="floor")
+    return w.mul_(r).bitwise_right_shift_(TABLE_SHIFT).add_(1)

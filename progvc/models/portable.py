@@ -211,7 +211,15 @@ class PortableContextModel(nn.Module):
     # -- probabilities ------------------------------------------------------------------------------
     def _counts(self, logits: torch.Tensor, temperature_index: int) -> torch.Tensor:
         z = logits.detach().float() * (1 << ops.LOGIT_FRAC)
-        return ops.frequency_counts(z, temperature_index, self._f("table_exp"))
+        return ops.frequency_counts(z, self._tempered(temperature_index))
+
+    def _tempered(self, temperature_index: int) -> torch.Tensor:
+        """The tables' exp table at one of the stream's temperatures, made once per device and state."""
+        cache = self.__dict__.setdefault("_tempered_tables", {})
+        key = (temperature_index, self.table_exp.device, self.table_exp._version)
+        if key not in cache:
+            cache[key] = ops.tempered_table(self.table_exp, temperature_index)
+        return cache[key]
 
     def table(self, logits: torch.Tensor, temperature_index: int) -> np.ndarray:
         """The range coder's table (n, V) int64 of logits (n, V) at the stream's temperature index."""
