@@ -20,7 +20,7 @@ import pytest
 import torch
 from hypothesis import settings
 
-from .helpers import ship_tiny_model, smooth_clip
+from .helpers import portable_pair, ship_tiny_model, smooth_clip
 
 settings.register_profile("seeded", derandomize=True, database=None)
 settings.register_profile("explore")
@@ -40,6 +40,12 @@ def tiny_codec():
     from progvc.models.config import tiny_config
 
     return Codec.from_config(tiny_config(), seed=0, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_portable_codec():
+    """The portable conversion of a seeded tiny codec (:func:`tests.helpers.portable_pair`)."""
+    return portable_pair()[1]
 
 
 @pytest.fixture

@@ -167,9 +167,12 @@ def test_encoding_a_path_reads_one_gop_at_a_time(tiny_codec, tmp_path, monkeypat
         tiny_codec.encode(clip[:3], gop_size=2, refine=0, fps=10)
 
 
-def test_probability_tables_made_in_slices_give_the_same_bytes(tiny_codec, monkeypatch):
+def test_probability_tables_made_in_slices_give_the_same_bytes(tiny_portable_codec, monkeypatch):
     """Encoder and decoder turn logits into tables a slice of rows at a time (ENTROPY_ENTRIES):
-    the range coder codes rows in order, so the stream and the frames do not change."""
+    the range coder codes rows in order, so the stream and the frames do not change. Only the
+    portable model promises it: a float model's logits of a row may change with the number of
+    rows in its matrix product (they do under PyTorch 2.14's CPU kernels)."""
+    tiny_codec = tiny_portable_codec
     clip = smooth_clip(3, 20, 28, seed=6)
     data = tiny_codec.encode(clip)
     frames = tiny_codec.decode(data, seed=1)

@@ -38,6 +38,7 @@ from ..coding.options import (
 )
 from ..models.config import CodecConfig
 from ..models.context import ContextModel
+from ..models.portable import PortableContextModel
 from ..models.tokenizer import Tokenizer
 from ..runtime.determinism import coding_mode
 from ..runtime.devices import resolve_device
@@ -60,7 +61,8 @@ class CodecModel(nn.Module):
     def __init__(self, config: CodecConfig) -> None:
         super().__init__()
         self.tokenizer = Tokenizer(config.tokenizer)
-        self.context = ContextModel(config.context, config.tokenizer)
+        model = PortableContextModel if config.context.portable else ContextModel
+        self.context = model(config.context, config.tokenizer)
 
 
 @dataclass(frozen=True)
@@ -412,7 +414,8 @@ class _EncodeJob:
                                DEFAULT_SAMPLING.temperature if o.temperature is None else o.temperature,
                                DEFAULT_SAMPLING.top_k if o.top_k is None else o.top_k,
                                DEFAULT_SAMPLING.top_p if o.top_p is None else o.top_p, o.temporal,
-                               o.skip_block if o.temporal else 0, modes=o.temporal, resize=o.resize)
+                               o.skip_block if o.temporal else 0, modes=o.temporal, resize=o.resize,
+                               portable=self.encoder.ctx.portable)
 
     @staticmethod
     def stream(coded: list[EncodedGop], header: bs.StreamHeader) -> bs.Stream:

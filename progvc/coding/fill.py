@@ -26,6 +26,7 @@ scales (benchmarks/README.md, "Fill modes").
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -151,6 +152,34 @@ def draw_rows(z: np.ndarray, top_p: float, rng: np.random.Generator) -> np.ndarr
     return (cum <= u[:, None]).sum(axis=1)
 
 
+def sample_exact(logits: torch.Tensor, opts: SamplingOptions, rng: np.random.Generator,
+                 weights: Callable[[torch.Tensor, float], np.ndarray]) -> np.ndarray:
+    """The portable model's draw (:mod:`progvc.models.portable`): one token per row of logits (n, V)
+    that are integer multiples of a power of two, -> int64 (n,).
+
+    ``weights(logits, temperature)`` gives integer weights (n, V) of the tempered softmax; top-k keeps
+    the tokens whose logit is at least the k-th largest (ties kept), the nucleus drops a token once the
+    weights before it (largest first, ties by index) reach ``top_p`` of the row's total, and one
+    uniform per row picks from the running sum. Only integer sums and single IEEE operations: the same
+    tokens on every machine."""
+    w = weights(logits, opts.temperature)
+    n_rows, vocab = w.shape
+    if 0 < opts.top_k < vocab:
+        z = logits.detach().to("cpu", torch.float32).numpy()
+        kth = np.partition(z, vocab - opts.top_k, axis=1)[:, vocab - opts.top_k, None]
+        w = np.where(z >= kth, w, 0)
+    if opts.top_p < 1:
+        order = np.argsort(-w, axis=1, kind="stable")
+        sorted_w = np.take_along_axis(w, order, axis=1)
+        before = np.cumsum(sorted_w, axis=1) - sorted_w
+        drop = np.zeros(w.shape, dtype=bool)
+        np.put_along_axis(drop, order, before >= opts.top_p * sorted_w.sum(axis=1, keepdims=True), axis=1)
+        w = np.where(drop, 0, w)
+    cum = np.cumsum(w, axis=1)
+    u = np.floor(rng.random(n_rows) * cum[:, -1]).astype(np.int64)
+    return (cum <= u[:, None]).sum(axis=1).astype(np.int64)
+
+
 DETAIL_SIGMA = 1.2
 """Standard deviation in pixels of the Gaussian that splits a draw's picture into the band that
 "sample" keeps (what the Gaussian removes) and the rest. Chosen on four dev clips at n = 5..9 among
@@ -203,5 +232,8 @@ def fill_pick(state: GopState, opts: FillOptions, gop: int) -> Pick:
 
     def sample(t: int, k: int, logits: RowLogits) -> np.ndarray:
         # rows are drawn in order from one generator, so slices give the tokens all rows at once would
+        if state.portable:
+            return np.concatenate([sample_exact(part, opts.sampling, rng, state.ctx.draw_weights)
+                                   for _, part in logit_rows(logits)])
         return np.concatenate([sample_tokens(part, opts.sampling, rng) for _, part in logit_rows(logits)])
     return sample

@@ -38,7 +38,7 @@ from .options import default_coarse_lambda_scale
 from .rd_choice import Choice, TokenChooser
 from .skip import FlagModel, layout
 from .state import GopState, Pick, RowLogits, logit_rows
-from .temperature import TemperedChunkEncoder
+from .temperature import TableMaker, TemperedChunkEncoder
 
 
 def _coded_rows(logits: torch.Tensor | RowLogits, coded: np.ndarray | None
@@ -62,10 +62,12 @@ def range_encode(coder: TemperedChunkEncoder, tokens: np.ndarray, logits: torch.
 
 
 def range_decode(decoder: ChunkDecoder, logits: torch.Tensor | RowLogits, coded: np.ndarray | None = None,
-                 temperature: float = 1.0) -> np.ndarray:
-    """Tokens decoded under ``logits / temperature`` (n, V) for the rows ``coded`` (sorted indices;
-    None: all n), a slice of rows at a time: int64 (len(coded),)."""
-    parts = [decoder.take(probability_table(part, temperature)) for _, part in _coded_rows(logits, coded)]
+                 temperature: int = bs.NEUTRAL_TEMPERATURE, table: TableMaker | None = None) -> np.ndarray:
+    """Tokens decoded under ``logits`` (n, V) at the chunk's temperature index for the rows ``coded``
+    (sorted indices; None: all n), a slice of rows at a time: int64 (len(coded),). ``table``: a
+    portable model's tables (None: the float path's)."""
+    parts = [decoder.take(probability_table(part, bs.TEMPERATURES[temperature]) if table is None
+                          else table(part, temperature)) for _, part in _coded_rows(logits, coded)]
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 
@@ -80,17 +82,18 @@ def write_choice(coder: TemperedChunkEncoder, choice: Choice, logits: RowLogits)
 
 
 def read_choice(decoder: ChunkDecoder, logits: RowLogits, prev: torch.Tensor | None, flag_model: FlagModel,
-                skip_block: int, grid: Grid, temperature: float = 1.0) -> np.ndarray:
+                skip_block: int, grid: Grid, temperature: int = bs.NEUTRAL_TEMPERATURE,
+                table: TableMaker | None = None) -> np.ndarray:
     """The inverse of :func:`write_choice`: the (n,) tokens of one (t, k), ``prev`` the previous
     frame's tokens at that scale (None for a GOP's first frame or a stream without block skip),
-    ``temperature`` the chunk's."""
+    ``temperature`` the chunk's index, ``table`` as for :func:`range_decode`."""
     if prev is None or not skip_block:
-        return range_decode(decoder, logits, temperature=temperature)
+        return range_decode(decoder, logits, temperature=temperature, table=table)
     lay = layout(*grid, skip_block)
     copied = flag_model.read(decoder, lay)[lay.block]
     tokens = prev.reshape(-1).cpu().numpy().copy()
     coded = np.flatnonzero(~copied)
-    tokens[coded] = range_decode(decoder, logits, coded, temperature)
+    tokens[coded] = range_decode(decoder, logits, coded, temperature, table)
     return tokens
 
 
@@ -165,7 +168,8 @@ class GopEncoder:
         (``bar`` advances once per (frame, scale))."""
         state = GopState(self.ctx, self.tok.vq, self.grids, f.frames, temporal=self.temporal, lam=lam)
         chooser = self._chooser(state, f, lam)
-        coders = [TemperedChunkEncoder() for _ in range(n_scales)]
+        table = self.ctx.table if self.ctx.portable else None
+        coders = [TemperedChunkEncoder(table=table) for _ in range(n_scales)]
         state.run(range(n_scales), bar.counting(self._pick(state, chooser, coders)))
         chunks = []
         for k, coder in enumerate(coders):
@@ -211,20 +215,24 @@ class GopDecoder:
         """Range-decode the next scale from ``chunk``; BitstreamError if its tokens fail their CRC."""
         k, decoder, flag_model, mode_model = self.coded, ChunkDecoder(chunk.payload), FlagModel(), ModeModel()
         state, skip, grid, modes = self.state, self.header.skip_block, self.header.grids[k], self.header.modes
-        tokens, temperature = state.tokens[k], bs.TEMPERATURES[chunk.temperature]
+        tokens, temperature = state.tokens[k], chunk.temperature
+        table = state.ctx.table if state.portable else None
 
         def pick(t: int, k: int, logits: RowLogits) -> np.ndarray:
             if modes and t > 0 and mode_model.read(decoder, ModeModel.context(t, state.intra[k])):
                 logits = state.logits(t, k, intra=True)
                 state.use(logits)
             return read_choice(decoder, logits, tokens[t - 1] if t > 0 else None, flag_model, skip, grid,
-                               temperature)
+                               temperature, table)
 
         self.state.run(range(k, k + 1), self.bar.counting(pick))
         if tokens_crc(self.state.tokens[k]) != chunk.crc_tokens:
+            where = ("the stream is corrupt" if self.header.portable else
+                     "the stream is corrupt, or was encoded on another kind of device or dtype whose probabilities "
+                     "differ (a float model's stream, format 7 or older); decode it where it was encoded, or "
+                     "re-encode it with a portable model (format 8), whose streams decode on any machine")
             raise BitstreamError(f"scale {k + 1} of GOP {self.gop + 1} decoded to tokens that fail their checksum: "
-                                 "the stream is corrupt, or was encoded on another kind of device or dtype whose "
-                                 "probabilities differ; decode it where it was encoded")
+                                 + where)
         self.coded += 1
 
     def frames(self, *, final: bool = True, fill: FillOptions | None = None) -> np.ndarray:

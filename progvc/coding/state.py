@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 
 import numpy as np
 import torch
 
 from ..models.cached_attention import KV
 from ..models.context import ContextModel
+from ..models.exact_ops import FRAC, full_precision
 from ..models.quantizer import Grid, MultiScaleResidualVQ
 from ..runtime.determinism import pinned_threads
 from ..runtime.memory import TRIM_TOKENS, logits_kept, return_freed, row_slices
@@ -103,11 +105,18 @@ class GopState:
         self.window = context.cfg.temporal_window if temporal else 0
         dev = context.sos.device
         self.f_hat = torch.zeros(n_frames, vq.cfg.latent_channels, *grids[-1], device=dev)
+        # a portable model reads its own integer copy of f_hat (the float one is for the pictures)
+        self.ctx_f_hat = torch.zeros_like(self.f_hat) if self.portable else self.f_hat
         self.tokens: list[list[torch.Tensor]] = [[] for _ in grids]  # tokens[k][t]: (h_k, w_k)
         self.intra: list[list[bool]] = [[] for _ in grids]  # intra[k][t]: (t,k) coded without earlier frames
         self._block: RowLogits | None = None  # the logits the block being coded is coded under
         self.cache = context.new_cache(grids, n_frames, self.window)
         self.rd = context.rd_embedding(lam)
+
+    @property
+    def portable(self) -> bool:
+        """Whether the context model computes in exact integers (:mod:`progvc.models.portable`)."""
+        return self.ctx.portable
 
     def logits(self, t: int, k: int, *, intra: bool = False) -> RowLogits:
         """Logits of the tokens of (frame t, scale k), (n_k, V) float32, made slice by slice; with
@@ -115,7 +124,7 @@ class GopState:
         :mod:`progvc.coding.context_modes`). Changes nothing until the block is committed."""
         grid = self.grids[k]
         temporal = t > 0 and self.window > 0 and not intra
-        f_prev = self.f_hat[t:t + 1] if k > 0 else None
+        f_prev = self.ctx_f_hat[t:t + 1] if k > 0 else None
 
         def run() -> tuple[torch.Tensor, list[KV]]:
             prev_mem = self.cache.mem[t - 1][k] if temporal else None
@@ -136,6 +145,8 @@ class GopState:
         grid = self.grids[k]
         r = torch.as_tensor(tokens, device=self.f_hat.device, dtype=torch.long).view(1, *grid)
         self.f_hat[t:t + 1] += self.vq.embed_scale(r, k, self.grids)
+        if self.portable:
+            self.ctx_f_hat[t:t + 1] += self.ctx.embed_scale(r, k, self.grids)
         self._remember(t, k, r, None)
 
     def commit_expected(self, t: int, k: int, logits: RowLogits | torch.Tensor) -> None:
@@ -145,11 +156,18 @@ class GopState:
         the copy gate. Made a slice of rows at a time, like everything that reads logits."""
         self._accept(t, k)
         grid = self.grids[k]
-        codebook = self.vq.codebook.weight
-        parts = [(torch.softmax(part, dim=-1).to(self.f_hat.dtype) @ codebook, part.argmax(1))
-                 for _, part in logit_rows(logits)]
+        if self.portable:  # the expectation under the integer table, in integers
+            parts = [(self.ctx.expected_embedding(part), part.argmax(1)) for _, part in logit_rows(logits)]
+        else:
+            codebook = self.vq.codebook.weight
+            parts = [(torch.softmax(part, dim=-1).to(self.f_hat.dtype) @ codebook, part.argmax(1))
+                     for _, part in logit_rows(logits)]
         e = torch.cat([p[0] for p in parts])  # (n_k, C)
-        self.f_hat[t:t + 1] += self.vq.embed_vectors(e.t().reshape(1, -1, *grid), k, self.grids)
+        vectors = e.t().reshape(1, -1, *grid)
+        if self.portable:
+            self.ctx_f_hat[t:t + 1] += self.ctx.embed_vectors(vectors, k, self.grids)
+            vectors = vectors * (1.0 / (1 << FRAC))
+        self.f_hat[t:t + 1] += self.vq.embed_vectors(vectors, k, self.grids)
         self._remember(t, k, torch.cat([p[1] for p in parts]).view(1, *grid), e[None])
 
     def _accept(self, t: int, k: int) -> None:
@@ -165,7 +183,7 @@ class GopState:
         self.tokens[k].append(r[0])
         if not self.cache.has_reader(t):  # no temporal context, or the GOP's last frame
             return
-        m = self.ctx.memory_input(r, self.f_hat[t:t + 1], k, self.grids[k], self.vq.codebook, embedded)
+        m = self.ctx.memory_input(r, self.ctx_f_hat[t:t + 1], k, self.grids[k], self.vq.codebook, embedded)
         self.cache.add_memory(t, m)
 
     def run(self, scales: range, pick: Pick) -> None:
@@ -175,7 +193,7 @@ class GopState:
         (t,k) itself (``commit_expected``). On CPU this runs on one thread, so the logits are the
         same whatever the machine's core count (see :func:`progvc.runtime.determinism.pinned_threads`).
         """
-        with pinned_threads(self.f_hat.device):
+        with pinned_threads(self.f_hat.device), full_precision() if self.portable else nullcontext():
             for k in scales:
                 self._trim()  # the last scale's temporaries, before this one's (larger) ones
                 for t in range(self.n_frames):
@@ -189,6 +207,7 @@ class GopState:
         copied, the cached key/value tensors (never modified in place) are shared."""
         new = copy.copy(self)
         new.f_hat = self.f_hat.clone()
+        new.ctx_f_hat = self.ctx_f_hat.clone() if self.portable else new.f_hat
         new.tokens = [list(ts) for ts in self.tokens]
         new.intra = [list(m) for m in self.intra]
         new.cache = self.cache.fork()

@@ -24,6 +24,8 @@ fill modes draw and average at the model's own distribution.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -36,6 +38,16 @@ CANDIDATES = tuple(range(3, 12))
 """The indices the encoder tries (0.4 .. 1.2): on dev clips every chunk's best lay in this range."""
 
 
+TableMaker = Callable[[torch.Tensor, int], np.ndarray]
+"""(logits (n, V), temperature index) -> the range coder's table (n, V): a portable model's own
+(``PortableContextModel.table``); None stands for the float path, :func:`coding_table`'s default."""
+
+
+def coding_table(logits: torch.Tensor, index: int, table: TableMaker | None = None) -> np.ndarray:
+    """The table of logits (n, V) at temperature index ``index``: ``table``'s, or the float path's."""
+    return probability_table(logits, TEMPERATURES[index]) if table is None else table(logits, index)
+
+
 class TemperedChunkEncoder:
     """Writes one chunk: :meth:`add` for symbols with a fixed table (flags), :meth:`add_logits` for
     tokens under the context model's logits; :meth:`finish` -> (payload, temperature index).
@@ -43,8 +55,10 @@ class TemperedChunkEncoder:
     Until the temperature is decided, symbols are kept in order with their tables or logits and
     each candidate's exact cost (-sum log2 softmax(logits / tau)[token], float64) is summed."""
 
-    def __init__(self, candidates: tuple[int, ...] | None = None, buffer_rows: int = BUFFER_ROWS) -> None:
+    def __init__(self, candidates: tuple[int, ...] | None = None, buffer_rows: int = BUFFER_ROWS,
+                 table: TableMaker | None = None) -> None:
         self._coder = ChunkEncoder()
+        self._table = table
         self._candidates = CANDIDATES if candidates is None else candidates
         self._taus = [TEMPERATURES[i] for i in self._candidates]
         self._buffer_rows = buffer_rows
@@ -63,7 +77,7 @@ class TemperedChunkEncoder:
     def add_logits(self, tokens: np.ndarray, logits: torch.Tensor) -> None:
         """Tokens (n,) under the model's logits (n, V), to be coded at the chunk's temperature."""
         if self._pending is None:
-            self._coder.add(tokens, probability_table(logits, TEMPERATURES[self.index]))  # type: ignore[index]
+            self._coder.add(tokens, coding_table(logits, self.index, self._table))  # type: ignore[arg-type]
             return
         self._bits += cross_entropy_bits(logits, tokens, self._taus)
         self._pending.append((tokens, logits.detach()))

@@ -60,7 +60,9 @@ class ContextConfig:
     ``local_from`` on (0: never) attention is local: tiles of ``local_tile`` cells see keys within
     ``local_halo`` cells (:mod:`progvc.models.local_attention`). ``rd_conditioning``: the queries
     are told the encoder's rate-distortion trade-off (the stream's quality), so that the model's
-    confidence follows how the tokens were chosen.
+    confidence follows how the tokens were chosen. ``portable``: the model computes in exact
+    integers (:mod:`progvc.models.portable`), so its streams decode on any machine; made from a
+    float model by ``python -m progvc.train.portable``.
     """
 
     dim: int = 256
@@ -72,12 +74,16 @@ class ContextConfig:
     local_tile: int = 8
     local_halo: int = 4
     rd_conditioning: bool = False
+    portable: bool = False
 
     def __post_init__(self) -> None:
         if self.dim % self.heads:
             raise ConfigError(f"context dim {self.dim} is not divisible by heads {self.heads}")
         if not 0 <= self.temporal_window <= 64:
             raise ConfigError(f"temporal_window must be in 0..64, got {self.temporal_window}")
+        if self.portable and (self.dim // self.heads > 64 or self.dim * self.mlp_ratio > 8192):
+            raise ConfigError("a portable context model needs heads of at most 64 channels and an MLP of at most "
+                              "8192 (its integer sums must stay exact)")
 
 
 @dataclass(frozen=True)
@@ -96,7 +102,12 @@ class CodecConfig:
             raise ConfigError(f"model name must be 1..{MAX_NAME} ASCII characters, got {self.name!r}")
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+        """The config as JSON; ``portable`` only when set, so a float model's JSON (and with it the
+        hash of a model made in memory) is what it was before portable models existed."""
+        raw = dataclasses.asdict(self)
+        if not raw["context"]["portable"]:
+            del raw["context"]["portable"]
+        return json.dumps(raw, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> CodecConfig:

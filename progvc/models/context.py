@@ -99,6 +99,10 @@ class Block(nn.Module):
 
 
 class ContextModel(nn.Module):
+    portable = False
+    """Float arithmetic: its streams decode on the kind of device that made them
+    (:mod:`progvc.models.portable` is the model that decodes anywhere)."""
+
     def __init__(self, cfg: ContextConfig, tok: TokenizerConfig) -> None:
         super().__init__()
         self.cfg, self.tok = cfg, tok

@@ -46,9 +46,14 @@ from ..runtime.errors import BitstreamError
 from .scales import scale_grids
 
 MAGIC = b"PGVC"
-VERSION = 7
-READABLE_VERSIONS = (2, 3, 4, 5, 6, 7)
-"""Version 6 is version 7 with the whole weights hash and every scale's grid in the header
+VERSION = 8
+READABLE_VERSIONS = (2, 3, 4, 5, 6, 7, 8)
+PORTABLE_VERSION = 8
+FLOAT_VERSION = 7
+"""Version 8 is version 7 made by a portable context model (:mod:`progvc.models.portable`): its
+probabilities are exact integers, so it decodes on any machine. :func:`pack` writes 8 for a
+portable header and 7 for one of a float model, whose streams decode where they were made.
+Version 6 is version 7 with the whole weights hash and every scale's grid in the header
 (``_FULL_HEADERS``), version 5 is version 6 with 32-bit chunk checks and lengths (``_WIDE_CHUNKS``), version 4 is
 version 5 without resizing (flag bits 4-5 zero), version 3 is version 4 without context-mode flags
 (flag bit 3 zero), version 2 is version 3 without block skip (flag bits 1-2 zero): all still read.
@@ -115,7 +120,8 @@ class StreamHeader:
     ``weights_sha256`` is the sha256 of the weights that made the stream, or its first
     :data:`WEIGHTS_ID_BYTES` bytes (what version 7 stores; :func:`pack` writes those whatever it is
     given); ``version`` is the format version the stream was read from (it sets the layout of its
-    GOP units; :func:`pack` always writes :data:`VERSION`)."""
+    GOP units); 0, the default, stands for the one :func:`pack` writes: :data:`PORTABLE_VERSION` if
+    ``portable`` (the stream's model computes in exact integers), else :data:`FLOAT_VERSION`."""
 
     model_name: str
     weights_sha256: bytes
@@ -134,7 +140,12 @@ class StreamHeader:
     skip_block: int = 0
     modes: bool = False
     resize: int = 1
-    version: int = VERSION
+    version: int = 0
+    portable: bool = False
+
+    def __post_init__(self) -> None:
+        if self.version == 0:
+            object.__setattr__(self, "version", PORTABLE_VERSION if self.portable else FLOAT_VERSION)
 
     @property
     def coded_size(self) -> tuple[int, int]:
@@ -304,7 +315,7 @@ def pack_header(h: StreamHeader) -> bytes:
                                            h.gop_size))
             + bytes([h.n_scales, h.coded_scales, flags]) + (_SAMPLING.pack(*sampling) if explicit else b"")
             + varint(h.grids[-1][0]) + varint(h.grids[-1][1]))
-    head = _HEAD.pack(MAGIC, VERSION, len(body)) + body
+    head = _HEAD.pack(MAGIC, PORTABLE_VERSION if h.portable else FLOAT_VERSION, len(body)) + body
     return head + struct.pack("<I", zlib.crc32(head))
 
 
@@ -366,7 +377,8 @@ def _unpack_header(data: bytes | memoryview) -> tuple[StreamHeader, int]:
     _check(fd > 0 and fn > 0, "frame rate is zero")
     header = StreamHeader(name.decode(), sha, w, h, t, Fraction(fn, fd), gop, grids, coded, seed, temp, top_k,
                           top_p, not flags & FLAG_INTRA, SKIP_BLOCKS[flags >> _SKIP_SHIFT & 3],
-                          bool(flags & FLAG_MODES), RESIZE_FACTORS[flags >> _RESIZE_SHIFT & 3], version)
+                          bool(flags & FLAG_MODES), RESIZE_FACTORS[flags >> _RESIZE_SHIFT & 3], version,
+                          version >= PORTABLE_VERSION)
     _validate_header(header)
     return header, end + 4
 
