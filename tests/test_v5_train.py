@@ -84,3 +84,22 @@ def test_tokenizer_stage_trains_with_per_crop_prefixes(tmp_path):
         "--prefix-share", "0.5", "--prefix-min", "2", "--device", "cpu", "--seed", "0"]))
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert any("psnr_prefix" in r for r in rows) and (out / "tokenizer.safetensors").is_file()
+
+
+def test_prefix_latents_are_the_quantizers_tokens_and_sums():
+    from benchmarks.tokenizer_prefixes import prefix_latents, usage_per_scale
+
+    torch.manual_seed(0)
+    tok = Tokenizer(tiny_config().tokenizer).eval()
+    frames = smooth_clip(2, 20, 28, seed=1)
+    errors = torch.zeros(tok.cfg.n_scales, 2, dtype=torch.float64)
+    tokens, latents = prefix_latents(tok, frames, errors)
+    grids = tok.grids(20, 28)
+    with torch.no_grad():
+        ref = tok.vq.quantize(tok.analyse(torch.from_numpy(frames)), grids)
+        assert all(torch.equal(a, b) for a, b in zip(tokens, ref, strict=True))
+        assert torch.allclose(latents[1], tok.vq.embed(ref[:2], grids), atol=1e-6)
+    counts = torch.stack([torch.bincount(r.flatten(), minlength=tok.cfg.codebook_size) for r in tokens])
+    usage = usage_per_scale(counts, errors)
+    assert usage[0]["tokens"] == 2 and usage[0]["used"] + usage[0]["dead"] == tok.cfg.codebook_size
+    assert all(u["rel_vq_error"] >= 0 and 1 <= u["perplexity"] <= u["used"] for u in usage)
