@@ -103,3 +103,13 @@ def test_prefix_latents_are_the_quantizers_tokens_and_sums():
     usage = usage_per_scale(counts, errors)
     assert usage[0]["tokens"] == 2 and usage[0]["used"] + usage[0]["dead"] == tok.cfg.codebook_size
     assert all(u["rel_vq_error"] >= 0 and 1 <= u["perplexity"] <= u["used"] for u in usage)
+
+
+def test_prefix_table_compares_runs_on_shared_clips():
+    from benchmarks.prefix_table import table
+
+    row = {"n": 5.0, "psnr": 15.0, "ms_ssim": 0.3, "grid_excess": 0.01}
+    base = {"clips": {"a": [row], "b": [{**row, "psnr": 17.0}]}}
+    new = {"clips": {"a": [{**row, "psnr": 16.0}], "b": [{**row, "psnr": 18.0}], "c": [row]}}
+    text = table([base, new], ["v4", "v5"])
+    assert "clips: a, b" in text and "| 5 | 16.00 / 0.300 / +0.010 | 17.00 / 0.300 / +0.010 | +1.00 |" in text
