@@ -3,8 +3,11 @@
 Loss = L1 + w_mse * MSE + w_msssim * (1 - MS-SSIM) + VQ (codebook + 0.25 commitment) + w_adv * hinge GAN, the GAN
 switched on after ``disc_start`` steps so the adversary meets a decoder that already reconstructs.
 With probability ``drop_prob`` a step keeps only a random prefix of scales, so every prefix
-decodes to a plausible picture. Codebook entries unused for ``restart_every`` steps are re-seeded
-from vectors the quantiser just looked up (usage is logged as share-used and perplexity).
+decodes to a plausible picture; with ``prefix_share`` > 0 the prefix is drawn per crop instead
+(SoundStream's quantiser dropout, :mod:`progvc.train.prefix`): a share of each batch keeps
+``prefix_min``..K-1 scales, the rest every scale, and ``drop_prob`` is ignored. Codebook entries
+unused for ``restart_every`` steps are re-seeded from vectors the quantiser just looked up (usage
+is logged as share-used and perplexity).
 
     python -m progvc.train.tokenizer_stage --cache cache/train --out runs/tok --steps 4000
     torchrun --nproc_per_node 8 -m progvc.train.tokenizer_stage ...      (several GPUs)
@@ -26,6 +29,7 @@ from ..stream.scales import missing_octaves
 from ..weights import save_weights
 from . import common
 from .discriminator import PatchDiscriminator, d_hinge, g_hinge
+from .prefix import draw_prefixes, per_item_psnr, prefix_forward
 
 
 @dataclass
@@ -43,6 +47,8 @@ class TokenizerTrainConfig:
     w_adv: float = 0.05
     disc_start: int = 2500
     drop_prob: float = 0.3
+    prefix_share: float = 0.0  # per-crop quantiser dropout (replaces drop_prob when > 0)
+    prefix_min: int = 3  # fewest scales a dropped crop keeps
     zoom_out: float = 0.0  # share of crops taken at 2x size and area-downscaled (ClipWindows)
     restart_every: int = 100
     log_every: int = 50
@@ -122,15 +128,21 @@ def train(cfg: TokenizerTrainConfig) -> Path:
     log = common.RunLog(out, cfg.steps, start, d.main)
     t0, step = time.time(), start
     pool: list[torch.Tensor] = []
+    gen = torch.Generator().manual_seed(cfg.seed * 7919 + d.rank + start)
+    n_scales = codec_cfg.tokenizer.n_scales
     for batch in data:
         if common.finished(step, cfg, t0, d):
             break
         x = batch[:, 0].to(d.device) * 2 - 1  # (B,3,crop,crop) in [-1,1]
-        n_keep = None
-        if torch.rand(()) < cfg.drop_prob:
-            n_keep = int(torch.randint(1, codec_cfg.tokenizer.n_scales + 1, ()))
+        n_keep, keep = None, None
         collect: list[torch.Tensor] = []
-        x_hat, tokens, vq_loss = model(x, n_keep, collect)
+        if cfg.prefix_share > 0:
+            keep = draw_prefixes(len(x), n_scales, cfg.prefix_share, cfg.prefix_min, gen)  # (B,)
+            x_hat, tokens, vq_loss = prefix_forward(tok, x, keep, collect)
+        else:
+            if torch.rand(()) < cfg.drop_prob:
+                n_keep = int(torch.randint(1, n_scales + 1, ()))
+            x_hat, tokens, vq_loss = model(x, n_keep, collect)
         l1 = (x_hat - x).abs().mean()
         ms = msssim_loss(x_hat, x)
         loss = l1 + cfg.w_mse * F.mse_loss(x_hat, x) + cfg.w_msssim * ms + vq_loss
@@ -161,7 +173,7 @@ def train(cfg: TokenizerTrainConfig) -> Path:
                 log.log(step, restarted=restarted, **stats)
         if step % cfg.log_every == 0:
             log.log(step, loss=loss.item(), l1=l1.item(), msssim=1 - ms.item(), vq=vq_loss.item(),
-                    psnr=psnr(x_hat, x) if n_keep is None else float("nan"), lr=opt.param_groups[0]["lr"],
+                    **batch_psnr(x_hat, x, n_keep, keep, n_scales), lr=opt.param_groups[0]["lr"],
                     prefix_psnr=prefix_psnr(tok, x) if step % (cfg.log_every * 10) == 0 else None)
         if d.main and step % cfg.save_every == 0:
             common.save_checkpoint(out, step, modules)
@@ -172,6 +184,17 @@ def train(cfg: TokenizerTrainConfig) -> Path:
         state = {f"tokenizer.{k}": v for k, v in tok.state_dict().items()}
         save_weights(out / "tokenizer.safetensors", state, codec_cfg)
     return out
+
+
+def batch_psnr(x_hat: torch.Tensor, x: torch.Tensor, n_keep: int | None, keep: torch.Tensor | None,
+               n_scales: int) -> dict[str, float | None]:
+    """Logged PSNR of a batch: ``psnr`` over the crops decoded from every scale (NaN when the step
+    dropped scales), and with per-crop prefixes ``psnr_prefix`` over the others."""
+    if keep is None:
+        return {"psnr": psnr(x_hat, x) if n_keep is None else float("nan")}
+    each, full = per_item_psnr(x_hat, x), (keep == n_scales).to(x.device)
+    return {"psnr": each[full].mean().item() if full.any() else float("nan"),
+            "psnr_prefix": each[~full].mean().item() if (~full).any() else None}
 
 
 @torch.no_grad()

@@ -1,0 +1,115 @@
+"""Issue 30 (v5): per-crop quantiser dropout and the grid measure."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from benchmarks.grid_measure import grid_excess, grid_measure
+from progvc.config import tiny_config
+from progvc.models.tokenizer import Tokenizer
+from progvc.train import tokenizer_stage
+from progvc.train.prefix import draw_prefixes, prefix_forward, prefix_sum
+from tests.conftest import smooth_clip
+
+
+def test_draw_prefixes_is_seeded_and_in_range():
+    a = draw_prefixes(64, 10, 0.5, 3, torch.Generator().manual_seed(1))
+    b = draw_prefixes(64, 10, 0.5, 3, torch.Generator().manual_seed(1))
+    assert torch.equal(a, b) and a.min() >= 3 and a.max() == 10
+    assert 10 < int((a < 10).sum()) < 54  # about half cut
+    assert torch.all(draw_prefixes(8, 10, 0.0, 3, torch.Generator().manual_seed(0)) == 10)
+    assert torch.all(draw_prefixes(8, 10, 1.0, 3, torch.Generator().manual_seed(0)) < 10)
+    with pytest.raises(ValueError):
+        draw_prefixes(8, 10, 0.5, 0, torch.Generator())
+
+
+def test_prefix_sum_keeps_each_items_first_scales():
+    parts = [torch.full((3, 1, 2, 2), float(10 ** k)) for k in range(3)]  # K=3, B=3
+    f_hat = prefix_sum(parts, torch.tensor([1, 2, 3]))
+    assert f_hat[:, 0, 0, 0].tolist() == [1.0, 11.0, 111.0]
+
+
+def test_prefix_forward_matches_the_quantizers_own_prefix():
+    """A batch whose crops all keep n scales decodes as ``Tokenizer.forward(x, n)`` does."""
+    torch.manual_seed(0)
+    tok = Tokenizer(tiny_config().tokenizer).eval()
+    x = torch.rand(2, 3, 16, 24) * 2 - 1
+    for n in (1, 3, 4):
+        ref, ref_tokens, ref_loss = tok(x, n)
+        got, tokens, loss = prefix_forward(tok, x, torch.full((2,), n))
+        assert torch.allclose(got, ref, atol=1e-5) and torch.allclose(loss, ref_loss)
+        assert all(torch.equal(a, b) for a, b in zip(tokens, ref_tokens, strict=True))
+    mixed, _, _ = prefix_forward(tok, x, torch.tensor([1, 4]))
+    assert torch.allclose(mixed[0], tok(x, 1)[0][0], atol=1e-5) and torch.allclose(mixed[1], tok(x)[0][1], atol=1e-5)
+
+
+def test_prefix_gradient_reaches_encoder_and_codebook():
+    torch.manual_seed(0)
+    tok = Tokenizer(tiny_config().tokenizer)
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    x_hat, _, vq_loss = prefix_forward(tok, x, torch.tensor([2, 4]))
+    ((x_hat - x).abs().mean() + vq_loss).backward()
+    assert tok.g_a.net[0].weight.grad.abs().sum() > 0 and tok.vq.codebook.weight.grad.abs().sum() > 0
+
+
+def test_grid_measure_sees_an_8_pixel_lattice():
+    rng = np.random.default_rng(0)
+    src = smooth_clip(2, 64, 80, seed=3)
+    assert abs(grid_measure(src).score - 1.0) < 0.1  # smooth content: no phase stands out
+    grid = src.astype(np.int16)
+    grid[:, :, 7::8] += 12  # a bright column every 8 pixels
+    grid[:, 7::8] += 12
+    grid = np.clip(grid + rng.integers(-1, 2, grid.shape), 0, 255).astype(np.uint8)
+    score = grid_measure(grid)
+    assert score.score > 1.5 and score.rows > 1.5 and score.cols > 1.5
+    assert int(np.argmax(score.phases)) in (6, 7)  # the jumps into and out of the bright line
+    assert grid_excess(src, grid) > 0.5 and grid_excess(src, src) == 0.0
+    with pytest.raises(ValueError):
+        grid_measure(src[:, :8])
+
+
+@pytest.mark.slow
+def test_tokenizer_stage_trains_with_per_crop_prefixes(tmp_path):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    np.save(cache / "clip0.npy", smooth_clip(6, 40, 48, seed=0))
+    out = tmp_path / "tok"
+    tokenizer_stage.train(tokenizer_stage.parse_args([
+        "--cache", str(cache), "--out", str(out), "--preset", "tiny", "--batch", "4", "--crop", "32",
+        "--steps", "4", "--log-every", "2", "--restart-every", "2", "--w-adv", "0", "--save-every", "2",
+        "--prefix-share", "0.5", "--prefix-min", "2", "--device", "cpu", "--seed", "0"]))
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert any("psnr_prefix" in r for r in rows) and (out / "tokenizer.safetensors").is_file()
+
+
+def test_prefix_latents_are_the_quantizers_tokens_and_sums():
+    from benchmarks.tokenizer_prefixes import prefix_latents, usage_per_scale
+
+    torch.manual_seed(0)
+    tok = Tokenizer(tiny_config().tokenizer).eval()
+    frames = smooth_clip(2, 20, 28, seed=1)
+    errors = torch.zeros(tok.cfg.n_scales, 2, dtype=torch.float64)
+    tokens, latents = prefix_latents(tok, frames, errors)
+    grids = tok.grids(20, 28)
+    with torch.no_grad():
+        ref = tok.vq.quantize(tok.analyse(torch.from_numpy(frames)), grids)
+        assert all(torch.equal(a, b) for a, b in zip(tokens, ref, strict=True))
+        assert torch.allclose(latents[1], tok.vq.embed(ref[:2], grids), atol=1e-6)
+    counts = torch.stack([torch.bincount(r.flatten(), minlength=tok.cfg.codebook_size) for r in tokens])
+    usage = usage_per_scale(counts, errors)
+    assert usage[0]["tokens"] == 2 and usage[0]["used"] + usage[0]["dead"] == tok.cfg.codebook_size
+    assert all(u["rel_vq_error"] >= 0 and 1 <= u["perplexity"] <= u["used"] for u in usage)
+
+
+def test_prefix_table_compares_runs_on_shared_clips():
+    from benchmarks.prefix_table import table
+
+    row = {"n": 5.0, "psnr": 15.0, "ms_ssim": 0.3, "grid_excess": 0.01}
+    base = {"clips": {"a": [row], "b": [{**row, "psnr": 17.0}]}}
+    new = {"clips": {"a": [{**row, "psnr": 16.0}], "b": [{**row, "psnr": 18.0}], "c": [row]}}
+    text = table([base, new], ["v4", "v5"])
+    assert "clips: a, b" in text and "| 5 | 16.00 / 0.300 / +0.010 | 17.00 / 0.300 / +0.010 | +1.00 |" in text
