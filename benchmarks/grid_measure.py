@@ -77,7 +77,7 @@ def grid_excess(source: np.ndarray, decode: np.ndarray) -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from progvc.video_io import read_video
+    from progvc.video.io import read_video
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("source")

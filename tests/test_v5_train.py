@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from benchmarks.grid_measure import grid_excess, grid_measure
-from progvc.config import tiny_config
+from progvc.models.config import tiny_config
 from progvc.models.tokenizer import Tokenizer
 from progvc.train import tokenizer_stage
 from progvc.train.prefix import draw_prefixes, prefix_forward, prefix_sum

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from ..models.quantizer import resize
 from ..models.tokenizer import Tokenizer
-from ..scales import missing_octaves
+from ..stream.scales import missing_octaves
 
 
 def draw_prefixes(batch: int, n_scales: int, share: float, n_min: int, gen: torch.Generator) -> torch.Tensor:
