@@ -119,6 +119,12 @@ def full_precision() -> Iterator[None]:
         torch.set_float32_matmul_precision(old)
 
 
+def lookup(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """table[index] for a 1-D table and non-negative integer-valued float indices (truncated, which
+    is floor): an exact gather, through int32 indices (about twice as fast as int64 ones on a CPU)."""
+    return table.index_select(0, index.to(torch.int32).reshape(-1)).view(index.shape)
+
+
 def clamp_value(x: torch.Tensor) -> torch.Tensor:
     return x.clamp(-VALUE_MAX, VALUE_MAX)
 
@@ -165,9 +171,9 @@ def gelu(x: torch.Tensor, table: torch.Tensor, slope: torch.Tensor) -> torch.Ten
     table[i + 1] - table[i]; x itself from GELU_HI on, 0 below GELU_LO (where table[0] is 0)."""
     step = FRAC - GELU_STEP_BITS
     u = (x - GELU_LO * (1 << FRAC)).clamp_(0, (GELU_HI - GELU_LO) * (1 << FRAC) - 1)
-    idx = (u * (1.0 / (1 << step))).long()  # u >= 0: truncation is floor
-    f = u.sub_(idx.float().mul_(1 << step))
-    y = torch.take(slope, idx).mul_(f).mul_(1.0 / (1 << step)).floor_().add_(torch.take(table, idx))
+    idx = (u * (1.0 / (1 << step))).floor_()
+    f = u.sub_(idx * (1 << step))
+    y = lookup(slope, idx).mul_(f).mul_(1.0 / (1 << step)).floor_().add_(lookup(table, idx))
     return torch.where(x >= GELU_HI * (1 << FRAC), x, y)
 
 
@@ -190,7 +196,7 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, exp_table: torc
     vq, _ = quantize_rows(v, group_dims=2)
     a = qq @ kq.transpose(-1, -2)  # (B,H,n,m), exact
     t = (a.amax(-1, keepdim=True) - a).clamp_(max=exp_table.shape[0] - 1)
-    w = torch.take(exp_table, t.long())  # t >= 0: truncation is floor
+    w = lookup(exp_table, t)
     if keep is not None:
         w.mul_(keep)
     c = ((1 << PROB_BITS) / exact_sum(w) * (1 - 2.0 ** -20)).float()
@@ -225,6 +231,6 @@ def frequency_counts(logits: torch.Tensor, table: torch.Tensor, total_bits: int 
     is >= 1 and a row sums to at most 2**total_bits. -> (n, V) int64."""
     n_sym = logits.shape[-1]
     d = (logits.amax(-1, keepdim=True) - logits).clamp_(max=table.shape[0] - 1)
-    w = torch.take(table, d.long())
+    w = lookup(table, d)
     r = torch.div(((1 << total_bits) - n_sym) << TABLE_SHIFT, w.sum(-1, keepdim=True), rounding_mode="floor")
     return w.mul_(r).bitwise_right_shift_(TABLE_SHIFT).add_(1)
