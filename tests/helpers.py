@@ -93,19 +93,18 @@ def random_weights(config, seed: int = 0) -> dict:
 
 def portable_pair(seed: int = 0, **context: object):
     """A seeded tiny float codec (context options overridden by ``context``) and its portable
-    conversion (:mod:`progvc.models.portable`), which keeps its tokenizer."""
+    conversion (:func:`progvc.train.portable.portable_state`, the shipping command's), which keeps
+    its tokenizer."""
     import dataclasses
 
     from progvc.codec.codec import Codec
     from progvc.models.config import tiny_config
-    from progvc.models.portable_convert import convert
+    from progvc.train.portable import portable_state
 
-    cfg = tiny_config(context=dataclasses.replace(tiny_config().context, **context))
-    float_codec = Codec.from_config(cfg, seed=seed, device="cpu")
-    state = {f"context.{k}": v for k, v in convert(float_codec.context, float_codec.tokenizer.vq).items()}
-    state.update({k: v for k, v in float_codec.model.state_dict().items() if k.startswith("tokenizer.")})
-    pcfg = dataclasses.replace(cfg, context=dataclasses.replace(cfg.context, portable=True))
-    return float_codec, Codec(pcfg, state, device="cpu")
+    float_codec = Codec.from_config(tiny_config(context=dataclasses.replace(tiny_config().context, **context)),
+                                    seed=seed, device="cpu")
+    state, config = portable_state(float_codec)
+    return float_codec, Codec(config, state, device="cpu")
 
 
 def ship_tiny_model(directory: Path, monkeypatch, name: str = "tiny-shipped",
