@@ -31,6 +31,8 @@ from .local_attention import Grid
 
 PHI_FRAC = 14
 """Fractional bits of the phi convolutions' weights."""
+SCORE_BYTES = 1 << 21
+"""Bytes of attention scores per group of tiles in tile-local attention (about one core's L2 cache)."""
 
 
 class IntLinear(nn.Module):
@@ -248,8 +250,8 @@ class PortableContextModel(nn.Module):
             q, key, val = blk.query_kv(x)
             new.append((key, val))
             sources = [[cache.own[t][j][b] for j in range(k)] + [(key, val)]]
-            sources += [[blk.memory_kv(ops.clamp_value(cache.mem[t - lag][j] + self._f("lag_emb")[lag - 1]))
-                         for j in range(k + 1)] for lag in lags]
+            project = functools.partial(self._memory_kv, blk)
+            sources += [[cache.memory_kv(t - lag, j, lag, b, project) for j in range(k + 1)] for lag in lags]
             if cache.is_local(k):
                 a = _attend_tiles(q, sources, cache, k, exp_table)
             else:
@@ -257,6 +259,10 @@ class PortableContextModel(nn.Module):
                                   torch.cat([kv[1] for s in sources for kv in s], dim=2), exp_table)
             x = blk.finish(x, a, gelu)
         return x, [] if cache.is_last(k) else new
+
+    def _memory_kv(self, blk: IntBlock, m: torch.Tensor, lag: int) -> KV:
+        """Keys and values of memory elements m (1,n,D) in block ``blk``, read at ``lag`` frames."""
+        return blk.memory_kv(ops.clamp_value(m + self._f("lag_emb")[lag - 1]))
 
     def forward(self, *args: object, **kwargs: object) -> torch.Tensor:
         raise NotImplementedError("the portable model only codes; train the float model and convert it")
@@ -289,7 +295,12 @@ def _attend_tiles(q: torch.Tensor, sources: list[list[KV]], cache: KVCache, k: i
     n_keys = glob_k.shape[1] + sum(idx.shape[1] for _, _, idx in local)
     keep = torch.cat([torch.ones(n_tiles, glob_k.shape[1], dtype=torch.bool)]
                      + [key_ok for _ in sources for key_ok in layout.key_ok], dim=1).float().to(q.device)
-    step = max(1, ATTENTION_BYTES // (heads * n_keys * (2 * d + 8 * layout.queries.shape[1])))
+    # tiles per group: the gathered keys within ATTENTION_BYTES, and the scores (n, H, Q, keys) within
+    # SCORE_BYTES, so that the softmax's passes over them stay in a core's cache (measured 1.4-1.9x
+    # faster than groups of 3-8 tiles on CIF); tiles are independent, so the grouping changes no bit
+    per_tile = heads * n_keys * 4
+    step = max(1, min(ATTENTION_BYTES // (per_tile * (2 * d // 4 + 2 * layout.queries.shape[1])),
+                      SCORE_BYTES // (per_tile * layout.queries.shape[1])))
     out = torch.empty_like(q[0])
     for lo in range(0, n_tiles, step):
         tiles = slice(lo, min(lo + step, n_tiles))
