@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from fractions import Fraction
 
 import numpy as np
@@ -16,10 +17,13 @@ from progvc.models.tokenizer import Tokenizer
 from .helpers import smooth_clip
 
 
-@pytest.fixture(scope="module")
-def tok():
+@pytest.fixture(scope="module", params=["nearest", "bilinear"])
+def tok(request):
+    """A tiny tokenizer, with each of the synthesis' up-sampling modes (bilinear reads one more
+    input cell on each side: the measured halo must cover it)."""
     torch.manual_seed(0)
-    t = Tokenizer(tiny_config().tokenizer).eval()
+    cfg = dataclasses.replace(tiny_config().tokenizer, upsample=request.param)
+    t = Tokenizer(cfg).eval()
     with torch.no_grad():  # a trained-looking model: GroupNorm affine and residual branches not at identity
         for p in t.parameters():
             p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))

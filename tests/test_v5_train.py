@@ -113,3 +113,38 @@ def test_prefix_table_compares_runs_on_shared_clips():
     new = {"clips": {"a": [{**row, "psnr": 16.0}], "b": [{**row, "psnr": 18.0}], "c": [row]}}
     text = table([base, new], ["v4", "v5"])
     assert "clips: a, b" in text and "| 5 | 16.00 / 0.300 / +0.010 | 17.00 / 0.300 / +0.010 | +1.00 |" in text
+
+
+def test_upsample_is_a_checked_config_field_written_only_when_not_nearest():
+    import dataclasses
+
+    from progvc.models.config import CodecConfig
+    from progvc.runtime.errors import ConfigError
+
+    cfg = tiny_config()
+    assert "upsample" not in cfg.to_json()  # an older model's JSON, and its hash, are unchanged
+    bilinear = dataclasses.replace(cfg, tokenizer=dataclasses.replace(cfg.tokenizer, upsample="bilinear"))
+    assert CodecConfig.from_json(bilinear.to_json()) == bilinear
+    with pytest.raises(ConfigError, match="upsample must be one of"):
+        dataclasses.replace(cfg.tokenizer, upsample="bicubic")
+
+
+def test_bilinear_synthesis_paints_no_lattice_on_a_constant_latent():
+    """The grid's cause: nearest-neighbour doubling makes every latent cell one stamp, so a constant
+    latent decodes to a periodic picture; bilinear doubling of the same weights does not."""
+    import dataclasses
+
+    from benchmarks.grid_measure import grid_measure
+
+    def constant_decode(upsample: str) -> np.ndarray:
+        torch.manual_seed(0)
+        cfg = dataclasses.replace(tiny_config().tokenizer, stride=8, channels=(16, 32, 32, 32), upsample=upsample)
+        tok = Tokenizer(cfg).eval()
+        with torch.no_grad():
+            for p in tok.parameters():
+                p.add_(0.2 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+            y = tok.g_s(torch.full((1, cfg.latent_channels, 12, 12), 0.5)).clamp(-1, 1)
+        return ((y[0].permute(1, 2, 0).numpy() + 1) * 127.5).round().astype(np.uint8)[None, 8:-8, 8:-8]
+
+    assert grid_measure(constant_decode("nearest")).score > 1.3
+    assert grid_measure(constant_decode("bilinear")).score < grid_measure(constant_decode("nearest")).score - 0.2

@@ -110,7 +110,7 @@ class SynthesisTransform(nn.Module):
         layers: list[nn.Module] = [nn.Conv2d(cfg.latent_channels, ch[-1], 3, padding=1),
                                    ResBlock(ch[-1]), ResBlock(ch[-1])]
         for i in range(len(ch) - 1, 0, -1):
-            layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(ch[i], ch[i - 1], 3, padding=1)]
+            layers += [nn.Upsample(scale_factor=2, mode=cfg.upsample), nn.Conv2d(ch[i], ch[i - 1], 3, padding=1)]
             if i > 1:
                 layers.append(ResBlock(ch[i - 1]))
         layers += [_norm(ch[0]), nn.SiLU(), nn.Conv2d(ch[0], 3, 3, padding=1)]

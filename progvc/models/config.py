@@ -17,6 +17,8 @@ REFINE_STEPS = 10
 """Default encoder-side refinement: ``Tokenizer.refine_latent`` steps per frame (0 = greedy)."""
 MAX_REFINE_STEPS = 1000
 """Most refinement steps per frame ``encode`` accepts."""
+UPSAMPLE_MODES = frozenset({"nearest", "bilinear"})
+"""How :class:`progvc.models.autoencoder.SynthesisTransform` may double its resolution."""
 
 
 @dataclass(frozen=True)
@@ -28,7 +30,9 @@ class TokenizerConfig:
     1x1 to the full latent grid (see :mod:`progvc.stream.scales`), all drawing from one shared codebook of
     ``codebook_size`` entries. ``n_phi`` refinement convolutions are shared across scales.
 ``prefix_film``: the synthesis is told how many octaves of scales a truncated stream lacks
-(:class:`progvc.models.autoencoder.SynthesisTransform`).
+(:class:`progvc.models.autoencoder.SynthesisTransform`). ``upsample``: how the synthesis doubles
+its resolution between levels, ``"nearest"`` (v4 and earlier; leaves a period-8 grid in the picture)
+or ``"bilinear"``.
     """
 
     stride: int = 16
@@ -39,8 +43,11 @@ class TokenizerConfig:
     n_phi: int = 4
     phi_mix: float = 0.5
     prefix_film: bool = False
+    upsample: str = "nearest"
 
     def __post_init__(self) -> None:
+        if self.upsample not in UPSAMPLE_MODES:
+            raise ConfigError(f"tokenizer upsample must be one of {sorted(UPSAMPLE_MODES)}, got {self.upsample!r}")
         if self.stride < 1 or self.stride & (self.stride - 1):
             raise ConfigError(f"tokenizer stride must be a power of two, got {self.stride}")
         if 2 ** (len(self.channels) - 1) > self.stride:
@@ -102,11 +109,14 @@ class CodecConfig:
             raise ConfigError(f"model name must be 1..{MAX_NAME} ASCII characters, got {self.name!r}")
 
     def to_json(self) -> str:
-        """The config as JSON; ``portable`` only when set, so a float model's JSON (and with it the
-        hash of a model made in memory) is what it was before portable models existed."""
+        """The config as JSON; ``portable`` and ``upsample`` only when not their defaults, so an
+        older model's JSON (and with it the hash of a model made in memory) is what it was before
+        those fields existed."""
         raw = dataclasses.asdict(self)
         if not raw["context"]["portable"]:
             del raw["context"]["portable"]
+        if raw["tokenizer"]["upsample"] == "nearest":
+            del raw["tokenizer"]["upsample"]
         return json.dumps(raw, sort_keys=True)
 
     @classmethod

@@ -247,9 +247,17 @@ def parse_config(cls: type, argv: list[str] | None, doc: str | None) -> Any:
 
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     for f in dataclasses.fields(cls):
-        kind = {"int": int, "float": float}.get(str(f.type), str)
+        kind = {"int": int, "float": float, "bool": _flag}.get(str(f.type), str)
         p.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=f.default)
     return cls(**vars(p.parse_args(argv)))
+
+
+def _flag(text: str) -> bool:
+    """A boolean flag's value: ``true``/``false`` (also ``1``/``0``, ``yes``/``no``)."""
+    value = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}.get(text.lower())
+    if value is None:
+        raise ValueError(f"expected true or false, got {text!r}")
+    return value
 
 
 def finished(step: int, cfg: Any, t0: float, d: Dist | None = None) -> bool:

@@ -6,6 +6,9 @@ context model frozen) on latents summed from a random prefix of n scales, with n
 pyramid) in a share ``p_full`` of the crops so that full-scale quality holds, and tells it how
 many octaves are missing (``prefix_film``, see :mod:`progvc.models.autoencoder`).
 
+``--upsample bilinear`` switches the synthesis' up-sampling (nearest-neighbour leaves a period-8
+grid in every picture) and fine-tunes it to the change; ``--film false`` trains without FiLM.
+
     python -m progvc.train.synthesis_stage --weights weights/progvc-small-v3.safetensors --out runs/syn
 """
 
@@ -38,6 +41,8 @@ class SynthesisTrainConfig:
     lr: float = 1e-4
     warmup: int = 50
     p_full: float = 0.25  # share of crops decoded from the whole pyramid
+    film: bool = True  # tell g_s how many octaves are missing (prefix_film)
+    upsample: str = ""  # "" keeps the weights' up-sampling; "nearest" or "bilinear" sets it
     w_mse: float = 5.0  # on [-1,1] pixels, beside L1
     w_msssim: float = 0.2
     zoom_out: float = 0.5
@@ -71,10 +76,11 @@ def train(cfg: SynthesisTrainConfig) -> Path:
     d = common.setup(cfg.device, cfg.seed, cfg.threads)
     out = Path(cfg.out)
     codec_cfg, state = parse_weights(Path(cfg.weights).read_bytes(), cfg.weights)
-    codec_cfg = dataclasses.replace(codec_cfg, name=cfg.name or codec_cfg.name,
-                                    tokenizer=dataclasses.replace(codec_cfg.tokenizer, prefix_film=True))
+    tok_cfg = dataclasses.replace(codec_cfg.tokenizer, prefix_film=cfg.film,
+                                  upsample=cfg.upsample or codec_cfg.tokenizer.upsample)
+    codec_cfg = dataclasses.replace(codec_cfg, name=cfg.name or codec_cfg.name, tokenizer=tok_cfg)
     model = CodecModel(codec_cfg).to(d.device)
-    model.load_state_dict(state, strict=False)  # the FiLM layers start at zero: v3's synthesis
+    model.load_state_dict(state, strict=not cfg.film)  # FiLM layers start at zero: the given synthesis
     model.requires_grad_(False).eval()
     g_s = model.tokenizer.g_s.requires_grad_(True).train()
     opt = torch.optim.AdamW(g_s.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
