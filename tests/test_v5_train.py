@@ -148,3 +148,38 @@ def test_bilinear_synthesis_paints_no_lattice_on_a_constant_latent():
 
     assert grid_measure(constant_decode("nearest")).score > 1.3
     assert grid_measure(constant_decode("bilinear")).score < grid_measure(constant_decode("nearest")).score - 0.2
+
+
+@pytest.mark.slow
+def test_synthesis_stage_switches_to_bilinear_and_its_checkpoint_loads_for_the_benchmarks(tmp_path):
+    """``--upsample bilinear --film false`` fine-tunes g_s alone: the exported codec has bilinear
+    up-sampling and the weights it started from everywhere but g_s, and the run's ``last.pt`` loads
+    as that tokenizer (benchmarks.tokenizer_prefixes reads checkpoints mid-run)."""
+    from benchmarks.tokenizer_prefixes import load_tokenizer
+    from progvc.codec.codec import Codec
+    from progvc.train import synthesis_stage
+    from progvc.weights import save_weights
+
+    from .helpers import make_cache, random_weights
+
+    cfg = tiny_config()
+    start = tmp_path / "start.safetensors"
+    save_weights(start, random_weights(cfg), cfg)
+    out = tmp_path / "syn"
+    synthesis_stage.train(synthesis_stage.parse_args([
+        "--weights", str(start), "--cache", str(make_cache(tmp_path / "cache")), "--out", str(out), "--steps", "2",
+        "--batch", "2", "--crop", "32", "--log-every", "1", "--device", "cpu", "--upsample", "bilinear",
+        "--film", "false", "--lr", "1e-3"]))
+    tuned = Codec.from_file(out / "model.safetensors", device="cpu")
+    assert tuned.config.tokenizer.upsample == "bilinear" and not tuned.config.tokenizer.prefix_film
+    before = Codec.from_file(start, device="cpu").model.state_dict()
+    after = tuned.model.state_dict()
+    changed = {k for k in after if not torch.equal(after[k], before[k])}
+    assert changed and all(k.startswith("tokenizer.g_s.") for k in changed)
+    tok = load_tokenizer(str(out / "last.pt"), str(start))
+    assert tok.cfg.upsample == "bilinear"
+    assert all(torch.equal(v, after[f"tokenizer.{k}"]) for k, v in tok.state_dict().items())
+    x = smooth_clip(2, 20, 28)
+    assert tuned.decode(tuned.encode(x)).shape == x.shape
+    with pytest.raises(SystemExit):
+        synthesis_stage.parse_args(["--film", "maybe"])
