@@ -27,7 +27,7 @@ from . import exact_geometry as geo
 from . import exact_ops as ops
 from .cached_attention import ATTENTION_BYTES, KV, KVCache
 from .config import ContextConfig, TokenizerConfig
-from .local_attention import Grid
+from .local_attention import Grid, TileLayout
 
 PHI_FRAC = 14
 """Fractional bits of the phi convolutions' weights."""
@@ -276,25 +276,24 @@ def _positions(grid: Grid, dim: int, device: str) -> torch.Tensor:
 def _attend_tiles(q: torch.Tensor, sources: list[list[KV]], cache: KVCache, k: int,
                   exp_table: torch.Tensor) -> torch.Tensor:
     """Tile-local attention (as ``cached_attention._attend_tiles``). Each tile's keys are rounded on
-    their own, so grouping tiles changes nothing; a tile's padding gathers a row appended to each
-    source, whose key repeats the first global key and whose value is 0, and is not kept
-    (:func:`ops.attention`). q (1,H,n,d) -> (1,H,n,d)."""
+    their own, so grouping tiles changes nothing; a tile's padding gathers a row appended to the
+    keys, which repeats the first global key, has value 0 and is not kept (:func:`ops.attention`).
+    Every source's keys (global ones first, then each local scale's, in the float path's order) are
+    laid end to end once per call, so a group of tiles gathers its keys and values in one indexing
+    each. q (1,H,n,d) -> (1,H,n,d)."""
     layout, local_from = cache.layout(k), cache.local_from
     n_tiles = layout.queries.shape[0]
     glob = [kv for src in sources for kv in src[:local_from]]
-    glob_k = torch.cat([kv[0] for kv in glob], dim=2)[0]  # (H, G, d)
-    glob_v = torch.cat([kv[1] for kv in glob], dim=2)[0]  # (H, G, d)
-    pad_k, pad_v = glob_k[:, :1], torch.zeros_like(glob_v[:, :1])
-    local = []
-    for src in sources:
-        for (key, val), idx, ok in zip(src[local_from:], layout.keys, layout.key_ok, strict=True):
-            n_cells = key.shape[2]
-            local.append((torch.cat([key[0], pad_k], dim=1), torch.cat([val[0], pad_v], dim=1),
-                          torch.where(ok, idx, n_cells)))
-    heads, d = glob_k.shape[0], glob_k.shape[2]
-    n_keys = glob_k.shape[1] + sum(idx.shape[1] for _, _, idx in local)
-    keep = torch.cat([torch.ones(n_tiles, glob_k.shape[1], dtype=torch.bool)]
-                     + [key_ok for _ in sources for key_ok in layout.key_ok], dim=1).float().to(q.device)
+    local = [kv for src in sources for kv in src[local_from:]]
+    all_k = torch.cat([kv[0][0] for kv in glob + local], dim=1)  # (H, G + local cells, d)
+    all_v = torch.cat([kv[1][0] for kv in glob + local], dim=1)
+    n_glob, pad = sum(kv[0].shape[2] for kv in glob), all_k.shape[1]
+    all_k = torch.cat([all_k, all_k[:, :1]], dim=1)  # the padding row: the first global key ...
+    all_v = torch.cat([all_v, torch.zeros_like(all_v[:, :1])], dim=1)  # ... and a zero value
+    index = _local_index(layout, sources, local_from, n_glob, pad).to(q.device)  # (n_tiles, keys)
+    keep_all = torch.cat([torch.ones(n_tiles, n_glob, dtype=torch.bool)]
+                         + [key_ok for _ in sources for key_ok in layout.key_ok], dim=1).float().to(q.device)
+    heads, d, n_keys = all_k.shape[0], all_k.shape[2], index.shape[1]
     # tiles per group: the gathered keys within ATTENTION_BYTES, and the scores (n, H, Q, keys) within
     # SCORE_BYTES, so that the softmax's passes over them stay in a core's cache (measured 1.4-1.9x
     # faster than groups of 3-8 tiles on CIF); tiles are independent, so the grouping changes no bit
@@ -304,17 +303,26 @@ def _attend_tiles(q: torch.Tensor, sources: list[list[KV]], cache: KVCache, k: i
     out = torch.empty_like(q[0])
     for lo in range(0, n_tiles, step):
         tiles = slice(lo, min(lo + step, n_tiles))
-        n = tiles.stop - tiles.start
-        keys, vals = [glob_k.expand(n, -1, -1, -1)], [glob_v.expand(n, -1, -1, -1)]
-        for key, val, idx in local:
-            keys.append(key[:, idx[tiles]].transpose(0, 1))  # (H, cells+1, d)[:, (n, P)] -> (n, H, P, d)
-            vals.append(val[:, idx[tiles]].transpose(0, 1))
+        keys = all_k[:, index[tiles]].transpose(0, 1)  # (H, keys+1, d)[:, (n, P)] -> (n, H, P, d)
+        vals = all_v[:, index[tiles]].transpose(0, 1)
         q_tiles = q[0][:, layout.queries[tiles]].transpose(0, 1)  # (n, H, Q, d)
-        a = ops.attention(q_tiles, torch.cat(keys, dim=2), torch.cat(vals, dim=2), exp_table,
-                          keep[tiles, None, None, :])
+        a = ops.attention(q_tiles, keys, vals, exp_table, keep_all[tiles, None, None, :])
         query_ok = layout.query_ok[tiles]
         out[:, layout.queries[tiles][query_ok]] = a.transpose(0, 1)[:, query_ok]
     return out[None]
+
+
+def _local_index(layout: TileLayout, sources: list[list[KV]], local_from: int, n_glob: int,
+                 pad: int) -> torch.Tensor:
+    """(n_tiles, keys) positions in the keys laid end to end (global ones, then every source's local
+    scales in order): the global keys, then each local scale's tile keys, ``pad`` where not kept."""
+    n_tiles = layout.queries.shape[0]
+    parts, offset = [torch.arange(n_glob).expand(n_tiles, -1)], n_glob
+    for src in sources:
+        for (key, _), idx, ok in zip(src[local_from:], layout.keys, layout.key_ok, strict=True):
+            parts.append(torch.where(ok, idx + offset, pad))
+            offset += key.shape[2]
+    return torch.cat(parts, dim=1)
 
 
 def attention_exp_entries() -> int:
