@@ -301,14 +301,17 @@ def _attend_tiles(q: torch.Tensor, sources: list[list[KV]], cache: KVCache, k: i
     step = max(1, min(ATTENTION_BYTES // (per_tile * (2 * d // 4 + 2 * layout.queries.shape[1])),
                       SCORE_BYTES // (per_tile * layout.queries.shape[1])))
     out = torch.empty_like(q[0])
+    queries = layout.queries.to(q.device)
     for lo in range(0, n_tiles, step):
         tiles = slice(lo, min(lo + step, n_tiles))
-        keys = all_k[:, index[tiles]].transpose(0, 1)  # (H, keys+1, d)[:, (n, P)] -> (n, H, P, d)
-        vals = all_v[:, index[tiles]].transpose(0, 1)
-        q_tiles = q[0][:, layout.queries[tiles]].transpose(0, 1)  # (n, H, Q, d)
+        n, n_q = tiles.stop - tiles.start, queries.shape[1]
+        # index_select gathers (H, cells, d) along cells about 3x faster than advanced indexing
+        keys = all_k.index_select(1, index[tiles].flatten()).view(heads, n, n_keys, d).transpose(0, 1)
+        vals = all_v.index_select(1, index[tiles].flatten()).view(heads, n, n_keys, d).transpose(0, 1)
+        q_tiles = q[0].index_select(1, queries[tiles].flatten()).view(heads, n, n_q, d).transpose(0, 1)
         a = ops.attention(q_tiles, keys, vals, exp_table, keep_all[tiles, None, None, :])
         query_ok = layout.query_ok[tiles]
-        out[:, layout.queries[tiles][query_ok]] = a.transpose(0, 1)[:, query_ok]
+        out[:, queries[tiles][query_ok]] = a.transpose(0, 1)[:, query_ok]
     return out[None]
 
 
