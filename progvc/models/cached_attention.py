@@ -62,7 +62,6 @@ class KVCache:
         self.local_from, self.tile, self.halo = local_from, tile, halo
         self.own: list[list[list[KV]]] = [[] for _ in range(n_frames)]
         self.mem: list[list[torch.Tensor]] = [[] for _ in range(n_frames)]
-        self._mem_kv: list[list[dict[tuple[int, int], KV]]] = [[] for _ in range(n_frames)]
         self._layouts: dict[int, TileLayout] = {}
 
     def fork(self) -> KVCache:
@@ -70,7 +69,6 @@ class KVCache:
         new = copy.copy(self)
         new.own = [list(per_t) for per_t in self.own]
         new.mem = [list(per_t) for per_t in self.mem]
-        new._mem_kv = [list(per_t) for per_t in self._mem_kv]  # an entry's keys belong to its (shared) tensor
         return new
 
     def is_last(self, k: int) -> bool:
@@ -101,17 +99,6 @@ class KVCache:
         """Keep memory m_{t,k} (1,n_k,D), k = the next scale of frame t, if a later frame reads it."""
         if self.has_reader(t):
             self.mem[t].append(m)
-            self._mem_kv[t].append({})
-
-    def memory_kv(self, src: int, j: int, lag: int, b: int, project: MemoryKV) -> KV:
-        """Keys and values of memory m_{src,j} in block b read at ``lag``: ``project(m, lag)``, made
-        once and kept while the memory is (the last scale's, read by one step only, is not kept)."""
-        if self.is_last(j):
-            return project(self.mem[src][j], lag)
-        memo = self._mem_kv[src][j]
-        if (lag, b) not in memo:
-            memo[lag, b] = project(self.mem[src][j], lag)
-        return memo[lag, b]
 
     def done(self, t: int, k: int) -> None:
         """Frame t has run scale k: after the last scale, drop what no later block reads."""
@@ -121,13 +108,11 @@ class KVCache:
         for src in range(t + 1):  # frame src's readers are src+1 .. src+W (within the GOP)
             if min(src + self.window, self.n_frames - 1) <= t:
                 self.mem[src] = []
-                self._mem_kv[src] = []
 
     def clear(self) -> None:
         """Drop every entry (the GOP will code no further scale)."""
         self.own = [[] for _ in range(self.n_frames)]
         self.mem = [[] for _ in range(self.n_frames)]
-        self._mem_kv = [[] for _ in range(self.n_frames)]
 
 
 def attend_cached(q: torch.Tensor, current: KV, cache: KVCache, b: int, t: int, k: int,
@@ -136,7 +121,7 @@ def attend_cached(q: torch.Tensor, current: KV, cache: KVCache, b: int, t: int, 
     keys and values are ``current``, and of the memory of frames t - lag for ``lags`` (a subset
     of ``cache.visible_lags(t)``); ``memory_kv`` is block b's projection of memory elements."""
     sources = [[cache.own[t][j][b] for j in range(k)] + [current]]  # frame t, scales 0..k
-    sources += [[cache.memory_kv(t - lag, j, lag, b, memory_kv) for j in range(k + 1)] for lag in lags]
+    sources += [[memory_kv(cache.mem[t - lag][j], lag) for j in range(k + 1)] for lag in lags]
     if not cache.is_local(k):
         keys = torch.cat([kv[0] for src in sources for kv in src], dim=2)
         vals = torch.cat([kv[1] for src in sources for kv in src], dim=2)

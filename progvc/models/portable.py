@@ -250,8 +250,7 @@ class PortableContextModel(nn.Module):
             q, key, val = blk.query_kv(x)
             new.append((key, val))
             sources = [[cache.own[t][j][b] for j in range(k)] + [(key, val)]]
-            project = functools.partial(self._memory_kv, blk)
-            sources += [[cache.memory_kv(t - lag, j, lag, b, project) for j in range(k + 1)] for lag in lags]
+            sources += [[self._memory_kv(blk, cache.mem[t - lag][j], lag) for j in range(k + 1)] for lag in lags]
             if cache.is_local(k):
                 a = _attend_tiles(q, sources, cache, k, exp_table)
             else:
