@@ -81,9 +81,13 @@ def test_tokenizer_stage_trains_with_per_crop_prefixes(tmp_path):
     tokenizer_stage.train(tokenizer_stage.parse_args([
         "--cache", str(cache), "--out", str(out), "--preset", "tiny", "--batch", "4", "--crop", "32",
         "--steps", "4", "--log-every", "2", "--restart-every", "2", "--w-adv", "0", "--save-every", "2",
-        "--prefix-share", "0.5", "--prefix-min", "2", "--device", "cpu", "--seed", "0"]))
+        "--prefix-share", "0.5", "--prefix-min", "2", "--device", "cpu", "--seed", "0", "--upsample", "bilinear"]))
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert any("psnr_prefix" in r for r in rows) and (out / "tokenizer.safetensors").is_file()
+    from progvc.weights import parse_weights
+
+    cfg, _ = parse_weights((out / "tokenizer.safetensors").read_bytes(), "tokenizer.safetensors")
+    assert cfg.tokenizer.upsample == "bilinear"
 
 
 def test_prefix_latents_are_the_quantizers_tokens_and_sums():

@@ -15,6 +15,7 @@ is logged as share-used and perplexity).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -50,6 +51,7 @@ class TokenizerTrainConfig:
     prefix_share: float = 0.0  # per-crop quantiser dropout (replaces drop_prob when > 0)
     prefix_min: int = 3  # fewest scales a dropped crop keeps
     zoom_out: float = 0.0  # share of crops taken at 2x size and area-downscaled (ClipWindows)
+    upsample: str = "nearest"  # the synthesis' up-sampling (TokenizerConfig.upsample; bilinear has no grid)
     restart_every: int = 100
     log_every: int = 50
     save_every: int = 250
@@ -109,6 +111,8 @@ def train(cfg: TokenizerTrainConfig) -> Path:
     d = common.setup(cfg.device, cfg.seed, cfg.threads)
     out = Path(cfg.out)
     codec_cfg = PRESETS[cfg.preset]()
+    tok_cfg = dataclasses.replace(codec_cfg.tokenizer, upsample=cfg.upsample)
+    codec_cfg = dataclasses.replace(codec_cfg, tokenizer=tok_cfg)
     tok = Tokenizer(codec_cfg.tokenizer).to(d.device)
     disc = PatchDiscriminator().to(d.device)
     opt = torch.optim.AdamW(tok.parameters(), lr=cfg.lr, betas=(0.5, 0.9), weight_decay=0.0)
