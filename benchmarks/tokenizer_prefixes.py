@@ -45,22 +45,20 @@ def load_tokenizer(path: str, config_from: str = DEFAULT_CONFIG) -> Tokenizer:
     """A tokenizer from shipped weights, an exported ``tokenizer.safetensors`` or a run's ``last.pt``:
     a tokenizer stage's (config from ``config_from``), or a synthesis stage's (``g_s`` alone: the rest
     from ``config_from``, the up-sampling from the run's ``config.json``)."""
+    weights = config_from if path.endswith(".pt") else path
+    cfg, full = parse_weights(Path(weights).read_bytes(), weights)
+    state = {k.split(".", 1)[1]: v for k, v in full.items() if k.startswith("tokenizer.")}
     if path.endswith(".pt"):
-        cfg, full = parse_weights(Path(config_from).read_bytes(), config_from)
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
         if "g_s" in ckpt:
             run = json.loads((Path(path).parent / "config.json").read_text())
             tok_cfg = dataclasses.replace(cfg.tokenizer, upsample=run.get("upsample") or cfg.tokenizer.upsample,
                                           prefix_film=bool(run.get("film", True)))
             cfg = dataclasses.replace(cfg, tokenizer=tok_cfg)
-            state = {k.split(".", 1)[1]: v for k, v in full.items() if k.startswith("tokenizer.")}
             state = {k: v for k, v in state.items() if not k.startswith("g_s.")}
             state.update({f"g_s.{k}": v for k, v in ckpt["g_s"].items()})
         else:
             state = ckpt["tokenizer"]
-    else:
-        cfg, full = parse_weights(Path(path).read_bytes(), path)
-        state = {k.split(".", 1)[1]: v for k, v in full.items() if k.startswith("tokenizer.")}
     tok = Tokenizer(cfg.tokenizer)
     tok.load_state_dict(state)
     return tok.eval()

@@ -71,11 +71,12 @@ def bit_length(m: torch.Tensor) -> torch.Tensor:
 
 
 def pow2(e: torch.Tensor) -> torch.Tensor:
-    """2**e for integer-valued e (float32 or float64 tensor, |e| < 126), exact: the float is built
-    from its exponent bits (no pow(), whose vectorised versions may be an ulp off)."""
+    """2**e for integer-valued e (float64 tensor: float64; float32 or int32 tensor: float32; |e| < 126),
+    exact: the float is built from its exponent bits (no pow(), whose vectorised versions may be an
+    ulp off)."""
     if e.dtype == torch.float64:
         return ((e.to(torch.int64) + 1023) << 52).contiguous().view(torch.float64)
-    return ((e.to(torch.int32) + 127) << 23).contiguous().view(torch.float32)
+    return (e.to(torch.int32) + 127).bitwise_left_shift_(23).contiguous().view(torch.float32)
 
 
 def quantize_rows(x: torch.Tensor, group_dims: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -89,12 +90,7 @@ def quantize_rows(x: torch.Tensor, group_dims: int = 1) -> tuple[torch.Tensor, t
     dims = tuple(range(-group_dims, 0))
     m = torch.maximum(x.amax(dim=dims, keepdim=True), x.amin(dim=dims, keepdim=True).neg_())
     e = torch.frexp(m)[1].sub_(ACT_BITS).clamp_(min=0)  # int32: bits of the integer m, less 9
-    return (x * _pow2_int32(e.neg())).round_().mul_(_pow2_int32(e)), e
-
-
-def _pow2_int32(e: torch.Tensor) -> torch.Tensor:
-    """2**e as float32 for int32 e (|e| < 126), built from its exponent bits (:func:`pow2`)."""
-    return (e + 127).bitwise_left_shift_(23).view(torch.float32)
+    return (x * pow2(e.neg())).round_().mul_(pow2(e)), e
 
 
 def exact_matmul(q: torch.Tensor, w: torch.Tensor) -> torch.Tensor:

@@ -290,20 +290,18 @@ def _attend_tiles(q: torch.Tensor, sources: list[list[KV]], cache: KVCache, k: i
     all_k = torch.cat([all_k, all_k[:, :1]], dim=1)  # the padding row: the first global key ...
     all_v = torch.cat([all_v, torch.zeros_like(all_v[:, :1])], dim=1)  # ... and a zero value
     index = _local_index(layout, sources, local_from, n_glob, pad).to(q.device)  # (n_tiles, keys)
-    keep_all = torch.cat([torch.ones(n_tiles, n_glob, dtype=torch.bool)]
-                         + [key_ok for _ in sources for key_ok in layout.key_ok], dim=1).float().to(q.device)
-    heads, d, n_keys = all_k.shape[0], all_k.shape[2], index.shape[1]
+    keep_all = (index != pad).float()  # the padding row is the one key a tile does not keep
+    queries = layout.queries.to(q.device)
+    heads, d, n_keys, n_q = all_k.shape[0], all_k.shape[2], index.shape[1], queries.shape[1]
     # tiles per group: the gathered keys within ATTENTION_BYTES, and the scores (n, H, Q, keys) within
     # SCORE_BYTES, so that the softmax's passes over them stay in a core's cache (measured 1.4-1.9x
     # faster than groups of 3-8 tiles on CIF); tiles are independent, so the grouping changes no bit
     per_tile = heads * n_keys * 4
-    step = max(1, min(ATTENTION_BYTES // (per_tile * (2 * d // 4 + 2 * layout.queries.shape[1])),
-                      SCORE_BYTES // (per_tile * layout.queries.shape[1])))
+    step = max(1, min(ATTENTION_BYTES // (per_tile * (2 * d // 4 + 2 * n_q)), SCORE_BYTES // (per_tile * n_q)))
     out = torch.empty_like(q[0])
-    queries = layout.queries.to(q.device)
     for lo in range(0, n_tiles, step):
         tiles = slice(lo, min(lo + step, n_tiles))
-        n, n_q = tiles.stop - tiles.start, queries.shape[1]
+        n = tiles.stop - tiles.start
         # index_select gathers (H, cells, d) along cells about 3x faster than advanced indexing
         keys = all_k.index_select(1, index[tiles].flatten()).view(heads, n, n_keys, d).transpose(0, 1)
         vals = all_v.index_select(1, index[tiles].flatten()).view(heads, n, n_keys, d).transpose(0, 1)
