@@ -2,10 +2,12 @@
 
 The stream is encoded in this process; fresh processes decode it under each ``ATEN_CPU_CAPABILITY``
 this CPU offers (default = no SIMD, avx2, avx512) and 1 or 2 threads, whole and cut by two scales
-(the default fill draws the missing scales). A float model's stream under the same test fails its
-checksums across capabilities (issue 29's table); the portable one must give identical tokens
-everywhere. The frames come from the float synthesis, which sums in another order per vector
-width: identical wherever the capability is the same, and within one level elsewhere.
+(the default fill draws the missing scales), through the compiled kernels where they are built,
+and once more under the scalar capability through the tensor path alone (``PROGVC_NATIVE=0``).
+A float model's stream under the same test fails its checksums across capabilities (issue 29's
+table); the portable one must give identical tokens everywhere. The frames come from the float
+synthesis, which sums in another order per vector width: identical wherever the capability is
+the same, and within one level elsewhere.
 """
 
 from __future__ import annotations
@@ -49,20 +51,20 @@ def test_portable_stream_decodes_to_the_same_tokens_under_every_capability(tmp_p
     stream.write_bytes(data)
     runs = {}
     root = Path(__file__).resolve().parents[1]
-    for cap in [c for c in CAPABILITIES if offered(c)]:
-        for threads in (1, 2):
-            out = tmp_path / f"{cap}-{threads}.npz"
-            env = {**os.environ, "ATEN_CPU_CAPABILITY": cap, "OMP_NUM_THREADS": str(threads)}
-            subprocess.run([sys.executable, "-m", "tests.isa_decode", str(stream), str(out)], env=env, cwd=root,
-                           check=True, capture_output=True)
-            runs[cap, threads] = np.load(out)
-            assert str(runs[cap, threads]["capability"]).lower() == cap
-    assert len(runs) >= 2
+    settings = [(cap, threads, "1") for cap in CAPABILITIES if offered(cap) for threads in (1, 2)]
+    for cap, threads, kernels in settings + [("default", 1, "0")]:
+        out = tmp_path / f"{cap}-{threads}-{kernels}.npz"
+        env = {**os.environ, "ATEN_CPU_CAPABILITY": cap, "OMP_NUM_THREADS": str(threads), "PROGVC_NATIVE": kernels}
+        subprocess.run([sys.executable, "-m", "tests.isa_decode", str(stream), str(out)], env=env, cwd=root,
+                       check=True, capture_output=True)
+        runs[cap, threads, kernels] = np.load(out)
+        assert str(runs[cap, threads, kernels]["capability"]).lower() == cap
+    assert len({cap for cap, _, _ in runs}) >= 2
     first = next(iter(runs.values()))
     for key, run in runs.items():
         for part in ("full_tokens", "cut_tokens"):
             np.testing.assert_array_equal(run[part], first[part], err_msg=f"{part} under {key}")
-        same_kind = [r for (cap, _), r in runs.items() if cap == key[0]]
+        same_kind = [r for (cap, _, _), r in runs.items() if cap == key[0]]
         for part in ("full", "cut"):
             np.testing.assert_array_equal(run[part], same_kind[0][part], err_msg=f"{part} frames under {key}")
             diff = np.abs(run[part].astype(int) - first[part].astype(int))

@@ -33,6 +33,8 @@ from contextlib import contextmanager
 
 import torch
 
+from . import exact_native as native
+
 FRAC = 10
 """Fractional bits of every activation: hidden states, queries, keys, values, latents."""
 NORM_FRAC = 8
@@ -146,6 +148,9 @@ def linear(x: torch.Tensor, weight_t: torch.Tensor, scale: torch.Tensor, bias: t
     is float64): the channel's weight unit, the change of fixed point included; bias (N,) float32
     integers at the output's fixed point. The product is exact, its rescaling one correctly rounded
     multiplication, the rest exact. Returns (..., N) float32 integers."""
+    lib = native.active(x)
+    if lib is not None:
+        return native.linear_out(lib, exact_matmul(native.quantize_rows(lib, x), weight_t), scale, bias)
     q, _ = quantize_rows(x)
     y = exact_matmul(q, weight_t).mul_(scale).round_().float()
     return y.add_(bias).clamp_(-VALUE_MAX, VALUE_MAX)
@@ -160,6 +165,9 @@ def normalize_rows(x: torch.Tensor) -> torch.Tensor:
     quotient is at least 1/D from an integer), sd = max(1, floor(sqrt(V))) (V < 2**40: sqrt's
     error is far below the gap to the next integer), y = round(c * 2**NORM_FRAC / sd)
     (numerator < 2**28, sd <= 2**20: exact for the same reason)."""
+    lib = native.active(x)
+    if lib is not None:
+        return native.normalize_rows(lib, x)
     d = x.shape[-1]
     x64 = x.double()
     c = x64 * d - x64.sum(-1, keepdim=True)
@@ -178,6 +186,9 @@ def gelu(x: torch.Tensor, table: torch.Tensor, slope: torch.Tensor) -> torch.Ten
     """GELU of x (float32 integers at FRAC) by linear interpolation: ``table`` (float32 integers at
     FRAC) holds GELU at GELU_LO + i * 2**-GELU_STEP_BITS and ``slope`` its differences
     table[i + 1] - table[i]; x itself from GELU_HI on, 0 below GELU_LO (where table[0] is 0)."""
+    lib = native.active(x)
+    if lib is not None:
+        return native.gelu(lib, x, table, slope)
     step = FRAC - GELU_STEP_BITS
     u = (x - GELU_LO * (1 << FRAC)).clamp_(0, (GELU_HI - GELU_LO) * (1 << FRAC) - 1)
     idx = (u * (1.0 / (1 << step))).floor_()
@@ -199,17 +210,31 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, exp_table: torc
     S = sum w (exact: float32 sums of 512 keys, then float64); probabilities
     p = floor(w * c), c = float32(2**14 / S * (1 - 2**-20)), which is below 2**14 / S whatever the
     roundings, so sum p <= 2**14 and out = round(sum p v * 2**-14) is an exact float32 product."""
-    qq, _ = quantize_rows(q)
+    lib = native.active(q)
+    if lib is not None:  # the same roundings in C (exact_native)
+        return attention_of_rounded(q, native.quantize_rows(lib, k, 2), native.quantize_rows(lib, v, 2), exp_table,
+                                    keep)
+    return attention_of_rounded(q, quantize_rows(k, group_dims=2)[0], quantize_rows(v, group_dims=2)[0], exp_table,
+                                keep)
+
+
+def attention_of_rounded(q: torch.Tensor, kq: torch.Tensor, vq: torch.Tensor, exp_table: torch.Tensor,
+                         keep: torch.Tensor | None = None) -> torch.Tensor:
+    """:func:`attention` with keys and values already rounded per (row of the batch, head) group
+    (:func:`quantize_rows` with ``group_dims=2``, or ``exact_native.gather_rounded``)."""
+    lib = native.active(q)
+    qq = native.quantize_rows(lib, q) if lib is not None else quantize_rows(q)[0]
     qq.mul_(1.0 / (1 << (2 * FRAC - SCORE_FRAC)))  # exact: a power of two
-    kq, _ = quantize_rows(k, group_dims=2)
-    vq, _ = quantize_rows(v, group_dims=2)
     a = qq @ kq.transpose(-1, -2)  # (B,H,n,m), exact
-    t = torch.sub(a.amax(-1, keepdim=True), a, out=a).clamp_(max=exp_table.shape[0] - 1)  # in place: a is big
-    w = lookup(exp_table, t)
-    if keep is not None:
-        w.mul_(keep)
-    c = ((1 << PROB_BITS) / exact_sum(w) * (1 - 2.0 ** -20)).float()
-    p = w.mul_(c).floor_()
+    if lib is not None:
+        p = native.attention_weights(lib, a, keep, exp_table)
+    else:
+        t = torch.sub(a.amax(-1, keepdim=True), a, out=a).clamp_(max=exp_table.shape[0] - 1)  # in place: a is big
+        w = lookup(exp_table, t)
+        if keep is not None:
+            w.mul_(keep)
+        c = ((1 << PROB_BITS) / exact_sum(w) * (1 - 2.0 ** -20)).float()
+        p = w.mul_(c).floor_()
     return (p @ vq).mul_(1.0 / (1 << PROB_BITS)).round_()
 
 

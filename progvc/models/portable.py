@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import exact_geometry as geo
+from . import exact_native as native
 from . import exact_ops as ops
 from .cached_attention import ATTENTION_BYTES, KV, KVCache
 from .config import ContextConfig, TokenizerConfig
@@ -291,6 +292,9 @@ def _attend_tiles(q: torch.Tensor, sources: list[list[KV]], cache: KVCache, k: i
     all_v = torch.cat([all_v, torch.zeros_like(all_v[:, :1])], dim=1)  # ... and a zero value
     index = _local_index(layout, sources, local_from, n_glob, pad).to(q.device)  # (n_tiles, keys)
     keep_all = (index != pad).float()  # the padding row is the one key a tile does not keep
+    lib = native.active(q)
+    if lib is not None:
+        index = index.to(torch.int32)
     queries = layout.queries.to(q.device)
     heads, d, n_keys, n_q = all_k.shape[0], all_k.shape[2], index.shape[1], queries.shape[1]
     # tiles per group: the gathered keys within ATTENTION_BYTES, and the scores (n, H, Q, keys) within
@@ -302,11 +306,14 @@ def _attend_tiles(q: torch.Tensor, sources: list[list[KV]], cache: KVCache, k: i
     for lo in range(0, n_tiles, step):
         tiles = slice(lo, min(lo + step, n_tiles))
         n = tiles.stop - tiles.start
-        # index_select gathers (H, cells, d) along cells about 3x faster than advanced indexing
-        keys = all_k.index_select(1, index[tiles].flatten()).view(heads, n, n_keys, d).transpose(0, 1)
-        vals = all_v.index_select(1, index[tiles].flatten()).view(heads, n, n_keys, d).transpose(0, 1)
         q_tiles = q[0].index_select(1, queries[tiles].flatten()).view(heads, n, n_q, d).transpose(0, 1)
-        a = ops.attention(q_tiles, keys, vals, exp_table, keep_all[tiles, None, None, :])
+        if lib is not None:  # gathered and rounded in one pass: (n, H, keys, d)
+            keys, vals = (native.gather_rounded(lib, src, index[tiles]) for src in (all_k, all_v))
+            a = ops.attention_of_rounded(q_tiles, keys, vals, exp_table, keep_all[tiles, None, None, :])
+        else:  # index_select gathers (H, cells, d) along cells about 3x faster than advanced indexing
+            keys = all_k.index_select(1, index[tiles].flatten()).view(heads, n, n_keys, d).transpose(0, 1)
+            vals = all_v.index_select(1, index[tiles].flatten()).view(heads, n, n_keys, d).transpose(0, 1)
+            a = ops.attention(q_tiles, keys, vals, exp_table, keep_all[tiles, None, None, :])
         query_ok = layout.query_ok[tiles]
         out[:, queries[tiles][query_ok]] = a.transpose(0, 1)[:, query_ok]
     return out[None]

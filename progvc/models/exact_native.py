@@ -1,0 +1,176 @@
+"""The compiled twins of :mod:`progvc.models.exact_ops` (``exact_kernels.c``), when they are built.
+
+The portable path spends most of its time in elementwise passes over small rows: a row's rounding
+(:func:`exact_ops.quantize_rows`) is a dozen tensor operations, an attention's softmax ten, each its
+own kernel. The C file does each of them in one pass per row, with the same IEEE-754 operations in
+the same order where a result is not exact, so it gives the same values (its header has the
+argument; ``tests/test_portable_native.py`` checks it against the tensor path, and the golden token
+digests pass on either). ``pip install`` builds it when a C compiler is there (``setup.py``); without
+it, or with ``PROGVC_NATIVE=0`` in the environment, the tensor path runs: the same values, slower.
+
+The matrix products stay in torch (BLAS); the C passes run between them. The large ones (the
+attention's weights and gathers) are split over ``torch.get_num_threads()`` threads by independent
+rows (a ctypes call releases the GIL), so the split changes no value. The library is loaded on
+first use, never at import. Only CPU tensors go through it; CUDA tensors take the tensor path.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import importlib.util
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import torch
+
+ABI_VERSION = 4
+"""``pv_abi_version()`` of the C file this module calls; a library built from another is not used."""
+
+_P, _I = ctypes.c_void_p, ctypes.c_int64
+
+
+@functools.lru_cache(maxsize=1)
+def _load() -> ctypes.CDLL | None:
+    spec = importlib.util.find_spec("progvc.models._exact_kernels")
+    if spec is None or not spec.origin:
+        return None
+    try:
+        lib = ctypes.CDLL(spec.origin)
+    except OSError:
+        return None
+    if lib.pv_abi_version() != ABI_VERSION:
+        return None
+    signatures = {"pv_quantize_blocks": [_P, _P, _I, _I, _I, _I, _I], "pv_linear_out_f32": [_P, _P, _P, _P, _I, _I],
+                  "pv_linear_out_f64": [_P, _P, _P, _P, _I, _I], "pv_normalize_rows": [_P, _P, _I, _I],
+                  "pv_gelu": [_P, _P, _P, _P, _I], "pv_attention_weights": [_P, _P, _I, _I, _I, _P, _I],
+                  "pv_gather_round": [_P, _P, _P, _I, _I, _I, _I, _I]}
+    for name, args in signatures.items():
+        getattr(lib, name).argtypes, getattr(lib, name).restype = args, None
+    return lib
+
+
+def library() -> ctypes.CDLL | None:
+    """The loaded kernels, or None when they are not built or ``PROGVC_NATIVE=0``."""
+    if os.environ.get("PROGVC_NATIVE", "1") == "0":
+        return None
+    return _load()
+
+
+def active(x: torch.Tensor) -> ctypes.CDLL | None:
+    """The kernels if x (and the call it is part of) can use them: a CPU tensor, the library built."""
+    return library() if x.device.type == "cpu" else None
+
+
+def _ptr(t: torch.Tensor) -> int:
+    return t.data_ptr()
+
+
+SPLIT_MIN = 1 << 16
+"""Elements below which a pass runs on the calling thread (a thread hand-off costs ~20 us)."""
+
+
+@functools.lru_cache(maxsize=4)
+def _pool(workers: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="progvc-exact")
+
+
+def _split(run: Callable[[int, int], object], items: int, elements: int) -> None:
+    """run(lo, hi) over items 0..items-1, cut in ``torch.get_num_threads()`` contiguous parts when
+    the pass is large (``elements`` in all); the parts are independent."""
+    threads = min(torch.get_num_threads(), items)
+    if threads <= 1 or elements < SPLIT_MIN:
+        run(0, items)
+        return
+    cuts = [items * i // threads for i in range(threads + 1)]
+    list(_pool(threads).map(run, cuts[:-1], cuts[1:]))
+
+
+def quantize_rows(lib: ctypes.CDLL, x: torch.Tensor, group_dims: int = 1) -> torch.Tensor:
+    """:func:`exact_ops.quantize_rows` of float32 x (..., D): q only, contiguous, x's shape. A view
+    whose groups are contiguous blocks under at most two outer dimensions (the attention's
+    transposed keys) is read in place."""
+    inner = x.shape[x.dim() - group_dims:]
+    size = int(torch.Size(inner).numel())
+    if not _blocks_contiguous(x, group_dims) or x.dim() - group_dims > 2:
+        x = x.contiguous()
+    outer = list(zip(x.shape[:x.dim() - group_dims], x.stride()[:x.dim() - group_dims], strict=True))
+    (n0, s0), (n1, s1) = ([(1, 0)] * 2 + outer)[-2:] if len(outer) <= 2 else [(x.numel() // max(1, size), size), (1, 0)]
+    out = torch.empty(x.shape, dtype=torch.float32)
+    lib.pv_quantize_blocks(_ptr(x), _ptr(out), n0, n1, s0, s1, size)
+    return out
+
+
+def gather_rounded(lib: ctypes.CDLL, src: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Rows of src (H, P, d) float32 at index (n, m) int32, each (tile, head) group rounded as
+    :func:`exact_ops.quantize_rows` with ``group_dims=2`` rounds it: (n, H, m, d), contiguous. One
+    pass instead of a gather, a copy and a rounding."""
+    src, index = src.contiguous(), index.contiguous()
+    heads, rows, d = src.shape
+    n, m = index.shape
+    out = torch.empty(n, heads, m, d, dtype=torch.float32)
+    block = heads * m * d  # one tile's output
+
+    def run(lo: int, hi: int) -> None:
+        lib.pv_gather_round(_ptr(src), _ptr(index) + 4 * lo * m, _ptr(out) + 4 * lo * block, hi - lo, heads, rows, m, d)
+    _split(run, n, n * block)
+    return out
+
+
+def _blocks_contiguous(x: torch.Tensor, group_dims: int) -> bool:
+    """Whether each group (the last ``group_dims`` dimensions) of x is one contiguous block."""
+    expected = 1
+    for size, stride in reversed(list(zip(x.shape[-group_dims:], x.stride()[-group_dims:], strict=True))):
+        if size != 1 and stride != expected:
+            return False
+        expected *= size
+    return True
+
+
+def linear_out(lib: ctypes.CDLL, acc: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """The end of :func:`exact_ops.linear`: clamp(round(acc * scale) + bias), acc float32 or float64
+    (..., N) with a scale of its dtype; float32 out."""
+    acc = acc.contiguous()
+    out = torch.empty(acc.shape, dtype=torch.float32)
+    fn = lib.pv_linear_out_f64 if acc.dtype == torch.float64 else lib.pv_linear_out_f32
+    n = acc.shape[-1]
+    fn(_ptr(acc), _ptr(scale.contiguous()), _ptr(bias.contiguous()), _ptr(out), acc.numel() // max(1, n), n)
+    return out
+
+
+def normalize_rows(lib: ctypes.CDLL, x: torch.Tensor) -> torch.Tensor:
+    """:func:`exact_ops.normalize_rows` of float32 x (..., D)."""
+    x = x.contiguous()
+    out = torch.empty_like(x)
+    lib.pv_normalize_rows(_ptr(x), _ptr(out), x.numel() // max(1, x.shape[-1]), x.shape[-1])
+    return out
+
+
+def gelu(lib: ctypes.CDLL, x: torch.Tensor, table: torch.Tensor, slope: torch.Tensor) -> torch.Tensor:
+    """:func:`exact_ops.gelu` of float32 x."""
+    x = x.contiguous()
+    out = torch.empty_like(x)
+    lib.pv_gelu(_ptr(x), _ptr(table.contiguous()), _ptr(slope.contiguous()), _ptr(out), x.numel())
+    return out
+
+
+def attention_weights(lib: ctypes.CDLL, a: torch.Tensor, keep: torch.Tensor | None,
+                      exp_table: torch.Tensor) -> torch.Tensor:
+    """The middle of :func:`exact_ops.attention`, in place: scores a (B,H,n,m) float32 -> the
+    probabilities p = floor(w * c); keep (B,1,1,m) float32 0/1 or None."""
+    if not a.is_contiguous():
+        a = a.contiguous()
+    b, m = a.shape[0], a.shape[-1]
+    rows = a.numel() // max(1, m)
+    per = rows // max(1, b)  # rows of one batch item, which share a keep row
+    if keep is not None:
+        keep = keep.expand(b, 1, 1, m).contiguous()
+    table = exp_table.contiguous()
+    unit = per if keep is not None else 1  # rows cut between threads in whole keep rows
+
+    def run(lo: int, hi: int) -> None:
+        lib.pv_attention_weights(_ptr(a) + 4 * lo * unit * m, None if keep is None else _ptr(keep) + 4 * lo * m,
+                                 (hi - lo) * unit, m, per, _ptr(table), table.shape[0])
+    _split(run, rows // max(1, unit), a.numel())
+    return a

@@ -1,0 +1,134 @@
+"""The compiled kernels (progvc/models/exact_kernels.c) give the tensor path's values bit for bit.
+
+Each exact operation is run twice on the same seeded inputs, once through the C kernels and once
+with ``PROGVC_NATIVE=0`` (the tensor path, which tests/test_portable.py holds to the NumPy
+reference), and the results must be identical: wide and narrow rows, negative values, zero rows,
+float32 and float64 products, transposed views, key masks. Then a whole GOP's logits. The tests
+skip when the kernels are not built (no C compiler at install time), unless
+``PROGVC_REQUIRE_NATIVE=1`` (CI sets it), where a missing build fails.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import pytest
+import torch
+
+from progvc.models import exact_native as native
+from progvc.models import exact_ops as ops
+from progvc.models import portable
+
+from .helpers import portable_pair
+from .test_portable import coded_logits, random_tokens
+
+
+@pytest.fixture(autouse=True)
+def built():
+    if native.library() is None:
+        if os.environ.get("PROGVC_REQUIRE_NATIVE") == "1":
+            pytest.fail("progvc's C kernels are not built: `pip install -e .` needs a C compiler (gcc or clang)")
+        pytest.skip("progvc's C kernels are not built (no C compiler when installing): the tensor path runs")
+
+
+def both(monkeypatch, fn, *args):
+    """fn(*args) through the kernels, then through the tensor path."""
+    got = fn(*args)
+    monkeypatch.setenv("PROGVC_NATIVE", "0")
+    assert native.library() is None
+    want = fn(*args)
+    monkeypatch.delenv("PROGVC_NATIVE")
+    return got, want
+
+
+def wide_rows(gen: torch.Generator, rows: int, d: int) -> torch.Tensor:
+    """Integer rows whose magnitudes span 1 .. 2**22, a zero row and an all-negative row among them."""
+    x = (torch.randn(rows, d, generator=gen) * torch.logspace(0, 6.6, rows)[:, None]).round()
+    x[1] = 0
+    x[2] = -x[2].abs() - 1
+    return x.clamp(-ops.VALUE_MAX, ops.VALUE_MAX)
+
+
+def test_row_rounding_and_norm_are_the_tensor_paths(monkeypatch):
+    gen = torch.Generator().manual_seed(0)
+    for d in (1, 7, 32, 192, 300):
+        x = wide_rows(gen, 9, d)
+        got, want = both(monkeypatch, lambda t: ops.normalize_rows(t), x)
+        assert torch.equal(got, want), f"normalize_rows, d = {d}"
+        lib = native.library()
+        assert torch.equal(native.quantize_rows(lib, x), ops.quantize_rows(x)[0]), f"quantize_rows, d = {d}"
+    blocks = wide_rows(gen, 24, 40).view(4, 6, 5, 8)
+    view = blocks.transpose(0, 1)  # groups stay contiguous blocks: read in place
+    assert torch.equal(native.quantize_rows(native.library(), view, group_dims=2),
+                       ops.quantize_rows(view, group_dims=2)[0])
+
+
+@pytest.mark.parametrize("k", [24, 192, 512, 600])
+def test_linear_layers_are_the_tensor_paths(monkeypatch, k):
+    """float32 products (k <= 256) and float64 ones (k > 256, in chunks), their rescale and clamp."""
+    gen = torch.Generator().manual_seed(k)
+    x = wide_rows(gen, 11, k)
+    w = torch.randint(-127, 128, (k, 48), generator=gen).float()
+    scale = torch.rand(48, generator=gen, dtype=torch.float64) * 2.0 ** -torch.randint(8, 30, (48,), generator=gen)
+    scale = scale if k > ops.CHUNK else scale.float()
+    bias = torch.randint(-5000, 5000, (48,), generator=gen).float()
+    got, want = both(monkeypatch, ops.linear, x, w, scale, bias)
+    assert torch.equal(got, want)
+
+
+def test_gelu_is_the_tensor_paths(monkeypatch):
+    _, codec = portable_pair()
+    gen = torch.Generator().manual_seed(2)
+    h = torch.cat([(torch.randn(4000, generator=gen) * 6000).round(), torch.arange(-9000.0, 9000.0, 7.0)])
+    got, want = both(monkeypatch, ops.gelu, h, *codec.context._gelu_tables())
+    assert torch.equal(got, want)
+
+
+def exp_table() -> torch.Tensor:
+    n = portable.attention_exp_entries()
+    return torch.tensor([round(2 ** 15 * math.exp(-j / (1 << ops.SCORE_FRAC))) for j in range(n - 1)] + [0.0])
+
+
+@pytest.mark.parametrize("keys", [1, 37, 700])
+def test_attention_is_the_tensor_paths(monkeypatch, keys):
+    """Dense and masked attention (a masked key repeats a kept one, as the tiles' padding does)."""
+    gen = torch.Generator().manual_seed(keys)
+    b, h, n, d = 3, 2, 19, 32
+
+    def ints(*shape, scale):
+        return (torch.randn(*shape, generator=gen) * scale).round()
+
+    q, k, v = ints(b, h, n, d, scale=900), ints(b, h, keys, d, scale=2500), ints(b, h, keys, d, scale=4000)
+    keep = (torch.rand(b, 1, 1, keys, generator=gen) > 0.3).float()
+    keep[..., 0] = 1
+    hidden = keep[:, 0, 0] == 0  # (b, keys)
+    k = torch.where(hidden[:, None, :, None], k[:, :, :1], k)
+    table = exp_table()
+    for mask in (None, keep):
+        got, want = both(monkeypatch, ops.attention, q, k, v.transpose(0, 1).contiguous().transpose(0, 1), table,
+                         mask)
+        assert torch.equal(got, want), f"keep = {mask is not None}"
+
+
+@pytest.mark.parametrize("context", [{}, {"local_from": 2, "local_tile": 2, "local_halo": 1}])
+def test_a_gops_logits_are_the_tensor_paths(monkeypatch, context):
+    """Every (t, k) block's logits of a seeded tiny portable model, dense and tile-local attention."""
+    _, codec = portable_pair(4, **context)
+    grids = codec.tokenizer.grids(24, 40)
+    tokens = random_tokens(codec, grids, 3, 4)
+    got, want = both(monkeypatch, coded_logits, codec, tokens, grids)
+    for k, (g, w) in enumerate(zip(got, want, strict=True)):
+        for t, (a, b) in enumerate(zip(g, w, strict=True)):
+            assert torch.equal(a, b), f"logits of scale {k}, frame {t}"
+
+
+def test_gathered_rounding_is_a_gather_then_the_tensor_paths_rounding():
+    """The tile keys' gather and per-(tile, head) rounding in one pass, repeated rows included."""
+    gen = torch.Generator().manual_seed(5)
+    src = wide_rows(gen, 3 * 50, 32).view(3, 50, 32)
+    index = torch.randint(0, 50, (7, 23), generator=gen, dtype=torch.int32)
+    index[:, -3:] = 49  # a padding row, read by several tiles
+    gathered = src.index_select(1, index.flatten().long()).view(3, 7, 23, 32).transpose(0, 1)
+    want, _ = ops.quantize_rows(gathered, group_dims=2)
+    assert torch.equal(native.gather_rounded(native.library(), src, index), want)
