@@ -111,9 +111,21 @@ def test_attention_is_the_tensor_paths(monkeypatch, keys):
         assert torch.equal(got, want), f"keep = {mask is not None}"
 
 
+@pytest.mark.parametrize("threads", [1, 3])
 @pytest.mark.parametrize("context", [{}, {"local_from": 2, "local_tile": 2, "local_halo": 1}])
-def test_a_gops_logits_are_the_tensor_paths(monkeypatch, context):
-    """Every (t, k) block's logits of a seeded tiny portable model, dense and tile-local attention."""
+def test_a_gops_logits_are_the_tensor_paths(monkeypatch, context, threads):
+    """Every (t, k) block's logits of a seeded tiny portable model, dense and tile-local attention,
+    with the kernels' passes on one thread and cut between three (every pass, however small)."""
+    monkeypatch.setattr(native, "SPLIT_MIN", 0)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        check_gop_logits(monkeypatch, context)
+    finally:
+        torch.set_num_threads(before)
+
+
+def check_gop_logits(monkeypatch, context):
     _, codec = portable_pair(4, **context)
     grids = codec.tokenizer.grids(24, 40)
     tokens = random_tokens(codec, grids, 3, 4)

@@ -98,7 +98,12 @@ def quantize_rows(lib: ctypes.CDLL, x: torch.Tensor, group_dims: int = 1) -> tor
     outer = list(zip(x.shape[:x.dim() - group_dims], x.stride()[:x.dim() - group_dims], strict=True))
     (n0, s0), (n1, s1) = ([(1, 0)] * 2 + outer)[-2:] if len(outer) <= 2 else [(x.numel() // max(1, size), size), (1, 0)]
     out = torch.empty(x.shape, dtype=torch.float32)
-    lib.pv_quantize_blocks(_ptr(x), _ptr(out), n0, n1, s0, s1, size)
+    if n0 == 1:  # cut the threads' work along the dimension that has it
+        n0, s0, n1, s1 = n1, s1, 1, 0
+
+    def run(lo: int, hi: int) -> None:
+        lib.pv_quantize_blocks(_ptr(x) + 4 * lo * s0, _ptr(out) + 4 * lo * n1 * size, hi - lo, n1, s0, s1, size)
+    _split(run, n0, x.numel())
     return out
 
 
@@ -134,8 +139,12 @@ def linear_out(lib: ctypes.CDLL, acc: torch.Tensor, scale: torch.Tensor, bias: t
     acc = acc.contiguous()
     out = torch.empty(acc.shape, dtype=torch.float32)
     fn = lib.pv_linear_out_f64 if acc.dtype == torch.float64 else lib.pv_linear_out_f32
-    n = acc.shape[-1]
-    fn(_ptr(acc), _ptr(scale.contiguous()), _ptr(bias.contiguous()), _ptr(out), acc.numel() // max(1, n), n)
+    n, width = acc.shape[-1], acc.element_size()
+    scale, bias = scale.contiguous(), bias.contiguous()
+
+    def run(lo: int, hi: int) -> None:
+        fn(_ptr(acc) + width * lo * n, _ptr(scale), _ptr(bias), _ptr(out) + 4 * lo * n, hi - lo, n)
+    _split(run, acc.numel() // max(1, n), acc.numel())
     return out
 
 
@@ -143,15 +152,22 @@ def normalize_rows(lib: ctypes.CDLL, x: torch.Tensor) -> torch.Tensor:
     """:func:`exact_ops.normalize_rows` of float32 x (..., D)."""
     x = x.contiguous()
     out = torch.empty_like(x)
-    lib.pv_normalize_rows(_ptr(x), _ptr(out), x.numel() // max(1, x.shape[-1]), x.shape[-1])
+    d = x.shape[-1]
+
+    def run(lo: int, hi: int) -> None:
+        lib.pv_normalize_rows(_ptr(x) + 4 * lo * d, _ptr(out) + 4 * lo * d, hi - lo, d)
+    _split(run, x.numel() // max(1, d), x.numel())
     return out
 
 
 def gelu(lib: ctypes.CDLL, x: torch.Tensor, table: torch.Tensor, slope: torch.Tensor) -> torch.Tensor:
     """:func:`exact_ops.gelu` of float32 x."""
-    x = x.contiguous()
+    x, table, slope = x.contiguous(), table.contiguous(), slope.contiguous()
     out = torch.empty_like(x)
-    lib.pv_gelu(_ptr(x), _ptr(table.contiguous()), _ptr(slope.contiguous()), _ptr(out), x.numel())
+
+    def run(lo: int, hi: int) -> None:
+        lib.pv_gelu(_ptr(x) + 4 * lo, _ptr(table), _ptr(slope), _ptr(out) + 4 * lo, hi - lo)
+    _split(run, x.numel(), x.numel())
     return out
 
 
