@@ -43,22 +43,22 @@ DEFAULT_CONFIG = "progvc/weights/progvc-small-v4.safetensors"
 
 def load_tokenizer(path: str, config_from: str = DEFAULT_CONFIG) -> Tokenizer:
     """A tokenizer from shipped weights, an exported ``tokenizer.safetensors`` or a run's ``last.pt``:
-    a tokenizer stage's (config from ``config_from``), or a synthesis stage's (``g_s`` alone: the rest
-    from ``config_from``, the up-sampling from the run's ``config.json``)."""
+    a tokenizer stage's, or a synthesis stage's (``g_s`` alone, the rest from ``config_from``); the
+    config is ``config_from``'s with the run's up-sampling (its ``config.json``)."""
     weights = config_from if path.endswith(".pt") else path
     cfg, full = parse_weights(Path(weights).read_bytes(), weights)
     state = {k.split(".", 1)[1]: v for k, v in full.items() if k.startswith("tokenizer.")}
     if path.endswith(".pt"):
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        run = json.loads((Path(path).parent / "config.json").read_text())
+        tok_cfg = dataclasses.replace(cfg.tokenizer, upsample=run.get("upsample") or cfg.tokenizer.upsample)
         if "g_s" in ckpt:
-            run = json.loads((Path(path).parent / "config.json").read_text())
-            tok_cfg = dataclasses.replace(cfg.tokenizer, upsample=run.get("upsample") or cfg.tokenizer.upsample,
-                                          prefix_film=bool(run.get("film", True)))
-            cfg = dataclasses.replace(cfg, tokenizer=tok_cfg)
+            tok_cfg = dataclasses.replace(tok_cfg, prefix_film=bool(run.get("film", True)))
             state = {k: v for k, v in state.items() if not k.startswith("g_s.")}
             state.update({f"g_s.{k}": v for k, v in ckpt["g_s"].items()})
         else:
             state = ckpt["tokenizer"]
+        cfg = dataclasses.replace(cfg, tokenizer=tok_cfg)
     tok = Tokenizer(cfg.tokenizer)
     tok.load_state_dict(state)
     return tok.eval()

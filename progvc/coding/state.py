@@ -190,10 +190,13 @@ class GopState:
         """Code the given scales (they must continue where the state stands) for every frame.
 
         ``pick(t, k, logits)`` returns the tokens (n_k,) of (t,k), or None when it has filled
-        (t,k) itself (``commit_expected``). On CPU this runs on one thread, so the logits are the
-        same whatever the machine's core count (see :func:`progvc.runtime.determinism.pinned_threads`).
+        (t,k) itself (``commit_expected``). On CPU a float model runs it on one thread, so its
+        logits are the same whatever the machine's core count (see
+        :func:`progvc.runtime.determinism.pinned_threads`); a portable model's logits are the same on
+        any number of threads (its sums are exact), so it uses them all.
         """
-        with pinned_threads(self.f_hat.device), full_precision() if self.portable else nullcontext():
+        threads = nullcontext() if self.portable else pinned_threads(self.f_hat.device)
+        with threads, full_precision() if self.portable else nullcontext():
             for k in scales:
                 self._trim()  # the last scale's temporaries, before this one's (larger) ones
                 for t in range(self.n_frames):

@@ -12,6 +12,9 @@ The matrix products stay in torch (BLAS); the C passes run between them. The lar
 attention's weights and gathers) are split over ``torch.get_num_threads()`` threads by independent
 rows (a ctypes call releases the GIL), so the split changes no value. The library is loaded on
 first use, never at import. Only CPU tensors go through it; CUDA tensors take the tensor path.
+
+Editing ``exact_kernels.c``: ``pip install -e .`` rebuilds it in place; bump :data:`ABI_VERSION` and
+``pv_abi_version()`` together when a signature changes (a library of another version is not used).
 """
 
 from __future__ import annotations
