@@ -81,13 +81,17 @@ def _pool(workers: int) -> ThreadPoolExecutor:
 
 def _split(run: Callable[[int, int], object], items: int, elements: int) -> None:
     """run(lo, hi) over items 0..items-1, cut in ``torch.get_num_threads()`` contiguous parts when
-    the pass is large (``elements`` in all); the parts are independent."""
+    the pass is large (``elements`` in all); the parts are independent. The calling thread runs
+    the last part itself while the pool runs the others."""
     threads = min(torch.get_num_threads(), items)
     if threads <= 1 or elements < SPLIT_MIN:
         run(0, items)
         return
     cuts = [items * i // threads for i in range(threads + 1)]
-    list(_pool(threads).map(run, cuts[:-1], cuts[1:]))
+    others = [_pool(threads - 1).submit(run, lo, hi) for lo, hi in zip(cuts[:-2], cuts[1:-1], strict=True)]
+    run(cuts[-2], cuts[-1])
+    for part in others:
+        part.result()
 
 
 def quantize_rows(lib: ctypes.CDLL, x: torch.Tensor, group_dims: int = 1) -> torch.Tensor:
