@@ -1,4 +1,5 @@
-"""Decode a stream in this process and save what came out: ``python -m tests.isa_decode STREAM OUT.npz``.
+"""Decode a stream in this process and save what came out: ``python -m tests.isa_decode STREAM OUT.npz``;
+or encode the test clip in this process: ``python -m tests.isa_decode --encode CLIP OUT.pgvc``.
 
 tests/test_portable_isa.py runs it in fresh processes under each ``ATEN_CPU_CAPABILITY`` and thread
 count. For the whole stream and for the stream cut by two scales (the default fill), it saves every
@@ -43,5 +44,16 @@ def main(stream: str, out: str) -> None:
              capability=torch.backends.cpu.get_cpu_capability(), threads=torch.get_num_threads())
 
 
+def encode(clip: str, out: str) -> None:
+    """The test's stream of ``clip`` (4 frames, quality 60, GOP 4, preset fast), made in this process."""
+    from progvc.bench.rd import read_frames
+
+    codec = Codec.from_pretrained("progvc-small-v4p")
+    Path(out).write_bytes(codec.encode(read_frames(clip, 4, 480), quality=60, gop_size=4, preset="fast"))
+
+
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    if sys.argv[1] == "--encode":
+        encode(*sys.argv[2:4])
+    else:
+        main(*sys.argv[1:3])
