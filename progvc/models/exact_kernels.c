@@ -61,6 +61,12 @@ static float max_abs(const float *restrict x, int64_t n) {
     return m;
 }
 
+/* o = round(x / 2**e) * 2**e for n values (exact_ops.quantize_rows' rounding at a known shift). */
+static inline void round_row(const float *restrict x, float *restrict o, int64_t n, int e) {
+    float down = ldexpf(1.0f, -e), up = ldexpf(1.0f, e);
+    for (int64_t k = 0; k < n; k++) o[k] = rintf(x[k] * down) * up;
+}
+
 /* exact_ops.quantize_rows with one group per contiguous block of ``size`` floats: out = round(x /
  * 2**e) * 2**e, e per block. Block (i, j) starts at x + i * s0 + j * s1 (two outer dimensions with
  * any strides, so a transposed view needs no copy); out is contiguous (n0, n1, size). */
@@ -70,9 +76,7 @@ CLONES void pv_quantize_blocks(const float *x, float *out, int64_t n0, int64_t n
         for (int64_t j = 0; j < n1; j++) {
             const float *xr = x + i * s0 + j * s1;
             float *o = out + (i * n1 + j) * size;
-            int e = shift_of(max_abs(xr, size));
-            float down = ldexpf(1.0f, -e), up = ldexpf(1.0f, e);
-            for (int64_t k = 0; k < size; k++) o[k] = rintf(xr[k] * down) * up;
+            round_row(xr, o, size, shift_of(max_abs(xr, size)));
         }
 }
 
@@ -92,11 +96,7 @@ CLONES void pv_gather_round(const float *restrict src, const int32_t *restrict i
                 top = mj > top ? mj : top;
             }
             int e = shift_of(top);
-            float down = ldexpf(1.0f, -e), up = ldexpf(1.0f, e);
-            for (int64_t j = 0; j < m; j++) {
-                const float *row = base + (int64_t)idx[j] * d;
-                for (int64_t c = 0; c < d; c++) o[j * d + c] = rintf(row[c] * down) * up;
-            }
+            for (int64_t j = 0; j < m; j++) round_row(base + (int64_t)idx[j] * d, o + j * d, d, e);
         }
 }
 
