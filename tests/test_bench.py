@@ -401,3 +401,18 @@ def test_progression_report_compares_each_n_at_the_same_n_and_at_the_anchors_rat
     same, plus3 = "+1.00 / +0.010 / +0.00", "+3.00 / +0.030 / +0.00 (1)"
     assert f"| fill=none | 5 | 50% | {same} | {plus3} | {plus3} |" in table
     assert f"| fill=none | 6 | 25% | {same} | n/a | +5.00 / +0.050 / +0.00 (1) |" in table
+
+
+def test_progression_report_names_the_largest_grid_excess_and_its_clip():
+    from benchmarks.progression import _grid_rows
+
+    def point(n, grid, fill="none"):
+        return {"n_scales": n, "fill": fill, "grid_excess": grid}
+
+    clips = {"src__a__1": {"points": [point(5, 0.10), point(6, -0.02)], "sweep": [point(6, 0.01)]},
+             "src__b__1": {"points": [point(5, 0.04), point(6, 0.05)], "sweep": [point(6, 0.2)]}}
+    table = "\n".join(_grid_rows(clips, [("m fill=none", lambda c: c["points"])], range(5, 7)))
+    assert "| m fill=none | +0.100 (a) | +0.050 (b) |" in table
+    assert "largest grid excess: +0.200 (b)" in table
+    del clips["src__b__1"]["sweep"][0]["grid_excess"]  # an older results file: no table
+    assert _grid_rows(clips, [("m fill=none", lambda c: c["points"])], range(5, 7)) == []
