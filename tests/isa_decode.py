@@ -45,10 +45,11 @@ def main(stream: str, out: str) -> None:
 
 
 def encode(clip: str, out: str) -> None:
-    """The test's stream of ``clip`` (4 frames, quality 60, GOP 4, preset fast), made in this process."""
+    """The test's stream of ``clip`` (4 frames, quality 60, GOP 4, preset fast) with the default
+    (portable) model, made in this process."""
     from progvc.bench.rd import read_frames
 
-    codec = Codec.from_pretrained("progvc-small-v4p")
+    codec = Codec.from_pretrained()
     Path(out).write_bytes(codec.encode(read_frames(clip, 4, 480), quality=60, gop_size=4, preset="fast"))
 
 

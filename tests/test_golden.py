@@ -12,8 +12,10 @@ gives the same bytes and that decoding the stored stream gives the same frames. 
 ``v6-*`` streams were written in format versions 2 (before block skip), 3 (before context modes),
 4 (before resizing), 5 (before 16-bit chunk checks and varint lengths) and 6 (before the short
 weights id and the finest grid alone) and are kept as they are: they must still decode to the
-same frames. ``progvc-small-v4`` (float, format 7) stays pinned beside the default
-``progvc-small-v4p`` (portable, format 8), and ``tiny-portable`` pins the integer arithmetic.
+same frames. The two shipped models are pinned, the default ``progvc-small-v5`` and the previous
+``progvc-small-v4p`` (both portable, format 8); ``tiny-portable`` pins the integer arithmetic.
+The older streams of ``progvc-small-v4`` (float, no longer shipped) still parse and truncate; decoding
+them names the model they need.
 
 Only part of this is the same on every machine. A portable stream decodes to the same tokens
 everywhere (``tokens`` in ``golden.json``, checked wherever the tests run), but encoding runs the
@@ -127,9 +129,9 @@ def test_tiny_portable_stream_is_golden(tiny_portable_codec):
 
 
 @pytest.mark.weights
-@pytest.mark.parametrize("model", ["progvc-small-v4p", "progvc-small-v4"])
+@pytest.mark.parametrize("model", ["progvc-small-v5", "progvc-small-v4p"])
 def test_shipped_model_stream_is_golden(model):
-    """The default (portable, format 8) and the previous (float, format 7) shipped models."""
+    """The default and the previous shipped models (both portable, format 8)."""
     from progvc.video.samples import sample_clip
 
     codec = progvc.Codec.from_pretrained(model, device="cpu")
@@ -166,9 +168,14 @@ def test_older_format_float_streams_decode_to_the_same_frames_where_they_were_ma
     """A float model's stream decodes exactly only under the float kernels that wrote it (issue 29):
     these were written under an older PyTorch, whose tiny-model weights file also hashed differently.
     Where they still decode, the frames must be the golden ones; where the kernels or the hash
-    changed, the decoder must refuse with its checksum or model error, never return other frames."""
+    changed, the decoder must refuse with its checksum or model error, never return other frames.
+    A stream of a model the package no longer ships is refused by name, before any decoding."""
     stored = (GOLDEN / f"{name}.pvc").read_bytes()
-    codec = tiny_codec if "-tiny-" in name else progvc.Codec.from_pretrained("progvc-small-v4", device="cpu")
+    if "-tiny-" not in name:
+        with pytest.raises(progvc.WeightsError, match="progvc-small-v4"):
+            progvc.decode(stored)
+        return
+    codec = tiny_codec
     index = json.loads((GOLDEN / "golden.json").read_text())
     try:
         same = _same_decodes(codec, stored, index[name]["decodes"])

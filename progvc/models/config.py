@@ -149,15 +149,16 @@ def small_config(**overrides: object) -> CodecConfig:
     Sized so that it trains on a CPU in hours and codes CIF on two cores: residual blocks at
     1/2 resolution and below, 32-channel stem at full resolution. Stride 8 rather than VAR's 16:
     12 bits per 16x16 patch cannot carry video detail (the stride-16 v1 capped at 18.5 dB on dev).
-    v4 adds local attention from the 7th scale on and the context model's rate-distortion
-    conditioning; it keeps v3's tokenizer. ``prefix_film`` (g_s told how many scales are missing,
-    ``train.synthesis_stage``) is off: fine-tuned on prefixes it gained 0.2 dB on training crops and
-    nothing measurable on dev, so v4 does not spend parameters on it (see weights/README.md).
+    v4 added local attention from the 7th scale on and the context model's rate-distortion
+    conditioning. v5 retrains the tokenizer for every prefix of its scales with a bilinear
+    synthesis (nearest-neighbour up-sampling painted an 8-pixel grid on prefixes) and the context
+    model on its tokens; it ships converted to exact integers (``portable``). ``prefix_film`` (g_s
+    told how many scales are missing) is off: it gained nothing measurable on dev (weights/README.md).
     """
     base = dict(
-        name="progvc-small-v4",
+        name="progvc-small-v5",
         tokenizer=TokenizerConfig(stride=8, channels=(32, 64, 128, 192), latent_channels=32,
-                                  codebook_size=4096, n_scales=10, n_phi=4),
+                                  codebook_size=4096, n_scales=10, n_phi=4, upsample="bilinear"),
         context=ContextConfig(dim=192, depth=4, heads=6, mlp_ratio=4.0, temporal_window=2,
                               local_from=6, local_tile=8, local_halo=4, rd_conditioning=True),
         gop_size=8,

@@ -1,6 +1,6 @@
 """Convert a float model into a portable one and ship it: one command for every model.
 
-    python -m progvc.train.portable progvc/weights/progvc-small-v4.safetensors --name progvc-small-v4p --default
+    python -m progvc.train.portable runs/ctx_v5/model.safetensors --name progvc-small-v5 --default
 
 The tokenizer is kept as it is; the context model becomes a
 :class:`~progvc.models.portable.PortableContextModel` (:func:`progvc.models.portable_convert.convert`:

@@ -51,7 +51,7 @@ class TokenizerTrainConfig:
     prefix_share: float = 0.0  # per-crop quantiser dropout (replaces drop_prob when > 0)
     prefix_min: int = 3  # fewest scales a dropped crop keeps
     zoom_out: float = 0.0  # share of crops taken at 2x size and area-downscaled (ClipWindows)
-    upsample: str = "nearest"  # the synthesis' up-sampling (TokenizerConfig.upsample; bilinear has no grid)
+    upsample: str = "bilinear"  # the synthesis' up-sampling (TokenizerConfig.upsample): v5's; v1-v4 used nearest
     restart_every: int = 100
     log_every: int = 50
     save_every: int = 250

@@ -217,5 +217,8 @@ def _entry(manifest: dict, name: str | None, directory: Traversable) -> dict:
     entry = manifest["models"].get(name) if name else None
     if entry is None:
         known = ", ".join(sorted(manifest["models"])) or "none"
-        raise WeightsError(f"no model named {name!r} in {directory / 'manifest.json'} (known: {known})")
+        raise WeightsError(f"no model named {name!r} in {directory / 'manifest.json'} (known: {known}); the "
+                           "package keeps its default model and the one before it: a stream of an older model "
+                           "decodes with the progvc release that shipped it (CHANGELOG.md), or point "
+                           "PROGVC_WEIGHTS_DIR at a folder holding that model")
     return entry
