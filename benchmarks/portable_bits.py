@@ -10,12 +10,17 @@ GOP 8); only clips present in both count. For each clip, BD-rate of the second (
 first (anchor) in PSNR (RGB) and MS-SSIM on two curves: the quality sweep (every scale, qualities
 30..90) and the quality-60 stream cut to n = 5..K scales (the default fill below K, every scale at
 K). Prints a Markdown table with the per-clip numbers and their mean.
+
+A second table is the cut stream at equal rate, truncated points only (n = 5..K-1): BD-PSNR (dB)
+and BD-MS-SSIM of test against anchor per clip, then the mean VMAF of each at every n (issue 30's
+"truncated streams" target reads these).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -48,6 +53,33 @@ def compare(anchor: dict[str, Any], test: dict[str, Any], fill: str = "sample") 
     return rows
 
 
+def cut_quality(anchor: dict[str, Any], test: dict[str, Any], fill: str = "sample") -> dict[str, Any]:
+    """The cut stream's truncated points (n < K) at equal rate: per common clip BD-quality of test
+    against anchor (``psnr_rgb`` in dB, ``ms_ssim``), and per n the mean VMAF of anchor and test."""
+    from progvc.bench.bdrate import bd_quality
+
+    rows, vmaf = [], {}
+    for name in [c for c in anchor["clips"] if c in test["clips"]]:
+        a, t = (curves(doc["clips"][name], fill)["cut"][:-1] for doc in (anchor, test))  # drop n = K
+        rows.append({"clip": name, **{m: bd_quality([p["bpp"] for p in a], [p[m] for p in a],
+                                                    [p["bpp"] for p in t], [p[m] for p in t]) for m in METRICS}})
+        for pa, pt in zip(a, t, strict=True):
+            vmaf.setdefault(pa["n_scales"], []).append((pa.get("vmaf", math.nan), pt.get("vmaf", math.nan)))
+    return {"rows": rows, "vmaf": {n: tuple(float(np.mean([v[i] for v in vs])) for i in (0, 1))
+                                   for n, vs in sorted(vmaf.items())}}
+
+
+def cut_table(result: dict[str, Any]) -> str:
+    rows = result["rows"]
+    out = ["| clip | BD-PSNR (dB) | BD-MS-SSIM |", "|---|---:|---:|"]
+    out += [f"| {r['clip'].split('__')[1]} | {r['psnr_rgb']:+.2f} | {r['ms_ssim']:+.3f} |" for r in rows]
+    out.append(f"| mean of {len(rows)} | {np.mean([r['psnr_rgb'] for r in rows]):+.2f} | "
+               f"{np.mean([r['ms_ssim'] for r in rows]):+.3f} |")
+    out += ["", "| n | VMAF anchor | VMAF test |", "|---:|---:|---:|"]
+    out += [f"| {n} | {a:.1f} | {t:.1f} |" for n, (a, t) in result["vmaf"].items()]
+    return "\n".join(out)
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     keys = [f"{c}_{m}" for c in ("sweep", "cut") for m in METRICS]
     out = ["| clip | sweep PSNR | sweep MS-SSIM | cut PSNR | cut MS-SSIM |", "|---|---:|---:|---:|---:|"]
@@ -63,7 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("test", type=Path)
     p.add_argument("--fill", default="sample", help="the cut stream's fill below K (default: the default fill)")
     args = p.parse_args(argv)
-    print(table(compare(json.loads(args.anchor.read_text()), json.loads(args.test.read_text()), args.fill)))
+    anchor, test = json.loads(args.anchor.read_text()), json.loads(args.test.read_text())
+    print(table(compare(anchor, test, args.fill)))
+    print()
+    print(cut_table(cut_quality(anchor, test, args.fill)))
     return 0
 
 

@@ -35,3 +35,18 @@ def test_only_clips_in_both_files_count_and_the_cut_takes_the_named_fill():
     rows = compare(anchor, test)
     assert [r["clip"] for r in rows] == ["a__clip__x"]
     assert rows[0]["cut_psnr_rgb"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_cut_quality_at_equal_rate_reads_the_truncated_points_only():
+    """Cut points gain 1 dB per doubling of the rate, so 10% more rate for the same quality is
+    log2(1.1) dB less at equal rate; n = K (whose rate differs) stays out of it."""
+    import math
+
+    from benchmarks.portable_bits import cut_quality, cut_table
+
+    test = results(1.1)
+    test["clips"]["a__clip__x"]["points"][-1]["bpp"] = 100.0  # n = K: ignored
+    got = cut_quality(results(1.0), test)
+    assert got["rows"][0]["psnr_rgb"] == pytest.approx(-math.log2(1.1), rel=1e-6)
+    assert sorted(got["vmaf"]) == [5, 6, 7]
+    assert "| mean of 1 | -0.14 |" in cut_table(got)
