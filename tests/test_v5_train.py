@@ -187,3 +187,21 @@ def test_synthesis_stage_switches_to_bilinear_and_its_checkpoint_loads_for_the_b
     assert tuned.decode(tuned.encode(x)).shape == x.shape
     with pytest.raises(SystemExit):
         synthesis_stage.parse_args(["--film", "maybe"])
+
+
+def test_tokenizer_ceiling_decodes_the_quantisers_scales_and_the_unquantised_latent():
+    from benchmarks.tokenizer_ceiling import ceiling
+    from progvc.bench.metrics import psnr
+
+    torch.manual_seed(0)
+    tok = Tokenizer(tiny_config().tokenizer).eval()
+    frames = smooth_clip(2, 20, 28, seed=1)
+    row = ceiling(tok, frames, extra=2)
+    grids = tok.grids(20, 28)
+    with torch.no_grad():
+        f = tok.analyse(torch.from_numpy(frames))
+        f_hat = tok.vq.embed(tok.vq.quantize(f, grids), grids)
+        assert row["unquantised"] == psnr(frames, tok.synthesise(f, 20, 28).numpy())
+        assert row["scales"] == pytest.approx(psnr(frames, tok.synthesise(f_hat, 20, 28).numpy()), abs=1e-4)
+        assert row["rel_error_scales"] == pytest.approx(float((f - f_hat).pow(2).sum() / f.pow(2).sum()), rel=1e-4)
+    assert sorted(k for k in row if k.startswith("extra")) == ["extra_1", "extra_2"]
