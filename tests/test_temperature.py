@@ -109,11 +109,13 @@ def test_unused_temperature_bits_and_older_streams():
 def test_the_shipped_model_codes_low_quality_chunks_sharper_and_smaller(monkeypatch):
     codec = progvc.Codec.from_pretrained(device="cpu")
     clip = smooth_clip(4, 64, 96, seed=3)
-    data = codec.encode(clip, quality=25, preset="fast")
+    # quality 35: at 25 progvc-small-v5 codes this small clip at its floor (170 bytes with or without
+    # sharper chunks: its tokens are nearly free), where there is nothing left to save
+    data = codec.encode(clip, quality=35, preset="fast")
     chosen = [bs.TEMPERATURES[c.temperature] for g in bs.unpack(data).gops for c in g]
     assert min(chosen) < 1.0
     monkeypatch.setattr(temperature, "CANDIDATES", (bs.NEUTRAL_TEMPERATURE,))
-    neutral = codec.encode(clip, quality=25, preset="fast")
+    neutral = codec.encode(clip, quality=35, preset="fast")
     assert all(c.temperature == bs.NEUTRAL_TEMPERATURE for g in bs.unpack(neutral).gops for c in g)
     assert len(data) < len(neutral)
     # the same tokens, so the same frames
