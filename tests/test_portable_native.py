@@ -34,12 +34,13 @@ def compiler_here() -> bool:
 
 @pytest.fixture(autouse=True)
 def built():
-    if native.library() is None and os.environ.get("PROGVC_NATIVE") != "0":
-        if os.environ.get("PROGVC_REQUIRE_NATIVE") == "1" or compiler_here():
-            pytest.fail("progvc's C kernels are not built although a C compiler is here: run `pip install -e .`")
-        pytest.skip("progvc's C kernels are not built (no C compiler when installing): the tensor path runs")
-    if native.library() is None:
+    if native.library() is not None:
+        return
+    if os.environ.get("PROGVC_NATIVE") == "0":
         pytest.skip("PROGVC_NATIVE=0: the C kernels are off")
+    if os.environ.get("PROGVC_REQUIRE_NATIVE") == "1" or compiler_here():
+        pytest.fail("progvc's C kernels are not built although a C compiler is here: run `pip install -e .`")
+    pytest.skip("progvc's C kernels are not built (no C compiler when installing): the tensor path runs")
 
 
 def both(monkeypatch, fn, *args):

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterator
-from contextlib import nullcontext
 
 import numpy as np
 import torch
@@ -195,8 +194,7 @@ class GopState:
         :func:`progvc.runtime.determinism.pinned_threads`); a portable model's logits are the same on
         any number of threads (its sums are exact), so it uses them all.
         """
-        threads = nullcontext() if self.portable else pinned_threads(self.f_hat.device)
-        with threads, full_precision() if self.portable else nullcontext():
+        with full_precision() if self.portable else pinned_threads(self.f_hat.device):
             for k in scales:
                 self._trim()  # the last scale's temporaries, before this one's (larger) ones
                 for t in range(self.n_frames):
