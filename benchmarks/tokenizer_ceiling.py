@@ -28,7 +28,6 @@ import torch
 from benchmarks.tokenizer_prefixes import DEFAULT_CONFIG, load_tokenizer
 from progvc.bench.metrics import psnr
 from progvc.bench.rd import find_clips, read_frames
-from progvc.models.quantizer import resize
 from progvc.models.tokenizer import Tokenizer
 
 
@@ -41,10 +40,8 @@ def ceiling(tok: Tokenizer, frames: np.ndarray, extra: int) -> dict[str, float]:
     f = tok.analyse(torch.from_numpy(np.ascontiguousarray(frames)))  # (T,C,h,w)
     energy = f.pow(2).sum()
     row = {"unquantised": psnr(frames, tok.synthesise(f, h, w).numpy())}
-    rest, f_hat = f.clone(), torch.zeros_like(f)
-    for k, grid in enumerate(grids):
-        part = vq.embed_scale(vq.lookup(resize(rest, grid)), k, grids)
-        rest, f_hat = rest - part, f_hat + part
+    f_hat = vq.embed(vq.quantize(f, grids), grids)
+    rest = f - f_hat
     row["scales"] = psnr(frames, tok.synthesise(f_hat, h, w).numpy())
     row["rel_error_scales"] = float(rest.pow(2).sum() / energy)
     for n in range(1, extra + 1):
