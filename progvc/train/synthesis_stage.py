@@ -8,6 +8,9 @@ many octaves are missing (``prefix_film``, see :mod:`progvc.models.autoencoder`)
 
 ``--upsample bilinear`` switches the synthesis' up-sampling (nearest-neighbour leaves a period-8
 grid in every picture) and fine-tunes it to the change; ``--film false`` trains without FiLM.
+``--extra-blocks N`` grows the synthesis by N residual blocks per level below full resolution
+(``TokenizerConfig.synthesis_extra_blocks``), zero-initialised so training starts from the given
+pictures; the tokens, and with them the context model, stay as they are.
 
     python -m progvc.train.synthesis_stage --weights weights/progvc-small-v3.safetensors --out runs/syn
 """
@@ -23,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from ..codec.codec import CodecModel
+from ..models.autoencoder import load_into_grown
 from ..stream.scales import missing_octaves
 from ..weights import parse_weights
 from . import common
@@ -43,6 +47,7 @@ class SynthesisTrainConfig:
     p_full: float = 0.25  # share of crops decoded from the whole pyramid
     film: bool = True  # tell g_s how many octaves are missing (prefix_film)
     upsample: str = ""  # "" keeps the weights' up-sampling; "nearest" or "bilinear" sets it
+    extra_blocks: int = -1  # -1 keeps the weights' synthesis_extra_blocks; more grows the synthesis
     w_mse: float = 5.0  # on [-1,1] pixels, beside L1
     w_msssim: float = 0.2
     zoom_out: float = 0.5
@@ -76,10 +81,21 @@ def train(cfg: SynthesisTrainConfig) -> Path:
     d = common.setup(cfg.device, cfg.seed, cfg.threads)
     out = Path(cfg.out)
     codec_cfg, state = parse_weights(Path(cfg.weights).read_bytes(), cfg.weights)
-    tok_cfg = dataclasses.replace(codec_cfg.tokenizer, prefix_film=cfg.film,
-                                  upsample=cfg.upsample or codec_cfg.tokenizer.upsample)
+    given = codec_cfg.tokenizer
+    extra = given.synthesis_extra_blocks if cfg.extra_blocks < 0 else cfg.extra_blocks
+    if extra < given.synthesis_extra_blocks:
+        raise ValueError(f"--extra-blocks {extra} would shrink a synthesis with {given.synthesis_extra_blocks}")
+    tok_cfg = dataclasses.replace(given, prefix_film=cfg.film, upsample=cfg.upsample or given.upsample,
+                                  synthesis_extra_blocks=extra)
     codec_cfg = dataclasses.replace(codec_cfg, name=cfg.name or codec_cfg.name, tokenizer=tok_cfg)
     model = CodecModel(codec_cfg).to(d.device)
+    if extra > given.synthesis_extra_blocks:  # load the given model, then copy it into the grown one
+        small = CodecModel(dataclasses.replace(codec_cfg, tokenizer=dataclasses.replace(tok_cfg, synthesis_extra_blocks=
+                                                                                         given.synthesis_extra_blocks)))
+        small.load_state_dict(state, strict=not cfg.film)
+        state = {k: v for k, v in small.state_dict().items() if not k.startswith("tokenizer.g_s.")}
+        load_into_grown(model.tokenizer.g_s, small.tokenizer.g_s)
+        state.update({k: v for k, v in model.state_dict().items() if k.startswith("tokenizer.g_s.")})
     model.load_state_dict(state, strict=not cfg.film)  # FiLM layers start at zero: the given synthesis
     model.requires_grad_(False).eval()
     g_s = model.tokenizer.g_s.requires_grad_(True).train()
