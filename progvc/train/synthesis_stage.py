@@ -30,6 +30,7 @@ from ..models.autoencoder import load_into_grown
 from ..stream.scales import missing_octaves
 from ..weights import parse_weights
 from . import common
+from .grid_loss import grid_loss
 from .tokenizer_stage import msssim_loss, psnr
 
 
@@ -50,6 +51,7 @@ class SynthesisTrainConfig:
     extra_blocks: int = -1  # -1 keeps the weights' synthesis_extra_blocks; more grows the synthesis
     w_mse: float = 5.0  # on [-1,1] pixels, beside L1
     w_msssim: float = 0.2
+    w_grid: float = 0.0  # the decode's 8-pixel phase profile against the source's (grid_loss)
     zoom_out: float = 0.5
     log_every: int = 25
     save_every: int = 200
@@ -123,6 +125,8 @@ def train(cfg: SynthesisTrainConfig) -> Path:
         x_hat = net(f_hat, missing)
         l1, mse, ms = (x_hat - x).abs().mean(), F.mse_loss(x_hat, x), msssim_loss(x_hat, x)
         loss = l1 + cfg.w_mse * mse + cfg.w_msssim * ms
+        if cfg.w_grid:
+            loss = loss + cfg.w_grid * grid_loss(x_hat, x)
         common.set_lr(opt, step, cfg)
         opt.zero_grad(set_to_none=True)
         loss.backward()

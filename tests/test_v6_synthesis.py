@@ -1,5 +1,6 @@
 """Issue 30 (v6 leg): a synthesis grown by zero-initialised residual blocks starts as the one it
-grew from, so the tokens (and the context model trained on them) stay valid."""
+grew from, so the tokens (and the context model trained on them) stay valid; the grid loss is the
+training twin of the bench's grid measure."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from progvc.codec.codec import Codec, CodecModel
 from progvc.models.autoencoder import ResBlock, SynthesisTransform, load_into_grown
 from progvc.models.config import tiny_config
 from progvc.train import synthesis_stage
+from progvc.train.grid_loss import grid_loss, phase_profile
 from progvc.weights import parse_weights, save_weights
 from tests.helpers import make_cache, smooth_clip
 
@@ -52,7 +54,33 @@ def test_synthesis_stage_grows_the_synthesis_and_keeps_the_stream(tmp_path):
     x = smooth_clip(3, 20, 28)
     a, b = before.encode(x, quality=60), after.encode(x, quality=60)
     np.testing.assert_array_equal(after.decode(b), before.decode(a))  # untrained extra blocks add nothing
+    trained = tmp_path / "trained"  # one step with the grid loss on: the grown blocks move
+    synthesis_stage.train(synthesis_stage.parse_args(
+        [a if a != str(out) else str(trained) for a in args] + ["--steps", "1", "--w-grid", "1", "--lr", "1e-2",
+                                                                 "--warmup", "0"]))
+    moved = Codec.from_file(trained / "model.safetensors", device="cpu")
+    assert moved.decode(moved.encode(x, quality=60)).shape == x.shape
+    assert moved.model.tokenizer.g_s.net[3].body[-1].weight.abs().sum() > 0  # an extra block, zero before
     with pytest.raises(ValueError, match="shrink"):
         synthesis_stage.train(synthesis_stage.parse_args(
             ["--weights", str(out / "model.safetensors"), "--out", str(tmp_path / "again"), "--extra-blocks", "0",
              "--film", "false", "--device", "cpu", "--steps", "0"]))
+
+
+def test_phase_profile_is_the_grid_measures_and_the_loss_sees_only_a_lattice():
+    from benchmarks.grid_measure import phase_means
+
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 16, 24) * 2 - 1
+    luma = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).numpy()
+    for b in range(2):
+        rs, rc = phase_means(luma[b:b + 1], 1)
+        cs, cc = phase_means(luma[b:b + 1], 2)
+        np.testing.assert_allclose(phase_profile(x)[b].numpy(), (rs + cs) / (rc + cc), rtol=1e-5)
+    assert grid_loss(x, x) == 0 and grid_loss(0.5 * x, x) < 1e-10  # sharpness alone is not a grid
+    lattice = x.clone()
+    lattice[..., 7::8] += 0.3  # a bright row and column every 8 pixels
+    lattice[..., 7::8, :] += 0.3
+    assert grid_loss(lattice, x) > 100 * grid_loss(x + 0.01 * torch.randn_like(x), x)
+    with pytest.raises(ValueError, match="multiple"):
+        phase_profile(x[..., :20])
