@@ -31,7 +31,7 @@ def run(clip: Path | None, frames: int, devices: list[str]) -> list[dict]:
     from tests.isa_decode import decode
 
     video = read_frames(clip, frames, 480) if clip else sample_clip(frames, 144, 176, seed=1).frames
-    codecs = {d: Codec.from_pretrained("progvc-small-v4p", device=d) for d in devices}
+    codecs = {d: Codec.from_pretrained(device=d) for d in devices}  # the default model
     streams = {d: c.encode(video, quality=60, gop_size=frames, preset="fast") for d, c in codecs.items()}
     rows, first = [], None
     for enc, data in streams.items():

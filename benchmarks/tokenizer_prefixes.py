@@ -15,7 +15,7 @@ greedy pyramid when each token costs the same (a coded stream spends fewer bits 
 ``--weights`` takes a shipped ``.safetensors`` or a training run's ``last.pt`` / ``tokenizer.safetensors``
 (a ``last.pt`` takes its config from ``--config-from``).
 
-    python -m benchmarks.tokenizer_prefixes ../shared/clips/dev --weights progvc/weights/progvc-small-v4p.safetensors \
+    python -m benchmarks.tokenizer_prefixes ../shared/clips/dev --weights progvc/weights/progvc-small-v5.safetensors \
         --clips 3 --out benchmarks/results/v5/v4_prefixes.json --threads 1
 """
 
@@ -38,7 +38,7 @@ from progvc.models.quantizer import resize
 from progvc.models.tokenizer import Tokenizer
 from progvc.weights import parse_weights
 
-DEFAULT_CONFIG = "progvc/weights/progvc-small-v4p.safetensors"  # v1-v4 runs: nearest up-sampling
+DEFAULT_CONFIG = "progvc/weights/progvc-small-v5.safetensors"  # a run's config.json sets up-sampling and blocks
 
 
 def load_tokenizer(path: str, config_from: str = DEFAULT_CONFIG) -> Tokenizer:
@@ -51,7 +51,10 @@ def load_tokenizer(path: str, config_from: str = DEFAULT_CONFIG) -> Tokenizer:
     if path.endswith(".pt"):
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
         run = json.loads((Path(path).parent / "config.json").read_text())
-        tok_cfg = dataclasses.replace(cfg.tokenizer, upsample=run.get("upsample") or cfg.tokenizer.upsample)
+        extra = run.get("extra_blocks", -1)  # a synthesis stage's: -1 keeps the weights' blocks
+        extra = cfg.tokenizer.synthesis_extra_blocks if extra < 0 else extra
+        tok_cfg = dataclasses.replace(cfg.tokenizer, upsample=run.get("upsample") or cfg.tokenizer.upsample,
+                                      synthesis_extra_blocks=extra)
         if "g_s" in ckpt:
             tok_cfg = dataclasses.replace(tok_cfg, prefix_film=bool(run.get("film", True)))
             state = {k: v for k, v in state.items() if not k.startswith("g_s.")}
