@@ -135,6 +135,8 @@ def load_into_grown(dst: SynthesisTransform, src: SynthesisTransform) -> None:
     level (``synthesis_extra_blocks``). Layers are paired in order; a residual block of ``dst`` with
     no block left at that place in ``src`` is an extra one and keeps its zero-initialised output,
     so ``dst`` computes what ``src`` does until trained."""
+    if dst.film is not None or src.film is not None:
+        raise ValueError("growing a synthesis with FiLM is not supported (its modulation sizes change)")
     old = iter(src.net)
     pending = next(old, None)
     for layer in dst.net:
@@ -146,5 +148,3 @@ def load_into_grown(dst: SynthesisTransform, src: SynthesisTransform) -> None:
         pending = next(old, None)
     if pending is not None:
         raise ValueError("the grown synthesis has fewer layers than the one it grows from")
-    if dst.film is not None and src.film is not None:
-        raise ValueError("growing a synthesis with FiLM is not supported (its modulation sizes change)")
