@@ -15,7 +15,7 @@ greedy pyramid when each token costs the same (a coded stream spends fewer bits 
 ``--weights`` takes a shipped ``.safetensors`` or a training run's ``last.pt`` / ``tokenizer.safetensors``
 (a ``last.pt`` takes its config from ``--config-from``).
 
-    python -m benchmarks.tokenizer_prefixes ../shared/clips/dev --weights progvc/weights/progvc-small-v5.safetensors \
+    python -m benchmarks.tokenizer_prefixes ../shared/clips/dev --weights progvc/weights/progvc-small-v4p.safetensors \
         --clips 3 --out benchmarks/results/v5/v4_prefixes.json --threads 1
 """
 
@@ -38,7 +38,7 @@ from progvc.models.quantizer import resize
 from progvc.models.tokenizer import Tokenizer
 from progvc.weights import parse_weights
 
-DEFAULT_CONFIG = "progvc/weights/progvc-small-v5.safetensors"  # a run's config.json sets up-sampling and blocks
+DEFAULT_CONFIG = "progvc/weights/progvc-small-v5.safetensors"  # v5 runs; v1-v4 runs (nearest): --config-from v4p
 
 
 def load_tokenizer(path: str, config_from: str = DEFAULT_CONFIG) -> Tokenizer:
