@@ -54,7 +54,9 @@ def load_tokenizer(path: str, config_from: str = DEFAULT_CONFIG) -> Tokenizer:
         extra = run.get("extra_blocks", -1)  # a synthesis stage's: -1 keeps the weights' blocks
         extra = cfg.tokenizer.synthesis_extra_blocks if extra < 0 else extra
         tok_cfg = dataclasses.replace(cfg.tokenizer, upsample=run.get("upsample") or cfg.tokenizer.upsample,
-                                      synthesis_extra_blocks=extra)
+                                      synthesis_extra_blocks=extra,
+                                      analysis_extra_blocks=run.get("analysis_extra_blocks",
+                                                                    cfg.tokenizer.analysis_extra_blocks))
         if "g_s" in ckpt:
             tok_cfg = dataclasses.replace(tok_cfg, prefix_film=bool(run.get("film", True)))
             state = {k: v for k, v in state.items() if not k.startswith("g_s.")}

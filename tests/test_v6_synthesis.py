@@ -84,3 +84,58 @@ def test_phase_profile_is_the_grid_measures_and_the_loss_sees_only_a_lattice():
     assert grid_loss(lattice, x) > 100 * grid_loss(x + 0.01 * torch.randn_like(x), x)
     with pytest.raises(ValueError, match="multiple"):
         phase_profile(x[..., :20])
+
+
+def test_grown_analysis_analyses_what_it_grew_from():
+    from progvc.models.autoencoder import AnalysisTransform
+
+    cfg = tiny_config().tokenizer
+    torch.manual_seed(1)
+    small = AnalysisTransform(cfg)
+    for p in small.parameters():
+        p.data.normal_(0, 0.1)
+    grown = AnalysisTransform(dataclasses.replace(cfg, analysis_extra_blocks=1))
+    load_into_grown(grown, small)
+    assert sum(isinstance(m, ResBlock) for m in grown.net) == sum(isinstance(m, ResBlock) for m in small.net) + 2
+    x = torch.rand(2, 3, 12, 16) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(grown(x), small(x))
+    with pytest.raises(ValueError, match="cannot grow"):
+        load_into_grown(SynthesisTransform(cfg), small)
+
+
+def test_tokenizer_stage_grows_both_transforms_from_a_weights_file(tmp_path):
+    from progvc.train import tokenizer_stage
+
+    torch.manual_seed(2)
+    cfg = tiny_config(name="progvc-base")
+    model = CodecModel(cfg)
+    for p in [*model.tokenizer.g_a.parameters(), *model.tokenizer.g_s.parameters()]:
+        p.data.normal_(0, 0.05)
+    base = tmp_path / "base.safetensors"
+    save_weights(base, model.state_dict(), cfg)
+    args = ["--cache", str(make_cache(tmp_path / "cache")), "--preset", "tiny", "--batch", "2", "--crop", "32",
+            "--w-adv", "0", "--device", "cpu", "--seed", "0", "--upsample", "nearest", "--init-from", str(base),
+            "--extra-blocks", "1", "--analysis-extra-blocks", "1"]
+    out = tmp_path / "grown"
+    tokenizer_stage.train(tokenizer_stage.parse_args(args + ["--out", str(out), "--steps", "0"]))
+    grown_cfg, state = parse_weights((out / "tokenizer.safetensors").read_bytes(), "grown")
+    assert (grown_cfg.tokenizer.synthesis_extra_blocks, grown_cfg.tokenizer.analysis_extra_blocks) == (1, 1)
+    from progvc.models.tokenizer import Tokenizer
+
+    grown = Tokenizer(grown_cfg.tokenizer)
+    grown.load_state_dict({k.split(".", 1)[1]: v for k, v in state.items()})
+    frames = torch.from_numpy(smooth_clip(2, 16, 24))
+    with torch.no_grad():  # untrained extra blocks: the same latent and the same decode
+        f = model.tokenizer.analyse(frames)
+        assert torch.equal(grown.analyse(frames), f)
+        assert torch.equal(grown.g_s(f), model.tokenizer.g_s(f))
+    trained = tmp_path / "trained"  # two steps with the grid loss on: an extra block of g_a moves
+    tokenizer_stage.train(tokenizer_stage.parse_args(args + ["--out", str(trained), "--steps", "2", "--w-grid", "1",
+                                                             "--lr", "1e-2", "--warmup", "0"]))
+    _, moved = parse_weights((trained / "tokenizer.safetensors").read_bytes(), "trained")
+    assert moved["tokenizer.g_a.net.3.body.5.weight"].abs().sum() > 0  # level 1's extra block, zero before
+    shrink = ["--extra-blocks", "0", "--analysis-extra-blocks", "0", "--out", str(tmp_path / "x"), "--steps", "0",
+              "--init-from", str(trained / "tokenizer.safetensors")]
+    with pytest.raises(ValueError, match="shrink"):
+        tokenizer_stage.train(tokenizer_stage.parse_args(args + shrink))

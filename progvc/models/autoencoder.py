@@ -61,17 +61,21 @@ def _level_channels(cfg: TokenizerConfig) -> list[int]:
 
 
 class AnalysisTransform(nn.Module):
-    """``g_a``: (B,3,H,W) in [-1,1] -> latent (B,C,H/s,W/s)."""
+    """``g_a``: (B,3,H,W) in [-1,1] -> latent (B,C,H/s,W/s).
+
+    ``analysis_extra_blocks`` adds that many residual blocks at each level below full resolution
+    and at the latent (zero-initialised: see :func:`load_into_grown`)."""
 
     def __init__(self, cfg: TokenizerConfig) -> None:
         super().__init__()
         ch = _level_channels(cfg)
+        extra = cfg.analysis_extra_blocks
         layers: list[nn.Module] = [nn.Conv2d(3, ch[0], 3, padding=1)]
         for i in range(len(ch) - 1):
             if i > 0:
-                layers.append(ResBlock(ch[i]))
+                layers += [ResBlock(ch[i]) for _ in range(1 + extra)]
             layers.append(nn.Conv2d(ch[i], ch[i + 1], 4, stride=2, padding=1))
-        layers += [ResBlock(ch[-1]), ResBlock(ch[-1]), _norm(ch[-1]), nn.SiLU(),
+        layers += [*(ResBlock(ch[-1]) for _ in range(2 + extra)), _norm(ch[-1]), nn.SiLU(),
                    nn.Conv2d(ch[-1], cfg.latent_channels, 1)]
         self.net = nn.Sequential(*layers)
 
@@ -130,12 +134,14 @@ class SynthesisTransform(nn.Module):
         return y
 
 
-def load_into_grown(dst: SynthesisTransform, src: SynthesisTransform) -> None:
-    """Copy ``src`` into ``dst``, a synthesis with the same levels and more residual blocks per
-    level (``synthesis_extra_blocks``). Layers are paired in order; a residual block of ``dst`` with
-    no block left at that place in ``src`` is an extra one and keeps its zero-initialised output,
-    so ``dst`` computes what ``src`` does until trained."""
-    if dst.film is not None or src.film is not None:
+def load_into_grown(dst: AnalysisTransform | SynthesisTransform, src: AnalysisTransform | SynthesisTransform) -> None:
+    """Copy ``src`` into ``dst``, a transform of the same kind with the same levels and more residual
+    blocks per level (``synthesis_extra_blocks`` / ``analysis_extra_blocks``). Layers are paired in
+    order; a residual block of ``dst`` with no block left at that place in ``src`` is an extra one
+    and keeps its zero-initialised output, so ``dst`` computes what ``src`` does until trained."""
+    if type(dst) is not type(src):
+        raise ValueError(f"cannot grow a {type(dst).__name__} from a {type(src).__name__}")
+    if getattr(dst, "film", None) is not None or getattr(src, "film", None) is not None:
         raise ValueError("growing a synthesis with FiLM is not supported (its modulation sizes change)")
     old = iter(src.net)
     pending = next(old, None)
@@ -143,8 +149,8 @@ def load_into_grown(dst: SynthesisTransform, src: SynthesisTransform) -> None:
         if isinstance(layer, ResBlock) and not isinstance(pending, ResBlock):
             continue
         if pending is None or type(layer) is not type(pending):
-            raise ValueError("the synthesis transforms differ in more than their residual blocks")
+            raise ValueError("the transforms differ in more than their residual blocks")
         layer.load_state_dict(pending.state_dict())
         pending = next(old, None)
     if pending is not None:
-        raise ValueError("the grown synthesis has fewer layers than the one it grows from")
+        raise ValueError("the grown transform has fewer layers than the one it grows from")

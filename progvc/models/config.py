@@ -34,7 +34,9 @@ class TokenizerConfig:
 its resolution between levels, ``"nearest"`` (v4 and earlier; leaves a period-8 grid in the picture)
 or ``"bilinear"``. ``synthesis_extra_blocks``: residual blocks the synthesis adds at each level
 below full resolution (v6), zero-initialised so that a synthesis warm-started without them
-decodes the same until trained.
+decodes the same until trained; ``analysis_extra_blocks`` does the same for ``g_a`` (at each level
+below full resolution and at the latent), so an encoder grown from a trained one analyses the same
+until trained.
     """
 
     stride: int = 16
@@ -47,12 +49,14 @@ decodes the same until trained.
     prefix_film: bool = False
     upsample: str = "nearest"
     synthesis_extra_blocks: int = 0
+    analysis_extra_blocks: int = 0
 
     def __post_init__(self) -> None:
         if self.upsample not in UPSAMPLE_MODES:
             raise ConfigError(f"tokenizer upsample must be one of {sorted(UPSAMPLE_MODES)}, got {self.upsample!r}")
-        if not 0 <= self.synthesis_extra_blocks <= 8:
-            raise ConfigError(f"synthesis_extra_blocks must be in 0..8, got {self.synthesis_extra_blocks}")
+        for name in ("synthesis_extra_blocks", "analysis_extra_blocks"):
+            if not 0 <= getattr(self, name) <= 8:
+                raise ConfigError(f"{name} must be in 0..8, got {getattr(self, name)}")
         if self.stride < 1 or self.stride & (self.stride - 1):
             raise ConfigError(f"tokenizer stride must be a power of two, got {self.stride}")
         if 2 ** (len(self.channels) - 1) > self.stride:
@@ -114,7 +118,7 @@ class CodecConfig:
             raise ConfigError(f"model name must be 1..{MAX_NAME} ASCII characters, got {self.name!r}")
 
     def to_json(self) -> str:
-        """The config as JSON; ``portable``, ``upsample`` and ``synthesis_extra_blocks`` only when not
+        """The config as JSON; ``portable``, ``upsample`` and the extra blocks only when not
         their defaults, so an older model's JSON (and with it the hash of a model made in memory) is
         what it was before those fields existed."""
         raw = dataclasses.asdict(self)
@@ -122,8 +126,9 @@ class CodecConfig:
             del raw["context"]["portable"]
         if raw["tokenizer"]["upsample"] == "nearest":
             del raw["tokenizer"]["upsample"]
-        if not raw["tokenizer"]["synthesis_extra_blocks"]:
-            del raw["tokenizer"]["synthesis_extra_blocks"]
+        for name in ("synthesis_extra_blocks", "analysis_extra_blocks"):
+            if not raw["tokenizer"][name]:
+                del raw["tokenizer"][name]
         return json.dumps(raw, sort_keys=True)
 
     @classmethod

@@ -12,10 +12,18 @@
 The tables are computed here with the platform's math library and then *stored*: the weights file
 is the definition, whatever machine made it. Calibration is not needed: activations are scaled
 per row at run time (:func:`progvc.models.exact_ops.quantize_rows`).
+
+``to_float(portable)`` goes the other way, for training: a float :class:`~progvc.models.context.ContextModel`
+state that computes what the portable model does up to its rounding (each weight within half a step
+of its 8-bit grid), to warm-start a context leg when the float model a portable one was made from is
+gone. Layer norms come back with the affine part folded into the layers that read them (gain 1, bias 0),
+except ``ln_mem``, which shares ``kv`` with ``ln1``: its gain and bias are fitted from the two folded
+layers by least squares.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -96,3 +104,47 @@ def convert(context: ContextModel, vq: MultiScaleResidualVQ) -> dict[str, torch.
     _set_normed(out.head, context.head, context.norm, ops.LOGIT_FRAC)
     _set_normed(out.copy_gate, context.copy_gate, context.norm, ops.LOGIT_FRAC)
     return out.state_dict()
+
+
+def _get_linear(src: dict[str, torch.Tensor], name: str, in_frac: int,
+                out_frac: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The float (weight (N,K), bias (N,)) of portable layer ``name`` (inverse of :func:`_set_linear`)."""
+    unit = src[f"{name}.mult"].double() * torch.pow(2.0, -src[f"{name}.shift"].double())
+    weight = src[f"{name}.weight"].double() * (unit * 2.0 ** (in_frac - out_frac))[:, None]
+    return weight, src[f"{name}.bias"].double() / 2.0 ** out_frac
+
+
+@torch.no_grad()
+def to_float(portable: dict[str, torch.Tensor], cfg: ContextConfig, tok: TokenizerConfig) -> dict[str, torch.Tensor]:
+    """The state dict of a float :class:`ContextModel` that computes what the portable model whose
+    state is ``portable`` (keys as :class:`PortableContextModel`'s) does, up to its rounding."""
+    out = ContextModel(dataclasses.replace(cfg, portable=False), tok).state_dict()
+    put = {name: portable[name].double() / (1 << ops.FRAC) for name in ("sos", "scale_emb", "lag_emb", "intra")}
+
+    def linear(dst: str, src: str, in_frac: int = ops.FRAC, out_frac: int = ops.FRAC, gain: float = 1.0) -> None:
+        weight, bias = _get_linear(portable, src, in_frac, out_frac)
+        put[f"{dst}.weight"], put[f"{dst}.bias"] = weight / gain, bias / gain
+
+    for name in ("in_proj", "mem_proj", "prev_proj") + (("rd_proj",) if cfg.rd_conditioning else ()):
+        linear(name, name)
+    head_dim = cfg.dim // cfg.heads
+    for i in range(cfg.depth):
+        b = f"blocks.{i}"
+        linear(f"{b}.q", f"{b}.q", ops.NORM_FRAC, gain=head_dim ** -0.5)
+        linear(f"{b}.kv", f"{b}.kv", ops.NORM_FRAC)
+        linear(f"{b}.proj", f"{b}.proj")
+        linear(f"{b}.mlp.fc1", f"{b}.fc1", ops.NORM_FRAC)
+        linear(f"{b}.mlp.fc2", f"{b}.fc2")
+        for norm in ("ln1", "ln2"):
+            put[f"{b}.{norm}.weight"], put[f"{b}.{norm}.bias"] = torch.ones(cfg.dim), torch.zeros(cfg.dim)
+        kv, kv_bias = put[f"{b}.kv.weight"], put[f"{b}.kv.bias"]
+        mem, mem_bias = _get_linear(portable, f"{b}.kv_mem", ops.NORM_FRAC, ops.FRAC)
+        put[f"{b}.ln_mem.weight"] = (kv * mem).sum(0) / (kv * kv).sum(0).clamp(min=1e-12)  # per column: mem = kv g
+        put[f"{b}.ln_mem.bias"] = torch.linalg.lstsq(kv, (mem_bias - kv_bias)[:, None]).solution[:, 0]
+    linear("head", "head", ops.NORM_FRAC, ops.LOGIT_FRAC)
+    linear("copy_gate", "copy_gate", ops.NORM_FRAC, ops.LOGIT_FRAC)
+    put["norm.weight"], put["norm.bias"] = torch.ones(cfg.dim), torch.zeros(cfg.dim)
+    missing = set(out) - set(put)
+    if missing:
+        raise ValueError(f"to_float does not know these context parameters: {sorted(missing)}")
+    return {k: put[k].to(out[k].dtype).reshape(out[k].shape) for k in out}

@@ -9,6 +9,12 @@ decodes to a plausible picture; with ``prefix_share`` > 0 the prefix is drawn pe
 unused for ``restart_every`` steps are re-seeded from vectors the quantiser just looked up (usage
 is logged as share-used and perplexity).
 
+``--extra-blocks N`` / ``--analysis-extra-blocks N`` grow ``g_s`` / ``g_a`` by N residual blocks per
+level (``TokenizerConfig.synthesis_extra_blocks`` / ``analysis_extra_blocks``); warm-started from a
+progvc weights file with fewer, the grown tokenizer starts as the given one
+(:func:`progvc.models.autoencoder.load_into_grown`). ``--w-grid`` adds the grid loss
+(:mod:`progvc.train.grid_loss`) of every decode.
+
     python -m progvc.train.tokenizer_stage --cache cache/train --out runs/tok --steps 4000
     torchrun --nproc_per_node 8 -m progvc.train.tokenizer_stage ...      (several GPUs)
 """
@@ -24,12 +30,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..models.config import PRESETS
+from ..models.autoencoder import load_into_grown
+from ..models.config import PRESETS, TokenizerConfig
 from ..models.tokenizer import Tokenizer
 from ..stream.scales import missing_octaves
-from ..weights import save_weights
+from ..weights import parse_weights, save_weights
 from . import common
 from .discriminator import PatchDiscriminator, d_hinge, g_hinge
+from .grid_loss import grid_loss
 from .prefix import draw_prefixes, per_item_psnr, prefix_forward
 
 
@@ -52,6 +60,9 @@ class TokenizerTrainConfig:
     prefix_min: int = 3  # fewest scales a dropped crop keeps
     zoom_out: float = 0.0  # share of crops taken at 2x size and area-downscaled (ClipWindows)
     upsample: str = "bilinear"  # the synthesis' up-sampling (TokenizerConfig.upsample): v5's; v1-v4 used nearest
+    extra_blocks: int = 0  # TokenizerConfig.synthesis_extra_blocks
+    analysis_extra_blocks: int = 0  # TokenizerConfig.analysis_extra_blocks
+    w_grid: float = 0.0  # the decode's 8-pixel phase profile against the source's (grid_loss)
     restart_every: int = 100
     log_every: int = 50
     save_every: int = 250
@@ -111,7 +122,8 @@ def train(cfg: TokenizerTrainConfig) -> Path:
     d = common.setup(cfg.device, cfg.seed, cfg.threads)
     out = Path(cfg.out)
     codec_cfg = PRESETS[cfg.preset]()
-    tok_cfg = dataclasses.replace(codec_cfg.tokenizer, upsample=cfg.upsample)
+    tok_cfg = dataclasses.replace(codec_cfg.tokenizer, upsample=cfg.upsample, synthesis_extra_blocks=cfg.extra_blocks,
+                                  analysis_extra_blocks=cfg.analysis_extra_blocks)
     codec_cfg = dataclasses.replace(codec_cfg, tokenizer=tok_cfg)
     tok = Tokenizer(codec_cfg.tokenizer).to(d.device)
     disc = PatchDiscriminator().to(d.device)
@@ -119,7 +131,11 @@ def train(cfg: TokenizerTrainConfig) -> Path:
     opt_d = torch.optim.AdamW(disc.parameters(), lr=cfg.lr, betas=(0.5, 0.9), weight_decay=0.0)
     modules = {"tokenizer": tok, "disc": disc, "opt": opt, "opt_d": opt_d}
     start = common.load_checkpoint(out, modules, d.device)
-    common.init_from(tok, cfg, start)
+    if start == 0 and cfg.init_from.endswith(".safetensors") and grows(tok_cfg, cfg.init_from):
+        print(f"warm start: grown from {cfg.init_from}", flush=True)
+        grow_from(tok, cfg.init_from)
+    else:
+        common.init_from(tok, cfg, start)
     if d.main:
         common.save_config(out, cfg)
     model = common.wrap(tok, d, unused_ok=True)  # dropped scales leave the last phi unused
@@ -150,6 +166,8 @@ def train(cfg: TokenizerTrainConfig) -> Path:
         l1 = (x_hat - x).abs().mean()
         ms = msssim_loss(x_hat, x)
         loss = l1 + cfg.w_mse * F.mse_loss(x_hat, x) + cfg.w_msssim * ms + vq_loss
+        if cfg.w_grid:
+            loss = loss + cfg.w_grid * grid_loss(x_hat, x)
         gan_on = step >= cfg.disc_start and cfg.w_adv > 0
         if gan_on:
             loss = loss + cfg.w_adv * g_hinge(disc(x_hat))
@@ -188,6 +206,34 @@ def train(cfg: TokenizerTrainConfig) -> Path:
         state = {f"tokenizer.{k}": v for k, v in tok.state_dict().items()}
         save_weights(out / "tokenizer.safetensors", state, codec_cfg)
     return out
+
+
+def _given_tokenizer(path: str) -> tuple[TokenizerConfig, dict[str, torch.Tensor]]:
+    """The tokenizer config and state (without the ``tokenizer.`` prefix) of a progvc weights file."""
+    cfg, state = parse_weights(Path(path).read_bytes(), path)
+    return cfg.tokenizer, {k.split(".", 1)[1]: v for k, v in state.items() if k.startswith("tokenizer.")}
+
+
+def grows(tok_cfg: TokenizerConfig, path: str) -> bool:
+    """Whether ``tok_cfg`` has more extra residual blocks than the tokenizer in weights file ``path``
+    (and refuses one that has fewer: a tokenizer does not shrink)."""
+    given, _ = _given_tokenizer(path)
+    more = [getattr(tok_cfg, n) - getattr(given, n) for n in ("synthesis_extra_blocks", "analysis_extra_blocks")]
+    if min(more) < 0:
+        raise ValueError(f"{path} has more extra residual blocks than this run's tokenizer; it would shrink")
+    return max(more) > 0
+
+
+def grow_from(tok: Tokenizer, path: str) -> None:
+    """Load the tokenizer of weights file ``path`` into ``tok``, which has the same config but more
+    extra residual blocks: ``tok`` then computes what the given tokenizer does until trained."""
+    given, state = _given_tokenizer(path)
+    small = Tokenizer(dataclasses.replace(tok.cfg, synthesis_extra_blocks=given.synthesis_extra_blocks,
+                                          analysis_extra_blocks=given.analysis_extra_blocks))
+    small.load_state_dict(state)
+    load_into_grown(tok.g_a, small.g_a)
+    load_into_grown(tok.g_s, small.g_s)
+    tok.vq.load_state_dict(small.vq.state_dict())
 
 
 def batch_psnr(x_hat: torch.Tensor, x: torch.Tensor, n_keep: int | None, keep: torch.Tensor | None,

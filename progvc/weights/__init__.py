@@ -137,7 +137,8 @@ def _config(meta: Any, origin: str) -> CodecConfig:
     return config
 
 
-_ZERO_OK = frozenset({"temporal_window", "local_from", "synthesis_extra_blocks"})  # integers for which 0 is "none"
+_ZERO_OK = frozenset({"temporal_window", "local_from", "synthesis_extra_blocks",
+                      "analysis_extra_blocks"})  # integers for which 0 is "none"
 
 
 def _check_config(config: CodecConfig) -> None:
