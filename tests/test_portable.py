@@ -133,3 +133,28 @@ def test_to_float_undoes_the_conversion_up_to_its_rounding():
                 assert off.max() <= 2 and off.float().mean() < 0.5, name
             else:
                 assert off.max() <= 1 and off.float().mean() < 0.02, name
+
+
+def test_to_float_command_writes_a_float_model_that_codes_like_the_portable_one(tmp_path):
+    import dataclasses
+
+    from progvc.train.portable import main
+    from progvc.weights import parse_weights, save_weights
+
+    float_codec, codec = portable_pair(4)
+    src = tmp_path / "portable.safetensors"
+    save_weights(src, codec.model.state_dict(), codec.config)
+    out = tmp_path / "float.safetensors"
+    assert main([str(src), "--to-float", str(out)]) == 0
+    config, state = parse_weights(out.read_bytes(), "float")
+    assert config == dataclasses.replace(codec.config, context=dataclasses.replace(codec.config.context,
+                                                                                   portable=False))
+    assert all(torch.equal(state[k], v) for k, v in codec.model.state_dict().items() if k.startswith("tokenizer."))
+    back = Codec.from_file(out, device="cpu")
+    grids = back.tokenizer.grids(24, 40)
+    tokens = random_tokens(back, grids, 2, 6)
+    a = torch.cat([torch.cat(r) for r in coded_logits(float_codec, tokens, grids)])
+    b = torch.cat([torch.cat(r) for r in coded_logits(back, tokens, grids)])
+    assert (a - b).abs().mean() < 0.01 * a.abs().mean() + 1e-3
+    with pytest.raises(SystemExit, match="not portable"):
+        main([str(out), "--to-float", str(tmp_path / "again.safetensors")])
