@@ -215,6 +215,8 @@ def _encode_options(p: argparse.ArgumentParser) -> None:
                    **_help(e, "coarse_lambda_scale"))
     p.add_argument("--skip-block", type=int, choices=bs.SKIP_BLOCKS, metavar="B", **_help(e, "skip_block"))
     p.add_argument("--resize", type=int, choices=bs.RESIZE_FACTORS, metavar="F", **_help(e, "resize"))
+    p.add_argument("--no-deblock", dest="deblock", action="store_false", default=None,
+                   help="do not ask the decoder to deblock (default: ask; progvc.video.deblock)")
     _limit_options(p, total=False)
     _model_options(p, "the default one")
     _progress_options(p)
@@ -234,6 +236,8 @@ def _decode_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-k", type=whole(0, sys.maxsize), metavar="K", **_help(d, "top_k"))
     p.add_argument("--top-p", type=positive(), metavar="P", **_help(d, "top_p"))
     p.add_argument("--partial", action="store_true", help=spec(d, "partial")[1])
+    p.add_argument("--no-deblock", dest="deblock", action="store_false", default=None,
+                   help="give the synthesis' pictures as they are (default: deblocked where the stream asks)")
     _limit_options(p, total=True)
     _model_options(p, "the one named in the stream")
     _progress_options(p)

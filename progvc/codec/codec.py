@@ -309,7 +309,7 @@ class Codec:
         if not stream.gops:
             raise BitstreamError("the stream holds no complete chunk to decode; wait for more bytes")
         n_frames = sum(let_in.header.gop_frames(g) for g in range(len(stream.gops)))
-        gops = self._decoded_gops(stream, let_in.n_req, let_in.fill, opts.progress)
+        gops = self._decoded_gops(stream, let_in.n_req, let_in.fill, opts.progress, opts.deblock)
         return DecodedGops(let_in.header, n_frames, gops, let_in.scales, let_in.fill.mode)
 
     def admit(self, data: bytes, options: DecodeOptions, **kwargs: Any) -> Admission:
@@ -319,8 +319,8 @@ class Codec:
             self.check_scales(options.n_scales)
         return admit(data, options, config=self.config, check_model=self.check_model, **kwargs)
 
-    def _decoded_gops(self, stream: bs.Stream, n_req: int, opts: FillOptions, progress: bool
-                      ) -> Iterator[np.ndarray]:
+    def _decoded_gops(self, stream: bs.Stream, n_req: int, opts: FillOptions, progress: bool,
+                      deblock: bool = True) -> Iterator[np.ndarray]:
         """The frames of each GOP, decoded when asked for. Coding mode is entered per GOP and left
         before each ``yield``: the caller's code between GOPs runs under its own torch settings. The
         progress bar counts (frame, scale) steps across GOPs and closes when the iterator does."""
@@ -331,16 +331,16 @@ class Codec:
             for g, chunks in enumerate(stream.gops):
                 bar.gop(g)
                 with coding_mode(), _allocation_errors(h, h.gop_frames(g)):
-                    decoder = self.gop_decoder(h, g, stream.rd_lambda(g), opts, bar)
+                    decoder = self.gop_decoder(h, g, stream.rd_lambda(g), opts, bar, deblock)
                     for chunk in chunks[:n_req]:
                         decoder.add(chunk)
                     frames = decoder.frames()
                 yield frames
 
     def gop_decoder(self, header: bs.StreamHeader, gop: int, rd_lambda: float, fill: FillOptions,
-                    bar: Progress = NO_PROGRESS) -> GopDecoder:
+                    bar: Progress = NO_PROGRESS, deblock: bool = True) -> GopDecoder:
         """A :class:`~progvc.coding.gop.GopDecoder` for GOP ``gop`` of a stream with this header."""
-        return GopDecoder(self.tokenizer, self.context, header, gop, rd_lambda, fill, bar)
+        return GopDecoder(self.tokenizer, self.context, header, gop, rd_lambda, fill, bar, deblock)
 
     # -- token level ---------------------------------------------------------------------------
     def tokenize(self, video: Any, *, options: EncodeOptions | None = None, **kwargs: Any
@@ -415,7 +415,7 @@ class _EncodeJob:
                                DEFAULT_SAMPLING.top_k if o.top_k is None else o.top_k,
                                DEFAULT_SAMPLING.top_p if o.top_p is None else o.top_p, o.temporal,
                                o.skip_block if o.temporal else 0, modes=o.temporal, resize=o.resize,
-                               portable=self.encoder.ctx.portable)
+                               portable=self.encoder.ctx.portable, deblock=o.deblock)
 
     @staticmethod
     def stream(coded: list[EncodedGop], header: bs.StreamHeader) -> bs.Stream:

@@ -196,6 +196,8 @@ class EncodeOptions(_Options):
         None, "code the frames at 1/F of their width and height and let the decoder scale them back up (pays at "
         "low rates; the decoded video keeps the input's size; default: 1, or with bpp whichever of 1, 2 and 3 "
         "decodes closest to the input)", OneOf(bs.RESIZE_FACTORS, "1: code the frames at their own size"))
+    deblock: bool = option(True, "ask the decoder to deblock the GOPs it decodes from every scale (a header "
+                           "flag; progvc.video.deblock): smooths small steps at the tokenizer's 8-pixel cells")
     seed: int = option(0, "the decoder's default sampling seed, stored in the stream", _seed)
     temperature: float | None = option(None, "the decoder's default sampling temperature, stored in the stream "
                                        "(default: progvc.coding.fill.DEFAULT_SAMPLING)", _sampling)
@@ -239,6 +241,9 @@ class DecodeOptions(_Options):
                                _sampling)
     top_p: float | None = option(None, "nucleus sampling mass in (0, 1] (default: the stream's)", _sampling)
     partial: bool = option(False, "accept a stream cut short and decode the GOPs it holds")
+    deblock: bool = option(True, "deblock the GOPs decoded from every scale when the stream asks for it (its "
+                           "encoder's deblock option; progvc.video.deblock); False gives the synthesis' "
+                           "pictures as they are")
     progress: bool = option(False, "show progress per frame and scale on stderr")
     limits: Limits | None = option(None, "resource limits (default: progvc.Limits())")
 

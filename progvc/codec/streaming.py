@@ -199,7 +199,8 @@ class Decoder:
         assert h is not None
         with coding_mode():
             if self._gop_decoder is None:
-                self._gop_decoder = self.codec.gop_decoder(h, self._gop, self._rd_lambda, self._fill)
+                self._gop_decoder = self.codec.gop_decoder(h, self._gop, self._rd_lambda, self._fill,
+                                                           deblock=self.options.deblock)
             self._gop_decoder.add(self._chunks[self._coded])
             self._coded += 1
         if final or (self.previews and show):

@@ -7,7 +7,8 @@
                                the block-skip flags (frames after the first, progvc.coding.skip), then
                                the tokens of the blocks not skipped
     GopDecoder:  chunk k ─► GopState.run(scale k, range-decode) ─► CRC check      (chunks arrive one by one)
-                 frames() ─► fill the scales not sent (progvc.coding.fill) ─► g_s ─► (T,H,W,3) uint8
+                 frames() ─► fill the scales not sent (progvc.coding.fill) ─► g_s ─► deblock ─► (T,H,W,3) uint8
+                            (deblock: header flag, every scale decoded; progvc.video.deblock)
 
 ``Codec.decode`` feeds a GOP's chunks at once; the streaming ``Decoder`` feeds them as their bytes
 arrive and asks for frames in between (``final=False`` fills a fork of the state, so later chunks
@@ -30,6 +31,7 @@ from ..runtime.errors import BitstreamError
 from ..runtime.progress import NO_PROGRESS, Progress
 from ..stream import format as bs
 from ..stream.scales import missing_octaves, prefix_terms
+from ..video.deblock import deblock
 from ..video.resize import upsample
 from .context_modes import ModeModel
 from .entropy import ChunkDecoder, probability_table
@@ -205,8 +207,9 @@ class GopDecoder:
     advances once per (frame, scale) decoded or filled)."""
 
     def __init__(self, tokenizer: Tokenizer, context: ContextModel, header: bs.StreamHeader, gop: int,
-                 rd_lambda: float, fill: FillOptions, bar: Progress = NO_PROGRESS) -> None:
+                 rd_lambda: float, fill: FillOptions, bar: Progress = NO_PROGRESS, deblock: bool = True) -> None:
         self.tok, self.header, self.gop, self.fill, self.bar = tokenizer, header, gop, fill, bar
+        self.deblock = deblock
         self.state = GopState(context, tokenizer.vq, list(header.grids), header.gop_frames(gop),
                               temporal=header.temporal, lam=rd_lambda)
         self.coded = 0
@@ -256,6 +259,8 @@ class GopDecoder:
         pictures = self.tok.synthesise(state.f_hat, height, width, missing)
         if sent is not None:  # the sent scales' picture plus the draw's finest band
             pictures = add_detail(self.tok.synthesise(sent, height, width, missing), pictures)
+        if self.deblock and h.deblock and self.coded == len(grids):  # prefixes: see progvc.video.deblock
+            pictures = deblock(pictures, self.tok.cfg.stride)
         return upsample(pictures, h.resize, h.height, h.width).cpu().numpy()
 
     def token_maps(self) -> list[torch.Tensor]:

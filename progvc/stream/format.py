@@ -98,6 +98,10 @@ _RESIZE_SHIFT = 4
 FLAG_SAMPLING = 64
 """Header flag bit 6 (version 6): the sampling fields follow the flags. Without it they are
 :data:`IMPLIED_SAMPLING`, the encoder's defaults, and take no bytes."""
+FLAG_DEBLOCK = 128
+"""Header flag bit 7 (versions 7 and 8, progvc 0.4.2): the decoder deblocks the GOPs it decodes from
+every scale (:mod:`progvc.video.deblock`). Without it a stream decodes to the synthesis' pictures, as
+every stream before it did; an older decoder refuses a stream with it ("unknown header flags")."""
 IMPLIED_SAMPLING = (0, struct.unpack("<f", struct.pack("<f", 0.3))[0], 16, 1.0)
 """(seed, temperature, top_k, top_p) of a version-6 header without flag bit 6 (the temperature as
 the f32 it is stored as): ``progvc.coding.fill.DEFAULT_SAMPLING`` with seed 0."""
@@ -142,6 +146,7 @@ class StreamHeader:
     resize: int = 1
     version: int = 0
     portable: bool = False
+    deblock: bool = False
 
     def __post_init__(self) -> None:
         if self.version == 0:
@@ -309,7 +314,7 @@ def pack_header(h: StreamHeader) -> bytes:
     explicit = sampling != IMPLIED_SAMPLING
     flags = ((0 if h.temporal else FLAG_INTRA) | SKIP_BLOCKS.index(h.skip_block) << _SKIP_SHIFT
              | (FLAG_MODES if h.modes else 0) | RESIZE_FACTORS.index(h.resize) << _RESIZE_SHIFT
-             | (FLAG_SAMPLING if explicit else 0))
+             | (FLAG_SAMPLING if explicit else 0) | (FLAG_DEBLOCK if h.deblock else 0))
     body = (bytes([len(name)]) + name + h.weights_sha256[:WEIGHTS_ID_BYTES]
             + b"".join(varint(v) for v in (h.width, h.height, h.n_frames, h.fps.numerator, h.fps.denominator,
                                            h.gop_size))
@@ -372,13 +377,14 @@ def _unpack_header(data: bytes | memoryview) -> tuple[StreamHeader, int]:
     w, h, t, fn, fd, gop, coded, (seed, temp, top_k, top_p), flags, grids = (
         _read_body_v5(body, pos) if version <= _WIDE_CHUNKS else _read_body_v6(body, pos, version > _FULL_HEADERS))
     known = (FLAG_INTRA | (3 << _SKIP_SHIFT if version >= 3 else 0) | (FLAG_MODES if version >= 4 else 0)
-             | (3 << _RESIZE_SHIFT if version >= 5 else 0) | (FLAG_SAMPLING if version >= 6 else 0))
+             | (3 << _RESIZE_SHIFT if version >= 5 else 0) | (FLAG_SAMPLING if version >= 6 else 0)
+             | (FLAG_DEBLOCK if version >= FLOAT_VERSION else 0))
     _check(flags & ~known == 0, f"unknown header flags {flags:#x}")
     _check(fd > 0 and fn > 0, "frame rate is zero")
     header = StreamHeader(name.decode(), sha, w, h, t, Fraction(fn, fd), gop, grids, coded, seed, temp, top_k,
                           top_p, not flags & FLAG_INTRA, SKIP_BLOCKS[flags >> _SKIP_SHIFT & 3],
                           bool(flags & FLAG_MODES), RESIZE_FACTORS[flags >> _RESIZE_SHIFT & 3], version,
-                          version >= PORTABLE_VERSION)
+                          version >= PORTABLE_VERSION, bool(flags & FLAG_DEBLOCK))
     _validate_header(header)
     return header, end + 4
 

@@ -42,6 +42,7 @@ class StreamInfo:
     complete: bool
     resize: int = 1
     coding_temperatures: tuple[float, ...] = ()
+    deblock: bool = False
 
     @property
     def tokens_per_frame(self) -> tuple[int, ...]:
@@ -68,7 +69,7 @@ class StreamInfo:
             f"scales      {self.coded_scales} of {self.n_scales} coded" + ("" if self.complete else " (cut short)")
             + ("" if self.temporal else ", no temporal context")
             + (f", block skip {self.skip_block}x{self.skip_block}" if self.skip_block else "")
-            + (", context modes" if self.modes else ""),
+            + (", context modes" if self.modes else "") + (", deblocked" if self.deblock else ""),
             f"size        {self.total_bytes} bytes, {self.bpp:.4f} bpp "
             f"(header {self.header_bytes}, index {self.index_bytes})",
             f"sampling    seed {self.seed}, temperature {self.temperature:g}, top-k {self.top_k}, "
@@ -98,5 +99,5 @@ def info(data: bytes, *, partial: bool = False) -> StreamInfo:
                       h.skip_block, h.modes, h.grids, memoryview(data).nbytes, header_bytes, stream.index_bytes,
                       tuple(per_scale),
                       stream.complete, h.resize,
-                      tuple(sum(t) / len(t) for t in temperatures if t))
+                      tuple(sum(t) / len(t) for t in temperatures if t), h.deblock)
 
