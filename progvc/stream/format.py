@@ -125,7 +125,8 @@ class StreamHeader:
     :data:`WEIGHTS_ID_BYTES` bytes (what version 7 stores; :func:`pack` writes those whatever it is
     given); ``version`` is the format version the stream was read from (it sets the layout of its
     GOP units); 0, the default, stands for the one :func:`pack` writes: :data:`PORTABLE_VERSION` if
-    ``portable`` (the stream's model computes in exact integers), else :data:`FLOAT_VERSION`."""
+    ``portable`` (the stream's model computes in exact integers), else :data:`FLOAT_VERSION`.
+    ``deblock``: the decoder deblocks the GOPs it decodes from every scale (:data:`FLAG_DEBLOCK`)."""
 
     model_name: str
     weights_sha256: bytes
