@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from ..models.autoencoder import load_into_grown
-from ..models.config import PRESETS, TokenizerConfig
+from ..models.config import PRESETS
 from ..models.tokenizer import Tokenizer
 from ..stream.scales import missing_octaves
 from ..weights import parse_weights, save_weights
@@ -131,9 +131,8 @@ def train(cfg: TokenizerTrainConfig) -> Path:
     opt_d = torch.optim.AdamW(disc.parameters(), lr=cfg.lr, betas=(0.5, 0.9), weight_decay=0.0)
     modules = {"tokenizer": tok, "disc": disc, "opt": opt, "opt_d": opt_d}
     start = common.load_checkpoint(out, modules, d.device)
-    if start == 0 and cfg.init_from.endswith(".safetensors") and grows(tok_cfg, cfg.init_from):
+    if start == 0 and cfg.init_from.endswith(".safetensors") and grow_from(tok, cfg.init_from):
         print(f"warm start: grown from {cfg.init_from}", flush=True)
-        grow_from(tok, cfg.init_from)
     else:
         common.init_from(tok, cfg, start)
     if d.main:
@@ -208,32 +207,25 @@ def train(cfg: TokenizerTrainConfig) -> Path:
     return out
 
 
-def _given_tokenizer(path: str) -> tuple[TokenizerConfig, dict[str, torch.Tensor]]:
-    """The tokenizer config and state (without the ``tokenizer.`` prefix) of a progvc weights file."""
+def grow_from(tok: Tokenizer, path: str) -> bool:
+    """If ``tok`` has more extra residual blocks than the tokenizer in weights file ``path``, load that
+    tokenizer into it, so that ``tok`` computes what the given one does until trained, and return
+    True; return False (loading nothing) when it has as many. One with fewer is refused: a tokenizer
+    does not shrink."""
     cfg, state = parse_weights(Path(path).read_bytes(), path)
-    return cfg.tokenizer, {k.split(".", 1)[1]: v for k, v in state.items() if k.startswith("tokenizer.")}
-
-
-def grows(tok_cfg: TokenizerConfig, path: str) -> bool:
-    """Whether ``tok_cfg`` has more extra residual blocks than the tokenizer in weights file ``path``
-    (and refuses one that has fewer: a tokenizer does not shrink)."""
-    given, _ = _given_tokenizer(path)
-    more = [getattr(tok_cfg, n) - getattr(given, n) for n in ("synthesis_extra_blocks", "analysis_extra_blocks")]
+    given = cfg.tokenizer
+    more = [getattr(tok.cfg, n) - getattr(given, n) for n in ("synthesis_extra_blocks", "analysis_extra_blocks")]
     if min(more) < 0:
         raise ValueError(f"{path} has more extra residual blocks than this run's tokenizer; it would shrink")
-    return max(more) > 0
-
-
-def grow_from(tok: Tokenizer, path: str) -> None:
-    """Load the tokenizer of weights file ``path`` into ``tok``, which has the same config but more
-    extra residual blocks: ``tok`` then computes what the given tokenizer does until trained."""
-    given, state = _given_tokenizer(path)
+    if max(more) == 0:
+        return False
     small = Tokenizer(dataclasses.replace(tok.cfg, synthesis_extra_blocks=given.synthesis_extra_blocks,
                                           analysis_extra_blocks=given.analysis_extra_blocks))
-    small.load_state_dict(state)
+    small.load_state_dict({k.split(".", 1)[1]: v for k, v in state.items() if k.startswith("tokenizer.")})
     load_into_grown(tok.g_a, small.g_a)
     load_into_grown(tok.g_s, small.g_s)
     tok.vq.load_state_dict(small.vq.state_dict())
+    return True
 
 
 def batch_psnr(x_hat: torch.Tensor, x: torch.Tensor, n_keep: int | None, keep: torch.Tensor | None,
