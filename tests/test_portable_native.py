@@ -146,12 +146,39 @@ def check_gop_logits(monkeypatch, context):
             assert torch.equal(a, b), f"logits of scale {k}, frame {t}"
 
 
-def test_gathered_rounding_is_a_gather_then_the_tensor_paths_rounding():
-    """The tile keys' gather and per-(tile, head) rounding in one pass, repeated rows included."""
-    gen = torch.Generator().manual_seed(5)
-    src = wide_rows(gen, 3 * 50, 32).view(3, 50, 32)
-    index = torch.randint(0, 50, (7, 23), generator=gen, dtype=torch.int32)
-    index[:, -3:] = 49  # a padding row, read by several tiles
-    gathered = src.index_select(1, index.flatten().long()).view(3, 7, 23, 32).transpose(0, 1)
-    want, _ = ops.quantize_rows(gathered, group_dims=2)
-    assert torch.equal(native.gather_rounded(native.library(), src, index), want)
+@pytest.mark.parametrize("d", [16, 24, 32])
+def test_tile_attention_is_the_tensor_paths_tile_by_tile(monkeypatch, d):
+    """The whole tile-local attention in one C pass equals, tile by tile, the tensor path's gather and
+    :func:`ops.attention`: queries padded (a tile's unused cells), keys repeated across tiles and a
+    padding row that no tile keeps, sizes that fill none of the kernel's blocks (5 queries, 37 or 130
+    keys, d not a multiple of 16), and the (tile, head) items cut between three threads."""
+    gen = torch.Generator().manual_seed(d)
+    heads, n, rows, tiles, nq = 3, 23, 60, 4, 5
+    q = (torch.randn(heads, n, d, generator=gen) * 900).round()
+    keys = wide_rows(gen, heads * rows, d).view(heads, rows, d)
+    vals = wide_rows(gen, heads * rows, d).view(heads, rows, d)
+    keys[:, -1], vals[:, -1] = keys[:, 0], 0  # the padding row: the first key, a zero value
+    queries = torch.randperm(n, generator=gen)[:tiles * nq].view(tiles, nq).to(torch.int32)
+    query_ok = torch.rand(tiles, nq, generator=gen) > 0.2
+    queries[~query_ok] = 0  # a padded cell points at cell 0, which another tile may own
+    table = exp_table()
+    for m in (37, 130):
+        index = torch.randint(0, rows - 1, (tiles, m), generator=gen, dtype=torch.int32)
+        index[:, -3:] = rows - 1
+        keep = (index != rows - 1).float()
+        monkeypatch.setattr(native, "SPLIT_MIN", 0)
+        before = torch.get_num_threads()
+        torch.set_num_threads(3)
+        try:
+            got = native.tile_attention(native.library(), q, keys, vals, index, keep, queries, query_ok, table)
+        finally:
+            torch.set_num_threads(before)
+        monkeypatch.setenv("PROGVC_NATIVE", "0")
+        for t in range(tiles):
+            cells = queries[t].long()
+            at = index[t].long()
+            want = ops.attention(q[None, :, cells], keys[None, :, at], vals[None, :, at], table,
+                                 keep[t, None, None, None])
+            ok = query_ok[t]
+            assert torch.equal(got[:, cells[ok]], want[0][:, ok]), f"m = {m}, tile {t}"
+        monkeypatch.delenv("PROGVC_NATIVE")

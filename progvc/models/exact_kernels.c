@@ -15,8 +15,10 @@
  * The hot loops are compiled for several instruction sets (target_clones); every clone computes the
  * same values, since none of the operations above depends on the vector width.
  *
- * The matrix products stay in torch (BLAS: exact for the same reason, and faster than anything
- * written here); these are the passes between them. Layouts: row-major, contiguous; sizes int64_t.
+ * The dense layers' matrix products stay in torch (BLAS: exact for the same reason); these are the
+ * passes between them. The tile-local attention, many small products with passes between them, is
+ * one function here (pv_tile_attention), so that it runs as one long call per thread.
+ * Layouts: row-major, contiguous; sizes int64_t.
  */
 
 #include <math.h>
@@ -29,6 +31,7 @@
 #define FRAC 10
 #define NORM_FRAC 8
 #define PROB_BITS 14
+#define SCORE_FRAC 10
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
 #define CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
@@ -36,7 +39,7 @@
 #define CLONES
 #endif
 
-int pv_abi_version(void) { return 4; }
+int pv_abi_version(void) { return 5; }
 
 /* The shift e >= 0 of a group whose largest |x| is m: the bits of the integer m less ACT_BITS
  * (frexp reads the exponent: exact). */
@@ -77,26 +80,6 @@ CLONES void pv_quantize_blocks(const float *x, float *out, int64_t n0, int64_t n
             const float *xr = x + i * s0 + j * s1;
             float *o = out + (i * n1 + j) * size;
             round_row(xr, o, size, shift_of(max_abs(xr, size)));
-        }
-}
-
-/* Rows src[h][index[t][j]] (src (heads, rows, d)) gathered to out (n, heads, m, d), each (t, h)
- * block rounded as one group (exact_ops.quantize_rows, group_dims=2): the tile-local attention's
- * keys and values, without a gathered copy to read twice. */
-CLONES void pv_gather_round(const float *restrict src, const int32_t *restrict index, float *restrict out, int64_t n,
-                            int64_t heads, int64_t rows, int64_t m, int64_t d) {
-    for (int64_t t = 0; t < n; t++)
-        for (int64_t h = 0; h < heads; h++) {
-            const int32_t *idx = index + t * m;
-            const float *base = src + h * rows * d;
-            float *o = out + (t * heads + h) * m * d;
-            float top = 0.0f;
-            for (int64_t j = 0; j < m; j++) {
-                float mj = max_abs(base + (int64_t)idx[j] * d, d);
-                top = mj > top ? mj : top;
-            }
-            int e = shift_of(top);
-            for (int64_t j = 0; j < m; j++) round_row(base + (int64_t)idx[j] * d, o + j * d, d, e);
         }
 }
 
@@ -198,31 +181,173 @@ static float row_max(const float *restrict x, int64_t n) {
     return top;
 }
 
-/* The middle of exact_ops.attention, in place: scores a (rows, m) -> probabilities p (rows, m).
+/* One row of pv_attention_weights: scores row (m) -> probabilities, in place; keep (m) or NULL.
+ * at (m) is scratch. */
+static inline void weights_row(float *restrict row, const float *restrict keep, int64_t m, int32_t *restrict at,
+                               const float *restrict exp_table, float last) {
+    float top = row_max(row, m);
+    for (int64_t j = 0; j < m; j++) {
+        float dist = top - row[j];
+        at[j] = (int32_t)(dist < last ? dist : last);
+    }
+    for (int64_t j = 0; j < m; j++) row[j] = exp_table[at[j]];
+    if (keep)
+        for (int64_t j = 0; j < m; j++) row[j] = row[j] * keep[j];
+    int64_t total = 0;
+    for (int64_t j = 0; j < m; j++) total += (int32_t)row[j];
+    float c = (float)(((1.0 / (double)total) * (double)(1 << PROB_BITS)) * (1.0 - 0x1p-20));
+    for (int64_t j = 0; j < m; j++) row[j] = (float)(int32_t)(row[j] * c); /* floor: w c is in [0, 2**15] */
+}
+
+/* The middle of exact_ops.attention, in place: scores a (rows, m) -> probabilities p (rows, m),
+ * for the rows lo .. hi-1 (a is the whole array, so that callers can split any rows between threads).
  *
  * Per row: t = min(max a - a, end) (exact), w = exp_table[floor t], times keep (0/1, one row of m
- * per ``rows_per_keep`` rows; NULL: all kept), S = sum w (integers <= 2**15: exact in int64, as the
- * tensor path's float sums are), c = float32((1 / S) * 2**14 * (1 - 2**-20)) in float64 (the tensor
- * path's reciprocal, product and conversion), p = floor(w * c) in float32. */
-CLONES void pv_attention_weights(float *restrict a, const float *restrict keep, int64_t rows, int64_t m,
+ * per ``rows_per_keep`` rows: row r reads keep row r / rows_per_keep; NULL: all kept), S = sum w
+ * (integers <= 2**15: exact in int64, as the tensor path's float sums are), c = float32((1 / S) *
+ * 2**14 * (1 - 2**-20)) in float64 (the tensor path's reciprocal, product and conversion),
+ * p = floor(w * c) in float32. */
+CLONES void pv_attention_weights(float *restrict a, const float *restrict keep, int64_t lo, int64_t hi, int64_t m,
                                  int64_t rows_per_keep, const float *restrict exp_table, int64_t table_len) {
-    const float last = (float)(table_len - 1);
     int32_t *at = malloc(sizeof(int32_t) * (size_t)m);
-    for (int64_t r = 0; r < rows; r++) {
-        float *restrict row = a + r * m;
-        float top = row_max(row, m);
-        /* short loops over one row (in L1), each of which vectorizes (the gather on its own) */
-        for (int64_t j = 0; j < m; j++) {
-            float dist = top - row[j];
-            at[j] = (int32_t)(dist < last ? dist : last);
+    for (int64_t r = lo; r < hi; r++)
+        weights_row(a + r * m, keep ? keep + (r / rows_per_keep) * m : NULL, m, at, exp_table, (float)(table_len - 1));
+    free(at);
+}
+
+/* 16 floats as one value: GCC and clang compile its arithmetic to whatever vectors the clone has
+ * (one AVX-512 register, two AVX2 ones, four SSE ones); lanes are independent IEEE operations. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define EXACT_FMA __attribute__((optimize("fp-contract=fast")))
+#else
+#define EXACT_FMA
+#endif
+
+typedef float v16f __attribute__((vector_size(64)));
+
+static inline __attribute__((always_inline)) v16f load16(const float *p) {
+    v16f v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline __attribute__((always_inline)) void store16(float *p, v16f v) { memcpy(p, &v, sizeof v); }
+
+#define QK_ROWS 4  /* queries per block of the score product */
+#define QK_COLS 64 /* keys per block (the scores' row stride is a multiple of it): 4 vectors */
+#define PV_ROWS 8  /* queries per block of the value product */
+#define PV_COLS 32 /* value channels per block (the values' row stride is a multiple of it): 2 vectors */
+
+static int64_t round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; }
+
+/* s (rows, mp) = q (rows, d) kt (d, mp), rows a multiple of QK_ROWS, mp of QK_COLS: a block of
+ * QK_ROWS x QK_COLS sums in 16 vectors. Sums of products of integers below 2**23 units: exact in
+ * any order. */
+static inline __attribute__((always_inline)) EXACT_FMA void score_product(const float *restrict q, const float *restrict kt, float *restrict s, int64_t rows,
+                                 int64_t mp, int64_t d) {
+    for (int64_t i0 = 0; i0 < rows; i0 += QK_ROWS)
+        for (int64_t j0 = 0; j0 < mp; j0 += QK_COLS) {
+            v16f acc[QK_ROWS][QK_COLS / 16] = {{0}};
+            for (int64_t c = 0; c < d; c++) {
+                v16f kr[QK_COLS / 16];
+                for (int v = 0; v < QK_COLS / 16; v++) kr[v] = load16(kt + c * mp + j0 + 16 * v);
+                for (int ii = 0; ii < QK_ROWS; ii++) {
+                    float qv = q[(i0 + ii) * d + c];
+                    for (int v = 0; v < QK_COLS / 16; v++) acc[ii][v] += qv * kr[v];
+                }
+            }
+            for (int ii = 0; ii < QK_ROWS; ii++)
+                for (int v = 0; v < QK_COLS / 16; v++) store16(s + (i0 + ii) * mp + j0 + 16 * v, acc[ii][v]);
         }
-        for (int64_t j = 0; j < m; j++) row[j] = exp_table[at[j]];
-        if (keep)
-            for (int64_t j = 0, k = (r / rows_per_keep) * m; j < m; j++) row[j] = row[j] * keep[k + j];
-        int64_t total = 0;
-        for (int64_t j = 0; j < m; j++) total += (int32_t)row[j];
-        float c = (float)(((1.0 / (double)total) * (double)(1 << PROB_BITS)) * (1.0 - 0x1p-20));
-        for (int64_t j = 0; j < m; j++) row[j] = (float)(int32_t)(row[j] * c); /* floor: w c is in [0, 2**15] */
+}
+
+/* o (rows, dp) = p (rows, mp; its first m columns) v (m, dp), rows a multiple of PV_ROWS, dp of
+ * PV_COLS. Probabilities sum to at most 2**14 per row and |v| <= 512 units: exact in any order. */
+static inline __attribute__((always_inline)) EXACT_FMA void value_product(const float *restrict p, const float *restrict v, float *restrict o, int64_t rows,
+                                 int64_t m, int64_t mp, int64_t dp) {
+    for (int64_t i0 = 0; i0 < rows; i0 += PV_ROWS)
+        for (int64_t c0 = 0; c0 < dp; c0 += PV_COLS) {
+            v16f acc[PV_ROWS][PV_COLS / 16] = {{0}};
+            for (int64_t j = 0; j < m; j++) {
+                v16f vr[PV_COLS / 16];
+                for (int u = 0; u < PV_COLS / 16; u++) vr[u] = load16(v + j * dp + c0 + 16 * u);
+                for (int ii = 0; ii < PV_ROWS; ii++) {
+                    float pv = p[(i0 + ii) * mp + j];
+                    for (int u = 0; u < PV_COLS / 16; u++) acc[ii][u] += pv * vr[u];
+                }
+            }
+            for (int ii = 0; ii < PV_ROWS; ii++)
+                for (int u = 0; u < PV_COLS / 16; u++) store16(o + (i0 + ii) * dp + c0 + 16 * u, acc[ii][u]);
+        }
+}
+
+/* Tile-local attention, all of it, for the (tile, head) items lo .. hi-1 (tile = item / heads):
+ * exact_ops.attention of the tile's queries over its gathered keys, as progvc.models.portable's
+ * tensor path computes it: keys and values rounded as one group per (tile, head) (quantize_rows,
+ * group_dims=2), each query row rounded on its own and scaled by 2**-(2 FRAC - SCORE_FRAC), the
+ * score product, weights_row's probabilities, round(p v 2**-14); written to the tile's queries in out.
+ * The two products are exact sums (their comments), so this function alone may contract a product
+ * and a sum into an FMA (EXACT_FMA): the fused result is the exact one, as the unfused one is; no
+ * other a * b + c is computed here.
+ *
+ * q and out (heads, n, d); keys and vals (heads, rows, d), key_max and val_max (heads, rows) the
+ * largest |x| of each of their rows (read by many tiles, so taken once); index and keep (tiles, m):
+ * key rows and whether the tile keeps them; queries and query_ok (tiles, nq): the tile's query cells
+ * and which are real (a cell is real in exactly one tile, so items of different tiles write apart). */
+CLONES EXACT_FMA void pv_tile_attention(const float *restrict q, const float *restrict keys, const float *restrict vals,
+                                        const float *restrict key_max, const float *restrict val_max,
+                                        const int32_t *restrict index, const float *restrict keep,
+                                        const int32_t *restrict queries, const uint8_t *restrict query_ok,
+                                        float *restrict out, int64_t lo, int64_t hi, int64_t heads, int64_t n,
+                                        int64_t rows, int64_t m, int64_t nq, int64_t d,
+                                        const float *restrict exp_table, int64_t table_len) {
+    const int64_t mp = round_up(m, QK_COLS), dp = round_up(d, PV_COLS);
+    const int64_t qr = round_up(round_up(nq, QK_ROWS), PV_ROWS);
+    const float last = (float)(table_len - 1), score_unit = ldexpf(1.0f, -(2 * FRAC - SCORE_FRAC)),
+                prob_unit = ldexpf(1.0f, -PROB_BITS);
+    float *qs = calloc((size_t)(qr * d), sizeof(float));
+    float *kt = calloc((size_t)(d * mp), sizeof(float));
+    float *vv = calloc((size_t)(m * dp), sizeof(float));
+    float *s = calloc((size_t)(qr * mp), sizeof(float));
+    float *o = malloc(sizeof(float) * (size_t)(qr * dp));
+    int32_t *at = malloc(sizeof(int32_t) * (size_t)m);
+    for (int64_t item = lo; item < hi; item++) {
+        const int64_t t = item / heads, h = item % heads;
+        const int32_t *idx = index + t * m;
+        const float *kb = keys + h * rows * d, *vb = vals + h * rows * d;
+        /* keys (transposed) and values, each rounded as one group */
+        float top_k = 0.0f, top_v = 0.0f;
+        for (int64_t j = 0; j < m; j++) {
+            float mk = key_max[h * rows + idx[j]], mv = val_max[h * rows + idx[j]];
+            top_k = mk > top_k ? mk : top_k;
+            top_v = mv > top_v ? mv : top_v;
+        }
+        int ek = shift_of(top_k), ev = shift_of(top_v);
+        float kdown = ldexpf(1.0f, -ek), kup = ldexpf(1.0f, ek);
+        for (int64_t j = 0; j < m; j++) {
+            const float *kr = kb + (int64_t)idx[j] * d;
+            for (int64_t c = 0; c < d; c++) kt[c * mp + j] = rintf(kr[c] * kdown) * kup;
+            round_row(vb + (int64_t)idx[j] * d, vv + j * dp, d, ev);
+        }
+        /* queries, each row rounded on its own, in score units */
+        for (int64_t i = 0; i < nq; i++) {
+            const float *qrow = q + (h * n + queries[t * nq + i]) * d;
+            round_row(qrow, qs + i * d, d, shift_of(max_abs(qrow, d)));
+            for (int64_t c = 0; c < d; c++) qs[i * d + c] = qs[i * d + c] * score_unit;
+        }
+        score_product(qs, kt, s, round_up(nq, QK_ROWS), mp, d);
+        for (int64_t i = 0; i < nq; i++) weights_row(s + i * mp, keep + t * m, m, at, exp_table, last);
+        value_product(s, vv, o, round_up(nq, PV_ROWS), m, mp, dp);
+        for (int64_t i = 0; i < nq; i++) {
+            if (!query_ok[t * nq + i]) continue;
+            float *dst = out + (h * n + queries[t * nq + i]) * d;
+            for (int64_t c = 0; c < d; c++) dst[c] = rintf(o[i * dp + c] * prob_unit);
+        }
     }
+    free(qs);
+    free(kt);
+    free(vv);
+    free(s);
+    free(o);
     free(at);
 }

@@ -8,9 +8,11 @@ argument; ``tests/test_portable_native.py`` checks it against the tensor path, a
 digests pass on either). ``pip install`` builds it when a C compiler is there (``setup.py``); without
 it, or with ``PROGVC_NATIVE=0`` in the environment, the tensor path runs: the same values, slower.
 
-The matrix products stay in torch (BLAS); the C passes run between them. The large ones (the
-attention's weights and gathers) are split over ``torch.get_num_threads()`` threads by independent
-rows (a ctypes call releases the GIL), so the split changes no value. The library is loaded on
+The dense layers' matrix products stay in torch (BLAS); the C passes run between them. The tile-local
+attention runs whole in C (:func:`tile_attention`: its products are small, and a call per pass
+between them left the second core idle). The large passes are split over ``torch.get_num_threads()``
+threads by independent rows or (tile, head) items (a ctypes call releases the GIL), so the split
+changes no value. The library is loaded on
 first use, never at import. Only CPU tensors go through it; CUDA tensors take the tensor path.
 
 Editing ``exact_kernels.c``: ``pip install -e .`` rebuilds it in place; bump :data:`ABI_VERSION` and
@@ -28,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-ABI_VERSION = 4
+ABI_VERSION = 5
 """``pv_abi_version()`` of the C file this module calls; a library built from another is not used."""
 
 _P, _I = ctypes.c_void_p, ctypes.c_int64
@@ -47,8 +49,8 @@ def _load() -> ctypes.CDLL | None:
         return None
     signatures = {"pv_quantize_blocks": [_P, _P, _I, _I, _I, _I, _I], "pv_linear_out_f32": [_P, _P, _P, _P, _I, _I],
                   "pv_linear_out_f64": [_P, _P, _P, _P, _I, _I], "pv_normalize_rows": [_P, _P, _I, _I],
-                  "pv_gelu": [_P, _P, _P, _P, _I], "pv_attention_weights": [_P, _P, _I, _I, _I, _P, _I],
-                  "pv_gather_round": [_P, _P, _P, _I, _I, _I, _I, _I]}
+                  "pv_gelu": [_P, _P, _P, _P, _I], "pv_attention_weights": [_P, _P, _I, _I, _I, _I, _P, _I],
+                  "pv_tile_attention": [_P] * 10 + [_I] * 8 + [_P, _I]}
     for name, args in signatures.items():
         getattr(lib, name).argtypes, getattr(lib, name).restype = args, None
     return lib
@@ -114,22 +116,6 @@ def quantize_rows(lib: ctypes.CDLL, x: torch.Tensor, group_dims: int = 1) -> tor
     return out
 
 
-def gather_rounded(lib: ctypes.CDLL, src: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """Rows of src (H, P, d) float32 at index (n, m) int32, each (tile, head) group rounded as
-    :func:`exact_ops.quantize_rows` with ``group_dims=2`` rounds it: (n, H, m, d), contiguous. One
-    pass instead of a gather, a copy and a rounding."""
-    src, index = src.contiguous(), index.contiguous()
-    heads, rows, d = src.shape
-    n, m = index.shape
-    out = torch.empty(n, heads, m, d, dtype=torch.float32)
-    block = heads * m * d  # one tile's output
-
-    def run(lo: int, hi: int) -> None:
-        lib.pv_gather_round(_ptr(src), _ptr(index) + 4 * lo * m, _ptr(out) + 4 * lo * block, hi - lo, heads, rows, m, d)
-    _split(run, n, n * block)
-    return out
-
-
 def _blocks_contiguous(x: torch.Tensor, group_dims: int) -> bool:
     """Whether each group (the last ``group_dims`` dimensions) of x is one contiguous block."""
     expected = 1
@@ -186,14 +172,38 @@ def attention_weights(lib: ctypes.CDLL, a: torch.Tensor, keep: torch.Tensor | No
         a = a.contiguous()
     b, m = a.shape[0], a.shape[-1]
     rows = a.numel() // max(1, m)
-    per = rows // max(1, b)  # rows of one batch item, which share a keep row
     if keep is not None:
         keep = keep.expand(b, 1, 1, m).contiguous()
     table = exp_table.contiguous()
-    unit = per if keep is not None else 1  # rows cut between threads in whole keep rows
+
+    def run(lo: int, hi: int) -> None:  # any rows: each finds its keep row (rows // b per batch item)
+        lib.pv_attention_weights(_ptr(a), None if keep is None else _ptr(keep), lo, hi, m, rows // max(1, b),
+                                 _ptr(table), table.shape[0])
+    _split(run, rows, a.numel())
+    return a
+
+
+def tile_attention(lib: ctypes.CDLL, q: torch.Tensor, keys: torch.Tensor, vals: torch.Tensor, index: torch.Tensor,
+                   keep: torch.Tensor, queries: torch.Tensor, query_ok: torch.Tensor,
+                   exp_table: torch.Tensor) -> torch.Tensor:
+    """Tile-local attention in one pass per (tile, head): each tile's queries q (H, n, d) over the
+    rows ``index`` (tiles, m) int32 of keys and vals (H, rows, d), ``keep`` (tiles, m) float32 0/1,
+    written at the tile's query cells ``queries`` (tiles, Q) int32 where ``query_ok`` (tiles, Q) bool.
+    The same values as the tensor path's gather, :func:`exact_ops.attention` tile by tile, and
+    the scatter to the tiles' cells: (H, n, d). Split between threads by (tile, head) items, each
+    long enough (a tile's whole attention) to be worth the hand-off."""
+    q, keys, vals = q.contiguous(), keys.contiguous(), vals.contiguous()
+    index, keep, queries = index.contiguous(), keep.contiguous(), queries.contiguous()
+    ok = query_ok.to(torch.uint8).contiguous()
+    table = exp_table.contiguous()
+    heads, n, d = q.shape
+    tiles, m = index.shape
+    out = torch.empty_like(q)
+    key_max, val_max = (x.abs().amax(-1).contiguous() for x in (keys, vals))  # exact
+    pointers = [_ptr(x) for x in (q, keys, vals, key_max, val_max, index, keep, queries, ok, out)]
 
     def run(lo: int, hi: int) -> None:
-        lib.pv_attention_weights(_ptr(a) + 4 * lo * unit * m, None if keep is None else _ptr(keep) + 4 * lo * m,
-                                 (hi - lo) * unit, m, per, _ptr(table), table.shape[0])
-    _split(run, rows // max(1, unit), a.numel())
-    return a
+        lib.pv_tile_attention(*pointers, lo, hi, heads, n, keys.shape[1], m, queries.shape[1], d, _ptr(table),
+                              table.shape[0])
+    _split(run, tiles * heads, tiles * heads * queries.shape[1] * m)
+    return out

@@ -251,7 +251,7 @@ class PortableContextModel(nn.Module):
             q, key, val = blk.query_kv(x)
             new.append((key, val))
             sources = [[cache.own[t][j][b] for j in range(k)] + [(key, val)]]
-            sources += [[self._memory_kv(blk, cache.mem[t - lag][j], lag) for j in range(k + 1)] for lag in lags]
+            sources += [self._memory_kv(blk, cache.mem[t - lag][:k + 1], lag) for lag in lags]
             if cache.is_local(k):
                 a = _attend_tiles(q, sources, cache, k, exp_table)
             else:
@@ -260,9 +260,13 @@ class PortableContextModel(nn.Module):
             x = blk.finish(x, a, gelu)
         return x, [] if cache.is_last(k) else new
 
-    def _memory_kv(self, blk: IntBlock, m: torch.Tensor, lag: int) -> KV:
-        """Keys and values of memory elements m (1,n,D) in block ``blk``, read at ``lag`` frames."""
-        return blk.memory_kv(ops.clamp_value(m + self._f("lag_emb")[lag - 1]))
+    def _memory_kv(self, blk: IntBlock, scales: list[torch.Tensor], lag: int) -> list[KV]:
+        """Keys and values of the memory elements of each scale (1,n_j,D) in block ``blk``, read at
+        ``lag`` frames: one projection of all their rows (each row is computed on its own, so this
+        is what one projection per scale gives, with one call instead of one per scale)."""
+        sizes = [m.shape[1] for m in scales]
+        key, val = blk.memory_kv(ops.clamp_value(torch.cat(scales, dim=1) + self._f("lag_emb")[lag - 1]))
+        return list(zip(key.split(sizes, dim=2), val.split(sizes, dim=2), strict=True))
 
     def forward(self, *args: object, **kwargs: object) -> torch.Tensor:
         raise NotImplementedError("the portable model only codes; train the float model and convert it")
@@ -279,22 +283,24 @@ def _attend_tiles(q: torch.Tensor, sources: list[list[KV]], cache: KVCache, k: i
     their own, so grouping tiles changes nothing; a tile's padding gathers a row appended to the
     keys, which repeats the first global key, has value 0 and is not kept (:func:`ops.attention`).
     Every source's keys (global ones first, then each local scale's, in the float path's order) are
-    laid end to end once per call, so a group of tiles gathers its keys and values in one indexing
-    each. q (1,H,n,d) -> (1,H,n,d)."""
+    laid end to end once per call; with the C kernels every tile's attention is then one pass
+    (:func:`native.tile_attention`), else a group of tiles gathers its keys and values in one
+    indexing each. q (1,H,n,d) -> (1,H,n,d)."""
     layout, local_from = cache.layout(k), cache.local_from
     n_tiles = layout.queries.shape[0]
     glob = [kv for src in sources for kv in src[:local_from]]
     local = [kv for src in sources for kv in src[local_from:]]
-    all_k = torch.cat([kv[0][0] for kv in glob + local], dim=1)  # (H, G + local cells, d)
-    all_v = torch.cat([kv[1][0] for kv in glob + local], dim=1)
-    n_glob, pad = sum(kv[0].shape[2] for kv in glob), all_k.shape[1]
-    all_k = torch.cat([all_k, all_k[:, :1]], dim=1)  # the padding row: the first global key ...
-    all_v = torch.cat([all_v, torch.zeros_like(all_v[:, :1])], dim=1)  # ... and a zero value
+    n_glob = sum(kv[0].shape[2] for kv in glob)
+    pad = n_glob + sum(kv[0].shape[2] for kv in local)
+    first = glob[0][0][0][:, :1]  # the padding row: the first global key, with a zero value
+    all_k = torch.cat([kv[0][0] for kv in glob + local] + [first], dim=1)  # (H, pad + 1, d)
+    all_v = torch.cat([kv[1][0] for kv in glob + local] + [torch.zeros_like(first)], dim=1)
     index = _local_index(layout, sources, local_from, n_glob, pad).to(q.device)  # (n_tiles, keys)
     keep_all = (index != pad).float()  # the padding row is the one key a tile does not keep
     lib = native.active(q)
-    if lib is not None:
-        index = index.to(torch.int32)
+    if lib is not None:  # each tile's whole attention in one C pass, tiles split between threads
+        return native.tile_attention(lib, q[0], all_k, all_v, index.to(torch.int32), keep_all,
+                                     layout.queries.to(torch.int32), layout.query_ok, exp_table)[None]
     queries = layout.queries.to(q.device)
     heads, d, n_keys, n_q = all_k.shape[0], all_k.shape[2], index.shape[1], queries.shape[1]
     # tiles per group: the gathered keys within ATTENTION_BYTES, and the scores (n, H, Q, keys) within
@@ -307,13 +313,10 @@ def _attend_tiles(q: torch.Tensor, sources: list[list[KV]], cache: KVCache, k: i
         tiles = slice(lo, min(lo + step, n_tiles))
         n = tiles.stop - tiles.start
         q_tiles = q[0].index_select(1, queries[tiles].flatten()).view(heads, n, n_q, d).transpose(0, 1)
-        if lib is not None:  # gathered and rounded in one pass: (n, H, keys, d)
-            keys, vals = (native.gather_rounded(lib, src, index[tiles]) for src in (all_k, all_v))
-            a = ops.attention_of_rounded(q_tiles, keys, vals, exp_table, keep_all[tiles, None, None, :])
-        else:  # index_select gathers (H, cells, d) along cells about 3x faster than advanced indexing
-            keys = all_k.index_select(1, index[tiles].flatten()).view(heads, n, n_keys, d).transpose(0, 1)
-            vals = all_v.index_select(1, index[tiles].flatten()).view(heads, n, n_keys, d).transpose(0, 1)
-            a = ops.attention(q_tiles, keys, vals, exp_table, keep_all[tiles, None, None, :])
+        # index_select gathers (H, cells, d) along cells about 3x faster than advanced indexing
+        keys = all_k.index_select(1, index[tiles].flatten()).view(heads, n, n_keys, d).transpose(0, 1)
+        vals = all_v.index_select(1, index[tiles].flatten()).view(heads, n, n_keys, d).transpose(0, 1)
+        a = ops.attention(q_tiles, keys, vals, exp_table, keep_all[tiles, None, None, :])
         query_ok = layout.query_ok[tiles]
         out[:, queries[tiles][query_ok]] = a.transpose(0, 1)[:, query_ok]
     return out[None]
