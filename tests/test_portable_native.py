@@ -151,7 +151,8 @@ def test_tile_attention_is_the_tensor_paths_tile_by_tile(monkeypatch, d):
     """The whole tile-local attention in one C pass equals, tile by tile, the tensor path's gather and
     :func:`ops.attention`: queries padded (a tile's unused cells), keys repeated across tiles and a
     padding row that no tile keeps, sizes that fill none of the kernel's blocks (5 queries, 37 or 130
-    keys, d not a multiple of 16), and the (tile, head) items cut between three threads."""
+    keys, d not a multiple of 16), keys read in place from three pieces, and the (tile, head) items
+    cut between three threads."""
     gen = torch.Generator().manual_seed(d)
     heads, n, rows, tiles, nq = 3, 23, 60, 4, 5
     q = (torch.randn(heads, n, d, generator=gen) * 900).round()
@@ -170,7 +171,9 @@ def test_tile_attention_is_the_tensor_paths_tile_by_tile(monkeypatch, d):
         before = torch.get_num_threads()
         torch.set_num_threads(3)
         try:
-            got = native.tile_attention(native.library(), q, keys, vals, index, keep, queries, query_ok, table)
+            # keys and values in pieces, heads side by side in a row, as the projections lay them out
+            pieces = [x.transpose(0, 1).contiguous().transpose(0, 1).split([7, 40, 13], dim=1) for x in (keys, vals)]
+            got = native.tile_attention(native.library(), q, *pieces, index, keep, queries, query_ok, table)
         finally:
             torch.set_num_threads(before)
         monkeypatch.setenv("PROGVC_NATIVE", "0")

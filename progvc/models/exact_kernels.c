@@ -281,6 +281,15 @@ static inline __attribute__((always_inline)) EXACT_FMA void value_product(const 
         }
 }
 
+/* The largest |x| of each row of d floats of each head: out (heads, rows), out[h][g] for the row at
+ * address addr[g] + h * hstride[g] floats (the tile-local attention's keys and values, read in
+ * place from the projections' outputs, whose heads lie side by side in a row). */
+CLONES void pv_rows_max_abs(const int64_t *restrict addr, const int64_t *restrict hstride, int64_t rows, int64_t heads,
+                            int64_t d, float *restrict out) {
+    for (int64_t h = 0; h < heads; h++)
+        for (int64_t g = 0; g < rows; g++) out[h * rows + g] = max_abs((const float *)(intptr_t)addr[g] + h * hstride[g], d);
+}
+
 /* Tile-local attention, all of it, for the (tile, head) items lo .. hi-1 (tile = item / heads):
  * exact_ops.attention of the tile's queries over its gathered keys, as progvc.models.portable's
  * tensor path computes it: keys and values rounded as one group per (tile, head) (quantize_rows,
@@ -290,17 +299,21 @@ static inline __attribute__((always_inline)) EXACT_FMA void value_product(const 
  * and a sum into an FMA (EXACT_FMA): the fused result is the exact one, as the unfused one is; no
  * other a * b + c is computed here.
  *
- * q and out (heads, n, d); keys and vals (heads, rows, d), key_max and val_max (heads, rows) the
- * largest |x| of each of their rows (read by many tiles, so taken once); index and keep (tiles, m):
- * key rows and whether the tile keeps them; queries and query_ok (tiles, nq): the tile's query cells
- * and which are real (a cell is real in exactly one tile, so items of different tiles write apart). */
-CLONES EXACT_FMA void pv_tile_attention(const float *restrict q, const float *restrict keys, const float *restrict vals,
+ * q and out: element (h, i, c) at h * q_hs + i * q_rs + c. Keys and values are read in place: key
+ * row g of head h is the d floats at key_addr[g] + h * key_hs[g] (values likewise), and key_max,
+ * val_max (heads, rows) hold each such row's largest |x| (pv_rows_max_abs: rows are read by many
+ * tiles, so taken once). index and keep (tiles, m): the tile's key rows and whether it keeps them;
+ * queries and query_ok (tiles, nq): the tile's query cells and which are real (a cell is real in
+ * exactly one tile, so items of different tiles write apart). */
+CLONES EXACT_FMA void pv_tile_attention(const float *restrict q, int64_t q_hs, int64_t q_rs,
+                                        const int64_t *restrict key_addr, const int64_t *restrict key_hs,
+                                        const int64_t *restrict val_addr, const int64_t *restrict val_hs,
                                         const float *restrict key_max, const float *restrict val_max,
                                         const int32_t *restrict index, const float *restrict keep,
                                         const int32_t *restrict queries, const uint8_t *restrict query_ok,
-                                        float *restrict out, int64_t lo, int64_t hi, int64_t heads, int64_t n,
-                                        int64_t rows, int64_t m, int64_t nq, int64_t d,
-                                        const float *restrict exp_table, int64_t table_len) {
+                                        float *restrict out, int64_t lo, int64_t hi, int64_t heads, int64_t rows,
+                                        int64_t m, int64_t nq, int64_t d, const float *restrict exp_table,
+                                        int64_t table_len) {
     const int64_t mp = round_up(m, QK_COLS), dp = round_up(d, PV_COLS);
     const int64_t qr = round_up(round_up(nq, QK_ROWS), PV_ROWS);
     const float last = (float)(table_len - 1), score_unit = ldexpf(1.0f, -(2 * FRAC - SCORE_FRAC)),
@@ -314,7 +327,6 @@ CLONES EXACT_FMA void pv_tile_attention(const float *restrict q, const float *re
     for (int64_t item = lo; item < hi; item++) {
         const int64_t t = item / heads, h = item % heads;
         const int32_t *idx = index + t * m;
-        const float *kb = keys + h * rows * d, *vb = vals + h * rows * d;
         /* keys (transposed) and values, each rounded as one group */
         float top_k = 0.0f, top_v = 0.0f;
         for (int64_t j = 0; j < m; j++) {
@@ -325,13 +337,13 @@ CLONES EXACT_FMA void pv_tile_attention(const float *restrict q, const float *re
         int ek = shift_of(top_k), ev = shift_of(top_v);
         float kdown = ldexpf(1.0f, -ek), kup = ldexpf(1.0f, ek);
         for (int64_t j = 0; j < m; j++) {
-            const float *kr = kb + (int64_t)idx[j] * d;
+            const float *kr = (const float *)(intptr_t)key_addr[idx[j]] + h * key_hs[idx[j]];
             for (int64_t c = 0; c < d; c++) kt[c * mp + j] = rintf(kr[c] * kdown) * kup;
-            round_row(vb + (int64_t)idx[j] * d, vv + j * dp, d, ev);
+            round_row((const float *)(intptr_t)val_addr[idx[j]] + h * val_hs[idx[j]], vv + j * dp, d, ev);
         }
         /* queries, each row rounded on its own, in score units */
         for (int64_t i = 0; i < nq; i++) {
-            const float *qrow = q + (h * n + queries[t * nq + i]) * d;
+            const float *qrow = q + h * q_hs + queries[t * nq + i] * q_rs;
             round_row(qrow, qs + i * d, d, shift_of(max_abs(qrow, d)));
             for (int64_t c = 0; c < d; c++) qs[i * d + c] = qs[i * d + c] * score_unit;
         }
@@ -340,7 +352,7 @@ CLONES EXACT_FMA void pv_tile_attention(const float *restrict q, const float *re
         value_product(s, vv, o, round_up(nq, PV_ROWS), m, mp, dp);
         for (int64_t i = 0; i < nq; i++) {
             if (!query_ok[t * nq + i]) continue;
-            float *dst = out + (h * n + queries[t * nq + i]) * d;
+            float *dst = out + h * q_hs + queries[t * nq + i] * q_rs;
             for (int64_t c = 0; c < d; c++) dst[c] = rintf(o[i * dp + c] * prob_unit);
         }
     }

@@ -28,6 +28,7 @@ import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import torch
 
 ABI_VERSION = 5
@@ -50,7 +51,8 @@ def _load() -> ctypes.CDLL | None:
     signatures = {"pv_quantize_blocks": [_P, _P, _I, _I, _I, _I, _I], "pv_linear_out_f32": [_P, _P, _P, _P, _I, _I],
                   "pv_linear_out_f64": [_P, _P, _P, _P, _I, _I], "pv_normalize_rows": [_P, _P, _I, _I],
                   "pv_gelu": [_P, _P, _P, _P, _I], "pv_attention_weights": [_P, _P, _I, _I, _I, _I, _P, _I],
-                  "pv_tile_attention": [_P] * 10 + [_I] * 8 + [_P, _I]}
+                  "pv_tile_attention": [_P, _I, _I] + [_P] * 11 + [_I] * 7 + [_P, _I],
+                  "pv_rows_max_abs": [_P, _P, _I, _I, _I, _P]}
     for name, args in signatures.items():
         getattr(lib, name).argtypes, getattr(lib, name).restype = args, None
     return lib
@@ -183,27 +185,50 @@ def attention_weights(lib: ctypes.CDLL, a: torch.Tensor, keep: torch.Tensor | No
     return a
 
 
-def tile_attention(lib: ctypes.CDLL, q: torch.Tensor, keys: torch.Tensor, vals: torch.Tensor, index: torch.Tensor,
-                   keep: torch.Tensor, queries: torch.Tensor, query_ok: torch.Tensor,
+def _row_addresses(parts: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """For (H, N_s, d) float32 tensors laid end to end (rows numbered across them), each row's
+    address (int64) and the step in floats from one head's row to the next: the rows are read
+    where the projections wrote them, without a concatenated copy."""
+    addr, step = [], []
+    for x in parts:
+        heads, rows, d = x.shape
+        addr.append(x.data_ptr() + 4 * x.stride(1) * np.arange(rows, dtype=np.int64))
+        step.append(np.full(rows, x.stride(0), dtype=np.int64))
+    return torch.from_numpy(np.concatenate(addr)), torch.from_numpy(np.concatenate(step))
+
+
+def tile_attention(lib: ctypes.CDLL, q: torch.Tensor, keys: list[torch.Tensor], vals: list[torch.Tensor],
+                   index: torch.Tensor, keep: torch.Tensor, queries: torch.Tensor, query_ok: torch.Tensor,
                    exp_table: torch.Tensor) -> torch.Tensor:
     """Tile-local attention in one pass per (tile, head): each tile's queries q (H, n, d) over the
-    rows ``index`` (tiles, m) int32 of keys and vals (H, rows, d), ``keep`` (tiles, m) float32 0/1,
-    written at the tile's query cells ``queries`` (tiles, Q) int32 where ``query_ok`` (tiles, Q) bool.
-    The same values as the tensor path's gather, :func:`exact_ops.attention` tile by tile, and
-    the scatter to the tiles' cells: (H, n, d). Split between threads by (tile, head) items, each
-    long enough (a tile's whole attention) to be worth the hand-off."""
-    q, keys, vals = q.contiguous(), keys.contiguous(), vals.contiguous()
+    rows ``index`` (tiles, m) int32 of the keys and values ``keys``, ``vals`` (lists of (H, N_s, d),
+    rows numbered across them end to end; read in place), ``keep`` (tiles, m) float32 0/1, written
+    at the tile's query cells ``queries`` (tiles, Q) int32 where ``query_ok`` (tiles, Q) bool.
+    The same values as the tensor path's gather, :func:`exact_ops.attention` tile by tile, and the
+    scatter to the tiles' cells: (H, n, d), laid out as q is. Split between threads by (tile, head)
+    items, each long enough (a tile's whole attention) to be worth the hand-off."""
+    keys = [x if x.stride(-1) == 1 else x.contiguous() for x in keys]
+    vals = [x if x.stride(-1) == 1 else x.contiguous() for x in vals]
+    if q.stride(-1) != 1:
+        q = q.contiguous()
+    out = torch.empty_like(q)
+    if out.stride() != q.stride():  # a layout empty_like does not keep
+        q, out = q.contiguous(), torch.empty(q.shape, dtype=q.dtype)
     index, keep, queries = index.contiguous(), keep.contiguous(), queries.contiguous()
     ok = query_ok.to(torch.uint8).contiguous()
     table = exp_table.contiguous()
-    heads, n, d = q.shape
+    heads, _, d = q.shape
     tiles, m = index.shape
-    out = torch.empty_like(q)
-    key_max, val_max = (x.abs().amax(-1).contiguous() for x in (keys, vals))  # exact
-    pointers = [_ptr(x) for x in (q, keys, vals, key_max, val_max, index, keep, queries, ok, out)]
+    (key_addr, key_hs), (val_addr, val_hs) = _row_addresses(keys), _row_addresses(vals)
+    rows = key_addr.shape[0]
+    key_max, val_max = torch.empty(heads, rows), torch.empty(heads, rows)
+    for addr, hs, top in ((key_addr, key_hs, key_max), (val_addr, val_hs, val_max)):
+        lib.pv_rows_max_abs(_ptr(addr), _ptr(hs), rows, heads, d, _ptr(top))
+    pointers = [_ptr(x) for x in (key_addr, key_hs, val_addr, val_hs, key_max, val_max, index, keep, queries, ok,
+                                  out)]
 
     def run(lo: int, hi: int) -> None:
-        lib.pv_tile_attention(*pointers, lo, hi, heads, n, keys.shape[1], m, queries.shape[1], d, _ptr(table),
-                              table.shape[0])
+        lib.pv_tile_attention(_ptr(q), q.stride(0), q.stride(1), *pointers, lo, hi, heads, rows, m,
+                              queries.shape[1], d, _ptr(table), table.shape[0])
     _split(run, tiles * heads, tiles * heads * queries.shape[1] * m)
     return out

@@ -283,24 +283,25 @@ def _attend_tiles(q: torch.Tensor, sources: list[list[KV]], cache: KVCache, k: i
     their own, so grouping tiles changes nothing; a tile's padding gathers a row appended to the
     keys, which repeats the first global key, has value 0 and is not kept (:func:`ops.attention`).
     Every source's keys (global ones first, then each local scale's, in the float path's order) are
-    laid end to end once per call; with the C kernels every tile's attention is then one pass
-    (:func:`native.tile_attention`), else a group of tiles gathers its keys and values in one
-    indexing each. q (1,H,n,d) -> (1,H,n,d)."""
+    numbered end to end; with the C kernels every tile's attention is then one pass that reads them
+    where they lie (:func:`native.tile_attention`), else they are laid end to end once per call and
+    a group of tiles gathers its keys and values in one indexing each. q (1,H,n,d) -> (1,H,n,d)."""
     layout, local_from = cache.layout(k), cache.local_from
     n_tiles = layout.queries.shape[0]
     glob = [kv for src in sources for kv in src[:local_from]]
     local = [kv for src in sources for kv in src[local_from:]]
     n_glob = sum(kv[0].shape[2] for kv in glob)
     pad = n_glob + sum(kv[0].shape[2] for kv in local)
-    first = glob[0][0][0][:, :1]  # the padding row: the first global key, with a zero value
-    all_k = torch.cat([kv[0][0] for kv in glob + local] + [first], dim=1)  # (H, pad + 1, d)
-    all_v = torch.cat([kv[1][0] for kv in glob + local] + [torch.zeros_like(first)], dim=1)
     index = _local_index(layout, sources, local_from, n_glob, pad).to(q.device)  # (n_tiles, keys)
     keep_all = (index != pad).float()  # the padding row is the one key a tile does not keep
+    first = glob[0][0][0][:, :1]  # the padding row: the first global key, with a zero value
+    keys = [kv[0][0] for kv in glob + local] + [first]  # (H, cells, d) each, rows numbered end to end
+    vals = [kv[1][0] for kv in glob + local] + [torch.zeros_like(first)]
     lib = native.active(q)
-    if lib is not None:  # each tile's whole attention in one C pass, tiles split between threads
-        return native.tile_attention(lib, q[0], all_k, all_v, index.to(torch.int32), keep_all,
+    if lib is not None:  # each tile's whole attention in one C pass, reading the keys in place
+        return native.tile_attention(lib, q[0], keys, vals, index.to(torch.int32), keep_all,
                                      layout.queries.to(torch.int32), layout.query_ok, exp_table)[None]
+    all_k, all_v = torch.cat(keys, dim=1), torch.cat(vals, dim=1)  # (H, pad + 1, d)
     queries = layout.queries.to(q.device)
     heads, d, n_keys, n_q = all_k.shape[0], all_k.shape[2], index.shape[1], queries.shape[1]
     # tiles per group: the gathered keys within ATTENTION_BYTES, and the scores (n, H, Q, keys) within
