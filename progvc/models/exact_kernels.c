@@ -243,8 +243,9 @@ static int64_t round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; 
 /* s (rows, mp) = q (rows, d) kt (d, mp), rows a multiple of QK_ROWS, mp of QK_COLS: a block of
  * QK_ROWS x QK_COLS sums in 16 vectors. Sums of products of integers below 2**23 units: exact in
  * any order. */
-static inline __attribute__((always_inline)) EXACT_FMA void score_product(const float *restrict q, const float *restrict kt, float *restrict s, int64_t rows,
-                                 int64_t mp, int64_t d) {
+static inline __attribute__((always_inline)) EXACT_FMA void
+score_product(const float *restrict q, const float *restrict kt, float *restrict s, int64_t rows, int64_t mp,
+              int64_t d) {
     for (int64_t i0 = 0; i0 < rows; i0 += QK_ROWS)
         for (int64_t j0 = 0; j0 < mp; j0 += QK_COLS) {
             v16f acc[QK_ROWS][QK_COLS / 16] = {{0}};
@@ -263,8 +264,9 @@ static inline __attribute__((always_inline)) EXACT_FMA void score_product(const 
 
 /* o (rows, dp) = p (rows, mp; its first m columns) v (m, dp), rows a multiple of PV_ROWS, dp of
  * PV_COLS. Probabilities sum to at most 2**14 per row and |v| <= 512 units: exact in any order. */
-static inline __attribute__((always_inline)) EXACT_FMA void value_product(const float *restrict p, const float *restrict v, float *restrict o, int64_t rows,
-                                 int64_t m, int64_t mp, int64_t dp) {
+static inline __attribute__((always_inline)) EXACT_FMA void
+value_product(const float *restrict p, const float *restrict v, float *restrict o, int64_t rows, int64_t m, int64_t mp,
+              int64_t dp) {
     for (int64_t i0 = 0; i0 < rows; i0 += PV_ROWS)
         for (int64_t c0 = 0; c0 < dp; c0 += PV_COLS) {
             v16f acc[PV_ROWS][PV_COLS / 16] = {{0}};
@@ -287,7 +289,8 @@ static inline __attribute__((always_inline)) EXACT_FMA void value_product(const 
 CLONES void pv_rows_max_abs(const int64_t *restrict addr, const int64_t *restrict hstride, int64_t rows, int64_t heads,
                             int64_t d, float *restrict out) {
     for (int64_t h = 0; h < heads; h++)
-        for (int64_t g = 0; g < rows; g++) out[h * rows + g] = max_abs((const float *)(intptr_t)addr[g] + h * hstride[g], d);
+        for (int64_t g = 0; g < rows; g++)
+            out[h * rows + g] = max_abs((const float *)(intptr_t)addr[g] + h * hstride[g], d);
 }
 
 /* Tile-local attention, all of it, for the (tile, head) items lo .. hi-1 (tile = item / heads):

@@ -12,8 +12,8 @@ The dense layers' matrix products stay in torch (BLAS); the C passes run between
 attention runs whole in C (:func:`tile_attention`: its products are small, and a call per pass
 between them left the second core idle). The large passes are split over ``torch.get_num_threads()``
 threads by independent rows or (tile, head) items (a ctypes call releases the GIL), so the split
-changes no value. The library is loaded on
-first use, never at import. Only CPU tensors go through it; CUDA tensors take the tensor path.
+changes no value. The library is loaded on first use, never at import. Only CPU tensors go
+through it; CUDA tensors take the tensor path.
 
 Editing ``exact_kernels.c``: ``pip install -e .`` rebuilds it in place; bump :data:`ABI_VERSION` and
 ``pv_abi_version()`` together when a signature changes (a library of another version is not used).
@@ -191,9 +191,8 @@ def _row_addresses(parts: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tenso
     where the projections wrote them, without a concatenated copy."""
     addr, step = [], []
     for x in parts:
-        heads, rows, d = x.shape
-        addr.append(x.data_ptr() + 4 * x.stride(1) * np.arange(rows, dtype=np.int64))
-        step.append(np.full(rows, x.stride(0), dtype=np.int64))
+        addr.append(x.data_ptr() + 4 * x.stride(1) * np.arange(x.shape[1], dtype=np.int64))
+        step.append(np.full(x.shape[1], x.stride(0), dtype=np.int64))
     return torch.from_numpy(np.concatenate(addr)), torch.from_numpy(np.concatenate(step))
 
 
