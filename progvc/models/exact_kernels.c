@@ -240,48 +240,36 @@ static inline __attribute__((always_inline)) void store16(float *p, v16f v) { me
 
 static int64_t round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; }
 
-/* s (rows, mp) = q (rows, d) kt (d, mp), rows a multiple of QK_ROWS, mp of QK_COLS: a block of
- * QK_ROWS x QK_COLS sums in 16 vectors. Sums of products of integers below 2**23 units: exact in
- * any order. */
-static inline __attribute__((always_inline)) EXACT_FMA void
-score_product(const float *restrict q, const float *restrict kt, float *restrict s, int64_t rows, int64_t mp,
-              int64_t d) {
-    for (int64_t i0 = 0; i0 < rows; i0 += QK_ROWS)
-        for (int64_t j0 = 0; j0 < mp; j0 += QK_COLS) {
-            v16f acc[QK_ROWS][QK_COLS / 16] = {{0}};
-            for (int64_t c = 0; c < d; c++) {
-                v16f kr[QK_COLS / 16];
-                for (int v = 0; v < QK_COLS / 16; v++) kr[v] = load16(kt + c * mp + j0 + 16 * v);
-                for (int ii = 0; ii < QK_ROWS; ii++) {
-                    float qv = q[(i0 + ii) * d + c];
-                    for (int v = 0; v < QK_COLS / 16; v++) acc[ii][v] += qv * kr[v];
-                }
-            }
-            for (int ii = 0; ii < QK_ROWS; ii++)
-                for (int v = 0; v < QK_COLS / 16; v++) store16(s + (i0 + ii) * mp + j0 + 16 * v, acc[ii][v]);
-        }
-}
+/* NAME(a, lda, b, ldb, o, ldo, rows, inner, cols): o (rows, cols) = a (rows, inner) b (inner, cols),
+ * row strides lda, ldb, ldo; rows a multiple of ROWS, cols of 16 * VECS: a block of ROWS x VECS
+ * vectors of sums is held in registers while ``inner`` runs (one b row loaded, each a value
+ * broadcast). Both uses sum integers whose partial sums stay below 2**24 units, so every order, and
+ * FMA, gives the exact sum. */
+#define BLOCK_PRODUCT(NAME, ROWS, VECS)                                                                         \
+    static inline __attribute__((always_inline)) EXACT_FMA void NAME(                                           \
+        const float *restrict a, int64_t lda, const float *restrict b, int64_t ldb, float *restrict o,           \
+        int64_t ldo, int64_t rows, int64_t inner, int64_t cols) {                                                \
+        for (int64_t i0 = 0; i0 < rows; i0 += ROWS)                                                              \
+            for (int64_t j0 = 0; j0 < cols; j0 += 16 * VECS) {                                                   \
+                v16f acc[ROWS][VECS] = {{0}};                                                                    \
+                for (int64_t k = 0; k < inner; k++) {                                                            \
+                    v16f br[VECS];                                                                               \
+                    for (int v = 0; v < VECS; v++) br[v] = load16(b + k * ldb + j0 + 16 * v);                    \
+                    for (int ii = 0; ii < ROWS; ii++) {                                                          \
+                        float av = a[(i0 + ii) * lda + k];                                                       \
+                        for (int v = 0; v < VECS; v++) acc[ii][v] += av * br[v];                                 \
+                    }                                                                                            \
+                }                                                                                                \
+                for (int ii = 0; ii < ROWS; ii++)                                                                \
+                    for (int v = 0; v < VECS; v++) store16(o + (i0 + ii) * ldo + j0 + 16 * v, acc[ii][v]);       \
+            }                                                                                                    \
+    }
 
-/* o (rows, dp) = p (rows, mp; its first m columns) v (m, dp), rows a multiple of PV_ROWS, dp of
- * PV_COLS. Probabilities sum to at most 2**14 per row and |v| <= 512 units: exact in any order. */
-static inline __attribute__((always_inline)) EXACT_FMA void
-value_product(const float *restrict p, const float *restrict v, float *restrict o, int64_t rows, int64_t m, int64_t mp,
-              int64_t dp) {
-    for (int64_t i0 = 0; i0 < rows; i0 += PV_ROWS)
-        for (int64_t c0 = 0; c0 < dp; c0 += PV_COLS) {
-            v16f acc[PV_ROWS][PV_COLS / 16] = {{0}};
-            for (int64_t j = 0; j < m; j++) {
-                v16f vr[PV_COLS / 16];
-                for (int u = 0; u < PV_COLS / 16; u++) vr[u] = load16(v + j * dp + c0 + 16 * u);
-                for (int ii = 0; ii < PV_ROWS; ii++) {
-                    float pv = p[(i0 + ii) * mp + j];
-                    for (int u = 0; u < PV_COLS / 16; u++) acc[ii][u] += pv * vr[u];
-                }
-            }
-            for (int ii = 0; ii < PV_ROWS; ii++)
-                for (int u = 0; u < PV_COLS / 16; u++) store16(o + (i0 + ii) * dp + c0 + 16 * u, acc[ii][u]);
-        }
-}
+/* scores q (rows, d) kt (d, mp): terms of at most 512 * 512 units, d <= 32 of them (< 2**23) */
+BLOCK_PRODUCT(score_product, QK_ROWS, QK_COLS / 16)
+/* p (rows, first m of mp columns) v (m, dp): probabilities sum to at most 2**14 per row, |v| <= 512
+ * units (< 2**23) */
+BLOCK_PRODUCT(value_product, PV_ROWS, PV_COLS / 16)
 
 /* The largest |x| of each row of d floats of each head: out (heads, rows), out[h][g] for the row at
  * address addr[g] + h * hstride[g] floats (the tile-local attention's keys and values, read in
@@ -350,9 +338,9 @@ CLONES EXACT_FMA void pv_tile_attention(const float *restrict q, int64_t q_hs, i
             round_row(qrow, qs + i * d, d, shift_of(max_abs(qrow, d)));
             for (int64_t c = 0; c < d; c++) qs[i * d + c] = qs[i * d + c] * score_unit;
         }
-        score_product(qs, kt, s, round_up(nq, QK_ROWS), mp, d);
+        score_product(qs, d, kt, mp, s, mp, round_up(nq, QK_ROWS), d, mp);
         for (int64_t i = 0; i < nq; i++) weights_row(s + i * mp, keep + t * m, m, at, exp_table, last);
-        value_product(s, vv, o, round_up(nq, PV_ROWS), m, mp, dp);
+        value_product(s, mp, vv, dp, o, dp, round_up(nq, PV_ROWS), m, dp);
         for (int64_t i = 0; i < nq; i++) {
             if (!query_ok[t * nq + i]) continue;
             float *dst = out + h * q_hs + queries[t * nq + i] * q_rs;
