@@ -221,7 +221,7 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, exp_table: torc
 def attention_of_rounded(q: torch.Tensor, kq: torch.Tensor, vq: torch.Tensor, exp_table: torch.Tensor,
                          keep: torch.Tensor | None = None) -> torch.Tensor:
     """:func:`attention` with keys and values already rounded per (row of the batch, head) group
-    (:func:`quantize_rows` with ``group_dims=2``, or ``exact_native.gather_rounded``)."""
+    (:func:`quantize_rows` with ``group_dims=2``)."""
     lib = native.active(q)
     qq = native.quantize_rows(lib, q) if lib is not None else quantize_rows(q)[0]
     qq.mul_(1.0 / (1 << (2 * FRAC - SCORE_FRAC)))  # exact: a power of two
