@@ -416,3 +416,17 @@ def test_progression_report_names_the_largest_grid_excess_and_its_clip():
     assert "largest grid excess: +0.200 (b)" in table
     del clips["src__b__1"]["sweep"][0]["grid_excess"]  # an older results file: no table
     assert _grid_rows(clips, [("m fill=none", lambda c: c["points"])], range(5, 7)) == []
+
+
+def test_decode_pair_takes_turns_and_reports_each_pairs_ratio():
+    """Structure only (timing never decides a test): both models decode in A B B A turns, every pair
+    gives one ratio, and the medians are what the seconds say."""
+    pair = pytest.importorskip("benchmarks.decode_pair")
+    import torch
+
+    torch.manual_seed(0)  # the random models' weights
+    r = pair.measure(["random-tiny", "random-tiny"], "cif", frames=1, rounds=2)
+    assert [len(s) for s in r["seconds"]] == [4, 4] and len(r["ratios_b_over_a"]) == 4
+    assert r["ratios_b_over_a"][0] == r["seconds"][1][0] / r["seconds"][0][0]
+    assert r["median_fps"][0] == pytest.approx(1 / np.median(r["seconds"][0]))
+    assert 0 <= r["pairs_where_b_is_faster"] <= 4
