@@ -33,7 +33,8 @@ from .local_attention import Grid, TileLayout
 PHI_FRAC = 14
 """Fractional bits of the phi convolutions' weights."""
 SCORE_BYTES = 1 << 21
-"""Bytes of attention scores per group of tiles in tile-local attention (about one core's L2 cache)."""
+"""Bytes of attention scores per group of tiles in the tensor path's tile-local attention (about one
+core's L2 cache); the C kernels take one tile at a time (:func:`native.tile_attention`)."""
 
 
 class IntLinear(nn.Module):
@@ -306,7 +307,8 @@ def _attend_tiles(q: torch.Tensor, sources: list[list[KV]], cache: KVCache, k: i
     heads, d, n_keys, n_q = all_k.shape[0], all_k.shape[2], index.shape[1], queries.shape[1]
     # tiles per group: the gathered keys within ATTENTION_BYTES, and the scores (n, H, Q, keys) within
     # SCORE_BYTES, so that the softmax's passes over them stay in a core's cache (measured 1.4-1.9x
-    # faster than groups of 3-8 tiles on CIF); tiles are independent, so the grouping changes no bit
+    # faster than groups of 3-8 tiles on CIF, when the C passes still ran between these products);
+    # tiles are independent, so the grouping changes no bit
     per_tile = heads * n_keys * 4
     step = max(1, min(ATTENTION_BYTES // (per_tile * (2 * d // 4 + 2 * n_q)), SCORE_BYTES // (per_tile * n_q)))
     out = torch.empty_like(q[0])
