@@ -7,8 +7,9 @@
  *   - every inexact step is the same single IEEE-754 operation as in exact_ops (a float32 product,
  *     a float64 division, a rounding to an integer in the default round-to-nearest-even mode, a
  *     float64 -> float32 conversion), issued as its own C operation. The build passes
- *     -ffp-contract=off (no FMA contraction) and never -ffast-math, and C on x86-64 and AArch64
- *     evaluates float expressions in their own precision (FLT_EVAL_METHOD 0).
+ *     -ffp-contract=off (no FMA contraction; pv_tile_attention alone re-allows it, EXACT_FMA, where
+ *     the only products followed by a sum are exact integer sums) and never -ffast-math, and C on
+ *     x86-64 and AArch64 evaluates float expressions in their own precision (FLT_EVAL_METHOD 0).
  * No libm function but rint/floor/sqrt/frexp/ldexp is called, and those are exact or correctly
  * rounded by IEEE-754. tests/test_portable_native.py checks each function against the tensor path.
  *
@@ -18,7 +19,8 @@
  * The dense layers' matrix products stay in torch (BLAS: exact for the same reason); these are the
  * passes between them. The tile-local attention, many small products with passes between them, is
  * one function here (pv_tile_attention), so that it runs as one long call per thread.
- * Layouts: row-major, contiguous; sizes int64_t.
+ * Layouts: row-major, contiguous (pv_tile_attention reads its keys and values in place, by row
+ * address); sizes int64_t.
  */
 
 #include <math.h>
