@@ -122,20 +122,28 @@ def test_resized_stream_is_golden(tiny_codec):
            resize=2)
 
 
+def portable_case(name: str) -> tuple[np.ndarray, dict]:
+    """The clip and encode options of the portable golden stream ``name`` (``tiny-portable``, or a
+    shipped model's name)."""
+    if name == "tiny-portable":
+        return smooth_clip(3, 24, 40, seed=7), {"quality": 50, "preset": "fast", "gop_size": 2}
+    from progvc.video.samples import sample_clip
+
+    return sample_clip(2, 48, 64, seed=1).frames, {"preset": "fast"}
+
+
 def test_tiny_portable_stream_is_golden(tiny_portable_codec):
     """The portable arithmetic (progvc.models.exact_ops) pinned: any change of its rounding shows here."""
-    _check("tiny-portable", tiny_portable_codec, smooth_clip(3, 24, 40, seed=7), quality=50, preset="fast",
-           gop_size=2)
+    clip, options = portable_case("tiny-portable")
+    _check("tiny-portable", tiny_portable_codec, clip, **options)
 
 
 @pytest.mark.weights
 @pytest.mark.parametrize("model", ["progvc-small-v5", "progvc-small-v4p"])
 def test_shipped_model_stream_is_golden(model):
     """The default and the previous shipped models (both portable, format 8)."""
-    from progvc.video.samples import sample_clip
-
-    codec = progvc.Codec.from_pretrained(model, device="cpu")
-    _check(model, codec, sample_clip(2, 48, 64, seed=1).frames, preset="fast")
+    clip, options = portable_case(model)
+    _check(model, progvc.Codec.from_pretrained(model, device="cpu"), clip, **options)
 
 
 OLDER = ([f"{v}-{model}" if model == "tiny-fast" else pytest.param(f"{v}-{model}", marks=pytest.mark.weights)

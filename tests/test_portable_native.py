@@ -3,7 +3,13 @@
 Each exact operation is run twice on the same seeded inputs, once through the C kernels and once
 with ``PROGVC_NATIVE=0`` (the tensor path, which tests/test_portable.py holds to the NumPy
 reference), and the results must be identical: wide and narrow rows, negative values, zero rows,
-float32 and float64 products, transposed views, key masks. Then a whole GOP's logits. The tests
+float32 and float64 products, transposed views, key masks. Then a whole GOP's logits, and the pinned
+portable streams end to end.
+
+The installed library dispatches to one clone of its hot loops (avx512f, avx2 or default) by the
+CPU it runs on, so a machine exercises only its own. Every test therefore also runs on the C file
+built for each instruction set alone (``PV_ONE_TARGET``, with setup.py's flags), where this CPU can
+run it: the code an AVX2-only or a baseline x86-64 machine runs, checked here. The tests
 skip when the kernels are not built and no C compiler is here (pip could not have built them);
 with a compiler on the PATH (Python's own ``CC``), or ``PROGVC_REQUIRE_NATIVE=1``, a missing build
 fails: ``pip install -e .`` should have made it.
@@ -11,18 +17,25 @@ fails: ``pip install -e .`` should have made it.
 
 from __future__ import annotations
 
+import functools
+import json
 import math
 import os
+import platform
 import shutil
+import subprocess
 import sysconfig
+from pathlib import Path
 
 import pytest
 import torch
 
+import progvc
 from progvc.models import exact_native as native
 from progvc.models import exact_ops as ops
 from progvc.models import portable
 
+from . import test_golden as golden
 from .helpers import portable_pair
 from .test_portable import coded_logits, random_tokens
 
@@ -32,15 +45,67 @@ def compiler_here() -> bool:
     return shutil.which(cc) is not None
 
 
-@pytest.fixture(autouse=True)
-def built():
-    if native.library() is not None:
+ROOT = Path(__file__).resolve().parents[1]
+SOURCE = ROOT / "progvc" / "models" / "exact_kernels.c"
+FLAGS = ["-O3", "-std=c11", "-ffp-contract=off", "-fno-fast-math"]
+"""setup.py's compile flags (test_one_target_builds_use_setups_flags holds them equal)."""
+TARGETS = {"avx512f": ["-mavx512f"], "avx2": ["-mavx2"], "x86-64": ["-march=x86-64", "-mtune=generic"]}
+"""Each clone of the installed library (target_clones avx512f, avx2, default), built alone."""
+
+
+def clones_here() -> bool:
+    """Whether pip's build has target clones here (the C file's CLONES condition)."""
+    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    return platform.system() == "Linux" and platform.machine() == "x86_64" and "gcc" in Path(cc).name
+
+
+def cpu_has(target: str) -> bool:
+    if target == "x86-64":
+        return True
+    flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "")
+    return target in flags.split()
+
+
+@functools.cache
+def one_target_build(target: str, folder: Path) -> Path:
+    """``exact_kernels.c`` built for ``target`` alone (``PV_ONE_TARGET``): the code of one clone."""
+    cc = (sysconfig.get_config_var("CC") or "cc").split()
+    out = folder / f"exact_kernels_{target}.so"
+    subprocess.run([*cc, *FLAGS, *TARGETS[target], "-DPV_ONE_TARGET", "-Wno-psabi", "-shared", "-fPIC",
+                    str(SOURCE), "-o", str(out), "-lm"], check=True, capture_output=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def build_folder(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("kernels")
+
+
+@pytest.fixture(autouse=True, params=["installed", *TARGETS])
+def built(request, monkeypatch, build_folder):
+    """Every test runs on the installed kernels, then on each clone's code built alone: this machine's
+    dispatch runs only its best clone, and a stream must decode the same on a CPU that gets another."""
+    if native.library() is None:
+        if os.environ.get("PROGVC_NATIVE") == "0":
+            pytest.skip("PROGVC_NATIVE=0: the C kernels are off")
+        if os.environ.get("PROGVC_REQUIRE_NATIVE") == "1" or compiler_here():
+            pytest.fail("progvc's C kernels are not built although a C compiler is here: run `pip install -e .`")
+        pytest.skip("progvc's C kernels are not built (no C compiler when installing): the tensor path runs")
+    target = request.param
+    if target == "installed":
         return
-    if os.environ.get("PROGVC_NATIVE") == "0":
-        pytest.skip("PROGVC_NATIVE=0: the C kernels are off")
-    if os.environ.get("PROGVC_REQUIRE_NATIVE") == "1" or compiler_here():
-        pytest.fail("progvc's C kernels are not built although a C compiler is here: run `pip install -e .`")
-    pytest.skip("progvc's C kernels are not built (no C compiler when installing): the tensor path runs")
+    if not clones_here():
+        pytest.skip(f"{target}: the installed kernels have no target clones on this platform")
+    if not cpu_has(target):
+        pytest.skip(f"{target}: this CPU cannot run that clone")
+    lib = native.open_build(one_target_build(target, build_folder))
+    assert lib is not None, f"the {target} build did not load"
+    monkeypatch.setattr(native, "_load", lambda: lib)
+
+
+def test_one_target_builds_use_setups_flags():
+    setup = (ROOT / "setup.py").read_text()
+    assert all(f'"{flag}"' in setup for flag in FLAGS)
 
 
 def both(monkeypatch, fn, *args):
@@ -185,3 +250,17 @@ def test_tile_attention_is_the_tensor_paths_tile_by_tile(monkeypatch, d):
             ok = query_ok[t]
             assert torch.equal(got[:, cells[ok]], want[0][:, ok]), f"m = {m}, tile {t}"
         monkeypatch.delenv("PROGVC_NATIVE")
+
+
+@pytest.mark.parametrize("name", ["tiny-portable", pytest.param("progvc-small-v5", marks=pytest.mark.weights)])
+def test_golden_portable_streams_decode_and_encode_the_same_on_each_build(name):
+    """End to end on each build: the pinned stream decodes to its golden tokens, and encoding its clip
+    (the RD token choice asks the context model) gives the pinned bytes where the float analysis is
+    the golden machine's (tests/test_golden.py)."""
+    codec = portable_pair()[1] if name == "tiny-portable" else progvc.Codec.from_pretrained(name, device="cpu")
+    stored = (golden.GOLDEN / f"{name}.pvc").read_bytes()
+    index = json.loads((golden.GOLDEN / "golden.json").read_text())
+    assert golden._tokens_digest(codec, stored) == index[name]["tokens"]
+    if index["_machine"] == golden.MACHINE:
+        clip, options = golden.portable_case(name)
+        assert codec.encode(clip, **options) == stored

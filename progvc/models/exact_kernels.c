@@ -14,7 +14,8 @@
  * rounded by IEEE-754. tests/test_portable_native.py checks each function against the tensor path.
  *
  * The hot loops are compiled for several instruction sets (target_clones); every clone computes the
- * same values, since none of the operations above depends on the vector width.
+ * same values, since none of the operations above depends on the vector width (and the tests run
+ * each clone's code, built alone: PV_ONE_TARGET below).
  *
  * The dense layers' matrix products stay in torch (BLAS: exact for the same reason); these are the
  * passes between them. The tile-local attention, many small products with passes between them, is
@@ -35,7 +36,10 @@
 #define PROB_BITS 14
 #define SCORE_FRAC 10
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+/* PV_ONE_TARGET: build for the compiler's target alone, no clones (tests/test_portable_native.py builds
+ * one library per instruction set this way, with -mavx512f, -mavx2 and -march=x86-64, so that every
+ * clone's code runs on a machine whose dispatch would pick only one of them). */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && !defined(PV_ONE_TARGET)
 #define CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define CLONES

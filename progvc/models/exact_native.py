@@ -42,8 +42,15 @@ def _load() -> ctypes.CDLL | None:
     spec = importlib.util.find_spec("progvc.models._exact_kernels")
     if spec is None or not spec.origin:
         return None
+    return open_build(spec.origin)
+
+
+def open_build(path: str | os.PathLike[str]) -> ctypes.CDLL | None:
+    """A build of ``exact_kernels.c`` at ``path``, its functions typed; None when it cannot be loaded
+    or was built from another :data:`ABI_VERSION`. The installed one is :func:`library`; the tests
+    also open builds for one instruction set each (``PV_ONE_TARGET`` in the C file)."""
     try:
-        lib = ctypes.CDLL(spec.origin)
+        lib = ctypes.CDLL(os.fspath(path))
     except OSError:
         return None
     if lib.pv_abi_version() != ABI_VERSION:
