@@ -34,3 +34,14 @@ def resolve_device(device: str | torch.device | None, *, option: str = "device="
         raise DeviceError(f"device type {dev.type!r} ({spelled(device)}) is not supported; use "
                           f"{spelled('cpu')} or {spelled('cuda')}")
     return dev
+
+
+def bfloat16_pays(device: torch.device) -> bool:
+    """Whether the encoder's search runs its synthesis in bfloat16 on ``device``: on a CPU with
+    AVX-512 BF16 or AMX, where oneDNN's bf16 convolutions run about twice as fast as float32 ones
+    (benchmarks/README.md, "Refinement in bfloat16"). Elsewhere bf16 is emulated and slower. CUDA
+    keeps float32 (its convolutions already use TF32; bf16 there is not measured)."""
+    if device.type != "cpu":
+        return False
+    probes = (getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+    return any(probe is not None and probe() for probe in probes)
