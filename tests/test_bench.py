@@ -14,6 +14,8 @@ from progvc.bench import bdrate, metrics, results
 from progvc.bench.bdrate import BDRateError, bd_quality, bd_rate
 from progvc.runtime.errors import ConfigError, WeightsError
 
+from .helpers import smooth_clip
+
 RATES = [0.05, 0.1, 0.2, 0.4]
 PSNRS = [28.0, 31.0, 33.5, 35.0]
 
@@ -430,3 +432,33 @@ def test_decode_pair_takes_turns_and_reports_each_pairs_ratio():
     assert r["ratios_b_over_a"][0] == r["seconds"][1][0] / r["seconds"][0][0]
     assert r["median_fps"][0] == pytest.approx(1 / np.median(r["seconds"][0]))
     assert 0 <= r["pairs_where_b_is_faster"] <= 4
+
+
+def test_refine_precision_encodes_both_ways_in_turns_and_restores_the_switch():
+    """Structure only: each quality is encoded in float32 and in bfloat16 (in that order), every point
+    has its numbers, the BD-rates come from those points, and the library's switch is restored."""
+    bench = pytest.importorskip("benchmarks.refine_precision")
+    import torch
+
+    from progvc.models import tokenizer
+
+    torch.manual_seed(0)
+    codec = bench.load_codec("random-tiny", "cpu")
+    switch = tokenizer.bfloat16_pays
+    frames = smooth_clip(2, 32, 48, seed=3)
+    calls = []
+    original = codec.tokenizer.refine_latent
+
+    def spy(*args, **kwargs):
+        calls.append(tokenizer.bfloat16_pays(torch.device("cpu")))
+        return original(*args, **kwargs)
+
+    codec.tokenizer.refine_latent = spy
+    r = bench.measure_clip(codec, frames, [20, 60, 100], "medium", gop=2)
+    assert tokenizer.bfloat16_pays is switch
+    assert calls == [False, True] * 3
+    assert [[p["quality"] for p in r["points"][k]] for k in bench.PRECISIONS] == [[20, 60, 100]] * 2
+    assert all(p["seconds"] > 0 and p["bpp"] > 0 and 0 < p["ms_ssim"] <= 1 for k in bench.PRECISIONS
+               for p in r["points"][k])
+    assert r["seconds_ratio"] == pytest.approx(sum(p["seconds"] for p in r["points"]["bfloat16"])
+                                               / sum(p["seconds"] for p in r["points"]["float32"]))
