@@ -35,10 +35,7 @@ def run(args: argparse.Namespace) -> None:
     out = Path(args.out)
     done = {(r["clip"], _key(r), r["gop"]) for r in _rows(out)} if out.exists() else set()
     codec = progvc.Codec.from_pretrained(device="cpu")
-    wanted = [s for s in args.only.split(",") if s]
-    for path in find_clips(args.clips):
-        if wanted and not any(w in path.name for w in wanted):
-            continue
+    for path in find_clips(args.clips, args.only):
         video = read_frames(path, args.frames, args.max_side)
         metrics = SequenceMetrics(video)
         for q in args.qualities:

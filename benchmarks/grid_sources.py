@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     tok = load_tokenizer(a.weights)
-    clips = [c for c in find_clips(a.clips) if not a.only or any(s in c.name for s in a.only.split(","))]
+    clips = find_clips(a.clips, a.only)
     scales = [int(s) for s in a.scales.split(",")]
     result = {}
     for clip in clips:

@@ -31,7 +31,7 @@ PRECISIONS = ("float32", "bfloat16")
 
 
 @contextmanager
-def search_precision(precision: str) -> Iterator[None]:
+def forced_precision(precision: str) -> Iterator[None]:
     """Refinement in ``precision``: "bfloat16" forces it (even where it is emulated), "float32" turns it off."""
     from progvc.models import tokenizer
 
@@ -53,7 +53,7 @@ def measure_clip(codec: Any, frames: Any, qualities: Sequence[int], preset: str,
     points: dict[str, list[dict[str, float]]] = {p: [] for p in PRECISIONS}
     for q in qualities:
         for precision in PRECISIONS:
-            with search_precision(precision):
+            with forced_precision(precision):
                 start = time.perf_counter()
                 data = codec.encode(frames, quality=q, preset=preset, gop_size=gop)
                 seconds = time.perf_counter() - start
@@ -96,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("clips", type=Path, help="a folder of clips (../shared/clips/dev)")
     ap.add_argument("--model", default=None, help="a shipped model or a .safetensors file (default: the default)")
-    ap.add_argument("--only", default=None, help="comma-separated parts of clip names to keep")
+    ap.add_argument("--only", default="", help="comma-separated parts of clip names to keep")
     ap.add_argument("--qualities", default="30,45,60,75,90")
     ap.add_argument("--preset", default="medium")
     ap.add_argument("--frames", type=int, default=8)
@@ -114,11 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     codec = load_codec(args.model, "cpu")
     qualities = [int(q) for q in args.qualities.split(",")]
-    keep = args.only.split(",") if args.only else None
     clips: dict[str, dict[str, Any]] = {}
-    for path in find_clips(args.clips):
-        if keep and not any(k in path.name for k in keep):
-            continue
+    for path in find_clips(args.clips, args.only):
         frames = read_frames(path, args.frames, args.max_side)
         clips[path.name] = measure_clip(codec, frames, qualities, args.preset, args.gop)
         print(report({path.name: clips[path.name]}).splitlines()[2], file=sys.stderr, flush=True)

@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     tok = load_tokenizer(a.weights).eval()
-    clips = [c for c in find_clips(a.clips) if not a.only or any(s in c.name for s in a.only.split(","))]
+    clips = find_clips(a.clips, a.only)
     rows = {}
     for clip in clips:
         rows[clip.name] = ceiling(tok, read_frames(clip, a.frames, a.max_side), a.extra)

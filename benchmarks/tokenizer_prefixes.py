@@ -171,9 +171,7 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     tok = load_tokenizer(a.weights, a.config_from)
-    clips = find_clips(a.clips)
-    if a.only:
-        clips = [c for c in clips if any(s in c.name for s in a.only.split(","))]
+    clips = find_clips(a.clips, a.only)
     clips = clips[:a.n_clips] if a.n_clips else clips
     scales = ([] if a.scales == "none" else [int(s) for s in a.scales.split(",")] if a.scales
               else list(range(1, tok.cfg.n_scales + 1)))

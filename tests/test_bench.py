@@ -462,3 +462,14 @@ def test_refine_precision_encodes_both_ways_in_turns_and_restores_the_switch():
                for p in r["points"][k])
     assert r["seconds_ratio"] == pytest.approx(sum(p["seconds"] for p in r["points"]["bfloat16"])
                                                / sum(p["seconds"] for p in r["points"]["float32"]))
+
+
+def test_find_clips_keeps_the_videos_whose_names_hold_a_part_of_only(tmp_path):
+    from progvc.bench.rd import find_clips
+
+    for name in ("src__cars__1.mp4", "src__boats__2.y4m", ".src__cars__3.mp4", "notes.txt"):
+        (tmp_path / name).write_bytes(b"")
+    every = [tmp_path / "src__boats__2.y4m", tmp_path / "src__cars__1.mp4"]
+    assert find_clips(tmp_path) == find_clips(tmp_path, "") == find_clips(tmp_path, "cars,,boats") == every
+    assert find_clips(tmp_path, "cars") == [tmp_path / "src__cars__1.mp4"]
+    assert find_clips(tmp_path, "planes") == []

@@ -45,8 +45,10 @@ VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".ts", ".y4m"
 SEED = 0
 
 
-def find_clips(clips: str | Path) -> list[Path]:
-    """Video files (by suffix, hidden files skipped) directly in folder ``clips``, or ``[clips]``."""
+def find_clips(clips: str | Path, only: str = "") -> list[Path]:
+    """Video files (by suffix, hidden files skipped) directly in folder ``clips``, or ``[clips]``;
+    ``only`` (the benchmarks' ``--only``): comma-separated parts of names, keep the clips whose name
+    holds one of them (none given: every clip)."""
     root = Path(clips)
     if root.is_file():
         return [root]
@@ -56,7 +58,8 @@ def find_clips(clips: str | Path) -> list[Path]:
                    if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in VIDEO_SUFFIXES)
     if not found:
         raise ConfigError(f"no video files in {root} (looked for {' '.join(VIDEO_SUFFIXES)})")
-    return found
+    wanted = [part for part in only.split(",") if part]
+    return [p for p in found if any(part in p.name for part in wanted)] if wanted else found
 
 
 def read_clip(path: Path, max_frames: int) -> tuple[np.ndarray, Fraction | None]:
