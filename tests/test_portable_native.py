@@ -40,9 +40,13 @@ from .helpers import portable_pair
 from .test_portable import coded_logits, random_tokens
 
 
+def compiler() -> list[str]:
+    """Python's own C compiler command (what pip builds extensions with)."""
+    return (sysconfig.get_config_var("CC") or "cc").split()
+
+
 def compiler_here() -> bool:
-    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
-    return shutil.which(cc) is not None
+    return shutil.which(compiler()[0]) is not None
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,8 +59,7 @@ TARGETS = {"avx512f": ["-mavx512f"], "avx2": ["-mavx2"], "x86-64": ["-march=x86-
 
 def clones_here() -> bool:
     """Whether pip's build has target clones here (the C file's CLONES condition)."""
-    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
-    return platform.system() == "Linux" and platform.machine() == "x86_64" and "gcc" in Path(cc).name
+    return platform.system() == "Linux" and platform.machine() == "x86_64" and "gcc" in Path(compiler()[0]).name
 
 
 def cpu_has(target: str) -> bool:
@@ -69,9 +72,8 @@ def cpu_has(target: str) -> bool:
 @functools.cache
 def one_target_build(target: str, folder: Path) -> Path:
     """``exact_kernels.c`` built for ``target`` alone (``PV_ONE_TARGET``): the code of one clone."""
-    cc = (sysconfig.get_config_var("CC") or "cc").split()
     out = folder / f"exact_kernels_{target}.so"
-    subprocess.run([*cc, *FLAGS, *TARGETS[target], "-DPV_ONE_TARGET", "-Wno-psabi", "-shared", "-fPIC",
+    subprocess.run([*compiler(), *FLAGS, *TARGETS[target], "-DPV_ONE_TARGET", "-Wno-psabi", "-shared", "-fPIC",
                     str(SOURCE), "-o", str(out), "-lm"], check=True, capture_output=True)
     return out
 
