@@ -212,18 +212,9 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, exp_table: torc
     roundings, so sum p <= 2**14 and out = round(sum p v * 2**-14) is an exact float32 product."""
     lib = native.active(q)
     if lib is not None:  # the same roundings in C (exact_native)
-        return attention_of_rounded(q, native.quantize_rows(lib, k, 2), native.quantize_rows(lib, v, 2), exp_table,
-                                    keep)
-    return attention_of_rounded(q, quantize_rows(k, group_dims=2)[0], quantize_rows(v, group_dims=2)[0], exp_table,
-                                keep)
-
-
-def attention_of_rounded(q: torch.Tensor, kq: torch.Tensor, vq: torch.Tensor, exp_table: torch.Tensor,
-                         keep: torch.Tensor | None = None) -> torch.Tensor:
-    """:func:`attention` with keys and values already rounded per (row of the batch, head) group
-    (:func:`quantize_rows` with ``group_dims=2``)."""
-    lib = native.active(q)
-    qq = native.quantize_rows(lib, q) if lib is not None else quantize_rows(q)[0]
+        qq, kq, vq = native.quantize_rows(lib, q), native.quantize_rows(lib, k, 2), native.quantize_rows(lib, v, 2)
+    else:
+        qq, kq, vq = quantize_rows(q)[0], quantize_rows(k, group_dims=2)[0], quantize_rows(v, group_dims=2)[0]
     qq.mul_(1.0 / (1 << (2 * FRAC - SCORE_FRAC)))  # exact: a power of two
     a = qq @ kq.transpose(-1, -2)  # (B,H,n,m), exact
     if lib is not None:
