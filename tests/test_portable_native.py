@@ -142,6 +142,61 @@ def test_row_rounding_and_norm_are_the_tensor_paths(monkeypatch):
                        ops.quantize_rows(view, group_dims=2)[0])
 
 
+RECIPROCAL_ROWS = [
+    [-569, -568, 379, -1352, -500, 2755, -1920, 1034, -2233, -508, 641, -2981, -2690, 1552, 119, -2258],
+    [459, 2063, 1271, -2847, -1380, 340, -2532, 1467, 1434, 2863, 2339, 1884, -2579, -517, -2990, 8, 2300, 2371, -897,
+     -2748, 826, 1748, 1323, -38, 1149, 2596, 2496],
+    [464, 2063, 1271, -2847, -1380, 340, -2532, 1467, 1434, 2863, 2339, 1884, -2579, -517, -2990, 8, 2300, 2371, -897,
+     -2748, 826, 1748, 1323, -38, 1149, 2596, 2496],
+    [-510, -1421, -2433, -2874, -2601, -2036, -320, -1575, -873, -2220, 712, 1630, 2352, 144, 2865, 118, 1562, -2678,
+     -1398, 1725, -2928, 485, 2991, -2281, 1374, -394, -2139, -1518],
+    [130, 1603, -1675, -1762, -1845, -328, -920, 1265, -1522, 343, 583, 1074, 2433, -2706, -1150, 2188, 2941, -392,
+     -1839, -2227, 2543, 624, -1946, 893, 1221, -723, -378, 748, -565, 1520, 2791, 1165],
+]
+"""Rows whose normalisation holds an exact half, c * 2**8 / sd = k + 1/2 with sd = 512 m (m not a power of
+two), that c * 2**8 * (1 / sd) and c * (2**8 / sd) round to the other integer: a build with
+-freciprocal-math (part of -ffast-math) gets them wrong. Random rows rarely hold one (5 of the 360 exact
+halves a seeded search of 11.6 million rows of 4..32 integers in [-3000, 3000] found)."""
+
+
+def rounds_apart_by_reciprocal(row: list[int]) -> bool:
+    """Whether ``row``'s normalisation (exact_ops.normalize_rows' float64 steps, in NumPy) rounds
+    differently when its division by sd is a multiplication by a reciprocal."""
+    import numpy as np
+
+    x = np.array(row, dtype=np.float64)
+    c = x * len(x) - x.sum()  # |c| < 2**20 here: no shift
+    sd = max(1.0, np.floor(np.sqrt(np.floor((c * c).sum() / len(x)))))
+    exact = np.rint(c * 256 / sd)
+    return bool((np.rint(c * 256 * (1 / sd)) != exact).any() and (np.rint(c * (256 / sd)) != exact).any())
+
+
+def test_norm_divides_where_a_reciprocal_would_round_apart(monkeypatch):
+    assert all(rounds_apart_by_reciprocal(row) for row in RECIPROCAL_ROWS)  # the rows have teeth
+    for row in RECIPROCAL_ROWS:
+        got, want = both(monkeypatch, ops.normalize_rows, torch.tensor([row], dtype=torch.float32))
+        assert torch.equal(got, want), row
+
+
+def test_a_fast_math_build_fails_these_tests(request, monkeypatch, build_folder):
+    """The check above has teeth: the C file built with -ffast-math (reciprocal division, FMA) gets a
+    row wrong. Once, not per build."""
+    if request.node.callspec.params["built"] != "installed":
+        pytest.skip("one fast-math build is enough")
+    out = build_folder / "exact_kernels_fast_math.so"
+    subprocess.run([*compiler(), "-O3", "-std=c11", "-ffast-math", "-DPV_ONE_TARGET", "-shared", "-fPIC",
+                    str(SOURCE), "-o", str(out), "-lm"], check=True, capture_output=True)
+    lib = native.open_build(out)
+    wrong = []
+    for row in RECIPROCAL_ROWS:
+        x = torch.tensor([row], dtype=torch.float32)
+        monkeypatch.setenv("PROGVC_NATIVE", "0")
+        want = ops.normalize_rows(x)
+        monkeypatch.delenv("PROGVC_NATIVE")
+        wrong.append(not torch.equal(native.normalize_rows(lib, x), want))
+    assert any(wrong)
+
+
 @pytest.mark.parametrize("k", [24, 192, 512, 600])
 def test_linear_layers_are_the_tensor_paths(monkeypatch, k):
     """float32 products (k <= 256) and float64 ones (k > 256, in chunks), their rescale and clamp."""
