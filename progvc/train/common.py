@@ -231,14 +231,25 @@ def init_from(module: torch.nn.Module, cfg: Any, start: int) -> None:
         print(f"warm start: {warm_start(module, cfg.init_from)} tensors from {cfg.init_from}", flush=True)
 
 
-def lr_at(step: int, base: float, warmup: int, total: int) -> float:
-    """Linear warm-up then cosine decay to 10% of ``base``."""
+def lr_at(step: int, base: float, warmup: int, total: int, done: float = 0.0) -> float:
+    """Linear warm-up then cosine decay to 10% of ``base``. ``done`` in [0, 1]: a share of the run
+    known to be over by other means (wall time, :func:`time_share`); the cosine follows whichever of
+    it and the steps is further along."""
     if step < warmup:
         return base * (step + 1) / warmup
     import math
 
-    frac = (step - warmup) / max(1, total - warmup)
+    frac = max((step - warmup) / max(1, total - warmup), done)
     return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
+
+
+def time_share(cfg: Any, t0: float) -> float:
+    """The share of ``cfg.max_minutes`` spent since ``t0`` when ``cfg.lr_by_time`` is set, else 0:
+    a run bounded by time rather than steps (a leg on a lent GPU, :mod:`progvc.train.device_leg`)
+    still ends its cosine at the low rate."""
+    if not getattr(cfg, "lr_by_time", False) or cfg.max_minutes <= 0:
+        return 0.0
+    return (time.time() - t0) / (60 * cfg.max_minutes)
 
 
 def parse_config(cls: type, argv: list[str] | None, doc: str | None) -> Any:
@@ -277,9 +288,10 @@ def finished(step: int, cfg: Any, t0: float, d: Dist | None = None) -> bool:
     return late
 
 
-def set_lr(opt: torch.optim.Optimizer, step: int, cfg: Any) -> float:
-    """Apply :func:`lr_at` for this step to every parameter group; returns the rate."""
-    lr = lr_at(step, cfg.lr, cfg.warmup, cfg.steps)
+def set_lr(opt: torch.optim.Optimizer, step: int, cfg: Any, t0: float = 0.0) -> float:
+    """Apply :func:`lr_at` for this step (and, with ``cfg.lr_by_time``, the wall time since ``t0``) to every
+    parameter group; returns the rate."""
+    lr = lr_at(step, cfg.lr, cfg.warmup, cfg.steps, time_share(cfg, t0) if t0 else 0.0)
     for group in opt.param_groups:
         group["lr"] = lr
     return lr

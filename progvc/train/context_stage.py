@@ -57,6 +57,7 @@ class ContextTrainConfig:
     log_every: int = 25
     save_every: int = 200
     max_minutes: float = 0.0
+    lr_by_time: bool = False  # the cosine also follows the share of max_minutes spent (common.time_share)
     init_from: str = ""  # warm start: copy what fits from these weights (see common.warm_start)
     seed: int = 0
     device: str | None = None
@@ -150,7 +151,7 @@ def train(cfg: ContextTrainConfig) -> Path:
         targets = flatten_targets(tokens)
         logits = net(tokens, grids, lam)
         loss = F.cross_entropy(logits.transpose(1, 2), targets)
-        common.set_lr(opt, step, cfg)
+        common.set_lr(opt, step, cfg, t0)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(ctx.parameters(), 1.0)

@@ -30,7 +30,6 @@ import torch.nn.functional as F
 
 from ..runtime.atomic import atomic_path
 from ..runtime.errors import ConfigError, ProgvcError, VideoError
-from ..video.io import MAX_FRAMES, iter_frames
 
 CLIP_EXTENSIONS = frozenset(
     {".mp4", ".mkv", ".webm", ".mov", ".avi", ".ivf", ".y4m", ".264", ".h264", ".265", ".hevc", ".bit", ".266", ".yuv"}
@@ -59,6 +58,8 @@ def build_cache(
     settings is skipped; a clip that cannot be decoded is skipped with a warning. Prints one line
     per clip.
     """
+    from ..video.io import MAX_FRAMES  # PyAV: training from a cache needs no video decoder (device_leg)
+
     clip_dir, cache_dir = Path(clip_dir), Path(cache_dir)
     if not clip_dir.is_dir():
         raise ConfigError(f"clip folder {str(clip_dir)!r} not found")
@@ -93,6 +94,8 @@ def build_cache(
 
 def _cache_clip(clip: Path, max_side: int, keep: int) -> tuple[np.ndarray, dict]:
     """Decode ``clip`` twice (count, then keep the chosen runs); returns frames and metadata."""
+    from ..video.io import MAX_FRAMES, iter_frames
+
     n = sum(1 for _ in iter_frames(clip, max_frames=MAX_FRAMES))  # streaming: one frame in memory
     if n == 0:
         raise VideoError("no decodable frames")

@@ -31,8 +31,9 @@ import torch
 import torch.nn.functional as F
 
 from ..models.autoencoder import load_into_grown
-from ..models.config import PRESETS
+from ..models.config import PRESETS, TokenizerConfig
 from ..models.tokenizer import Tokenizer
+from ..runtime.errors import ConfigError
 from ..stream.scales import missing_octaves
 from ..weights import parse_weights, save_weights
 from . import common
@@ -62,11 +63,14 @@ class TokenizerTrainConfig:
     upsample: str = "bilinear"  # the synthesis' up-sampling (TokenizerConfig.upsample): v5's; v1-v4 used nearest
     extra_blocks: int = 0  # TokenizerConfig.synthesis_extra_blocks
     analysis_extra_blocks: int = 0  # TokenizerConfig.analysis_extra_blocks
+    channels: str = ""  # "48,96,192,256": the autoencoder's widths per level (default: the preset's)
+    latent_channels: int = 0  # > 0: the latent's channels (default: the preset's)
     w_grid: float = 0.0  # the decode's 8-pixel phase profile against the source's (grid_loss)
     restart_every: int = 100
     log_every: int = 50
     save_every: int = 250
     max_minutes: float = 0.0
+    lr_by_time: bool = False  # the cosine also follows the share of max_minutes spent (common.time_share)
     init_from: str = ""  # warm start: copy what fits from these weights (see common.warm_start)
     seed: int = 0
     device: str | None = None
@@ -122,9 +126,7 @@ def train(cfg: TokenizerTrainConfig) -> Path:
     d = common.setup(cfg.device, cfg.seed, cfg.threads)
     out = Path(cfg.out)
     codec_cfg = PRESETS[cfg.preset]()
-    tok_cfg = dataclasses.replace(codec_cfg.tokenizer, upsample=cfg.upsample, synthesis_extra_blocks=cfg.extra_blocks,
-                                  analysis_extra_blocks=cfg.analysis_extra_blocks)
-    codec_cfg = dataclasses.replace(codec_cfg, tokenizer=tok_cfg)
+    codec_cfg = dataclasses.replace(codec_cfg, tokenizer=tokenizer_config(codec_cfg.tokenizer, cfg))
     tok = Tokenizer(codec_cfg.tokenizer).to(d.device)
     disc = PatchDiscriminator().to(d.device)
     opt = torch.optim.AdamW(tok.parameters(), lr=cfg.lr, betas=(0.5, 0.9), weight_decay=0.0)
@@ -170,7 +172,7 @@ def train(cfg: TokenizerTrainConfig) -> Path:
         gan_on = step >= cfg.disc_start and cfg.w_adv > 0
         if gan_on:
             loss = loss + cfg.w_adv * g_hinge(disc(x_hat))
-        common.set_lr(opt, step, cfg)
+        common.set_lr(opt, step, cfg, t0)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(tok.parameters(), 1.0)
@@ -205,6 +207,20 @@ def train(cfg: TokenizerTrainConfig) -> Path:
         state = {f"tokenizer.{k}": v for k, v in tok.state_dict().items()}
         save_weights(out / "tokenizer.safetensors", state, codec_cfg)
     return out
+
+
+def tokenizer_config(preset: TokenizerConfig, cfg: TokenizerTrainConfig) -> TokenizerConfig:
+    """The preset's tokenizer with the run's architecture flags applied."""
+    widths = {}
+    if cfg.channels:
+        try:
+            widths["channels"] = tuple(int(c) for c in cfg.channels.split(","))
+        except ValueError:
+            raise ConfigError(f"--channels takes widths like 32,64,192,256, got {cfg.channels!r}") from None
+    if cfg.latent_channels > 0:
+        widths["latent_channels"] = cfg.latent_channels
+    return dataclasses.replace(preset, upsample=cfg.upsample, synthesis_extra_blocks=cfg.extra_blocks,
+                               analysis_extra_blocks=cfg.analysis_extra_blocks, **widths)
 
 
 def grow_from(tok: Tokenizer, path: str) -> bool:
