@@ -473,3 +473,15 @@ def test_find_clips_keeps_the_videos_whose_names_hold_a_part_of_only(tmp_path):
     assert find_clips(tmp_path) == find_clips(tmp_path, "") == find_clips(tmp_path, "cars,,boats") == every
     assert find_clips(tmp_path, "cars") == [tmp_path / "src__cars__1.mp4"]
     assert find_clips(tmp_path, "planes") == []
+
+
+def test_synthesis_cost_times_each_width_against_the_first(tmp_path):
+    """Structure only: one row per candidate, in order, its parameters counted and its time measured."""
+    bench = pytest.importorskip("benchmarks.synthesis_cost")
+    out = tmp_path / "cost.json"
+    assert bench.main(["--widths", "8,8,16,16;8,16,32,48", "--size", "48x32", "--runs", "1", "--threads", "1",
+                       "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["channels"] for r in rows] == [[8, 8, 16, 16], [8, 16, 32, 48]]
+    assert rows[0]["g_s_vs_first"] == 1.0 and rows[1]["g_s_params"] > rows[0]["g_s_params"]
+    assert all(r["g_s_seconds"] > 0 and r["g_a_seconds"] > 0 for r in rows)
