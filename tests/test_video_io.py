@@ -42,6 +42,15 @@ def test_uint8_array_passes_through_with_default_fps() -> None:
     assert read_video(x, fps=Fraction(24)).fps == 24
 
 
+def test_a_video_passes_through_at_its_rate(tiny_codec) -> None:
+    """read_video's and sample_clip's result is itself a source (it failed as "dtype object" before)."""
+    clip = Video(moving(2, 8, 12), Fraction(30000, 1001))
+    v = read_video(clip)
+    assert v.fps == clip.fps and np.array_equal(v.frames, clip.frames)
+    assert read_video(clip, fps=24).fps == 24
+    assert tiny_codec.encode(clip) == tiny_codec.encode(clip.frames, fps=clip.fps)
+
+
 @pytest.mark.parametrize(
     ("array", "shape"),
     [

@@ -72,7 +72,8 @@ def read_video(
 ) -> Video:
     """Read a whole video (or its first ``max_frames`` frames) into memory.
 
-    ``source``: a path (``str``/``Path``) or an array-like of uint8 RGB frames, ``(T,H,W,3)`` or one
+    ``source``: a path (``str``/``Path``), a :class:`Video` (its frames, at its rate unless ``fps`` is
+    given) or an array-like of uint8 RGB frames, ``(T,H,W,3)`` or one
     frame ``(H,W,3)``; grayscale ``(T,H,W)``/``(T,H,W,1)`` is replicated to RGB and RGBA
     ``(T,H,W,4)`` loses its alpha. Float arrays are refused: their scale is ambiguous, so convert
     them to uint8 yourself. ``size=(W, H)`` and ``pix_fmt_in`` (``yuv420p``/``yuv422p``/``yuv444p``/
@@ -172,6 +173,8 @@ def _open_source(
     limit = MAX_FRAMES if strict else int(max_frames)
     if size is not None and not (isinstance(size, (tuple, list)) and len(size) == 2 and min(size) >= 1):
         raise ConfigError(f"size must be (width, height) with positive entries, got {size!r}")
+    if isinstance(source, Video):  # read_video's or sample_clip's result: its frames at its rate
+        rate, source = rate or source.fps, source.frames
     if not isinstance(source, (str, os.PathLike)):
         frames = _as_frames(source)
         _check_count(frames.shape[0], limit, strict, "the array")
