@@ -12,7 +12,7 @@ import pytest
 from progvc.codec.codec import Codec
 from progvc.models.config import tiny_config
 from progvc.runtime.errors import ConfigError
-from progvc.train import common, device_leg, tokenizer_stage
+from progvc.train import common, context_stage, device_leg, tokenizer_stage
 from progvc.weights import save_weights
 
 from .helpers import moving, portable_pair, smooth_clip
@@ -104,6 +104,22 @@ def test_a_leg_runs_and_joins_into_a_codec(tmp_path):
     assert codec.config.tokenizer.channels == (16, 24)  # the leg's wider tokenizer (tiny's is 16,32)
     x = smooth_clip(3, 24, 32)
     assert codec.decode(codec.encode(x)).shape == x.shape
+
+
+@pytest.mark.slow
+def test_a_call_cut_during_the_context_phase_still_brings_back_the_tokenizer(tmp_path, monkeypatch):
+    device_leg.pack(_cache(tmp_path / "cache"), tmp_path / "packed")
+
+    def cut(cfg):
+        raise KeyboardInterrupt  # as the device tool's time limit ends the call
+
+    monkeypatch.setattr(context_stage, "train", cut)
+    with pytest.raises(KeyboardInterrupt):
+        device_leg.main(["run", "--data", str(tmp_path / "packed"), "--out", str(tmp_path / "out"), "--work",
+                         str(tmp_path / "work"), "--device", "cpu", "--workers", "1", "--tokenizer-minutes", "1",
+                         "--tokenizer-args", "--preset tiny --steps 2 --batch 2 --crop 32", "--context-minutes", "1"])
+    assert [p["phase"] for p in json.loads((tmp_path / "out" / "leg.json").read_text())["phases"]] == ["tokenizer"]
+    assert [p.name for p in device_leg.join(tmp_path / "out", tmp_path / "j")] == ["tokenizer.safetensors"]
 
 
 def test_a_run_bounded_by_time_ends_its_cosine_at_the_low_rate():

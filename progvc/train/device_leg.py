@@ -22,9 +22,11 @@ context model on its tokens (``progvc.train.context_stage``, warm-started from t
 made float again), each bounded by wall time with its cosine following the time spent
 (``--lr-by-time``). Each result leaves as parts of at most 15 MiB with a sha256, beside
 ``leg.json`` (timings, the runs' logs, and the error of a phase that failed: a failed context
-phase still returns the tokenizer). Optimiser state does not come back; a next leg warm-starts
-from the weights (``--init-from``). ``join`` writes ``tokenizer.safetensors`` and, with a context
-phase, ``model.safetensors`` (both float; ``python -m progvc.train.portable`` converts the latter).
+phase still returns the tokenizer; it is written after each phase, so a call cut short during the
+context phase still brings back the tokenizer and its account). Optimiser state does not come
+back; a next leg warm-starts from the weights (``--init-from``). ``join`` writes
+``tokenizer.safetensors`` and, with a context phase, ``model.safetensors`` (both float;
+``python -m progvc.train.portable`` converts the latter).
 """
 
 from __future__ import annotations
@@ -196,7 +198,8 @@ def _phase(name: str, train: object, make_argv: Callable[[], list[str]], result:
         report["argv"] = argv = make_argv()
         cfg = train.parse_args(argv)  # type: ignore[attr-defined]
         run_dir = train.train(cfg)  # type: ignore[attr-defined]
-        report["log"] = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+        log = Path(run_dir) / "metrics.jsonl"  # absent when the run ended before its first log line
+        report["log"] = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
         report["file"] = split(_only(Path(run_dir) / result, name), out)
     except Exception:  # noqa: BLE001 - the leg's other results must still come back
         report["error"] = traceback.format_exc()
@@ -256,6 +259,7 @@ def run(args: argparse.Namespace) -> dict:
         args.tokenizer_args, args.tokenizer_minutes, ["--cache", str(cache), "--out", str(work / "tok"), *device]),
         "tokenizer.safetensors", out)
     summary["phases"] = [tok]
+    (out / SUMMARY).write_text(json.dumps(summary, indent=1))  # what came back so far, should the call be cut
     if args.context_minutes > 0 and "file" in tok:
         summary["phases"].append(_phase("context", context_stage, lambda: _stage_args(
             args.context_args, args.context_minutes,
