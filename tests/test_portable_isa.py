@@ -7,7 +7,8 @@ stream is also decoded on 2 threads under each capability and, under the scalar 
 tensor path alone (``PROGVC_NATIVE=0``, no C kernels). A float model's stream under the same test
 fails its checksums across capabilities (issue 29's table); a portable one must give identical
 tokens everywhere. The frames come from the float synthesis, which sums in another order per
-vector width: identical wherever the capability is the same, and within one level elsewhere.
+vector width: identical wherever the capability is the same, and within a level or two elsewhere
+(:func:`check_runs`).
 """
 
 from __future__ import annotations
@@ -70,7 +71,15 @@ def test_portable_stream_decodes_to_the_same_tokens_under_every_capability(tmp_p
 
 def check_runs(runs: dict, made: str) -> None:
     """One stream's decodes: the same tokens everywhere; the same frames under the same capability,
-    and within one level of 0.1% of the values elsewhere (the float synthesis)."""
+    and near elsewhere. In float32 the synthesis' sums differ in order per vector width: within one
+    level on 0.1% of the values. Where the decoder synthesises in bfloat16 (0.4.5) such differences
+    can tip a bfloat16 rounding: measured within two levels, one level on 6% (whole) and 13% (cut and
+    filled) of the values between the scalar kernels and avx2 / avx512 (which agree exactly)."""
+    import torch
+
+    from progvc.models.tokenizer import synthesis_in_bfloat16
+
+    most, share = (2, 0.2) if synthesis_in_bfloat16(torch.device("cpu")) else (1, 1e-3)
     first = next(iter(runs.values()))
     for key, run in runs.items():
         for part in ("full_tokens", "cut_tokens"):
@@ -80,4 +89,4 @@ def check_runs(runs: dict, made: str) -> None:
         for part in ("full", "cut"):
             np.testing.assert_array_equal(run[part], same_kind[0][part], err_msg=f"{part} frames under {key}")
             diff = np.abs(run[part].astype(int) - first[part].astype(int))
-            assert diff.max() <= 1 and (diff > 0).mean() < 1e-3, f"{part} frames under {key} ({made})"
+            assert diff.max() <= most and (diff > 0).mean() < share, f"{part} frames under {key} ({made})"

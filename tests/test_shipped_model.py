@@ -94,3 +94,29 @@ def test_prefix_refinement_improves_truncated_pictures_at_little_cost_to_the_ful
     assert quality(aware, k) > quality(plain, k) - 0.3
     with pytest.raises(progvc.ConfigError, match="prefix_refine"):
         shipped.encode(clip, prefix_refine=-1)
+
+
+@pytest.mark.parametrize("tile_pixels", [None, 4096])
+def test_the_bfloat16_synthesis_is_the_float32_picture_within_a_few_levels(shipped, monkeypatch, tile_pixels):
+    """The decoder's synthesis in bfloat16 (where the CPU computes it natively; forced here, on any CPU)
+    against float32: the same stream, pictures a few levels apart at most (on the ten dev clips: at
+    most 4, mean 0.09-0.26; benchmarks.decode_precision), PSNR the same to a hundredth of a dB; also
+    in tiles (a frame above ``tile_pixels``), and for a prefix."""
+    import numpy as np
+
+    from progvc.bench.metrics import psnr
+    from progvc.models import tokenizer
+    from progvc.video.samples import sample_clip
+
+    x = sample_clip(2, 96, 128, seed=4).frames
+    data = shipped.encode(x, preset="fast")
+    if tile_pixels:
+        monkeypatch.setattr(shipped.tokenizer, "tile_pixels", tile_pixels)
+    for stream in (data, progvc.truncate(data, n_scales=7)):
+        pictures = {}
+        for bf16 in (False, True):
+            monkeypatch.setattr(tokenizer, "synthesis_in_bfloat16", lambda device, on=bf16: on)
+            pictures[bf16] = shipped.decode(stream, fill="none")
+        diff = np.abs(pictures[True].astype(int) - pictures[False])
+        assert diff.max() <= 6 and diff.mean() < 0.25, (diff.max(), diff.mean())
+        assert abs(psnr(x, pictures[True]) - psnr(x, pictures[False])) < 0.01

@@ -139,3 +139,19 @@ def test_tokenizer_stage_grows_both_transforms_from_a_weights_file(tmp_path):
               "--init-from", str(trained / "tokenizer.safetensors")]
     with pytest.raises(ValueError, match="shrink"):
         tokenizer_stage.train(tokenizer_stage.parse_args(args + shrink))
+
+
+@pytest.mark.parametrize("film", [False, True])
+def test_a_bfloat16_synthesis_is_close_to_float32_and_ends_in_float32(film):
+    """``g_s(..., bfloat16=True)``: every layer but the last in bfloat16, the picture in float32; with
+    FiLM too (a prefix told how many octaves are missing)."""
+    cfg = dataclasses.replace(tiny_config().tokenizer, prefix_film=film)
+    torch.manual_seed(0)
+    g_s = SynthesisTransform(cfg)
+    for p in g_s.parameters():
+        p.data.normal_(0, 0.1)
+    y = torch.randn(2, cfg.latent_channels, 6, 5)
+    exact, fast = g_s(y, 1.0), g_s(y, 1.0, bfloat16=True)
+    assert fast.dtype == torch.float32 and fast.shape == exact.shape
+    assert not torch.equal(fast, exact) and torch.allclose(fast, exact, atol=0.05 * exact.abs().max().item())
+    assert torch.equal(g_s(y, 1.0, bfloat16=False), exact)

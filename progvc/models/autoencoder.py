@@ -123,15 +123,20 @@ class SynthesisTransform(nn.Module):
         blocks = [m.body[0].num_channels for m in self.net if isinstance(m, ResBlock)]
         self.film = PrefixFilm(blocks) if cfg.prefix_film else None
 
-    def forward(self, y: torch.Tensor, missing: float | torch.Tensor = 0.0) -> torch.Tensor:
+    def forward(self, y: torch.Tensor, missing: float | torch.Tensor = 0.0, bfloat16: bool = False) -> torch.Tensor:
+        """``bfloat16``: every layer but the last runs in bfloat16 (autocast), and the last, which
+        makes the picture, in float32 (the decoder's choice where bfloat16 is native:
+        :func:`progvc.models.tokenizer.synthesis_in_bfloat16`)."""
         y = y.contiguous(memory_format=torch.channels_last)  # oneDNN's fast layout: 0.75x the time on CPU
-        if self.film is None:
+        if self.film is None and not bfloat16:
             return self.net(y)
-        m = torch.as_tensor(missing, dtype=y.dtype, device=y.device).expand(y.shape[0])
-        films = iter(self.film(m))
-        for layer in self.net:
-            y = layer(y, next(films)) if isinstance(layer, ResBlock) else layer(y)
-        return y
+        films = None
+        if self.film is not None:
+            films = iter(self.film(torch.as_tensor(missing, dtype=y.dtype, device=y.device).expand(y.shape[0])))
+        with torch.autocast(y.device.type, dtype=torch.bfloat16, enabled=bfloat16):
+            for layer in self.net[:-1]:
+                y = layer(y, next(films)) if films is not None and isinstance(layer, ResBlock) else layer(y)
+        return self.net[-1](y.float())
 
 
 def load_into_grown(dst: AnalysisTransform | SynthesisTransform, src: AnalysisTransform | SynthesisTransform) -> None:

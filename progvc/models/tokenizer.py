@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..runtime import devices
 from ..runtime.devices import bfloat16_pays
 from ..runtime.memory import REFINE_CHUNK_PIXELS, TILE_PIXELS
 from ..stream.scales import missing_octaves, scale_grids
@@ -145,7 +146,8 @@ class Tokenizer(nn.Module):
 
         ``missing``: octaves of scales the latent lacks (:func:`progvc.stream.scales.missing_octaves`).
         """
-        return bounded(lambda y: self.g_s(y, missing), f_hat, scale=self.cfg.stride, norms=self.g_s,
+        fast = synthesis_in_bfloat16(f_hat.device)
+        return bounded(lambda y: self.g_s(y, missing, bfloat16=fast), f_hat, scale=self.cfg.stride, norms=self.g_s,
                        max_pixels=self.tile_pixels, then=lambda x: to_uint8(x[..., :height, :width]))
 
     def forward(self, x: torch.Tensor, n_keep: int | None = None, collect: list[torch.Tensor] | None = None
@@ -171,3 +173,14 @@ def search_precision(device: torch.device) -> contextlib.AbstractContextManager:
     "Refinement in bfloat16"). Elsewhere: float32 (a null context).
     """
     return torch.autocast(device.type, dtype=torch.bfloat16) if bfloat16_pays(device) else contextlib.nullcontext()
+
+
+def synthesis_in_bfloat16(device: torch.device) -> bool:
+    """Whether :meth:`Tokenizer.synthesise`, the decoder's picture, runs ``g_s`` in bfloat16 (all but its
+    last convolution, which stays float32): on a CPU that computes bfloat16 natively
+    (:func:`~progvc.runtime.devices.bfloat16_pays`): on the ten dev clips decodes took 0.90x the time
+    (cut and filled streams 0.85x), PSNR moved by -0.0012..+0.0007 dB and no pixel by more than 4
+    levels (benchmarks/README.md, "The decoder's synthesis in bfloat16"). Its own switch, apart from
+    :func:`search_precision`'s, so that each can be measured alone. The encoder never calls it: encoded
+    bytes do not depend on it."""
+    return devices.bfloat16_pays(device)
