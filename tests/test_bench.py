@@ -484,4 +484,33 @@ def test_synthesis_cost_times_each_width_against_the_first(tmp_path):
     rows = json.loads(out.read_text())["rows"]
     assert [r["channels"] for r in rows] == [[8, 8, 16, 16], [8, 16, 32, 48]]
     assert rows[0]["g_s_vs_first"] == 1.0 and rows[1]["g_s_params"] > rows[0]["g_s_params"]
-    assert all(r["g_s_seconds"] > 0 and r["g_a_seconds"] > 0 for r in rows)
+    assert all(r["g_s_seconds"] > 0 and r["g_s_bfloat16_seconds"] > 0 and r["g_a_seconds"] > 0 for r in rows)
+
+
+def test_decode_precision_decodes_each_stream_both_ways_and_restores_the_switch():
+    """Structure only: the full stream and its cut, each decoded in float32 and bfloat16 (A B B A),
+    their pictures compared, and the library's switch restored."""
+    bench = pytest.importorskip("benchmarks.decode_precision")
+    import torch
+
+    from progvc.models import tokenizer
+
+    torch.manual_seed(0)
+    codec = bench.load_codec("random-tiny", "cpu")
+    switch = tokenizer.synthesis_in_bfloat16
+    seen = []
+    original = codec.tokenizer.synthesise
+
+    def spy(*args, **kwargs):
+        seen.append(tokenizer.synthesis_in_bfloat16(torch.device("cpu")))
+        return original(*args, **kwargs)
+
+    codec.tokenizer.synthesise = spy
+    r = bench.measure_clip(codec, smooth_clip(2, 32, 48, seed=3), 60, "fast", gop=2, cut=2)
+    assert tokenizer.synthesis_in_bfloat16 is switch
+    assert set(r) == {"full", "cut_2"} and seen[:4] == [False, True, True, False]
+    for row in r.values():
+        assert all(row[p]["seconds"] > 0 and 0 < row[p]["ms_ssim"] <= 1 for p in bench.PRECISIONS)
+        assert row["seconds_ratio"] == pytest.approx(row["bfloat16"]["seconds"] / row["float32"]["seconds"])
+        assert row["max_diff"] >= 0 and row["mean_diff"] <= row["max_diff"]
+    assert "mean of 1" in bench.report({"clip": r})
