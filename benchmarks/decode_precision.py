@@ -20,29 +20,21 @@ import json
 import statistics
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .refine_precision import forced_switch
 from .speed import load_codec
 
 PRECISIONS = ("float32", "bfloat16")
 
 
-@contextmanager
-def forced_synthesis(precision: str) -> Iterator[None]:
-    """The decoder's synthesis in ``precision`` ("bfloat16" forces it, even where it is emulated)."""
-    from progvc.models import tokenizer
-
-    native = tokenizer.synthesis_in_bfloat16
-    tokenizer.synthesis_in_bfloat16 = lambda device: precision == "bfloat16"
-    try:
-        yield
-    finally:
-        tokenizer.synthesis_in_bfloat16 = native
+def forced_synthesis(precision: str) -> AbstractContextManager[None]:
+    """The decoder's synthesis in ``precision`` (the switch ``synthesis_in_bfloat16``)."""
+    return forced_switch("synthesis_in_bfloat16", precision)
 
 
 def measure_stream(codec: Any, frames: np.ndarray, data: bytes) -> dict[str, Any]:

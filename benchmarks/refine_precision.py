@@ -21,7 +21,7 @@ import statistics
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,16 +31,22 @@ PRECISIONS = ("float32", "bfloat16")
 
 
 @contextmanager
-def forced_precision(precision: str) -> Iterator[None]:
-    """Refinement in ``precision``: "bfloat16" forces it (even where it is emulated), "float32" turns it off."""
+def forced_switch(switch: str, precision: str) -> Iterator[None]:
+    """``progvc.models.tokenizer``'s precision switch ``switch`` (device -> bool) set for ``precision``:
+    "bfloat16" forces it (even where it is emulated), "float32" turns it off; restored afterwards."""
     from progvc.models import tokenizer
 
-    native = tokenizer.bfloat16_pays
-    tokenizer.bfloat16_pays = lambda device: precision == "bfloat16"
+    native = getattr(tokenizer, switch)
+    setattr(tokenizer, switch, lambda device: precision == "bfloat16")
     try:
         yield
     finally:
-        tokenizer.bfloat16_pays = native
+        setattr(tokenizer, switch, native)
+
+
+def forced_precision(precision: str) -> AbstractContextManager[None]:
+    """Refinement in ``precision`` (the switch ``bfloat16_pays``)."""
+    return forced_switch("bfloat16_pays", precision)
 
 
 def measure_clip(codec: Any, frames: Any, qualities: Sequence[int], preset: str, gop: int) -> dict[str, Any]:

@@ -434,6 +434,23 @@ def test_decode_pair_takes_turns_and_reports_each_pairs_ratio():
     assert 0 <= r["pairs_where_b_is_faster"] <= 4
 
 
+def switch_at_each_call(obj, method: str, switch: str) -> list[bool]:
+    """Wrap ``obj.method`` so that each call appends the value of the tokenizer's precision switch
+    ``switch`` (on the CPU) at that moment to the returned list."""
+    import torch
+
+    from progvc.models import tokenizer
+
+    seen, original = [], getattr(obj, method)
+
+    def spy(*args, **kwargs):
+        seen.append(getattr(tokenizer, switch)(torch.device("cpu")))
+        return original(*args, **kwargs)
+
+    setattr(obj, method, spy)
+    return seen
+
+
 def test_refine_precision_encodes_both_ways_in_turns_and_restores_the_switch():
     """Structure only: each quality is encoded in float32 and in bfloat16 (in that order), every point
     has its numbers, the BD-rates come from those points, and the library's switch is restored."""
@@ -446,14 +463,7 @@ def test_refine_precision_encodes_both_ways_in_turns_and_restores_the_switch():
     codec = bench.load_codec("random-tiny", "cpu")
     switch = tokenizer.bfloat16_pays
     frames = smooth_clip(2, 32, 48, seed=3)
-    calls = []
-    original = codec.tokenizer.refine_latent
-
-    def spy(*args, **kwargs):
-        calls.append(tokenizer.bfloat16_pays(torch.device("cpu")))
-        return original(*args, **kwargs)
-
-    codec.tokenizer.refine_latent = spy
+    calls = switch_at_each_call(codec.tokenizer, "refine_latent", "bfloat16_pays")
     r = bench.measure_clip(codec, frames, [20, 60, 100], "medium", gop=2)
     assert tokenizer.bfloat16_pays is switch
     assert calls == [False, True] * 3
@@ -498,14 +508,7 @@ def test_decode_precision_decodes_each_stream_both_ways_and_restores_the_switch(
     torch.manual_seed(0)
     codec = bench.load_codec("random-tiny", "cpu")
     switch = tokenizer.synthesis_in_bfloat16
-    seen = []
-    original = codec.tokenizer.synthesise
-
-    def spy(*args, **kwargs):
-        seen.append(tokenizer.synthesis_in_bfloat16(torch.device("cpu")))
-        return original(*args, **kwargs)
-
-    codec.tokenizer.synthesise = spy
+    seen = switch_at_each_call(codec.tokenizer, "synthesise", "synthesis_in_bfloat16")
     r = bench.measure_clip(codec, smooth_clip(2, 32, 48, seed=3), 60, "fast", gop=2, cut=2)
     assert tokenizer.synthesis_in_bfloat16 is switch
     assert set(r) == {"full", "cut_2"} and seen[:4] == [False, True, True, False]
