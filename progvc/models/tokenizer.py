@@ -177,10 +177,12 @@ def search_precision(device: torch.device) -> contextlib.AbstractContextManager:
 
 def synthesis_in_bfloat16(device: torch.device) -> bool:
     """Whether :meth:`Tokenizer.synthesise`, the decoder's picture, runs ``g_s`` in bfloat16 (all but its
-    last convolution, which stays float32): on a CPU that computes bfloat16 natively
-    (:func:`~progvc.runtime.devices.bfloat16_pays`): on the ten dev clips decodes took 0.90x the time
-    (cut and filled streams 0.85x), PSNR moved by -0.0012..+0.0007 dB and no pixel by more than 4
-    levels (benchmarks/README.md, "The decoder's synthesis in bfloat16"). Its own switch, apart from
-    :func:`search_precision`'s, so that each can be measured alone. The encoder never calls it: encoded
-    bytes do not depend on it."""
+    last convolution, which stays float32). Yes on a CPU that computes bfloat16 natively
+    (:func:`~progvc.runtime.devices.bfloat16_pays`). On the ten dev clips, decodes there took 0.90x the
+    time (cut and filled streams 0.85x), PSNR moved by -0.0012..+0.0007 dB, and no pixel moved by more
+    than 4 levels (benchmarks/README.md, "The decoder's synthesis in bfloat16").
+
+    It is a switch of its own, apart from :func:`search_precision`'s, so that each can be measured
+    alone: it reads ``devices.bfloat16_pays``, not this module's name, which the refinement
+    benchmark patches. The encoder never calls it, so encoded bytes do not depend on it."""
     return devices.bfloat16_pays(device)
