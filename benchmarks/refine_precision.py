@@ -45,8 +45,8 @@ def forced_switch(switch: str, precision: str) -> Iterator[None]:
 
 
 def forced_precision(precision: str) -> AbstractContextManager[None]:
-    """Refinement in ``precision`` (the switch ``bfloat16_pays``)."""
-    return forced_switch("bfloat16_pays", precision)
+    """Refinement in ``precision`` (the switch ``search_in_bfloat16``)."""
+    return forced_switch("search_in_bfloat16", precision)
 
 
 def measure_clip(codec: Any, frames: Any, qualities: Sequence[int], preset: str, gop: int) -> dict[str, Any]:

@@ -461,11 +461,11 @@ def test_refine_precision_encodes_both_ways_in_turns_and_restores_the_switch():
 
     torch.manual_seed(0)
     codec = bench.load_codec("random-tiny", "cpu")
-    switch = tokenizer.bfloat16_pays
+    switch = tokenizer.search_in_bfloat16
     frames = smooth_clip(2, 32, 48, seed=3)
-    calls = switch_at_each_call(codec.tokenizer, "refine_latent", "bfloat16_pays")
+    calls = switch_at_each_call(codec.tokenizer, "refine_latent", "search_in_bfloat16")
     r = bench.measure_clip(codec, frames, [20, 60, 100], "medium", gop=2)
-    assert tokenizer.bfloat16_pays is switch
+    assert tokenizer.search_in_bfloat16 is switch
     assert calls == [False, True] * 3
     assert [[p["quality"] for p in r["points"][k]] for k in bench.PRECISIONS] == [[20, 60, 100]] * 2
     assert all(p["seconds"] > 0 and p["bpp"] > 0 and 0 < p["ms_ssim"] <= 1 for k in bench.PRECISIONS

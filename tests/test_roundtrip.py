@@ -123,7 +123,7 @@ def test_refinement_is_optional_and_never_worse_than_greedy(tiny_codec, clip_fac
     forced here, emulated where it is not native), whose result is still judged in float32."""
     from progvc.models import tokenizer
 
-    monkeypatch.setattr(tokenizer, "bfloat16_pays", lambda device: bfloat16)
+    monkeypatch.setattr(tokenizer, "search_in_bfloat16", lambda device: bfloat16)
     tok = tiny_codec.tokenizer
     x = torch.from_numpy(clip_factory(2, 17, 33, seed=2))
     grids = tok.grids(17, 33)

@@ -15,7 +15,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..runtime import devices
 from ..runtime.devices import bfloat16_pays
 from ..runtime.memory import REFINE_CHUNK_PIXELS, TILE_PIXELS
 from ..stream.scales import missing_octaves, scale_grids
@@ -163,16 +162,22 @@ class Tokenizer(nn.Module):
 
 
 def search_precision(device: torch.device) -> contextlib.AbstractContextManager:
-    """The precision of the synthesis inside :meth:`Tokenizer.refine_latent`'s search.
+    """The precision of the synthesis inside :meth:`Tokenizer.refine_latent`'s search: bfloat16 autocast
+    where :func:`search_in_bfloat16`, else float32 (a null context)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16) if search_in_bfloat16(device) else contextlib.nullcontext()
 
-    On a CPU that computes bfloat16 natively (:func:`~progvc.runtime.devices.bfloat16_pays`) the
-    synthesis and its gradient run in bfloat16 (autocast), about twice as fast; the quantiser's nearest
-    codes, Adam's steps and the check that keeps or drops each frame's refined latent stay float32.
-    On the dev clips at the medium preset that took 19% off the encode time and left rate-quality where
-    it was (BD-rate +0.11% PSNR, +0.26% MS-SSIM, clips -1.2..+0.8%; benchmarks/README.md,
-    "Refinement in bfloat16"). Elsewhere: float32 (a null context).
-    """
-    return torch.autocast(device.type, dtype=torch.bfloat16) if bfloat16_pays(device) else contextlib.nullcontext()
+
+def search_in_bfloat16(device: torch.device) -> bool:
+    """Whether the encoder's latent search runs its synthesis and that synthesis' gradient in bfloat16:
+    on a CPU that computes bfloat16 natively (:func:`~progvc.runtime.devices.bfloat16_pays`), about
+    twice as fast; the quantiser's nearest codes, Adam's steps and the check that keeps or drops each
+    frame's refined latent stay float32. On the dev clips at the medium preset that took 19% off the
+    encode time and left rate-quality where it was (BD-rate +0.11% PSNR, +0.26% MS-SSIM, clips
+    -1.2..+0.8%; benchmarks/README.md, "Refinement in bfloat16").
+
+    This switch and :func:`synthesis_in_bfloat16` are apart, so that each can be measured alone
+    (benchmarks.refine_precision, benchmarks.decode_precision)."""
+    return bfloat16_pays(device)
 
 
 def synthesis_in_bfloat16(device: torch.device) -> bool:
@@ -180,9 +185,6 @@ def synthesis_in_bfloat16(device: torch.device) -> bool:
     last convolution, which stays float32). Yes on a CPU that computes bfloat16 natively
     (:func:`~progvc.runtime.devices.bfloat16_pays`). On the ten dev clips, decodes there took 0.90x the
     time (cut and filled streams 0.85x), PSNR moved by -0.0012..+0.0007 dB, and no pixel moved by more
-    than 4 levels (benchmarks/README.md, "The decoder's synthesis in bfloat16").
-
-    It is a switch of its own, apart from :func:`search_precision`'s, so that each can be measured
-    alone: it reads ``devices.bfloat16_pays``, not this module's name, which the refinement
-    benchmark patches. The encoder never calls it, so encoded bytes do not depend on it."""
-    return devices.bfloat16_pays(device)
+    than 4 levels (benchmarks/README.md, "The decoder's synthesis in bfloat16"). The encoder never calls
+    it, so encoded bytes do not depend on it."""
+    return bfloat16_pays(device)

@@ -37,10 +37,11 @@ def resolve_device(device: str | torch.device | None, *, option: str = "device="
 
 
 def bfloat16_pays(device: torch.device) -> bool:
-    """Whether the encoder's search runs its synthesis in bfloat16 on ``device``: on a CPU with
-    AVX-512 BF16 or AMX, where oneDNN's bf16 convolutions run about twice as fast as float32 ones
-    (benchmarks/README.md, "Refinement in bfloat16"). Elsewhere bf16 is emulated and slower. CUDA
-    keeps float32 (its convolutions already use TF32; bf16 there is not measured)."""
+    """Whether bfloat16 convolutions pay on ``device``: on a CPU with AVX-512 BF16 or AMX, where
+    oneDNN's bf16 convolutions run about twice as fast as float32 ones or more (benchmarks/README.md,
+    "Refinement in bfloat16", "The decoder's synthesis in bfloat16"). Elsewhere bf16 is emulated and
+    slower. CUDA keeps float32 (bf16 there is not measured). The synthesis' two users each have a
+    switch of their own (:mod:`progvc.models.tokenizer`: ``search_in_bfloat16``, ``synthesis_in_bfloat16``)."""
     if device.type != "cpu":
         return False
     probes = (getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
