@@ -155,3 +155,17 @@ def test_a_bfloat16_synthesis_is_close_to_float32_and_ends_in_float32(film):
     assert fast.dtype == torch.float32 and fast.shape == exact.shape
     assert not torch.equal(fast, exact) and torch.allclose(fast, exact, atol=0.05 * exact.abs().max().item())
     assert torch.equal(g_s(y, 1.0, bfloat16=False), exact)
+
+
+@pytest.mark.parametrize("film", [False, True])
+def test_a_callers_autocast_reaches_the_synthesis(film):
+    """The encoder's search wraps ``g_s`` in its own bfloat16 autocast: the synthesis must not switch it
+    off (with FiLM too, whose layers run one by one)."""
+    cfg = dataclasses.replace(tiny_config().tokenizer, prefix_film=film)
+    torch.manual_seed(0)
+    g_s = SynthesisTransform(cfg)
+    dtypes = []
+    g_s.net[0].register_forward_hook(lambda module, args, out: dtypes.append(out.dtype))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert g_s(torch.randn(1, cfg.latent_channels, 4, 4), 1.0).dtype == torch.bfloat16
+    assert dtypes == [torch.bfloat16]  # the first layer ran under the caller's autocast too

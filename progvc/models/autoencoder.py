@@ -18,6 +18,7 @@ network), so a model warm-started from one without it decodes the same until tra
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -128,12 +129,11 @@ class SynthesisTransform(nn.Module):
         makes the picture, in float32 (the decoder's choice where bfloat16 is native:
         :func:`progvc.models.tokenizer.synthesis_in_bfloat16`)."""
         y = y.contiguous(memory_format=torch.channels_last)  # oneDNN's fast layout: 0.75x the time on CPU
-        if self.film is None and not bfloat16:
-            return self.net(y)
         films = None
         if self.film is not None:
             films = iter(self.film(torch.as_tensor(missing, dtype=y.dtype, device=y.device).expand(y.shape[0])))
-        with torch.autocast(y.device.type, dtype=torch.bfloat16, enabled=bfloat16):
+        # nullcontext, not autocast(enabled=False): a caller's autocast (the encoder's search) stays on
+        with torch.autocast(y.device.type, dtype=torch.bfloat16) if bfloat16 else contextlib.nullcontext():
             for layer in self.net[:-1]:
                 y = layer(y, next(films)) if films is not None and isinstance(layer, ResBlock) else layer(y)
         return self.net[-1](y.float())
