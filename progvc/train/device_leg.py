@@ -32,7 +32,6 @@ back; a next leg warm-starts from the weights (``--init-from``). ``join`` writes
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shlex
 import shutil
@@ -45,6 +44,7 @@ import numpy as np
 
 from ..runtime.atomic import atomic_path
 from ..runtime.errors import ConfigError
+from ..weights import sha256_hex
 
 MANIFEST = "manifest.json"
 SUMMARY = "leg.json"
@@ -52,14 +52,6 @@ PART_BYTES = 15 << 20  # under the device tool's 16 MiB per returned file
 RETURN_FILES = 6  # parts in all: with leg.json and a log, the tool's 8 returned files
 RETURN_BYTES = 60 << 20  # parts in all, under the tool's 64 MiB returned
 _CARRY_MIB = 64  # what travels in one call, the repository included
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def encode_clip(frames: np.ndarray, path: Path, crf: int) -> None:
@@ -119,7 +111,7 @@ def pack(cache: Path, to: Path, crf: int = 14, budget_mib: float = 30.0) -> dict
             shutil.copyfile(cache / f"{name}.json", to / f"{name}.json")
         t, h, w = frames.shape[:3]
         clips.append({"name": name, "frames": t, "height": h, "width": w, "runs": runs,
-                      "sha256": _sha256(to / f"{name}.mp4")})
+                      "sha256": sha256_hex((to / f"{name}.mp4").read_bytes())})
     total = sum((to / f"{c['name']}.mp4").stat().st_size for c in clips) / 2**20
     if total > budget_mib:
         raise ConfigError(f"the packed clips take {total:.1f} MiB, over the {budget_mib} MiB budget "
@@ -135,7 +127,7 @@ def pack(cache: Path, to: Path, crf: int = 14, budget_mib: float = 30.0) -> dict
 def _unpack_one(args: tuple[Path, Path, dict]) -> str:
     data, cache, clip = args
     mp4 = data / f"{clip['name']}.mp4"
-    if _sha256(mp4) != clip["sha256"]:
+    if sha256_hex(mp4.read_bytes()) != clip["sha256"]:
         raise ConfigError(f"{mp4} does not match its sha256 in {MANIFEST}: pack again")
     frames = decode_clip(mp4)[:, : clip["height"], : clip["width"]]
     if frames.shape != (clip["frames"], clip["height"], clip["width"], 3):
@@ -177,13 +169,13 @@ def split(path: Path, out: Path) -> dict:
         part = out / f"{path.stem}.part{i}"
         part.write_bytes(data[i * PART_BYTES : (i + 1) * PART_BYTES])
         parts.append(part.name)
-    return {"sha256": hashlib.sha256(data).hexdigest(), "parts": parts}
+    return {"sha256": sha256_hex(data), "parts": parts}
 
 
 def join_parts(files: Path, entry: dict) -> bytes:
     """The bytes of one split file from its parts in ``files``, checked against its sha256."""
     data = b"".join((files / p).read_bytes() for p in entry["parts"])
-    if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+    if sha256_hex(data) != entry["sha256"]:
         raise ConfigError(f"the parts {entry['parts']} in {files} do not join to their sha256: fetch them again")
     return data
 
