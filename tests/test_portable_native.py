@@ -72,9 +72,13 @@ def cpu_has(target: str) -> bool:
 @functools.cache
 def one_target_build(target: str, folder: Path) -> Path:
     """``exact_kernels.c`` built for ``target`` alone (``PV_ONE_TARGET``): the code of one clone."""
-    out = folder / f"exact_kernels_{target}.so"
-    subprocess.run([*compiler(), *FLAGS, *TARGETS[target], "-DPV_ONE_TARGET", "-Wno-psabi", "-shared", "-fPIC",
-                    str(SOURCE), "-o", str(out), "-lm"], check=True, capture_output=True)
+    return build_kernels([*FLAGS, *TARGETS[target], "-Wno-psabi"], folder / f"exact_kernels_{target}.so")
+
+
+def build_kernels(flags: list[str], out: Path) -> Path:
+    """``exact_kernels.c`` compiled with ``flags`` for one target (``PV_ONE_TARGET``) into library ``out``."""
+    subprocess.run([*compiler(), *flags, "-DPV_ONE_TARGET", "-shared", "-fPIC", str(SOURCE), "-o", str(out), "-lm"],
+                   check=True, capture_output=True)
     return out
 
 

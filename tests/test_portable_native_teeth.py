@@ -4,24 +4,19 @@ Before those rows, such a build passed every kernel test."""
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 import torch
 
 from progvc.models import exact_native as native
 from progvc.models import exact_ops as ops
 
-from .test_portable_native import RECIPROCAL_ROWS, SOURCE, compiler, compiler_here
+from .test_portable_native import RECIPROCAL_ROWS, build_kernels, compiler_here
 
 
 def test_a_fast_math_build_gets_a_row_wrong(tmp_path, monkeypatch):
     if not compiler_here():
         pytest.skip("no C compiler here")
-    out = tmp_path / "exact_kernels_fast_math.so"
-    subprocess.run([*compiler(), "-O3", "-std=c11", "-ffast-math", "-DPV_ONE_TARGET", "-shared", "-fPIC",
-                    str(SOURCE), "-o", str(out), "-lm"], check=True, capture_output=True)
-    lib = native.open_build(out)
+    lib = native.open_build(build_kernels(["-O3", "-std=c11", "-ffast-math"], tmp_path / "fast_math.so"))
     assert lib is not None
     monkeypatch.setenv("PROGVC_NATIVE", "0")  # the tensor path: what every build must give
     wrong = [not torch.equal(native.normalize_rows(lib, x), ops.normalize_rows(x))
