@@ -247,7 +247,7 @@ def time_share(cfg: Any, t0: float) -> float:
     """The share of ``cfg.max_minutes`` spent since ``t0`` when ``cfg.lr_by_time`` is set, else 0:
     a run bounded by time rather than steps (a leg on a lent GPU, :mod:`progvc.train.device_leg`)
     still ends its cosine at the low rate."""
-    if not getattr(cfg, "lr_by_time", False) or cfg.max_minutes <= 0:
+    if not cfg.lr_by_time or cfg.max_minutes <= 0:
         return 0.0
     return (time.time() - t0) / (60 * cfg.max_minutes)
 
