@@ -253,13 +253,23 @@ def check_gop_logits(monkeypatch, context):
             assert torch.equal(a, b), f"logits of scale {k}, frame {t}"
 
 
+@pytest.fixture(params=["by-cpu", "narrow", "wide"])
+def blocking(request):
+    """pv_tile_attention's products in the blocks this CPU gets, then forced narrow (8-float vectors)
+    and wide (16-float vectors): every blocking gives the same exact sums, on every build."""
+    lib = native.library()
+    lib.pv_set_blocking({"by-cpu": -1, "narrow": 0, "wide": 1}[request.param])
+    yield request.param
+    lib.pv_set_blocking(-1)
+
+
 @pytest.mark.parametrize("d", [16, 24, 32])
-def test_tile_attention_is_the_tensor_paths_tile_by_tile(monkeypatch, d):
+def test_tile_attention_is_the_tensor_paths_tile_by_tile(monkeypatch, d, blocking):
     """The whole tile-local attention in one C pass equals, tile by tile, the tensor path's gather and
     :func:`ops.attention`: queries padded (a tile's unused cells), keys repeated across tiles and a
     padding row that no tile keeps, sizes that fill none of the kernel's blocks (5 queries, 37 or 130
-    keys, d not a multiple of 16), keys read in place from three pieces, and the (tile, head) items
-    cut between three threads."""
+    keys, d not a multiple of 16), keys read in place from three pieces, the (tile, head) items cut
+    between three threads, and each blocking of the products."""
     gen = torch.Generator().manual_seed(d)
     heads, n, rows, tiles, nq = 3, 23, 60, 4, 5
     q = (torch.randn(heads, n, d, generator=gen) * 900).round()

@@ -45,7 +45,7 @@
 #define CLONES
 #endif
 
-int pv_abi_version(void) { return 5; }
+int pv_abi_version(void) { return 6; }
 
 /* The shift e >= 0 of a group whose largest |x| is m: the bits of the integer m less ACT_BITS
  * (frexp reads the exponent: exact). */
@@ -230,14 +230,7 @@ CLONES void pv_attention_weights(float *restrict a, const float *restrict keep, 
 #endif
 
 typedef float v16f __attribute__((vector_size(64)));
-
-static inline __attribute__((always_inline)) v16f load16(const float *p) {
-    v16f v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-static inline __attribute__((always_inline)) void store16(float *p, v16f v) { memcpy(p, &v, sizeof v); }
+typedef float v8f __attribute__((vector_size(32)));
 
 #define QK_ROWS 4  /* queries per block of the score product */
 #define QK_COLS 64 /* keys per block (the scores' row stride is a multiple of it): 4 vectors */
@@ -247,35 +240,59 @@ static inline __attribute__((always_inline)) void store16(float *p, v16f v) { me
 static int64_t round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; }
 
 /* NAME(a, lda, b, ldb, o, ldo, rows, inner, cols): o (rows, cols) = a (rows, inner) b (inner, cols),
- * row strides lda, ldb, ldo; rows a multiple of ROWS, cols of 16 * VECS: a block of ROWS x VECS
- * vectors of sums is held in registers while ``inner`` runs (one b row loaded, each a value
+ * row strides lda, ldb, ldo; rows a multiple of ROWS, cols of LANES * VECS: a block of ROWS x VECS
+ * vectors VT of sums is held in registers while ``inner`` runs (one b row loaded, each a value
  * broadcast). Both uses sum integers whose partial sums stay below 2**24 units, so every order, and
- * FMA, gives the exact sum. */
-#define BLOCK_PRODUCT(NAME, ROWS, VECS)                                                                         \
+ * FMA, gives the exact sum: the blocking is a matter of speed alone. */
+#define BLOCK_PRODUCT(NAME, ROWS, VECS, VT, LANES)                                                              \
     static inline __attribute__((always_inline)) EXACT_FMA void NAME(                                           \
         const float *restrict a, int64_t lda, const float *restrict b, int64_t ldb, float *restrict o,           \
         int64_t ldo, int64_t rows, int64_t inner, int64_t cols) {                                                \
         for (int64_t i0 = 0; i0 < rows; i0 += ROWS)                                                              \
-            for (int64_t j0 = 0; j0 < cols; j0 += 16 * VECS) {                                                   \
-                v16f acc[ROWS][VECS] = {{0}};                                                                    \
+            for (int64_t j0 = 0; j0 < cols; j0 += LANES * VECS) {                                                \
+                VT acc[ROWS][VECS];                                                                              \
+                memset(acc, 0, sizeof acc);                                                                      \
                 for (int64_t k = 0; k < inner; k++) {                                                            \
-                    v16f br[VECS];                                                                               \
-                    for (int v = 0; v < VECS; v++) br[v] = load16(b + k * ldb + j0 + 16 * v);                    \
+                    VT br[VECS];                                                                                 \
+                    for (int v = 0; v < VECS; v++) memcpy(&br[v], b + k * ldb + j0 + LANES * v, sizeof(VT));     \
                     for (int ii = 0; ii < ROWS; ii++) {                                                          \
                         float av = a[(i0 + ii) * lda + k];                                                       \
                         for (int v = 0; v < VECS; v++) acc[ii][v] += av * br[v];                                 \
                     }                                                                                            \
                 }                                                                                                \
                 for (int ii = 0; ii < ROWS; ii++)                                                                \
-                    for (int v = 0; v < VECS; v++) store16(o + (i0 + ii) * ldo + j0 + 16 * v, acc[ii][v]);       \
+                    for (int v = 0; v < VECS; v++)                                                               \
+                        memcpy(o + (i0 + ii) * ldo + j0 + LANES * v, &acc[ii][v], sizeof(VT));                   \
             }                                                                                                    \
     }
 
+/* Two blockings of each product, for the register files of the vector units (the same sums):
+ * 16 blocks of 16 floats fill half of AVX-512's 32 registers; with 8-float vectors (AVX2's 16
+ * registers, NEON's 32 of 4 floats) that block spilled to the stack on every step, and pv_tile_attention
+ * took 32 s of a 42 s CIF decode on an AVX2 CPU. The narrow blocks hold 8 vectors of 8 floats. */
 /* scores q (rows, d) kt (d, mp): terms of at most 512 * 512 units, d <= 32 of them (< 2**23) */
-BLOCK_PRODUCT(score_product, QK_ROWS, QK_COLS / 16)
+BLOCK_PRODUCT(score_product_wide, QK_ROWS, QK_COLS / 16, v16f, 16)
+BLOCK_PRODUCT(score_product_narrow, QK_ROWS, 2, v8f, 8)
 /* p (rows, first m of mp columns) v (m, dp): probabilities sum to at most 2**14 per row, |v| <= 512
  * units (< 2**23) */
-BLOCK_PRODUCT(value_product, PV_ROWS, PV_COLS / 16)
+BLOCK_PRODUCT(value_product_wide, PV_ROWS, PV_COLS / 16, v16f, 16)
+BLOCK_PRODUCT(value_product_narrow, PV_ROWS / 2, 2, v8f, 8)
+
+static int blocking = -1; /* pv_set_blocking: -1 by the CPU, 0 narrow, 1 wide */
+
+/* Which blocks pv_tile_attention uses: -1 (the default) the wide ones where the CPU has AVX-512's
+ * 32 wide registers and the narrow ones elsewhere; 0 or 1 force the narrow or the wide ones, so that
+ * the tests run both on any CPU (both give the same values). */
+void pv_set_blocking(int wide) { blocking = wide; }
+
+static int wide_registers(void) {
+    if (blocking >= 0) return blocking;
+#if defined(__GNUC__) && defined(__x86_64__)
+    return __builtin_cpu_supports("avx512f");
+#else
+    return 0;
+#endif
+}
 
 /* The largest |x| of each row of d floats of each head: out (heads, rows), out[h][g] for the row at
  * address addr[g] + h * hstride[g] floats (the tile-local attention's keys and values, read in
@@ -321,6 +338,7 @@ CLONES EXACT_FMA void pv_tile_attention(const float *restrict q, int64_t q_hs, i
     float *s = calloc((size_t)(qr * mp), sizeof(float));
     float *o = malloc(sizeof(float) * (size_t)(qr * dp));
     int32_t *at = malloc(sizeof(int32_t) * (size_t)m);
+    const int wide = wide_registers();
     for (int64_t item = lo; item < hi; item++) {
         const int64_t t = item / heads, h = item % heads;
         const int32_t *idx = index + t * m;
@@ -344,9 +362,15 @@ CLONES EXACT_FMA void pv_tile_attention(const float *restrict q, int64_t q_hs, i
             round_row(qrow, qs + i * d, d, shift_of(max_abs(qrow, d)));
             for (int64_t c = 0; c < d; c++) qs[i * d + c] = qs[i * d + c] * score_unit;
         }
-        score_product(qs, d, kt, mp, s, mp, round_up(nq, QK_ROWS), d, mp);
+        if (wide)
+            score_product_wide(qs, d, kt, mp, s, mp, round_up(nq, QK_ROWS), d, mp);
+        else
+            score_product_narrow(qs, d, kt, mp, s, mp, round_up(nq, QK_ROWS), d, mp);
         for (int64_t i = 0; i < nq; i++) weights_row(s + i * mp, keep + t * m, m, at, exp_table, last);
-        value_product(s, mp, vv, dp, o, dp, round_up(nq, PV_ROWS), m, dp);
+        if (wide)
+            value_product_wide(s, mp, vv, dp, o, dp, round_up(nq, PV_ROWS), m, dp);
+        else
+            value_product_narrow(s, mp, vv, dp, o, dp, round_up(nq, PV_ROWS), m, dp);
         for (int64_t i = 0; i < nq; i++) {
             if (!query_ok[t * nq + i]) continue;
             float *dst = out + h * q_hs + queries[t * nq + i] * q_rs;

@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-ABI_VERSION = 5
+ABI_VERSION = 6
 """``pv_abi_version()`` of the C file this module calls; a library built from another is not used."""
 
 _P, _I = ctypes.c_void_p, ctypes.c_int64
@@ -62,6 +62,7 @@ def open_build(path: str | os.PathLike[str]) -> ctypes.CDLL | None:
                   "pv_rows_max_abs": [_P, _P, _I, _I, _I, _P]}
     for name, args in signatures.items():
         getattr(lib, name).argtypes, getattr(lib, name).restype = args, None
+    lib.pv_set_blocking.argtypes, lib.pv_set_blocking.restype = [ctypes.c_int], None
     return lib
 
 
