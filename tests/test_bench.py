@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import json
 import math
+import shutil
+import sysconfig
 from pathlib import Path
 
 import numpy as np
@@ -517,3 +519,21 @@ def test_decode_precision_decodes_each_stream_both_ways_and_restores_the_switch(
         assert row["seconds_ratio"] == pytest.approx(row["bfloat16"]["seconds"] / row["float32"]["seconds"])
         assert row["max_diff"] >= 0 and row["mean_diff"] <= row["max_diff"]
     assert "mean of 1" in bench.report({"clip": r})
+
+
+def test_kernel_builds_decode_one_stream_to_the_same_frames_under_each_build(monkeypatch):
+    """Builds of the C kernels (here the baseline and -march=native ones) and the tensor path decode
+    the pinned tiny portable model's stream to the installed build's frames, narrow blocks forced."""
+    builds = pytest.importorskip("benchmarks.kernel_builds")
+    from progvc.models import exact_native
+
+    from .test_golden import GOLDEN
+
+    if exact_native.library() is None or not shutil.which((sysconfig.get_config_var("CC") or "cc").split()[0]):
+        pytest.skip("the C kernels are not built here, or no C compiler")
+    monkeypatch.setattr(builds, "TARGETS", {t: builds.TARGETS[t] for t in ("x86-64", "native")})
+    monkeypatch.setitem(builds.SIZES, "small", (96, 64))
+    r = builds.measure(str(GOLDEN / "tiny-portable.safetensors"), "small", frames=2, blocking="narrow")
+    names = [row["build"] for row in r["builds"]]
+    assert names[0] == "installed" and names[-1] == "tensor path" and "native" in names
+    assert all(row.get("same_frames") for row in r["builds"]), r["builds"]

@@ -250,8 +250,7 @@ static int64_t round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; 
         int64_t ldo, int64_t rows, int64_t inner, int64_t cols) {                                                \
         for (int64_t i0 = 0; i0 < rows; i0 += ROWS)                                                              \
             for (int64_t j0 = 0; j0 < cols; j0 += LANES * VECS) {                                                \
-                VT acc[ROWS][VECS];                                                                              \
-                memset(acc, 0, sizeof acc);                                                                      \
+                VT acc[ROWS][VECS] = {{0}};                                                                      \
                 for (int64_t k = 0; k < inner; k++) {                                                            \
                     VT br[VECS];                                                                                 \
                     for (int v = 0; v < VECS; v++) memcpy(&br[v], b + k * ldb + j0 + LANES * v, sizeof(VT));     \
