@@ -117,7 +117,9 @@ class Codec:
     @classmethod
     def from_config(cls, config: CodecConfig, *, seed: int = 0, device: str | torch.device | None = None
                     ) -> Codec:
-        """A randomly initialised codec (tests, training start)."""
+        """A randomly initialised codec (tests, training start). The same ``seed`` gives the same weights
+        on the same kind of CPU and PyTorch build, not across kinds: PyTorch's samplers round the last
+        bit differently under its AVX2 and AVX-512 kernels (a weights file is the portable form)."""
         return cls(config, device=device, seed=seed)
 
     @classmethod
