@@ -21,6 +21,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from .machine import describe
 from .speed import SIZES, load_codec, pattern
 
 
@@ -49,7 +50,7 @@ def measure(models: Sequence[str], size: str, frames: int, rounds: int) -> dict[
         seconds[0] += [a1, a2]
         seconds[1] += [b1, b2]
         ratios += [b1 / a1, b2 / a2]
-    return {"models": list(models), "size": size, "frames": frames, "rounds": rounds,
+    return {"models": list(models), "size": size, "frames": frames, "rounds": rounds, "machine": describe(),
             "seconds": seconds, "median_seconds": [statistics.median(s) for s in seconds],
             "median_fps": [frames / statistics.median(s) for s in seconds],
             "ratios_b_over_a": ratios, "median_ratio": statistics.median(ratios),

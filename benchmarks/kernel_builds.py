@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .machine import describe
 from .speed import SIZES, load_codec, pattern
 
 SOURCE = Path(__file__).resolve().parents[1] / "progvc" / "models" / "exact_kernels.c"
@@ -99,7 +100,8 @@ def measure(model: str, size: str, frames: int, blocking: str) -> dict:
         finally:
             del os.environ["PROGVC_NATIVE"]
         rows.append({"build": "tensor path", "seconds": seconds, "same_frames": bool(np.array_equal(out, reference))})
-    return {"model": model, "size": size, "frames": frames, "blocking": blocking, "builds": rows}
+    return {"model": model, "size": size, "frames": frames, "blocking": blocking, "machine": describe(),
+            "builds": rows}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

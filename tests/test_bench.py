@@ -434,6 +434,7 @@ def test_decode_pair_takes_turns_and_reports_each_pairs_ratio():
     assert r["ratios_b_over_a"][0] == r["seconds"][1][0] / r["seconds"][0][0]
     assert r["median_fps"][0] == pytest.approx(1 / np.median(r["seconds"][0]))
     assert 0 <= r["pairs_where_b_is_faster"] <= 4
+    assert r["machine"]["capability"] == torch.backends.cpu.get_cpu_capability() and r["machine"]["cpu"]
 
 
 def switch_at_each_call(obj, method: str, switch: str) -> list[bool]:
