@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import subprocess
 import sys
@@ -77,29 +76,27 @@ def measure(model: str, size: str, frames: int, blocking: str) -> dict:
     w, h = SIZES[size]
     data = codec.encode(pattern(frames, w, h))
     codec.decode(data)
-    installed = native._load
-    rows = []
+    original = native._load
+    rows, reference = [], None
     with tempfile.TemporaryDirectory() as tmp:
-        libs = {"installed": installed()} | {t: native.open_build(build(t, Path(tmp)))
-                                             for t in TARGETS if runnable(t, cpu_flags())}
-        reference = None
-        for name, lib in libs.items():
-            if lib is None:
-                rows.append({"build": name, "error": "did not load"})
-                continue
-            lib.pv_set_blocking(BLOCKING[blocking])
-            native._load = lambda lib=lib: lib
-            seconds, out = timed(codec, data)
-            reference = out if reference is None else reference
-            rows.append({"build": name, "seconds": seconds, "same_frames": bool(np.array_equal(out, reference))})
-            lib.pv_set_blocking(-1)
-        native._load = installed
-        os.environ["PROGVC_NATIVE"] = "0"
+        flags = cpu_flags()
+        libs = {"installed": original()} | {t: native.open_build(build(t, Path(tmp)))
+                                            for t in TARGETS if runnable(t, flags)}
         try:
-            seconds, out = timed(codec, data)
+            for name, lib in [*libs.items(), ("tensor path", None)]:
+                if lib is None and name != "tensor path":
+                    rows.append({"build": name, "error": "did not load"})
+                    continue
+                native._load = lambda lib=lib: lib  # None: the tensor path
+                if lib is not None:
+                    lib.pv_set_blocking(BLOCKING[blocking])
+                seconds, out = timed(codec, data)
+                reference = out if reference is None else reference
+                rows.append({"build": name, "seconds": seconds, "same_frames": bool(np.array_equal(out, reference))})
+                if lib is not None:
+                    lib.pv_set_blocking(-1)
         finally:
-            del os.environ["PROGVC_NATIVE"]
-        rows.append({"build": "tensor path", "seconds": seconds, "same_frames": bool(np.array_equal(out, reference))})
+            native._load = original
     return {"model": model, "size": size, "frames": frames, "blocking": blocking, "machine": describe(),
             "builds": rows}
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import shutil
-import sysconfig
 from pathlib import Path
 
 import numpy as np
@@ -529,8 +527,9 @@ def test_kernel_builds_decode_one_stream_to_the_same_frames_under_each_build(mon
     from progvc.models import exact_native
 
     from .test_golden import GOLDEN
+    from .test_portable_native import compiler_here
 
-    if exact_native.library() is None or not shutil.which((sysconfig.get_config_var("CC") or "cc").split()[0]):
+    if exact_native.library() is None or not compiler_here():
         pytest.skip("the C kernels are not built here, or no C compiler")
     monkeypatch.setattr(builds, "TARGETS", {t: builds.TARGETS[t] for t in ("x86-64", "native")})
     monkeypatch.setitem(builds.SIZES, "small", (96, 64))

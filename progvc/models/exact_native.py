@@ -59,10 +59,9 @@ def open_build(path: str | os.PathLike[str]) -> ctypes.CDLL | None:
                   "pv_linear_out_f64": [_P, _P, _P, _P, _I, _I], "pv_normalize_rows": [_P, _P, _I, _I],
                   "pv_gelu": [_P, _P, _P, _P, _I], "pv_attention_weights": [_P, _P, _I, _I, _I, _I, _P, _I],
                   "pv_tile_attention": [_P, _I, _I] + [_P] * 11 + [_I] * 7 + [_P, _I],
-                  "pv_rows_max_abs": [_P, _P, _I, _I, _I, _P]}
+                  "pv_rows_max_abs": [_P, _P, _I, _I, _I, _P], "pv_set_blocking": [ctypes.c_int]}
     for name, args in signatures.items():
         getattr(lib, name).argtypes, getattr(lib, name).restype = args, None
-    lib.pv_set_blocking.argtypes, lib.pv_set_blocking.restype = [ctypes.c_int], None
     return lib
 
 
