@@ -109,13 +109,11 @@ def test_the_bfloat16_synthesis_is_the_float32_picture_within_a_few_levels(shipp
 
     from progvc.bench.metrics import psnr
     from progvc.models import tokenizer
-    from progvc.runtime.devices import bfloat16_pays
     from progvc.video.samples import sample_clip
 
-    if tile_pixels and not bfloat16_pays(torch.device("cpu")):
+    if tile_pixels and not tokenizer.synthesis_in_bfloat16(torch.device("cpu")):
         pytest.skip("bfloat16 is emulated on this CPU (no AVX-512 BF16 or AMX), so its decoder synthesises in "
                     "float32; the tiled bfloat16 picture is checked where bfloat16 is native")
-
     x = sample_clip(2, 96, 128, seed=4).frames
     data = shipped.encode(x, preset="fast")
     if tile_pixels:
