@@ -8,7 +8,10 @@ For each clip (first frames, long side <= ``--max-side``) the tokenizer alone de
   and the finest scale's phi (what "extra residual passes at the finest grid" would buy before any
   retraining),
 
-with PSNR-RGB and the residual's share of the latent's energy (``rel_error``). When the extra
+with PSNR-RGB and the residual's share of the latent's energy (``rel_error``); and with
+``--price``, the first extra pass priced (:func:`priced_pass`): at each Lagrange multiplier, its
+tokens chosen for latent error plus lambda times their bits, and the bits an adaptive order-0 coder
+would pay for them (no context model), in bits per pixel beside the PSNR they buy. When the extra
 passes reach the unquantised decode and stop there, no change of the quantiser lifts the ceiling:
 the autoencoder bounds it (issue 30; progvc/weights/README.md, "progvc-small-v5").
 
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +56,55 @@ def ceiling(tok: Tokenizer, frames: np.ndarray, extra: int) -> dict[str, float]:
     return row
 
 
+def adaptive_bits(symbols: np.ndarray, alphabet: int) -> float:
+    """Bits an adaptive order-0 coder pays for ``symbols`` coded in turn, each with the
+    Krichevsky-Trofimov estimate (counts from one half each; the total does not depend on the order)."""
+    counts = np.bincount(symbols, minlength=alphabet)
+    nats = (sum(math.lgamma(c + 0.5) - math.lgamma(0.5) for c in counts if c)
+            - math.lgamma(len(symbols) + alphabet / 2) + math.lgamma(alphabet / 2))
+    return -nats / math.log(2)
+
+
+@torch.no_grad()
+def priced_pass(tok: Tokenizer, frames: np.ndarray, lambdas: list[float]) -> dict[str, list[float]]:
+    """One residual pass at the finest grid after the K greedy scales, priced at each lambda.
+
+    Each cell of the pass takes a codeword or nothing (one more symbol): the one that minimises the
+    residual's squared error left (before the finest ``phi``, which mixes neighbours) plus lambda
+    times its bits under an order-0 model of the pass, fitted by re-choosing four times. Returns the
+    (T,H,W,3) uint8 frames' ``bpp`` (:func:`adaptive_bits` of the chosen symbols over the pixels),
+    ``psnr`` and ``share_skipped`` per lambda; for reference, ``psnr_scales`` (no pass) and
+    ``bpp_finest_scale``, what the same coder pays for the finest scale's greedy tokens."""
+    h, w = frames.shape[1:3]
+    vq, grids = tok.vq, tok.grids(h, w)
+    f = tok.analyse(torch.from_numpy(np.ascontiguousarray(frames)))  # (T,C,h,w)
+    tokens = vq.quantize(f, grids)
+    f_hat = vq.embed(tokens, grids)
+    rest = f - f_hat
+    codes = vq.codebook.weight  # (V,C)
+    z = rest.permute(0, 2, 3, 1).reshape(-1, rest.shape[1])  # (N,C), the pass's cells
+    err = torch.cat([(z * z).sum(1, keepdim=True) - 2 * z @ codes.t() + (codes * codes).sum(1)[None],
+                     (z * z).sum(1, keepdim=True)], dim=1)  # (N,V+1): each codeword, then nothing
+    alphabet, pixels = err.shape[1], frames.shape[0] * h * w
+    out: dict[str, list[float]] = {"lambda": list(lambdas), "bpp": [], "psnr": [], "share_skipped": [],
+                                   "psnr_scales": [psnr(frames, tok.synthesise(f_hat, h, w).numpy())],
+                                   "bpp_finest_scale": [adaptive_bits(tokens[-1].flatten().numpy(), alphabet - 1)
+                                                        / pixels]}
+    for lam in lambdas:
+        bits = torch.full((alphabet,), math.log2(alphabet))
+        for _ in range(4):
+            sym = (err + lam * bits[None]).argmin(1)
+            counts = torch.bincount(sym, minlength=alphabet).double() + 0.5
+            bits = (-(counts / counts.sum()).log2()).float()
+        q = codes[sym.clamp(max=alphabet - 2)] * (sym < alphabet - 1)[:, None]
+        q = q.view(rest.shape[0], rest.shape[2], rest.shape[3], -1).permute(0, 3, 1, 2)
+        part = vq.embed_vectors(q, len(grids) - 1, grids)
+        out["bpp"].append(adaptive_bits(sym.numpy(), alphabet) / pixels)
+        out["psnr"].append(psnr(frames, tok.synthesise(f_hat + part, h, w).numpy()))
+        out["share_skipped"].append(float((sym == alphabet - 1).float().mean()))
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("clips")
@@ -60,6 +113,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--frames", type=int, default=4)
     p.add_argument("--max-side", type=int, default=480)
     p.add_argument("--extra", type=int, default=3, help="residual passes at the finest grid beyond K")
+    p.add_argument("--price", default="", help="comma-separated lambdas: price the first extra pass at each")
     p.add_argument("--out", required=True)
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args(argv)
@@ -68,8 +122,15 @@ def main(argv: list[str] | None = None) -> None:
     clips = find_clips(a.clips, a.only)
     rows = {}
     for clip in clips:
-        rows[clip.name] = ceiling(tok, read_frames(clip, a.frames, a.max_side), a.extra)
-        print(clip.name, " ".join(f"{k} {v:.3f}" for k, v in rows[clip.name].items()), flush=True)
+        frames = read_frames(clip, a.frames, a.max_side)
+        rows[clip.name] = ceiling(tok, frames, a.extra)
+        if a.price:
+            rows[clip.name]["priced_pass"] = priced_pass(tok, frames, [float(v) for v in a.price.split(",")])
+        print(clip.name, " ".join(f"{k} {v:.3f}" for k, v in rows[clip.name].items() if k != "priced_pass"),
+              flush=True)
+        for lam, bpp, db in zip(*(rows[clip.name].get("priced_pass", {}).get(k, []) for k in ("lambda", "bpp", "psnr")),
+                                strict=True):
+            print(f"  pass at lambda {lam:g}: {bpp:.4f} bpp, {db:.3f} dB", flush=True)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps({"settings": vars(a), "clips": rows}, indent=1))
 

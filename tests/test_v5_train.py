@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -205,3 +206,28 @@ def test_tokenizer_ceiling_decodes_the_quantisers_scales_and_the_unquantised_lat
         assert row["scales"] == pytest.approx(psnr(frames, tok.synthesise(f_hat, 20, 28).numpy()), abs=1e-4)
         assert row["rel_error_scales"] == pytest.approx(float((f - f_hat).pow(2).sum() / f.pow(2).sum()), rel=1e-4)
     assert sorted(k for k in row if k.startswith("extra")) == ["extra_1", "extra_2"]
+
+
+def test_adaptive_bits_is_the_krichevsky_trofimov_code_length_of_the_symbols_in_turn():
+    from benchmarks.tokenizer_ceiling import adaptive_bits
+
+    symbols = np.array([0, 2, 2, 1, 2, 0, 2, 2])
+    counts, bits = np.zeros(3), 0.0
+    for i, s in enumerate(symbols):
+        bits -= math.log2((counts[s] + 0.5) / (i + 1.5))
+        counts[s] += 1
+    assert adaptive_bits(symbols, 3) == pytest.approx(bits, rel=1e-12)
+    assert adaptive_bits(symbols[::-1].copy(), 3) == pytest.approx(bits, rel=1e-12)
+
+
+def test_priced_pass_trades_bits_for_picture_as_lambda_grows():
+    from benchmarks.tokenizer_ceiling import ceiling, priced_pass
+
+    torch.manual_seed(0)
+    tok = Tokenizer(tiny_config().tokenizer).eval()
+    frames = smooth_clip(2, 20, 28, seed=1)
+    row = priced_pass(tok, frames, [0.0, 1e3])
+    assert row["psnr_scales"] == [ceiling(tok, frames, extra=0)["scales"]]
+    assert row["bpp"][0] > row["bpp"][1] > 0
+    assert row["psnr"][0] != row["psnr_scales"][0]  # a pass was added (an untrained g_s need not gain from it)
+    assert all(0 <= s <= 1 for s in row["share_skipped"]) and row["bpp_finest_scale"][0] > 0
