@@ -31,14 +31,28 @@ from .machine import describe
 from .speed import SIZES, load_codec, pattern
 
 SOURCE = Path(__file__).resolve().parents[1] / "progvc" / "models" / "exact_kernels.c"
-FLAGS = ["-O3", "-std=c11", "-ffp-contract=off", "-fno-fast-math", "-Wno-psabi", "-DPV_ONE_TARGET"]
-"""setup.py's flags, for one target."""
+SETUP_FLAGS = ["-O3", "-std=c11", "-ffp-contract=off", "-fno-fast-math"]
+"""setup.py's compile flags (tests/test_portable_native.py holds them equal to setup.py's)."""
 TARGETS = {"avx512f": ["-mavx512f"], "avx2": ["-mavx2"], "avx2+fma": ["-mavx2", "-mfma"],
            "x86-64": ["-march=x86-64", "-mtune=generic"], "native": ["-march=native"]}
 BLOCKING = {"by-cpu": -1, "narrow": 0, "wide": 1}
 
 
+def compiler() -> list[str]:
+    """Python's own C compiler command (what pip builds extensions with)."""
+    return (sysconfig.get_config_var("CC") or "cc").split()
+
+
+def build_kernels(flags: list[str], out: Path) -> Path:
+    """``exact_kernels.c`` compiled with ``flags`` for one target (``PV_ONE_TARGET``: no clones) into
+    library ``out``. The tests build each clone's code and a fast-math build with it."""
+    subprocess.run([*compiler(), *flags, "-DPV_ONE_TARGET", "-shared", "-fPIC", str(SOURCE), "-o", str(out), "-lm"],
+                   check=True, capture_output=True)
+    return out
+
+
 def cpu_flags() -> set[str]:
+    """This CPU's feature flags (/proc/cpuinfo; empty where there is none)."""
     try:
         line = next(x for x in Path("/proc/cpuinfo").read_text().splitlines() if x.startswith("flags"))
     except (OSError, StopIteration):
@@ -55,11 +69,8 @@ def runnable(target: str, flags: set[str]) -> bool:
 
 
 def build(target: str, folder: Path) -> Path:
-    out = folder / f"exact_kernels_{target.replace('+', '_')}.so"
-    cc = (sysconfig.get_config_var("CC") or "cc").split()
-    subprocess.run([*cc, *FLAGS, *TARGETS[target], "-shared", "-fPIC", str(SOURCE), "-o", str(out), "-lm"],
-                   check=True, capture_output=True)
-    return out
+    return build_kernels([*SETUP_FLAGS, "-Wno-psabi", *TARGETS[target]],
+                         folder / f"exact_kernels_{target.replace('+', '_')}.so")
 
 
 def timed(codec, data: bytes) -> tuple[float, np.ndarray]:

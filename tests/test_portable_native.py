@@ -23,14 +23,13 @@ import math
 import os
 import platform
 import shutil
-import subprocess
-import sysconfig
 from pathlib import Path
 
 import pytest
 import torch
 
 import progvc
+from benchmarks.kernel_builds import SETUP_FLAGS, build_kernels, compiler, cpu_flags
 from progvc.models import exact_native as native
 from progvc.models import exact_ops as ops
 from progvc.models import portable
@@ -40,19 +39,11 @@ from .helpers import portable_pair
 from .test_portable import coded_logits, random_tokens
 
 
-def compiler() -> list[str]:
-    """Python's own C compiler command (what pip builds extensions with)."""
-    return (sysconfig.get_config_var("CC") or "cc").split()
-
-
 def compiler_here() -> bool:
     return shutil.which(compiler()[0]) is not None
 
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCE = ROOT / "progvc" / "models" / "exact_kernels.c"
-FLAGS = ["-O3", "-std=c11", "-ffp-contract=off", "-fno-fast-math"]
-"""setup.py's compile flags (test_one_target_builds_use_setups_flags holds them equal)."""
 TARGETS = {"avx512f": ["-mavx512f"], "avx2": ["-mavx2"], "x86-64": ["-march=x86-64", "-mtune=generic"]}
 """Each clone of the installed library (target_clones avx512f, avx2, default), built alone."""
 
@@ -63,23 +54,13 @@ def clones_here() -> bool:
 
 
 def cpu_has(target: str) -> bool:
-    if target == "x86-64":
-        return True
-    flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "")
-    return target in flags.split()
+    return target == "x86-64" or target in cpu_flags()
 
 
 @functools.cache
 def one_target_build(target: str, folder: Path) -> Path:
     """``exact_kernels.c`` built for ``target`` alone (``PV_ONE_TARGET``): the code of one clone."""
-    return build_kernels([*FLAGS, *TARGETS[target], "-Wno-psabi"], folder / f"exact_kernels_{target}.so")
-
-
-def build_kernels(flags: list[str], out: Path) -> Path:
-    """``exact_kernels.c`` compiled with ``flags`` for one target (``PV_ONE_TARGET``) into library ``out``."""
-    subprocess.run([*compiler(), *flags, "-DPV_ONE_TARGET", "-shared", "-fPIC", str(SOURCE), "-o", str(out), "-lm"],
-                   check=True, capture_output=True)
-    return out
+    return build_kernels([*SETUP_FLAGS, *TARGETS[target], "-Wno-psabi"], folder / f"exact_kernels_{target}.so")
 
 
 @pytest.fixture(scope="session")
@@ -111,7 +92,7 @@ def built(request, monkeypatch, build_folder):
 
 def test_one_target_builds_use_setups_flags():
     setup = (ROOT / "setup.py").read_text()
-    assert all(f'"{flag}"' in setup for flag in FLAGS)
+    assert all(f'"{flag}"' in setup for flag in SETUP_FLAGS)
 
 
 def both(monkeypatch, fn, *args):
