@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -89,6 +90,29 @@ def test_tokenizer_stage_trains_with_per_crop_prefixes(tmp_path):
 
     cfg, _ = parse_weights((out / "tokenizer.safetensors").read_bytes(), "tokenizer.safetensors")
     assert cfg.tokenizer.upsample == "bilinear"
+
+
+@pytest.mark.slow
+def test_unquantised_steps_train_the_autoencoder_and_leave_the_codebook(tmp_path):
+    from progvc.weights import parse_weights
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    np.save(cache / "clip0.npy", smooth_clip(6, 40, 48, seed=0))
+    base = ["--cache", str(cache), "--preset", "tiny", "--batch", "2", "--crop", "32", "--log-every", "1",
+            "--restart-every", "1", "--w-adv", "0", "--device", "cpu", "--seed", "0"]
+    tokenizer_stage.train(tokenizer_stage.parse_args(base + ["--out", str(tmp_path / "a"), "--steps", "1"]))
+    start = str(tmp_path / "a" / "tokenizer.safetensors")
+    out = tmp_path / "b"
+    tokenizer_stage.train(tokenizer_stage.parse_args(base + ["--out", str(out), "--steps", "3",
+                                                             "--unquantised-share", "1", "--init-from", start]))
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert sum("psnr_unquantised" in r for r in rows) == 3 and not any("psnr" in r for r in rows)
+    _, before = parse_weights(Path(start).read_bytes(), start)
+    _, after = parse_weights((out / "tokenizer.safetensors").read_bytes(), "tokenizer.safetensors")
+    changed = {k for k in after if not torch.equal(after[k], before[k])}
+    assert any(k.startswith("tokenizer.g_a.") for k in changed) and any(k.startswith("tokenizer.g_s.") for k in changed)
+    assert not any(k.startswith("tokenizer.vq.") for k in changed)  # no VQ loss, and no code re-seeded
 
 
 def test_prefix_latents_are_the_quantizers_tokens_and_sums():

@@ -13,7 +13,11 @@ is logged as share-used and perplexity).
 level (``TokenizerConfig.synthesis_extra_blocks`` / ``analysis_extra_blocks``); warm-started from a
 progvc weights file with fewer, the grown tokenizer starts as the given one
 (:func:`progvc.models.autoencoder.load_into_grown`). ``--w-grid`` adds the grid loss
-(:mod:`progvc.train.grid_loss`) of every decode.
+(:mod:`progvc.train.grid_loss`) of every decode. ``--unquantised-share S``: a share S of the steps
+trains the autoencoder alone, on the decode of the unquantised latent ``g_s(g_a(x))`` (no VQ loss,
+no codebook update); the encoder's latent refinement brings the codec's quantised picture to within
+about a tenth of a dB of that decode at high quality (progvc/weights/README.md, "0.4.7"), so its
+ceiling is what these steps raise.
 
     python -m progvc.train.tokenizer_stage --cache cache/train --out runs/tok --steps 4000
     torchrun --nproc_per_node 8 -m progvc.train.tokenizer_stage ...      (several GPUs)
@@ -66,6 +70,7 @@ class TokenizerTrainConfig:
     channels: str = ""  # "48,96,192,256": the autoencoder's widths per level (default: the preset's)
     latent_channels: int = 0  # > 0: the latent's channels (default: the preset's)
     w_grid: float = 0.0  # the decode's 8-pixel phase profile against the source's (grid_loss)
+    unquantised_share: float = 0.0  # share of steps that train g_a and g_s alone, unquantised
     restart_every: int = 100
     log_every: int = 50
     save_every: int = 250
@@ -124,6 +129,10 @@ def train(cfg: TokenizerTrainConfig) -> Path:
     from .data import ClipWindows
 
     d = common.setup(cfg.device, cfg.seed, cfg.threads)
+    if (cfg.prefix_share > 0 or cfg.unquantised_share > 0) and d.world > 1:
+        # their forwards bypass the DDP wrapper: no gradient would be synchronised, and the replicas
+        # would part (check_replicas would find it only when the run ends)
+        raise ConfigError("--prefix-share and --unquantised-share run in one process; leave them out under torchrun")
     out = Path(cfg.out)
     codec_cfg = PRESETS[cfg.preset]()
     codec_cfg = dataclasses.replace(codec_cfg, tokenizer=tokenizer_config(codec_cfg.tokenizer, cfg))
@@ -157,7 +166,10 @@ def train(cfg: TokenizerTrainConfig) -> Path:
         x = batch[:, 0].to(d.device) * 2 - 1  # (B,3,crop,crop) in [-1,1]
         n_keep, keep = None, None
         collect: list[torch.Tensor] = []
-        if cfg.prefix_share > 0:
+        plain = cfg.unquantised_share > 0 and torch.rand((), generator=gen) < cfg.unquantised_share
+        if plain:  # the autoencoder alone: no tokens, no VQ loss
+            x_hat, tokens, vq_loss = tok.g_s(tok.g_a(x)), [], x.new_zeros(())
+        elif cfg.prefix_share > 0:
             keep = draw_prefixes(len(x), n_scales, cfg.prefix_share, cfg.prefix_min, gen)  # (B,)
             x_hat, tokens, vq_loss = prefix_forward(tok, x, keep, collect)
         else:
@@ -184,10 +196,11 @@ def train(cfg: TokenizerTrainConfig) -> Path:
             d_loss.backward()
             opt_d.step()
         usage.add(tokens)
-        pool = (pool + [torch.cat(collect)[torch.randperm(sum(len(c) for c in collect))[:4096]]])[-4:]
+        if collect:
+            pool = (pool + [torch.cat(collect)[torch.randperm(sum(len(c) for c in collect))[:4096]]])[-4:]
         step += 1
         log.step()
-        if step % cfg.restart_every == 0:
+        if step % cfg.restart_every == 0 and pool:  # (unquantised steps look nothing up)
             common.sum_(usage.counts, d)  # every rank re-seeds the same entries ...
             stats = usage.stats()
             restarted = usage.restart(tok.vq.codebook, torch.cat(pool))
@@ -196,7 +209,8 @@ def train(cfg: TokenizerTrainConfig) -> Path:
                 log.log(step, restarted=restarted, **stats)
         if step % cfg.log_every == 0:
             log.log(step, loss=loss.item(), l1=l1.item(), msssim=1 - ms.item(), vq=vq_loss.item(),
-                    **batch_psnr(x_hat, x, n_keep, keep, n_scales), lr=opt.param_groups[0]["lr"],
+                    **({"psnr_unquantised": psnr(x_hat, x)} if plain else batch_psnr(x_hat, x, n_keep, keep, n_scales)),
+                    lr=opt.param_groups[0]["lr"],
                     prefix_psnr=prefix_psnr(tok, x) if step % (cfg.log_every * 10) == 0 else None)
         if d.main and step % cfg.save_every == 0:
             common.save_checkpoint(out, step, modules)
