@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from .codec.options import DecodeOptions, EncodeOptions
     from .codec.streaming import Decoder, GopUpdate
 
-__version__ = "0.4.6"
+__version__ = "0.4.7"
 __all__ = [
     "BitstreamError", "Codec", "ConfigError", "DecodeOptions", "DecodedGops", "Decoder", "DeviceError", "EncodeOptions",
     "EncodeResult", "GopUpdate", "LimitError", "Limits", "ProgvcError", "StreamInfo", "VideoError", "WeightsError",
