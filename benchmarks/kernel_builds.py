@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .machine import describe
+from .machine import cpu_flags, describe
 from .speed import SIZES, load_codec, pattern
 
 SOURCE = Path(__file__).resolve().parents[1] / "progvc" / "models" / "exact_kernels.c"
@@ -51,15 +51,6 @@ def build_kernels(flags: list[str], out: Path) -> Path:
     return out
 
 
-def cpu_flags() -> set[str]:
-    """This CPU's feature flags (/proc/cpuinfo; empty where there is none)."""
-    try:
-        line = next(x for x in Path("/proc/cpuinfo").read_text().splitlines() if x.startswith("flags"))
-    except (OSError, StopIteration):
-        return set()
-    return set(line.split(":", 1)[1].split())
-
-
 def runnable(target: str, flags: set[str]) -> bool:
     """Whether this machine runs ``target``'s code (the x86 ones only on x86-64, each with its features)."""
     if target == "native":
@@ -69,6 +60,7 @@ def runnable(target: str, flags: set[str]) -> bool:
 
 
 def build(target: str, folder: Path) -> Path:
+    """The code of ``target``'s clone alone, with setup.py's flags, in ``folder``."""
     return build_kernels([*SETUP_FLAGS, "-Wno-psabi", *TARGETS[target]],
                          folder / f"exact_kernels_{target.replace('+', '_')}.so")
 

@@ -25,6 +25,15 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_flags() -> set[str]:
+    """This CPU's feature flags (``/proc/cpuinfo``; empty where there is none)."""
+    try:
+        line = next(x for x in Path("/proc/cpuinfo").read_text().splitlines() if x.startswith("flags"))
+    except (OSError, StopIteration):
+        return set()
+    return set(line.split(":", 1)[1].split())
+
+
 def describe() -> dict[str, Any]:
     """The CPU, its core count, PyTorch's version, kernel level and threads, and whether bfloat16 is
     native there (the decoder's synthesis and the encoder's refinement switch on it)."""

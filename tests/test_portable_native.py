@@ -29,7 +29,8 @@ import pytest
 import torch
 
 import progvc
-from benchmarks.kernel_builds import SETUP_FLAGS, build_kernels, compiler, cpu_flags
+from benchmarks.kernel_builds import BLOCKING, SETUP_FLAGS, build, compiler, runnable
+from benchmarks.machine import cpu_flags
 from progvc.models import exact_native as native
 from progvc.models import exact_ops as ops
 from progvc.models import portable
@@ -44,8 +45,9 @@ def compiler_here() -> bool:
 
 
 ROOT = Path(__file__).resolve().parents[1]
-TARGETS = {"avx512f": ["-mavx512f"], "avx2": ["-mavx2"], "x86-64": ["-march=x86-64", "-mtune=generic"]}
-"""Each clone of the installed library (target_clones avx512f, avx2, default), built alone."""
+TARGETS = ("avx512f", "avx2", "x86-64")
+"""Each clone of the installed library (target_clones avx512f, avx2, default), built alone
+(``benchmarks.kernel_builds.TARGETS`` holds their flags)."""
 
 
 def clones_here() -> bool:
@@ -53,14 +55,10 @@ def clones_here() -> bool:
     return platform.system() == "Linux" and platform.machine() == "x86_64" and "gcc" in Path(compiler()[0]).name
 
 
-def cpu_has(target: str) -> bool:
-    return target == "x86-64" or target in cpu_flags()
-
-
 @functools.cache
 def one_target_build(target: str, folder: Path) -> Path:
     """``exact_kernels.c`` built for ``target`` alone (``PV_ONE_TARGET``): the code of one clone."""
-    return build_kernels([*SETUP_FLAGS, *TARGETS[target], "-Wno-psabi"], folder / f"exact_kernels_{target}.so")
+    return build(target, folder)
 
 
 @pytest.fixture(scope="session")
@@ -83,7 +81,7 @@ def built(request, monkeypatch, build_folder):
         return
     if not clones_here():
         pytest.skip(f"{target}: the installed kernels have no target clones on this platform")
-    if not cpu_has(target):
+    if not runnable(target, cpu_flags()):
         pytest.skip(f"{target}: this CPU cannot run that clone")
     lib = native.open_build(one_target_build(target, build_folder))
     assert lib is not None, f"the {target} build did not load"
@@ -239,7 +237,7 @@ def blocking(request):
     """pv_tile_attention's products in the blocks this CPU gets, then forced narrow (8-float vectors)
     and wide (16-float vectors): every blocking gives the same exact sums, on every build."""
     lib = native.library()
-    lib.pv_set_blocking({"by-cpu": -1, "narrow": 0, "wide": 1}[request.param])
+    lib.pv_set_blocking(BLOCKING[request.param])
     yield request.param
     lib.pv_set_blocking(-1)
 

@@ -7,10 +7,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from benchmarks.kernel_builds import build_kernels
 from progvc.models import exact_native as native
 from progvc.models import exact_ops as ops
 
-from .test_portable_native import RECIPROCAL_ROWS, build_kernels, compiler_here
+from .test_portable_native import RECIPROCAL_ROWS, compiler_here
 
 
 def test_a_fast_math_build_gets_a_row_wrong(tmp_path, monkeypatch):
