@@ -24,7 +24,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,19 +37,29 @@ from progvc.bench.rd import find_clips, read_frames
 from progvc.models.tokenizer import Tokenizer
 
 
+def greedy_scales(tok: Tokenizer, frames: np.ndarray) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
+    """The latent f (T,C,h,w) of (T,H,W,3) uint8 frames, its K greedy token maps, and their sum f_hat."""
+    grids = tok.grids(*frames.shape[1:3])
+    f = tok.analyse(torch.from_numpy(np.ascontiguousarray(frames)))
+    tokens = tok.vq.quantize(f, grids)
+    return f, tokens, tok.vq.embed(tokens, grids)
+
+
 @torch.no_grad()
-def ceiling(tok: Tokenizer, frames: np.ndarray, extra: int) -> dict[str, float]:
+def ceiling(tok: Tokenizer, frames: np.ndarray, extra: int, price: Sequence[float] = ()) -> dict[str, Any]:
     """PSNR of the unquantised, K-scale and K+1..K+extra-pass decodes of (T,H,W,3) uint8 frames,
-    and the residual latent energy over the latent's (``rel_error_*``) after each quantised one."""
+    and the residual latent energy over the latent's (``rel_error_*``) after each quantised one;
+    with ``price`` (lambdas), also ``priced_pass``: :func:`priced_pass` of the same greedy scales."""
     h, w = frames.shape[1:3]
     vq, grids = tok.vq, tok.grids(h, w)
-    f = tok.analyse(torch.from_numpy(np.ascontiguousarray(frames)))  # (T,C,h,w)
+    f, tokens, f_hat = greedy_scales(tok, frames)
     energy = f.pow(2).sum()
-    row = {"unquantised": psnr(frames, tok.synthesise(f, h, w).numpy())}
-    f_hat = vq.embed(vq.quantize(f, grids), grids)
+    row: dict[str, Any] = {"unquantised": psnr(frames, tok.synthesise(f, h, w).numpy())}
     rest = f - f_hat
     row["scales"] = psnr(frames, tok.synthesise(f_hat, h, w).numpy())
     row["rel_error_scales"] = float(rest.pow(2).sum() / energy)
+    if price:
+        row["priced_pass"] = price_pass(tok, frames, tokens, f_hat, rest, price, row["scales"])
     for n in range(1, extra + 1):
         part = vq.embed_scale(vq.lookup(rest), len(grids) - 1, grids)  # the finest grid again
         rest, f_hat = rest - part, f_hat + part
@@ -66,7 +78,7 @@ def adaptive_bits(symbols: np.ndarray, alphabet: int) -> float:
 
 
 @torch.no_grad()
-def priced_pass(tok: Tokenizer, frames: np.ndarray, lambdas: list[float]) -> dict[str, list[float]]:
+def priced_pass(tok: Tokenizer, frames: np.ndarray, lambdas: Sequence[float]) -> dict[str, list[float]]:
     """One residual pass at the finest grid after the K greedy scales, priced at each lambda.
 
     Each cell of the pass takes a codeword or nothing (one more symbol): the one that minimises the
@@ -75,19 +87,24 @@ def priced_pass(tok: Tokenizer, frames: np.ndarray, lambdas: list[float]) -> dic
     (T,H,W,3) uint8 frames' ``bpp`` (:func:`adaptive_bits` of the chosen symbols over the pixels),
     ``psnr`` and ``share_skipped`` per lambda; for reference, ``psnr_scales`` (no pass) and
     ``bpp_finest_scale``, what the same coder pays for the finest scale's greedy tokens."""
+    f, tokens, f_hat = greedy_scales(tok, frames)
+    scales = psnr(frames, tok.synthesise(f_hat, *frames.shape[1:3]).numpy())
+    return price_pass(tok, frames, tokens, f_hat, f - f_hat, lambdas, scales)
+
+
+def price_pass(tok: Tokenizer, frames: np.ndarray, tokens: list[torch.Tensor], f_hat: torch.Tensor,
+               rest: torch.Tensor, lambdas: Sequence[float], psnr_scales: float) -> dict[str, list[float]]:
+    """:func:`priced_pass` of greedy scales already found: their ``tokens``, sum ``f_hat`` and the
+    residual ``rest`` = f - f_hat (T,C,h,w), whose decode has ``psnr_scales``."""
     h, w = frames.shape[1:3]
     vq, grids = tok.vq, tok.grids(h, w)
-    f = tok.analyse(torch.from_numpy(np.ascontiguousarray(frames)))  # (T,C,h,w)
-    tokens = vq.quantize(f, grids)
-    f_hat = vq.embed(tokens, grids)
-    rest = f - f_hat
     codes = vq.codebook.weight  # (V,C)
     z = rest.permute(0, 2, 3, 1).reshape(-1, rest.shape[1])  # (N,C), the pass's cells
     err = torch.cat([(z * z).sum(1, keepdim=True) - 2 * z @ codes.t() + (codes * codes).sum(1)[None],
                      (z * z).sum(1, keepdim=True)], dim=1)  # (N,V+1): each codeword, then nothing
     alphabet, pixels = err.shape[1], frames.shape[0] * h * w
     out: dict[str, list[float]] = {"lambda": list(lambdas), "bpp": [], "psnr": [], "share_skipped": [],
-                                   "psnr_scales": [psnr(frames, tok.synthesise(f_hat, h, w).numpy())],
+                                   "psnr_scales": [psnr_scales],
                                    "bpp_finest_scale": [adaptive_bits(tokens[-1].flatten().numpy(), alphabet - 1)
                                                         / pixels]}
     for lam in lambdas:
@@ -122,10 +139,8 @@ def main(argv: list[str] | None = None) -> None:
     clips = find_clips(a.clips, a.only)
     rows = {}
     for clip in clips:
-        frames = read_frames(clip, a.frames, a.max_side)
-        rows[clip.name] = ceiling(tok, frames, a.extra)
-        if a.price:
-            rows[clip.name]["priced_pass"] = priced_pass(tok, frames, [float(v) for v in a.price.split(",")])
+        price = [float(v) for v in a.price.split(",") if v]
+        rows[clip.name] = ceiling(tok, read_frames(clip, a.frames, a.max_side), a.extra, price)
         print(clip.name, " ".join(f"{k} {v:.3f}" for k, v in rows[clip.name].items() if k != "priced_pass"),
               flush=True)
         for lam, bpp, db in zip(*(rows[clip.name].get("priced_pass", {}).get(k, []) for k in ("lambda", "bpp", "psnr")),
