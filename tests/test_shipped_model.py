@@ -105,7 +105,6 @@ def test_the_bfloat16_synthesis_is_the_float32_picture_within_a_few_levels(shipp
     is native: emulated (an AVX2 CPU, which the decoder never asks for bfloat16) it took 283 s of the
     suite, against 8 s whole."""
     import numpy as np
-    import torch
 
     from progvc.bench.metrics import psnr
     from progvc.models import tokenizer
